@@ -1,0 +1,73 @@
+"""Checks shared by every constructor: each failure names the offending field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .exceptions import InvalidConfigError, InvalidConfigTypeError
+
+MAX_SERVICE_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 500
+
+
+def service_name(value: object, field: str = "service") -> str:
+    """Return ``value`` unchanged if it is a usable service name.
+
+    Names are case-sensitive and never normalised: ``my-service`` and ``My_Service``
+    are different circuits.
+    """
+    if not isinstance(value, str):
+        raise InvalidConfigTypeError(field, f"must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidConfigError(field, "must not be empty")
+    if len(value) > MAX_SERVICE_NAME_LENGTH:
+        raise InvalidConfigError(
+            field, f"must be at most {MAX_SERVICE_NAME_LENGTH} characters, got {len(value)}"
+        )
+    return value
+
+
+def duration(field: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidConfigTypeError(field, f"must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise InvalidConfigError(field, f"must be finite, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidConfigError(field, f"must be {bound} seconds, got {value!r}")
+    return seconds
+
+
+def positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfigTypeError(field, f"must be an int, got {value!r}")
+    if value < 1:
+        raise InvalidConfigError(field, f"must be >= 1, got {value!r}")
+    return value
+
+
+def exception_classes(field: str, value: object) -> tuple[type[BaseException], ...]:
+    """Normalise an iterable of exception classes (or one class) to a tuple."""
+    if value is None:
+        return ()
+    if isinstance(value, type):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidConfigTypeError(field, f"must be an iterable of exception classes, got {value!r}")
+    classes: list[type[BaseException]] = []
+    for item in value:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise InvalidConfigTypeError(field, f"{item!r} is not an exception class")
+        classes.append(item)
+    return tuple(classes)
+
+
+def bounded_reason(reason: Any) -> str:
+    """Failure reasons are stored bounded: they end up in Redis, logs and HTTP bodies."""
+    text = reason if isinstance(reason, str) else str(reason)
+    if len(text) > MAX_REASON_LENGTH:
+        return text[: MAX_REASON_LENGTH - 1] + "…"
+    return text

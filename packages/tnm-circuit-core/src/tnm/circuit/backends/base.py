@@ -1,0 +1,82 @@
+"""The storage seam: what the breaker asks of a backend.
+
+A backend hands out one ``CircuitHandle`` per service. The breaker's hot path reads
+only two plain attributes of a handle, ``state`` and ``dirty``; for the local backend
+they are the truth, for a shared store they are a local mirror kept fresh in the
+background. Everything else (a failure, a trial permit, a manual override) goes
+through the handle's methods, which may do I/O; the ``a``-prefixed twins are used
+on async paths so that I/O never blocks an event loop.
+
+Handle methods never raise because storage failed: a backend that loses its store
+falls back on per-process state (or rejects, if configured to fail closed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..clock import Clock
+from ..events import ListenerList
+from ..exceptions import CircuitOpenError
+from ..policies import ServicePolicy
+from ..state import CircuitSnapshot, CircuitState
+
+__all__ = ["Backend", "CircuitHandle"]
+
+
+class CircuitHandle(Protocol):
+    service: str
+    policy: ServicePolicy
+    state: CircuitState
+    """Current state as last known in this process (read without a lock)."""
+    dirty: bool
+    """True while closed with failures recorded, so that a success must reset them."""
+
+    def acquire(self) -> int:
+        """``0``: let the call through; ``-1``: reject; ``> 0``: a trial permit token."""
+        ...
+
+    def on_success(self, token: int) -> None: ...
+    def on_failure(self, token: int, reason: str) -> None: ...
+    def on_ignored(self, token: int) -> None: ...
+    def on_release(self, token: int) -> None:
+        """Give back a permit whose call ended without an outcome (e.g. cancelled).
+
+        Never blocks: it is also called from a cancelled coroutine.
+        """
+        ...
+
+    def on_rejected(self, fallback: bool) -> None:
+        """Tell listeners that a call was rejected (and whether a fallback served it)."""
+        ...
+
+    async def aacquire(self) -> int: ...
+    async def aon_success(self, token: int) -> None: ...
+    async def aon_failure(self, token: int, reason: str) -> None: ...
+    async def aon_ignored(self, token: int) -> None: ...
+
+    def is_available(self) -> bool: ...
+    def snapshot(self) -> CircuitSnapshot: ...
+    def open_error(self) -> CircuitOpenError: ...
+    def last_failure(self) -> dict[str, Any] | None: ...
+    def force_open(self, reason: str) -> None: ...
+    def reset(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def circuit(
+        self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList
+    ) -> CircuitHandle:
+        """Return the handle for ``service``, creating it on first use."""
+        ...
+
+    def services(self) -> list[str]:
+        """Names of the services this backend knows a circuit for."""
+        ...
+
+    def initialize(self) -> None: ...
+    def close(self) -> None: ...
+    async def ainitialize(self) -> None: ...
+    async def aclose(self) -> None: ...

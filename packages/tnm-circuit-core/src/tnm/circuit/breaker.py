@@ -1,0 +1,355 @@
+"""``CircuitBreaker``: one object per app that guards every downstream service by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from . import _validate
+from ._call import CallRules, call_async, call_sync, protected
+from .backends.base import Backend, CircuitHandle
+from .backends.local import LocalBackend
+from .clock import Clock, SystemClock
+from .events import Listener, ListenerList
+from .exceptions import InvalidConfigError, InvalidConfigTypeError
+from .policies import ReturnValuePolicy, ServicePolicy
+from .state import CircuitSnapshot
+
+__all__ = ["CircuitBreaker", "get_breaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_BACKENDS = ("local", "redis")
+
+
+def _check_fallback(fallback: object) -> None:
+    if fallback is not None and not callable(fallback):
+        raise InvalidConfigTypeError("fallback", f"must be callable, got {fallback!r}")
+
+
+class CircuitBreaker:
+    """Decides, per downstream service, whether calls may go through.
+
+    Build one at start-up and share it. Services are named by plain strings, compared
+    exactly (``"my-service"`` and ``"My-Service"`` are two circuits); each uses its
+    entry in ``service_policies`` or else ``default_policy``.
+
+    ``backend`` is ``"local"`` (state in this process, the default) or ``"redis"``
+    (state shared by every process using the same Redis and ``namespace``), or a
+    backend object. ``clock`` replaces the system clocks, for tests.
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend = "local",
+        *,
+        default_policy: ServicePolicy | None = None,
+        service_policies: Mapping[str, ServicePolicy] | None = None,
+        clock: Clock | None = None,
+        redis_url: str | None = None,
+        namespace: str = "tnm:circuit",
+        meta_ttl_seconds: float = 300,
+        **backend_options: Any,
+    ) -> None:
+        if default_policy is None:
+            default_policy = ServicePolicy()
+        elif not isinstance(default_policy, ServicePolicy):
+            raise InvalidConfigTypeError("default_policy", f"must be a ServicePolicy, got {default_policy!r}")
+        policies: dict[str, ServicePolicy] = {}
+        if service_policies is not None:
+            if not isinstance(service_policies, Mapping):
+                raise InvalidConfigTypeError(
+                    "service_policies",
+                    f"must be a mapping of name to ServicePolicy, got {service_policies!r}",
+                )
+            for name, policy in service_policies.items():
+                _validate.service_name(name, "service_policies")
+                if not isinstance(policy, ServicePolicy):
+                    raise InvalidConfigTypeError(
+                        f"service_policies[{name!r}]", f"must be a ServicePolicy, got {policy!r}"
+                    )
+                policies[name] = policy
+        self.default_policy = default_policy
+        self.service_policies: Mapping[str, ServicePolicy] = policies
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self._listeners = ListenerList()
+        self._circuits: dict[str, CircuitHandle] = {}
+        self._policy_rules: dict[str, CallRules] = {}
+        self._backend: Backend = self._make_backend(
+            backend, redis_url, namespace, meta_ttl_seconds, backend_options
+        )
+        self._initialized = False
+
+    def _make_backend(
+        self,
+        backend: str | Backend,
+        redis_url: str | None,
+        namespace: str,
+        meta_ttl_seconds: float,
+        options: dict[str, Any],
+    ) -> Backend:
+        if not isinstance(backend, str):
+            if not callable(getattr(backend, "circuit", None)):
+                raise InvalidConfigTypeError(
+                    "backend", f"must be 'local', 'redis' or a backend object, got {backend!r}"
+                )
+            return backend
+        if backend == "local":
+            return LocalBackend()
+        if backend == "redis":
+            raise InvalidConfigError("backend", "the redis backend is not available in this release")
+        raise InvalidConfigError("backend", f"must be one of {_BACKENDS}, got {backend!r}")
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(backend={self._backend!r})"
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Connect the backend (a no-op for ``local``). Raises ``CircuitError`` on failure."""
+        self._backend.initialize()
+        self._initialized = True
+
+    async def ainitialize(self) -> None:
+        """``initialize`` for async apps: never blocks the event loop."""
+        await self._backend.ainitialize()
+        self._initialized = True
+
+    def close(self) -> None:
+        self._backend.close()
+        self._initialized = False
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+        self._initialized = False
+
+    @property
+    def initialized(self) -> bool:
+        return self._initialized
+
+    def __enter__(self) -> CircuitBreaker:
+        self.initialize()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> CircuitBreaker:
+        await self.ainitialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- circuits and policies -------------------------------------------------
+
+    def policy_for(self, service: str) -> ServicePolicy:
+        """The policy that governs ``service``: its own, or the default."""
+        return self.service_policies.get(service, self.default_policy)
+
+    def _circuit(self, service: str) -> CircuitHandle:
+        circuit = self._circuits.get(service)
+        if circuit is None:
+            _validate.service_name(service)
+            circuit = self._backend.circuit(service, self.policy_for(service), self.clock, self._listeners)
+            self._circuits[service] = circuit
+        return circuit
+
+    # -- protecting calls ------------------------------------------------------
+
+    def protect(
+        self,
+        service: str,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a sync or async function so that its calls go through ``service``'s circuit.
+
+        Overrides are resolved now, when the decorator is applied. When the circuit
+        rejects a call, ``fallback(*args, **kwargs)`` is returned if given, else
+        ``CircuitOpenError`` is raised. The wrapper keeps the function's name,
+        docstring, signature and ``__wrapped__``; an ``async def`` stays one.
+        """
+        circuit = self._circuit(service)
+        rules = CallRules(circuit.policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
+        _check_fallback(fallback)
+        listeners = self._listeners
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            if not callable(func):
+                raise InvalidConfigTypeError("func", f"protect() needs a callable, got {func!r}")
+            return protected(func, circuit, rules, listeners, fallback)
+
+        return decorator
+
+    def _rules(
+        self,
+        circuit: CircuitHandle,
+        failure_reason: str | None,
+        ignore_exceptions: Iterable[type[BaseException]] | None,
+        on_exceptions: Iterable[type[BaseException]] | None,
+        on_retval_policy: ReturnValuePolicy | None,
+        fallback: Callable[..., Any] | None,
+    ) -> CallRules:
+        _check_fallback(fallback)
+        if (
+            failure_reason is None
+            and ignore_exceptions is None
+            and on_exceptions is None
+            and on_retval_policy is None
+        ):
+            rules = self._policy_rules.get(circuit.service)
+            if rules is None:
+                rules = self._policy_rules[circuit.service] = CallRules(circuit.policy)
+            return rules
+        return CallRules(circuit.policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
+
+    def execute(
+        self,
+        service: str,
+        func: Callable[..., R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """Call ``func(*args, **kwargs)`` through ``service``'s circuit (sync callables).
+
+        Overrides are resolved at each call.
+        """
+        circuit = self._circuit(service)
+        rules = self._rules(
+            circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
+        )
+        return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
+
+    async def execute_async(
+        self,
+        service: str,
+        call: Callable[..., Any] | Awaitable[R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """Await ``call`` through ``service``'s circuit.
+
+        ``call`` is a coroutine function or any callable returning an awaitable (it is
+        then called with ``*args, **kwargs`` only if the circuit lets the call
+        through), or an awaitable itself: a coroutine (closed unawaited if rejected)
+        or a future, whose work has already started. Overrides are resolved at each call.
+        """
+        circuit = self._circuit(service)
+        rules = self._rules(
+            circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
+        )
+        target: Callable[..., Any] | None = None
+        pending: Awaitable[Any] | None = None
+        if callable(call):
+            target = call
+        elif inspect.isawaitable(call):
+            pending = call
+        else:
+            raise InvalidConfigTypeError("call", f"must be a callable or an awaitable, got {call!r}")
+
+        async def invoke(*a: Any, **kw: Any) -> Any:
+            nonlocal pending
+            if pending is not None:
+                awaitable, pending = pending, None
+                return await awaitable
+            assert target is not None
+            result = target(*a, **kw)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        try:
+            return await call_async(invoke, circuit, rules, self._listeners, fallback, args, kwargs)
+        finally:
+            if inspect.iscoroutine(pending):
+                # Rejected before it ran: close it rather than leave it never awaited.
+                pending.close()
+
+    # -- manual control and inspection -------------------------------------------
+
+    def is_available(self, service: str) -> bool:
+        """Would a call to ``service`` go through now? Never takes a half-open trial permit."""
+        return self._circuit(service).is_available()
+
+    def record_failure(self, service: str, reason: str = "") -> None:
+        """Count one failure of ``service`` (for code that does not use ``protect``/``execute``)."""
+        self._circuit(service).on_failure(0, _validate.bounded_reason(reason))
+
+    def record_success(self, service: str) -> None:
+        """Count one success: resets the failure count while closed; closes a half-open circuit."""
+        self._circuit(service).on_success(0)
+
+    def last_failure(self, service: str) -> dict[str, Any] | None:
+        """``{"reason": str, "ts": epoch seconds}`` of the newest failure, or ``None``."""
+        return self._circuit(service).last_failure()
+
+    def state(self, service: str) -> CircuitSnapshot:
+        """A snapshot of ``service``'s circuit: state, failures in window, retry_after…"""
+        return self._circuit(service).snapshot()
+
+    def states(self) -> list[CircuitSnapshot]:
+        """Snapshots of every circuit the backend knows, sorted by service name."""
+        names = set(self._backend.services()) | set(self._circuits)
+        return [self.state(name) for name in sorted(names)]
+
+    def force_open(self, service: str, reason: str = "forced open") -> None:
+        """Hold ``service``'s circuit open until ``reset``: every call is rejected."""
+        self._circuit(service).force_open(_validate.bounded_reason(reason))
+
+    def reset(self, service: str) -> None:
+        """Close ``service``'s circuit and clear its failure count."""
+        self._circuit(service).reset()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for each ``CircuitEvent`` (see ``tnm.circuit.events``)."""
+        self._listeners.add(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+
+def get_breaker(
+    backend: str | Backend = "local",
+    **options: Any,
+) -> CircuitBreaker:
+    """Build a ``CircuitBreaker`` and ``initialize()`` it: ready to use.
+
+    Each call builds a new breaker; call it once at start-up and share the result.
+    """
+    breaker = CircuitBreaker(backend, **options)
+    breaker.initialize()
+    return breaker

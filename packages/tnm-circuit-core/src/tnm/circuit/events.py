@@ -1,0 +1,97 @@
+"""Events for listeners (metrics, logs, alerts).
+
+A listener is any callable taking one ``CircuitEvent``. Listeners run in the thread
+(or event loop) of the call that caused the event, after the breaker released its
+locks; one that raises is logged and skipped, never breaking the call.
+Events are only built when at least one listener is registered.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .exceptions import InvalidConfigTypeError
+from .state import CircuitState, Transition
+
+__all__ = ["CircuitEvent", "EventKind", "Listener"]
+
+logger = logging.getLogger("tnm.circuit")
+
+
+class EventKind(str, enum.Enum):
+    STATE_CHANGE = "state_change"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    FALLBACK = "fallback"
+    STORAGE_DEGRADED = "storage_degraded"
+    STORAGE_RECOVERED = "storage_recovered"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitEvent:
+    """What happened to ``service``'s circuit.
+
+    ``state`` is the state after the event; ``previous_state`` is set for
+    ``STATE_CHANGE``; ``reason`` for failures and for openings caused by one.
+    ``ts`` is wall-clock epoch seconds.
+    """
+
+    kind: EventKind
+    service: str
+    state: CircuitState
+    ts: float
+    previous_state: CircuitState | None = None
+    reason: str | None = None
+
+
+Listener = Callable[[CircuitEvent], object]
+
+
+class ListenerList:
+    """The breaker's listeners. ``bool(listeners)`` is the hot-path check."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def add(self, listener: Listener) -> None:
+        if not callable(listener):
+            raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
+        # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
+        self._listeners = (*self._listeners, listener)
+
+    def remove(self, listener: Listener) -> None:
+        items = list(self._listeners)
+        items.remove(listener)
+        self._listeners = tuple(items)
+
+    def emit(self, event: CircuitEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("circuit listener %r failed on %s event", listener, event.kind)
+
+    def emit_transitions(
+        self, service: str, changes: list[Transition], ts: float, reason: str | None
+    ) -> None:
+        """Log each state change and hand it to the listeners."""
+        for previous, state in changes:
+            if state is CircuitState.OPEN:
+                logger.warning("circuit %r opened (was %s); last failure: %s", service, previous, reason)
+            else:
+                logger.info("circuit %r: %s -> %s", service, previous, state)
+            if self._listeners:
+                self.emit(CircuitEvent(EventKind.STATE_CHANGE, service, state, ts, previous, reason))

@@ -1,0 +1,212 @@
+"""Policies: when a circuit opens, how long it stays open, and what counts as a failure.
+
+Both classes are frozen and validated when they are built, so a bad value fails at
+start-up with an ``InvalidConfigError`` naming the field, never at the first outage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import _validate
+from .exceptions import InvalidConfigError, InvalidConfigTypeError
+
+__all__ = ["UNSET", "ReturnValuePolicy", "ServicePolicy"]
+
+logger = logging.getLogger("tnm.circuit")
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""Marks ``ReturnValuePolicy.retval`` as not given (``None`` is a valid value to match)."""
+
+
+@dataclass(frozen=True)
+class ReturnValuePolicy:
+    """Which return values count as failures.
+
+    A value fails when any given rule matches: ``retval_none`` and it is ``None``;
+    it equals ``retval``; or it is in ``retval_in``. With ``retval_accessor`` the rules
+    apply to a value reached from the result by a dotted path of attributes or mapping
+    keys (``"status_code"``, ``"data.code"``); if the last step is callable it is called
+    with ``retval_accessor_args`` / ``retval_accessor_kwargs`` (``"meta.get_code"``).
+    If the path cannot be followed, the rules apply to the result itself.
+    """
+
+    retval_none: bool = False
+    retval: Any = UNSET
+    retval_in: Iterable[Any] | None = None
+    retval_accessor: str | None = None
+    retval_accessor_args: tuple[Any, ...] = ()
+    retval_accessor_kwargs: Mapping[str, Any] | None = None
+    _path: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retval_none, bool):
+            raise InvalidConfigTypeError("retval_none", f"must be a bool, got {self.retval_none!r}")
+        if self.retval_in is not None:
+            if isinstance(self.retval_in, (str, bytes)) or not isinstance(self.retval_in, Iterable):
+                raise InvalidConfigTypeError(
+                    "retval_in", f"must be a list or tuple of values, got {self.retval_in!r}"
+                )
+            object.__setattr__(self, "retval_in", tuple(self.retval_in))
+        if not (self.retval_none or self.retval is not UNSET or self.retval_in is not None):
+            raise InvalidConfigError(
+                "retval_none/retval/retval_in",
+                "a ReturnValuePolicy needs at least one rule (retval_none=True, retval= or retval_in=)",
+            )
+        if self.retval_accessor is not None:
+            if not isinstance(self.retval_accessor, str):
+                raise InvalidConfigTypeError(
+                    "retval_accessor", f"must be a dotted str, got {self.retval_accessor!r}"
+                )
+            path = tuple(self.retval_accessor.split("."))
+            if not all(path):
+                raise InvalidConfigError(
+                    "retval_accessor", f"{self.retval_accessor!r} has an empty path segment"
+                )
+            object.__setattr__(self, "_path", path)
+        if not isinstance(self.retval_accessor_args, tuple):
+            object.__setattr__(self, "retval_accessor_args", tuple(self.retval_accessor_args))
+        if self.retval_accessor_kwargs is not None:
+            if not isinstance(self.retval_accessor_kwargs, Mapping):
+                raise InvalidConfigTypeError(
+                    "retval_accessor_kwargs", f"must be a mapping, got {self.retval_accessor_kwargs!r}"
+                )
+            object.__setattr__(self, "retval_accessor_kwargs", dict(self.retval_accessor_kwargs))
+
+    def _access(self, result: Any) -> Any:
+        value = result
+        last = len(self._path) - 1
+        for i, name in enumerate(self._path):
+            is_key = isinstance(value, Mapping) and name in value
+            value = value[name] if is_key else getattr(value, name)
+            if i == last and callable(value):
+                value = value(*self.retval_accessor_args, **(self.retval_accessor_kwargs or {}))
+        return value
+
+    def failure_reason(self, result: Any) -> str | None:
+        """Return why ``result`` is a failure under this policy, or ``None`` if it is not.
+
+        Never raises: a comparison or accessor that fails counts as "no match"
+        (a broken rule must not take the caller's result away).
+        """
+        value = result
+        if self._path:
+            try:
+                value = self._access(result)
+            except Exception:
+                logger.warning(
+                    "retval_accessor %r could not be applied to %s; checking the result itself",
+                    self.retval_accessor,
+                    type(result).__name__,
+                )
+                value = result
+        try:
+            matched = (
+                (self.retval_none and value is None)
+                or (self.retval is not UNSET and bool(value == self.retval))
+                or (
+                    self.retval_in is not None
+                    and any(value is item or bool(value == item) for item in self.retval_in)
+                )
+            )
+        except Exception:
+            return None
+        if not matched:
+            return None
+        where = f"{self.retval_accessor}=" if self._path else ""
+        return _validate.bounded_reason(f"return value {where}{value!r} matched the failure policy")
+
+
+@dataclass(frozen=True)
+class ServicePolicy:
+    """When a service's circuit opens and how it recovers.
+
+    Counting: the circuit opens when ``max_failures`` failures fall inside a sliding
+    window of ``window_seconds``; a success while closed resets the count.
+
+    Recovery: it stays open ``open_seconds`` (default: ``window_seconds``), then lets
+    ``half_open_max_calls`` trial calls run at once. ``success_threshold`` trial
+    successes close it; a trial failure re-opens it, for ``open_seconds`` times
+    ``backoff_multiplier`` per consecutive re-opening, capped at ``max_open_seconds``
+    (default ten times ``open_seconds``). A trial that neither finishes nor is
+    cancelled loses its permit after ``trial_timeout_seconds``.
+
+    What counts: with ``on_exceptions`` only those exceptions are failures;
+    ``ignore_exceptions`` are never failures (neither do they count as successes).
+    ``on_retval_policy`` makes chosen return values failures.
+    """
+
+    window_seconds: float = 60.0
+    max_failures: int = 5
+    ignore_exceptions: Iterable[type[BaseException]] = ()
+    on_exceptions: Iterable[type[BaseException]] = ()
+    on_retval_policy: ReturnValuePolicy | None = None
+    open_seconds: float | None = None
+    half_open_max_calls: int = 1
+    success_threshold: int = 1
+    backoff_multiplier: float = 1.0
+    max_open_seconds: float | None = None
+    trial_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        window = _validate.duration("window_seconds", self.window_seconds, allow_zero=False)
+        setattr_(self, "window_seconds", window)
+        _validate.positive_int("max_failures", self.max_failures)
+        setattr_(
+            self,
+            "ignore_exceptions",
+            _validate.exception_classes("ignore_exceptions", self.ignore_exceptions),
+        )
+        setattr_(self, "on_exceptions", _validate.exception_classes("on_exceptions", self.on_exceptions))
+        if self.on_retval_policy is not None and not isinstance(self.on_retval_policy, ReturnValuePolicy):
+            raise InvalidConfigTypeError(
+                "on_retval_policy", f"must be a ReturnValuePolicy, got {self.on_retval_policy!r}"
+            )
+        open_seconds = (
+            window
+            if self.open_seconds is None
+            else _validate.duration("open_seconds", self.open_seconds, allow_zero=True)
+        )
+        setattr_(self, "open_seconds", open_seconds)
+        _validate.positive_int("half_open_max_calls", self.half_open_max_calls)
+        _validate.positive_int("success_threshold", self.success_threshold)
+        multiplier = _validate.duration("backoff_multiplier", self.backoff_multiplier, allow_zero=False)
+        if multiplier < 1.0:
+            raise InvalidConfigError("backoff_multiplier", f"must be >= 1.0, got {multiplier!r}")
+        setattr_(self, "backoff_multiplier", multiplier)
+        cap = (
+            open_seconds * 10
+            if self.max_open_seconds is None
+            else _validate.duration("max_open_seconds", self.max_open_seconds, allow_zero=True)
+        )
+        if cap < open_seconds:
+            raise InvalidConfigError(
+                "max_open_seconds", f"must be >= open_seconds ({open_seconds:g}), got {cap:g}"
+            )
+        setattr_(self, "max_open_seconds", cap)
+        setattr_(
+            self,
+            "trial_timeout_seconds",
+            _validate.duration("trial_timeout_seconds", self.trial_timeout_seconds, allow_zero=False),
+        )
+
+    def open_duration(self, reopenings: int) -> float:
+        """How long the circuit stays open after ``reopenings`` consecutive failed trials."""
+        base: float = self.open_seconds  # type: ignore[assignment]  # resolved in __post_init__
+        cap: float = self.max_open_seconds  # type: ignore[assignment]
+        if reopenings <= 0 or self.backoff_multiplier == 1.0:
+            return base
+        # Bound the exponent: past the cap the value no longer matters.
+        return min(base * self.backoff_multiplier ** min(reopenings, 64), cap)

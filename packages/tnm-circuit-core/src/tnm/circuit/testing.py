@@ -1,0 +1,81 @@
+"""Helpers for testing *your* code under an open or half-open circuit.
+
+No Redis and no sleeping: build the breaker with a ``ManualClock`` and move time::
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=3))
+    trip(breaker, "payments")             # now open: calls raise CircuitOpenError
+    clock.advance(breaker.state("payments").retry_after)   # now a trial may run
+    with capture_events(breaker) as events:
+        ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .breaker import CircuitBreaker
+from .events import CircuitEvent
+from .exceptions import InvalidConfigTypeError
+from .state import CircuitSnapshot, CircuitState
+
+__all__ = ["ManualClock", "capture_events", "half_open", "trip"]
+
+
+class ManualClock:
+    """A clock that only moves when told to. Safe to share between threads."""
+
+    def __init__(self, monotonic: float = 1_000.0, time: float = 1_700_000_000.0) -> None:
+        self._monotonic = float(monotonic)
+        self._time = float(time)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ManualClock(monotonic={self._monotonic!r}, time={self._time!r})"
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def time(self) -> float:
+        return self._time
+
+    def advance(self, seconds: float | None) -> None:
+        """Move both clocks forward by ``seconds`` (``None`` counts as 0, as a retry_after may be)."""
+        step = float(seconds or 0.0)
+        if step < 0:
+            raise ValueError("a clock cannot go backwards")
+        with self._lock:
+            self._monotonic += step
+            self._time += step
+
+
+def trip(breaker: CircuitBreaker, service: str, reason: str = "tripped by a test") -> CircuitSnapshot:
+    """Open ``service``'s circuit the way real failures would (its policy's threshold)."""
+    for _ in range(breaker.policy_for(service).max_failures):
+        breaker.record_failure(service, reason)
+    return breaker.state(service)
+
+
+def half_open(breaker: CircuitBreaker, service: str) -> CircuitSnapshot:
+    """Trip ``service``'s circuit and move the breaker's ``ManualClock`` past its open time."""
+    clock = breaker.clock
+    if not isinstance(clock, ManualClock):
+        raise InvalidConfigTypeError("clock", "half_open() needs a breaker built with clock=ManualClock()")
+    snapshot = breaker.state(service)
+    if snapshot.state is not CircuitState.OPEN:
+        snapshot = trip(breaker, service)
+    clock.advance(snapshot.retry_after)
+    return breaker.state(service)
+
+
+@contextmanager
+def capture_events(breaker: CircuitBreaker) -> Iterator[list[CircuitEvent]]:
+    """Collect every ``CircuitEvent`` the breaker emits inside the ``with`` block."""
+    events: list[CircuitEvent] = []
+    breaker.add_listener(events.append)
+    try:
+        yield events
+    finally:
+        breaker.remove_listener(events.append)
