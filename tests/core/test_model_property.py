@@ -1,0 +1,187 @@
+"""Property test: the breaker follows a small, obviously-correct reference model.
+
+Hypothesis drives random sequences of failures, successes, trial permits, time steps
+and manual overrides through a real ``CircuitBreaker`` and through ``Reference``
+(which keeps every failure time and recomputes everything from scratch), and
+requires the same state, count, availability and retry_after after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tnm.circuit import CircuitBreaker, ServicePolicy
+from tnm.circuit.testing import ManualClock
+
+
+class Reference:
+    def __init__(self, policy: ServicePolicy) -> None:
+        self.p = policy
+        self.state = "closed"
+        self.failures: list[float] = []
+        self.open_until = 0.0
+        self.reopenings = 0
+        self.permits: dict[int, float] = {}
+        self.successes = 0
+        self.tokens = 0
+
+    def tick(self, now: float) -> None:
+        if self.state == "open" and now >= self.open_until:
+            self.state, self.successes = "half_open", 0
+        if self.state == "half_open":
+            self.permits = {t: d for t, d in self.permits.items() if d > now}
+
+    def _open(self, now: float) -> None:
+        duration = self.p.open_seconds * self.p.backoff_multiplier**self.reopenings  # type: ignore[operator]
+        self.open_until = now + min(duration, self.p.max_open_seconds)  # type: ignore[type-var]
+        self.state, self.permits, self.successes = "open", {}, 0
+
+    def in_window(self, now: float) -> int:
+        return len([t for t in self.failures if t > now - self.p.window_seconds])
+
+    def acquire(self, now: float) -> int:
+        self.tick(now)
+        if self.state == "closed":
+            return 0
+        if self.state == "half_open" and len(self.permits) < self.p.half_open_max_calls:
+            self.tokens += 1
+            self.permits[self.tokens] = now + self.p.trial_timeout_seconds
+            return self.tokens
+        return -1
+
+    def failure(self, now: float, token: int) -> None:
+        self.tick(now)
+        self.permits.pop(token, None)
+        if self.state == "closed":
+            self.failures.append(now)
+            if self.in_window(now) >= self.p.max_failures:
+                self._open(now)
+        elif self.state == "half_open":
+            self.reopenings += 1
+            self._open(now)
+
+    def success(self, now: float, token: int) -> None:
+        self.tick(now)
+        self.permits.pop(token, None)
+        if self.state == "closed":
+            self.failures = []
+        elif self.state == "half_open":
+            self.successes += 1
+            if self.successes >= self.p.success_threshold:
+                self.reset()
+
+    def reset(self) -> None:
+        self.state, self.failures, self.permits, self.successes, self.reopenings = "closed", [], {}, 0, 0
+
+    def available(self, now: float) -> bool:
+        self.tick(now)
+        if self.state == "closed":
+            return True
+        return self.state == "half_open" and len(self.permits) < self.p.half_open_max_calls
+
+    def retry_after(self, now: float) -> float | None:
+        self.tick(now)
+        if self.state == "forced_open":
+            return None
+        if self.state == "open":
+            return self.open_until - now
+        if self.state == "half_open" and len(self.permits) >= self.p.half_open_max_calls:
+            return min(self.permits.values()) - now
+        return 0.0
+
+
+policies = st.builds(
+    ServicePolicy,
+    window_seconds=st.sampled_from([1.0, 5.0, 10.0]),
+    max_failures=st.integers(1, 4),
+    open_seconds=st.sampled_from([0.0, 1.0, 3.0]),
+    half_open_max_calls=st.integers(1, 3),
+    success_threshold=st.integers(1, 3),
+    backoff_multiplier=st.sampled_from([1.0, 2.0]),
+    max_open_seconds=st.just(10.0),
+    trial_timeout_seconds=st.sampled_from([2.0, 5.0]),
+)
+
+
+class BreakerMatchesReference(RuleBasedStateMachine):
+    @initialize(policy=policies)
+    def setup(self, policy: ServicePolicy) -> None:
+        self.clock = ManualClock()
+        self.breaker = CircuitBreaker(clock=self.clock, default_policy=policy)
+        self.circuit: Any = self.breaker._circuit("svc")
+        self.ref = Reference(policy)
+        self.trials: list[tuple[int, int]] = []  # (real token, reference token)
+
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    @rule(step=st.sampled_from([0.0, 0.5, 1.0, 2.5, 7.0]))
+    def advance(self, step: float) -> None:
+        self.clock.advance(step)
+
+    @rule()
+    def failure(self) -> None:
+        self.breaker.record_failure("svc", "f")
+        self.ref.failure(self.now, 0)
+
+    @rule()
+    def success(self) -> None:
+        self.breaker.record_success("svc")
+        self.ref.success(self.now, 0)
+
+    @rule()
+    def acquire(self) -> None:
+        real = self.circuit.acquire()
+        expected = self.ref.acquire(self.now)
+        assert (real > 0, real == 0) == (expected > 0, expected == 0)
+        if real > 0:
+            self.trials.append((real, expected))
+
+    @precondition(lambda self: self.trials)
+    @rule(ok=st.booleans(), which=st.integers(0, 10))
+    def finish_trial(self, ok: bool, which: int) -> None:
+        real, expected = self.trials.pop(which % len(self.trials))
+        if ok:
+            self.circuit.on_success(real)
+            self.ref.success(self.now, expected)
+        else:
+            self.circuit.on_failure(real, "trial failed")
+            self.ref.failure(self.now, expected)
+
+    @precondition(lambda self: self.trials)
+    @rule(which=st.integers(0, 10))
+    def abandon_trial(self, which: int) -> None:
+        real, expected = self.trials.pop(which % len(self.trials))
+        self.circuit.on_release(real)
+        self.ref.permits.pop(expected, None)
+
+    @rule()
+    def force_open(self) -> None:
+        self.breaker.force_open("svc", "ops")
+        self.ref.state, self.ref.permits = "forced_open", {}
+
+    @rule()
+    def reset(self) -> None:
+        self.breaker.reset("svc")
+        self.ref.reset()
+
+    @invariant()
+    def same_view(self) -> None:
+        if not hasattr(self, "ref"):
+            return
+        now = self.now
+        assert self.breaker.is_available("svc") == self.ref.available(now)
+        snap = self.breaker.state("svc")
+        assert snap.state.value == self.ref.state
+        if self.ref.state == "closed":
+            assert snap.failures == self.ref.in_window(now)
+        assert snap.retry_after == self.ref.retry_after(now)
+
+
+TestBreakerMatchesReference = BreakerMatchesReference.TestCase
+TestBreakerMatchesReference.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
