@@ -1,6 +1,6 @@
 """Running one protected call: admit, run, classify the outcome, record it.
 
-``call_sync`` and ``call_async`` serve both ``protect`` and ``execute``. The healthy
+``sync_wrapper`` and ``async_wrapper`` serve both ``protect`` and ``execute``. The healthy
 path (circuit closed, nothing to reset, no listeners) reads two attributes and makes
 no other call. Recording never raises into the caller: whatever happens inside the
 breaker, the caller gets the protected call's own result or exception.
@@ -33,7 +33,7 @@ class CallRules:
     (the service policy being the default policy when the service has none).
     """
 
-    __slots__ = ("failure_reason", "ignore", "on", "retval_policy")
+    __slots__ = ("counts_all", "failure_reason", "ignore", "on", "retval_policy")
 
     def __init__(
         self,
@@ -57,20 +57,21 @@ class CallRules:
             raise InvalidConfigTypeError(
                 "on_retval_policy", f"must be a ReturnValuePolicy, got {on_retval_policy!r}"
             )
+        self.counts_all = not self.ignore and not self.on
+        """Every Exception is a failure: no class check needed."""
         self.retval_policy = on_retval_policy or policy.on_retval_policy
         if failure_reason is not None and not isinstance(failure_reason, str):
             raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
-        self.failure_reason = failure_reason
+        self.failure_reason = None if failure_reason is None else _validate.bounded_reason(failure_reason)
 
     def is_failure(self, exc: BaseException) -> bool:
-        if self.ignore and isinstance(exc, self.ignore):
-            return False
-        return not (self.on and not isinstance(exc, self.on))
+        ignore, on = self.ignore, self.on
+        return not ((ignore and isinstance(exc, ignore)) or (on and not isinstance(exc, on)))
 
-    def reason_for(self, exc: BaseException) -> str:
-        if self.failure_reason is not None:
-            return _validate.bounded_reason(self.failure_reason)
-        return _validate.bounded_reason(f"{type(exc).__name__}: {exc}")
+    @staticmethod
+    def reason_for(exc: BaseException) -> str:
+        reason = f"{type(exc).__name__}: {exc}"
+        return reason if len(reason) <= _validate.MAX_REASON_LENGTH else _validate.bounded_reason(reason)
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
@@ -79,8 +80,8 @@ def _log_breaker_error(circuit: CircuitHandle) -> None:
 
 def record_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception) -> None:
     try:
-        if rules.is_failure(exc):
-            circuit.on_failure(token, rules.reason_for(exc))
+        if rules.counts_all or rules.is_failure(exc):
+            circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc))
         else:
             circuit.on_ignored(token)
     except Exception:
@@ -90,7 +91,7 @@ def record_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: 
 async def arecord_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception) -> None:
     try:
         if rules.is_failure(exc):
-            await circuit.aon_failure(token, rules.reason_for(exc))
+            await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc))
         else:
             await circuit.aon_ignored(token)
     except Exception:
@@ -104,123 +105,137 @@ def release(circuit: CircuitHandle, token: int) -> None:
         _log_breaker_error(circuit)
 
 
-def retval_error(circuit: CircuitHandle, rules: CallRules, result: Any) -> ReturnValuePolicyError | None:
-    """The error to raise if ``result`` is a failure under the rules' return-value policy."""
+def check_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
+    """Raise ``ReturnValuePolicyError`` (after recording the failure) if ``result`` is one."""
     policy = rules.retval_policy
-    if policy is None:
-        return None
-    reason = policy.failure_reason(result)
-    if reason is None:
-        return None
-    if rules.failure_reason is not None:
-        reason = _validate.bounded_reason(rules.failure_reason)
-    return ReturnValuePolicyError(circuit.service, result, policy, reason)
+    reason = None if policy is None else policy.failure_reason(result)
+    if policy is None or reason is None:
+        return
+    reason = rules.failure_reason or reason
+    try:
+        circuit.on_failure(token, reason)
+    except Exception:
+        _log_breaker_error(circuit)
+    raise ReturnValuePolicyError(circuit.service, result, policy, reason)
 
 
-def reject(
-    circuit: CircuitHandle,
-    fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """The circuit refused the call: serve it from ``fallback`` or raise ``CircuitOpenError``."""
-    circuit.on_rejected(fallback is not None)
-    if fallback is None:
-        raise circuit.open_error()
-    return fallback(*args, **kwargs)
+def record_success(circuit: CircuitHandle, token: int) -> None:
+    try:
+        circuit.on_success(token)
+    except Exception:
+        _log_breaker_error(circuit)
 
 
-async def areject(
-    circuit: CircuitHandle,
-    fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    result = reject(circuit, fallback, args, kwargs)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+async def arecord_success(circuit: CircuitHandle, token: int) -> None:
+    try:
+        await circuit.aon_success(token)
+    except Exception:
+        _log_breaker_error(circuit)
 
 
-def call_sync(
+# The two wrappers below hold the whole call path inline (no helper frame on the
+# healthy path, one less frame for an exception to cross): they are what ``protect``
+# returns, and ``execute`` builds one per call.
+
+
+def sync_wrapper(
     func: Callable[..., R],
     circuit: CircuitHandle,
     rules: CallRules,
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
-    """Run ``func(*args, **kwargs)`` through ``circuit``."""
-    token = 0
-    if circuit.state is not CLOSED:
-        token = circuit.acquire()
-        if token < 0:
-            return reject(circuit, fallback, args, kwargs)  # type: ignore[no-any-return]
-    try:
-        result = func(*args, **kwargs)
-    except Exception as exc:
-        record_exception(circuit, rules, token, exc)
-        raise
-    except BaseException:
-        if token:
-            release(circuit, token)
-        raise
-    if rules.retval_policy is not None:
-        error = retval_error(circuit, rules, result)
-        if error is not None:
-            try:
-                circuit.on_failure(token, error.reason)
-            except Exception:
-                _log_breaker_error(circuit)
-            raise error
-    if token or circuit.dirty or listeners:
+) -> Callable[..., R]:
+    """Wrap a sync ``func`` so that each call goes through ``circuit``."""
+    closed = CLOSED
+    has_retval_policy = rules.retval_policy is not None
+    counts_all = rules.counts_all
+    fixed_reason = rules.failure_reason
+    on_failure = circuit.on_failure
+    max_reason = _validate.MAX_REASON_LENGTH
+
+    def run(*args: Any, **kwargs: Any) -> R:
+        token = 0
+        if circuit.state is not closed:
+            token = circuit.acquire()
+            if token < 0:
+                if listeners.callbacks:
+                    circuit.on_rejected(fallback is not None)
+                if fallback is None:
+                    raise circuit.open_error()
+                return fallback(*args, **kwargs)  # type: ignore[no-any-return]
         try:
-            circuit.on_success(token)
-        except Exception:
-            _log_breaker_error(circuit)
-    return result
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            if counts_all:  # record_exception, inlined for the common case
+                try:
+                    reason = fixed_reason or f"{type(exc).__name__}: {exc}"
+                    on_failure(
+                        token, reason if len(reason) <= max_reason else _validate.bounded_reason(reason)
+                    )
+                except Exception:
+                    _log_breaker_error(circuit)
+            else:
+                record_exception(circuit, rules, token, exc)
+            raise
+        except BaseException:
+            if token:
+                release(circuit, token)
+            raise
+        if has_retval_policy:
+            check_retval(circuit, rules, token, result)
+        if token or circuit.dirty or listeners.callbacks:
+            record_success(circuit, token)
+        return result
+
+    return run
 
 
-async def call_async(
+def async_wrapper(
     func: Callable[..., Awaitable[R]],
     circuit: CircuitHandle,
     rules: CallRules,
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
-    """Await ``func(*args, **kwargs)`` through ``circuit``; storage I/O uses the async path."""
-    token = 0
-    if circuit.state is not CLOSED:
-        token = await circuit.aacquire()
-        if token < 0:
-            return await areject(circuit, fallback, args, kwargs)  # type: ignore[no-any-return]
-    try:
-        result = await func(*args, **kwargs)
-    except Exception as exc:
-        await arecord_exception(circuit, rules, token, exc)
-        raise
-    except BaseException:
-        # Cancelled or interrupted: no outcome, but the trial permit goes back now.
-        if token:
-            release(circuit, token)
-        raise
-    if rules.retval_policy is not None:
-        error = retval_error(circuit, rules, result)
-        if error is not None:
-            try:
-                await circuit.aon_failure(token, error.reason)
-            except Exception:
-                _log_breaker_error(circuit)
-            raise error
-    if token or circuit.dirty or listeners:
+) -> Callable[..., Awaitable[R]]:
+    """Wrap an async ``func``; storage I/O on this path uses the backend's async methods."""
+    closed = CLOSED
+    has_retval_policy = rules.retval_policy is not None
+    io_free = circuit.io_free
+
+    async def run(*args: Any, **kwargs: Any) -> R:
+        token = 0
+        if circuit.state is not closed:
+            token = circuit.acquire() if io_free else await circuit.aacquire()
+            if token < 0:
+                if listeners.callbacks:
+                    circuit.on_rejected(fallback is not None)
+                if fallback is None:
+                    raise circuit.open_error()
+                served = fallback(*args, **kwargs)
+                return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
         try:
-            await circuit.aon_success(token)
-        except Exception:
-            _log_breaker_error(circuit)
-    return result
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            if io_free:
+                record_exception(circuit, rules, token, exc)
+            else:
+                await arecord_exception(circuit, rules, token, exc)
+            raise
+        except BaseException:
+            # Cancelled or interrupted: no outcome, but the trial permit goes back now.
+            if token:
+                release(circuit, token)
+            raise
+        if has_retval_policy:
+            check_retval(circuit, rules, token, result)
+        if token or circuit.dirty or listeners.callbacks:
+            if io_free:
+                record_success(circuit, token)
+            else:
+                await arecord_success(circuit, token)
+        return result
+
+    return run
 
 
 def protected(
@@ -232,13 +247,5 @@ def protected(
 ) -> Callable[..., Any]:
     """The wrapper ``protect`` returns: sync or ``async def`` like ``func``, with its metadata."""
     if inspect.iscoroutinefunction(func):
-
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)
-
-        return functools.wraps(func)(run_async)
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
-
-    return functools.wraps(func)(run)
+        return functools.wraps(func)(async_wrapper(func, circuit, rules, listeners, fallback))
+    return functools.wraps(func)(sync_wrapper(func, circuit, rules, listeners, fallback))

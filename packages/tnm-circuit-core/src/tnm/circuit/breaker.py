@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _validate
-from ._call import CallRules, call_async, call_sync, protected
+from ._call import CallRules, async_wrapper, protected, sync_wrapper
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
@@ -246,7 +246,8 @@ class CircuitBreaker:
         rules = self._rules(
             circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
         )
-        return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
+        run: Callable[..., R] = sync_wrapper(func, circuit, rules, self._listeners, fallback)
+        return run(*args, **kwargs)
 
     async def execute_async(
         self,
@@ -292,8 +293,9 @@ class CircuitBreaker:
                 return await result
             return result
 
+        run: Callable[..., Awaitable[R]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
         try:
-            return await call_async(invoke, circuit, rules, self._listeners, fallback, args, kwargs)
+            return await run(*args, **kwargs)
         finally:
             if inspect.iscoroutine(pending):
                 # Rejected before it ran: close it rather than leave it never awaited.

@@ -56,29 +56,27 @@ Listener = Callable[[CircuitEvent], object]
 
 
 class ListenerList:
-    """The breaker's listeners. ``bool(listeners)`` is the hot-path check."""
+    """The breaker's listeners. The call path checks ``callbacks`` (a plain tuple) before
+    building any event, so having none costs one attribute read."""
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("callbacks",)
 
     def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self._listeners)
+        self.callbacks: tuple[Listener, ...] = ()
 
     def add(self, listener: Listener) -> None:
         if not callable(listener):
             raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
         # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
-        self._listeners = (*self._listeners, listener)
+        self.callbacks = (*self.callbacks, listener)
 
     def remove(self, listener: Listener) -> None:
-        items = list(self._listeners)
+        items = list(self.callbacks)
         items.remove(listener)
-        self._listeners = tuple(items)
+        self.callbacks = tuple(items)
 
     def emit(self, event: CircuitEvent) -> None:
-        for listener in self._listeners:
+        for listener in self.callbacks:
             try:
                 listener(event)
             except Exception:
@@ -93,5 +91,5 @@ class ListenerList:
                 logger.warning("circuit %r opened (was %s); last failure: %s", service, previous, reason)
             else:
                 logger.info("circuit %r: %s -> %s", service, previous, state)
-            if self._listeners:
+            if self.callbacks:
                 self.emit(CircuitEvent(EventKind.STATE_CHANGE, service, state, ts, previous, reason))

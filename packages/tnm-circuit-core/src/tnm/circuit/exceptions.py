@@ -55,34 +55,64 @@ class CircuitOpenError(CircuitError):
 
     ``retry_after`` is the number of seconds until a trial call may run, or ``None``
     when an operator forced the circuit open (it stays open until reset).
-    ``last_failure`` is ``{"reason": str, "ts": epoch seconds}`` or ``None``.
-    The message is built only when it is read, so rejecting stays cheap.
+    ``last_failure`` is ``{"reason": str, "ts": epoch seconds}`` or ``None``;
+    ``failures`` is the count that opened the circuit, of ``max_failures`` in ``window_seconds``.
+
+    Every field lives in ``args`` (so the error pickles as is, for Celery's result
+    backend) and the message is built only when read: rejecting stays cheap.
+    Arguments are positional: ``CircuitOpenError(service, retry_after, last_failure,
+    state, failures, max_failures, window_seconds)``; all but ``service`` are optional.
     """
 
-    def __init__(
-        self,
-        service: str,
-        retry_after: float | None,
-        last_failure: Mapping[str, Any] | None,
-        *,
-        state: CircuitState | str = "open",
-        failures: int = 0,
-        max_failures: int = 0,
-        window_seconds: float = 0.0,
-    ) -> None:
-        super().__init__(service)
-        self.service = service
-        self.retry_after = retry_after
-        self.last_failure = last_failure
-        self.state = state
-        self.failures = failures
-        self.max_failures = max_failures
-        self.window_seconds = window_seconds
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            service: str,
+            retry_after: float | None = None,
+            last_failure: Mapping[str, Any] | None = None,
+            state: CircuitState | str = "open",
+            failures: int = 0,
+            max_failures: int = 0,
+            window_seconds: float = 0.0,
+            /,
+        ) -> None: ...
+
+    def _arg(self, index: int, default: Any) -> Any:
+        args = self.args
+        return args[index] if len(args) > index else default
+
+    @property
+    def service(self) -> str:
+        return self._arg(0, "")  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._arg(1, None)  # type: ignore[no-any-return]
+
+    @property
+    def last_failure(self) -> Mapping[str, Any] | None:
+        return self._arg(2, None)  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> str:
+        return str(getattr(self._arg(3, "open"), "value", self._arg(3, "open")))
+
+    @property
+    def failures(self) -> int:
+        return self._arg(4, 0)  # type: ignore[no-any-return]
+
+    @property
+    def max_failures(self) -> int:
+        return self._arg(5, 0)  # type: ignore[no-any-return]
+
+    @property
+    def window_seconds(self) -> float:
+        return self._arg(6, 0.0)  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
-        state = getattr(self.state, "value", self.state)
         parts = [
-            f"circuit {self.service!r} is {state}: {self.failures} failure(s) "
+            f"circuit {self.service!r} is {self.state}: {self.failures} failure(s) "
             f"in a {self.window_seconds:g}s window (threshold {self.max_failures})"
         ]
         if self.last_failure is not None:
@@ -92,41 +122,6 @@ class CircuitOpenError(CircuitError):
         else:
             parts.append(f"retry after {self.retry_after:.3f}s")
         return "; ".join(parts)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the error picklable (Celery stores it in the result backend).
-        return (
-            _rebuild_open_error,
-            (
-                self.service,
-                self.retry_after,
-                dict(self.last_failure) if self.last_failure is not None else None,
-                getattr(self.state, "value", self.state),
-                self.failures,
-                self.max_failures,
-                self.window_seconds,
-            ),
-        )
-
-
-def _rebuild_open_error(
-    service: str,
-    retry_after: float | None,
-    last_failure: Mapping[str, Any] | None,
-    state: str,
-    failures: int,
-    max_failures: int,
-    window_seconds: float,
-) -> CircuitOpenError:
-    return CircuitOpenError(
-        service,
-        retry_after,
-        last_failure,
-        state=state,
-        failures=failures,
-        max_failures=max_failures,
-        window_seconds=window_seconds,
-    )
 
 
 class ReturnValuePolicyError(CircuitError):

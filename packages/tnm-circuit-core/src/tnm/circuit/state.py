@@ -14,6 +14,7 @@ hold both to the same reference model.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,8 @@ class CircuitSnapshot:
 
 
 class CircuitModel:
-    """One service's circuit. Not thread-safe by itself: its owner serialises access.
+    """One service's circuit. Not thread-safe by itself: its owner serialises access
+    (except ``count_closed_failure``, which is built to run without the lock).
 
     Only the newest ``max_failures`` failure times are kept: older ones can never
     bring the count in the window up to the threshold, so memory is bounded.
@@ -84,10 +86,11 @@ class CircuitModel:
     __slots__ = (
         "_failures",
         "_next_token",
-        "_open_until",
         "_permits",
         "_trial_successes",
+        "dirty",
         "last_failure",
+        "open_until",
         "policy",
         "reopenings",
         "service",
@@ -98,20 +101,19 @@ class CircuitModel:
         self.service = service
         self.policy = policy
         self.state = CLOSED
+        self.dirty = False
+        """True while closed with failures recorded, so that a success has a count to reset."""
+        self.open_until = 0.0
+        """While open: when a trial may run; forced open: infinity (both monotonic)."""
         self.last_failure: tuple[str, float] | None = None
+        """(reason, monotonic time): turned into wall-clock ``ts`` only when read."""
         self.reopenings = 0
         self._failures: deque[float] = deque(maxlen=policy.max_failures)
-        self._open_until = 0.0
         self._permits: dict[int, float] = {}
         self._trial_successes = 0
         self._next_token = 0
 
     # -- reads ---------------------------------------------------------------
-
-    @property
-    def dirty(self) -> bool:
-        """True while a success has something to reset (closed with failures recorded)."""
-        return bool(self._failures) and self.state is CLOSED
 
     def failures_in_window(self, now: float) -> int:
         start = now - self.policy.window_seconds
@@ -121,7 +123,7 @@ class CircuitModel:
         if self.state is FORCED_OPEN:
             return None
         if self.state is OPEN:
-            return max(0.0, self._open_until - now)
+            return max(0.0, self.open_until - now)
         if self.state is HALF_OPEN and len(self._permits) >= self.policy.half_open_max_calls:
             return max(0.0, min(self._permits.values()) - now)
         return 0.0
@@ -132,14 +134,18 @@ class CircuitModel:
         if state is CLOSED:
             return True
         if state is OPEN:
-            return now >= self._open_until
+            return now >= self.open_until
         if state is HALF_OPEN:
             live = sum(1 for deadline in self._permits.values() if deadline > now)
             return live < self.policy.half_open_max_calls
         return False
 
-    def snapshot(self, now: float) -> CircuitSnapshot:
+    def last_failure_at(self, now: float, wall: float) -> dict[str, Any] | None:
+        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now)."""
         last = self.last_failure
+        return None if last is None else {"reason": last[0], "ts": wall - (now - last[1])}
+
+    def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
@@ -147,7 +153,7 @@ class CircuitModel:
             max_failures=self.policy.max_failures,
             window_seconds=self.policy.window_seconds,
             retry_after=self.retry_after(now),
-            last_failure=None if last is None else {"reason": last[0], "ts": last[1]},
+            last_failure=self.last_failure_at(now, wall),
             trials_in_flight=len(self._permits),
             reopenings=self.reopenings,
         )
@@ -160,12 +166,15 @@ class CircuitModel:
             self.state = state
 
     def _open(self, now: float, changes: list[Transition]) -> None:
-        self._open_until = now + self.policy.open_duration(self.reopenings)
+        self.open_until = now + self.policy.open_duration(self.reopenings)
+        self.dirty = False
         self._permits.clear()
         self._trial_successes = 0
         self._enter(OPEN, changes)
 
     def _close(self, changes: list[Transition]) -> None:
+        self.open_until = 0.0
+        self.dirty = False
         self._failures.clear()
         self._permits.clear()
         self._trial_successes = 0
@@ -174,7 +183,7 @@ class CircuitModel:
 
     def refresh(self, now: float, changes: list[Transition]) -> None:
         """Apply what the passing of time decides: open → half-open, stale permits expire."""
-        if self.state is OPEN and now >= self._open_until:
+        if self.state is OPEN and now >= self.open_until:
             self._trial_successes = 0
             self._enter(HALF_OPEN, changes)
         elif self.state is HALF_OPEN and self._permits:
@@ -198,36 +207,65 @@ class CircuitModel:
         if token > 0:
             self._permits.pop(token, None)
 
-    def record_failure(
-        self, now: float, wall: float, reason: str, token: int, changes: list[Transition]
-    ) -> None:
-        self.refresh(now, changes)
-        self.release(token)
-        self.last_failure = (reason, wall)
+    def record_failure(self, now: float, reason: str, token: int, changes: list[Transition]) -> None:
+        # The common case (closed, no permit) skips refresh and release.
+        if self.state is not CLOSED:
+            self.refresh(now, changes)
+        if token:
+            self.release(token)
+        self.last_failure = (reason, now)
         state = self.state
         if state is CLOSED:
-            failures = self._failures
-            failures.append(now)
-            if len(failures) == failures.maxlen and failures[0] > now - self.policy.window_seconds:
-                self._open(now, changes)
+            if self.count_closed_failure(now, reason):
+                self.trip_if_due(now, changes)
         elif state is HALF_OPEN:
             self.reopenings += 1
             self._open(now, changes)
         # OPEN / FORCED_OPEN: a late failure of a call admitted earlier changes nothing more.
+
+    def count_closed_failure(self, now: float, reason: str) -> bool:
+        """The lock-free part of a failure while closed; True if the circuit may now trip.
+
+        Safe without the owner's lock because each step is one atomic operation on a
+        builtin (``deque.append`` with ``maxlen``, attribute stores): concurrent
+        failures are all counted. The appends only make the kept times newer, so the
+        caller whose append completes the threshold sees it, and then calls
+        ``trip_if_due`` under the lock, which re-checks and opens at most once.
+        """
+        failures = self._failures
+        failures.append(now)
+        self.last_failure = (reason, now)
+        if len(failures) == failures.maxlen and failures[0] > now - self.policy.window_seconds:
+            return True
+        self.dirty = True
+        return False
+
+    def trip_if_due(self, now: float, changes: list[Transition]) -> None:
+        """Open if closed with ``max_failures`` failures in the window (owner holds the lock)."""
+        failures = self._failures
+        if (
+            self.state is CLOSED
+            and len(failures) == failures.maxlen
+            and failures[0] > now - self.policy.window_seconds
+        ):
+            self._open(now, changes)
 
     def record_success(self, now: float, token: int, changes: list[Transition]) -> None:
         self.refresh(now, changes)
         self.release(token)
         state = self.state
         if state is CLOSED:
+            self.dirty = False  # before clear(): a failure counted concurrently re-marks it
             self._failures.clear()
         elif state is HALF_OPEN:
             self._trial_successes += 1
             if self._trial_successes >= self.policy.success_threshold:
                 self._close(changes)
 
-    def force_open(self, wall: float, reason: str, changes: list[Transition]) -> None:
-        self.last_failure = (reason, wall)
+    def force_open(self, now: float, reason: str, changes: list[Transition]) -> None:
+        self.last_failure = (reason, now)
+        self.open_until = math.inf
+        self.dirty = False
         self._permits.clear()
         self._enter(FORCED_OPEN, changes)
 

@@ -31,6 +31,8 @@ class CircuitHandle(Protocol):
     """Current state as last known in this process (read without a lock)."""
     dirty: bool
     """True while closed with failures recorded, so that a success must reset them."""
+    io_free: bool
+    """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
 
     def acquire(self) -> int:
         """``0``: let the call through; ``-1``: reject; ``> 0``: a trial permit token."""

@@ -15,7 +15,17 @@ from ..clock import Clock
 from ..events import CircuitEvent, EventKind, ListenerList
 from ..exceptions import CircuitOpenError
 from ..policies import ServicePolicy
-from ..state import CLOSED, CircuitModel, CircuitSnapshot, CircuitState, Transition
+from ..state import (
+    CLOSED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    REJECT,
+    CircuitModel,
+    CircuitSnapshot,
+    CircuitState,
+    Transition,
+)
 
 __all__ = ["LocalBackend", "LocalCircuit"]
 
@@ -23,33 +33,48 @@ __all__ = ["LocalBackend", "LocalCircuit"]
 class LocalCircuit:
     """A service's circuit owned by this process."""
 
-    __slots__ = ("_clock", "_listeners", "_lock", "_model", "dirty", "policy", "service", "state")
+    io_free = True
+    """Nothing here does I/O: async callers may use the sync methods directly."""
+
+    __slots__ = (
+        "_clock",
+        "_listeners",
+        "_lock",
+        "_model",
+        "_monotonic",
+        "dirty",
+        "open_until",
+        "policy",
+        "service",
+        "state",
+    )
 
     def __init__(self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList) -> None:
         self.service = service
         self.policy = policy
         self.state: CircuitState = CLOSED
         self.dirty = False
+        self.open_until = 0.0
         self._model = CircuitModel(service, policy)
         self._clock = clock
+        self._monotonic = clock.monotonic  # bound once: the failure path reads it per call
         self._listeners = listeners
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"
 
-    def _sync(self) -> None:
-        # Publish the model's hot fields for the lock-free fast path.
+    def _publish(self) -> None:
+        # Copy the model's hot fields for the lock-free reads of the call path.
         model = self._model
         self.state = model.state
         self.dirty = model.dirty
+        self.open_until = model.open_until
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
         listeners = self._listeners
-        if not changes and not listeners:
-            return
         ts = self._clock.time()
-        if kind is not None and listeners:
+        if kind is not None and listeners.callbacks:
             listeners.emit(CircuitEvent(kind, self.service, self.state, ts, reason=reason))
         if changes:
             listeners.emit_transitions(self.service, changes, ts, reason)
@@ -57,36 +82,55 @@ class LocalCircuit:
     # -- the call path ---------------------------------------------------------
 
     def acquire(self) -> int:
+        # Open (or forced open) with the deadline ahead: reject without the lock.
+        if self.state is not HALF_OPEN and self._monotonic() < self.open_until:
+            return REJECT
         changes: list[Transition] = []
         with self._lock:
-            token = self._model.admit(self._clock.monotonic(), changes)
-            self._sync()
+            token = self._model.admit(self._monotonic(), changes)
+            self._publish()
         if changes:
             self._notify(None, changes)
         return token
 
     def on_success(self, token: int) -> None:
-        if token == 0 and not self.dirty and self.state is CLOSED:
-            if self._listeners:
+        if not token and not self.dirty and self.state is CLOSED:
+            if self._listeners.callbacks:
                 self._notify(EventKind.SUCCESS, [])
             return
         changes: list[Transition] = []
         with self._lock:
-            self._model.record_success(self._clock.monotonic(), token, changes)
-            self._sync()
-        self._notify(EventKind.SUCCESS, changes)
+            self._model.record_success(self._monotonic(), token, changes)
+            self._publish()
+        if changes or self._listeners.callbacks:
+            self._notify(EventKind.SUCCESS, changes)
 
     def on_failure(self, token: int, reason: str) -> None:
-        changes: list[Transition] = []
-        clock = self._clock
-        with self._lock:
-            self._model.record_failure(clock.monotonic(), clock.time(), reason, token, changes)
-            self._sync()
-        self._notify(EventKind.FAILURE, changes, reason)
+        model = self._model
+        if not token and self.state is CLOSED:
+            # The common failure: counted without the lock; the lock only to trip.
+            now = self._monotonic()
+            if not model.count_closed_failure(now, reason):
+                if self.state is CLOSED:
+                    self.dirty = True
+                if self._listeners.callbacks:
+                    self._notify(EventKind.FAILURE, [], reason)
+                return
+            changes: list[Transition] = []
+            with self._lock:
+                model.trip_if_due(now, changes)
+                self._publish()
+        else:
+            changes = []
+            with self._lock:
+                model.record_failure(self._monotonic(), reason, token, changes)
+                self._publish()
+        if changes or self._listeners.callbacks:
+            self._notify(EventKind.FAILURE, changes, reason)
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
-        if self._listeners:
+        if self._listeners.callbacks:
             self._notify(EventKind.IGNORED, [])
 
     def on_release(self, token: int) -> None:
@@ -95,7 +139,7 @@ class LocalCircuit:
                 self._model.release(token)
 
     def on_rejected(self, fallback: bool) -> None:
-        if self._listeners:
+        if self._listeners.callbacks:
             self._notify(EventKind.FALLBACK if fallback else EventKind.REJECTED, [])
 
     async def aacquire(self) -> int:
@@ -114,8 +158,8 @@ class LocalCircuit:
 
     def _refreshed(self) -> list[Transition]:
         changes: list[Transition] = []
-        self._model.refresh(self._clock.monotonic(), changes)
-        self._sync()
+        self._model.refresh(self._monotonic(), changes)
+        self._publish()
         return changes
 
     def is_available(self) -> bool:
@@ -123,7 +167,7 @@ class LocalCircuit:
             return True
         with self._lock:
             changes = self._refreshed()
-            available = self._model.available(self._clock.monotonic())
+            available = self._model.available(self._monotonic())
         if changes:
             self._notify(None, changes)
         return available
@@ -131,41 +175,48 @@ class LocalCircuit:
     def snapshot(self) -> CircuitSnapshot:
         with self._lock:
             changes = self._refreshed()
-            snap = self._model.snapshot(self._clock.monotonic())
+            snap = self._model.snapshot(self._monotonic(), self._clock.time())
         if changes:
             self._notify(None, changes)
         return snap
 
     def open_error(self) -> CircuitOpenError:
+        # Built on every rejection: plain reads, no lock (a slightly stale view is fine).
         model = self._model
-        now = self._clock.monotonic()
-        last = model.last_failure
+        policy = self.policy
+        state = model.state
+        now = self._monotonic()
+        if state is FORCED_OPEN:
+            retry_after = None
+        elif state is OPEN:
+            retry_after = max(0.0, model.open_until - now)
+        else:
+            retry_after = model.retry_after(now)
         return CircuitOpenError(
             self.service,
-            model.retry_after(now),
-            None if last is None else {"reason": last[0], "ts": last[1]},
-            state=model.state,
-            failures=model.failures_in_window(now),
-            max_failures=self.policy.max_failures,
-            window_seconds=self.policy.window_seconds,
+            retry_after,
+            model.last_failure_at(now, self._clock.time()),
+            state,
+            len(model._failures),
+            policy.max_failures,
+            policy.window_seconds,
         )
 
     def last_failure(self) -> dict[str, Any] | None:
-        last = self._model.last_failure
-        return None if last is None else {"reason": last[0], "ts": last[1]}
+        return self._model.last_failure_at(self._monotonic(), self._clock.time())
 
     def force_open(self, reason: str) -> None:
         changes: list[Transition] = []
         with self._lock:
-            self._model.force_open(self._clock.time(), reason, changes)
-            self._sync()
+            self._model.force_open(self._monotonic(), reason, changes)
+            self._publish()
         self._notify(None, changes, reason)
 
     def reset(self) -> None:
         changes: list[Transition] = []
         with self._lock:
             self._model.reset(changes)
-            self._sync()
+            self._publish()
         self._notify(None, changes)
 
 

@@ -1,0 +1,255 @@
+"""In-process breakers side by side: tnm-circuit (local backend) against its peers.
+
+Run by hand, never in CI:
+
+    uv run --group bench python bench/bench_local.py            # full run
+    uv run --group bench python bench/bench_local.py --quick    # fewer iterations
+
+Prints, for the success, failure and rejection paths (sync and async), each
+implementation's time per call, its overhead over a bare call measured in the same
+run, and that overhead as a ratio of circuitbreaker's; then 8-thread throughput of a
+protected 1 ms function relative to bare, and memory over a million rejected calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import threading
+import time
+import timeit
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import aiobreaker
+import circuitbreaker
+import pybreaker
+import purgatory
+from purgatory.domain.model import OpenedState
+
+from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+
+NEVER = 10**9  # a threshold no run reaches, so the failure path never opens
+
+
+class Boom(Exception):
+    pass
+
+
+def ok() -> int:
+    return 1
+
+
+def boom() -> None:
+    raise Boom
+
+
+async def aok() -> int:
+    return 1
+
+
+async def aboom() -> None:
+    raise Boom
+
+
+# -- each implementation: (name, make_sync(func, threshold), make_async(func, threshold), open_error)
+
+
+def tnm_sync(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
+    return breaker.protect("svc")(func)
+
+
+def tnm_execute(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
+    execute = breaker.execute
+    return lambda: execute("svc", func)
+
+
+def cb_make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    return circuitbreaker.circuit(failure_threshold=threshold, recovery_timeout=3600)(func)  # type: ignore[no-any-return]
+
+
+def pyb_make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    return pybreaker.CircuitBreaker(fail_max=threshold, reset_timeout=3600)(func)  # type: ignore[no-any-return]
+
+
+def aiob_make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    breaker = aiobreaker.CircuitBreaker(fail_max=threshold, timeout_duration=timedelta(seconds=3600))
+    return breaker(func)  # type: ignore[no-any-return]
+
+
+def purg_sync(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    factory = purgatory.SyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=3600)
+    return factory("svc")(func)  # type: ignore[no-any-return]
+
+
+def purg_async(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    factory = purgatory.AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=3600)
+    return factory("svc")(func)  # type: ignore[no-any-return]
+
+
+OPEN_ERRORS = (
+    CircuitOpenError,
+    circuitbreaker.CircuitBreakerError,
+    pybreaker.CircuitBreakerError,
+    aiobreaker.CircuitBreakerError,
+    OpenedState,
+    Boom,
+)
+
+SYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
+    ("bare", None),
+    ("tnm protect", tnm_sync),
+    ("tnm execute", tnm_execute),
+    ("circuitbreaker", cb_make),
+    ("pybreaker", pyb_make),
+    ("purgatory", purg_sync),
+]
+ASYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
+    ("bare", None),
+    ("tnm protect", tnm_sync),
+    ("circuitbreaker", cb_make),
+    ("aiobreaker", aiob_make),
+    ("purgatory", purg_async),
+]
+
+
+def per_call_sync(call: Callable[[], Any], n: int, repeat: int, raises: bool) -> float:
+    if raises:
+
+        def step() -> None:
+            try:
+                call()
+            except OPEN_ERRORS:
+                pass
+
+        target = step
+    else:
+        target = call  # type: ignore[assignment]
+    return min(timeit.repeat(target, number=n, repeat=repeat)) / n
+
+
+def per_call_async(call: Callable[[], Any], n: int, repeat: int, raises: bool) -> float:
+    async def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            try:
+                await call()
+            except OPEN_ERRORS:
+                if not raises:
+                    raise
+        return time.perf_counter() - start
+
+    return min(asyncio.run(loop()) for _ in range(repeat)) / n
+
+
+def trip(call: Callable[[], Any], is_async: bool) -> None:
+    for _ in range(5):
+        try:
+            if is_async:
+                asyncio.run(call())
+            else:
+                call()
+        except OPEN_ERRORS:
+            pass
+
+
+def run_paths(
+    impls: list[tuple[str, Callable[..., Any] | None]], is_async: bool, n: int, repeat: int
+) -> None:
+    good, bad = (aok, aboom) if is_async else (ok, boom)
+    measure = per_call_async if is_async else per_call_sync
+    kind = "async" if is_async else "sync"
+    for path in ("success", "failure", "rejection"):
+        rows: list[tuple[str, float]] = []
+        for name, make in impls:
+            if make is None:
+                func = bad if path != "success" else good
+                call: Callable[[], Any] = func
+            elif path == "success":
+                call = make(good, NEVER)
+            elif path == "failure":
+                call = make(bad, NEVER)
+            else:
+                call = make(bad, 3)
+                trip(call, is_async)
+            rows.append((name, measure(call, n, repeat, path != "success")))
+        bare = rows[0][1]
+        reference = dict(rows).get("circuitbreaker", bare) - bare
+        print(f"\n{kind} {path} path ({n} calls, best of {repeat})")
+        print(f"  {'implementation':<16}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
+        for name, seconds in rows:
+            overhead = seconds - bare
+            ratio = f"{overhead / reference:.2f}x" if name != "bare" and reference > 0 else ""
+            print(f"  {name:<16}{seconds * 1e9:>10.0f}{overhead * 1e9:>13.0f}{ratio:>20}")
+
+
+def threaded_throughput(calls_per_thread: int) -> None:
+    def work() -> None:
+        time.sleep(0.001)
+
+    print(f"\n8 threads x {calls_per_thread} calls of a protected 1 ms function (throughput vs bare)")
+    results: dict[str, float] = {}
+    for name, make in [
+        ("bare", None),
+        ("tnm protect", tnm_sync),
+        ("circuitbreaker", cb_make),
+        ("pybreaker", pyb_make),
+    ]:
+        func = work if make is None else make(work, NEVER)
+
+        def worker(f: Callable[[], Any] = func) -> None:
+            for _ in range(calls_per_thread):
+                f()
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results[name] = 8 * calls_per_thread / (time.perf_counter() - start)
+    for name, rate in results.items():
+        print(f"  {name:<16}{rate:>10.0f} calls/s {rate / results['bare']:>8.2f}x")
+
+
+def rejected_memory(calls: int) -> None:
+    print(f"\nmemory over {calls} rejected calls (tracemalloc, after gc)")
+    call = tnm_sync(boom, 3)
+    trip(call, False)
+
+    def reject_many(count: int) -> None:
+        for _ in range(count):
+            try:
+                call()
+            except CircuitOpenError:
+                pass
+
+    reject_many(10_000)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    reject_many(calls)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"  tnm protect: {before} B before, {after} B after ({after - before:+d} B)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n, repeat = (50_000, 3) if args.quick else (300_000, 5)
+    run_paths(SYNC_IMPLS, False, n, repeat)
+    run_paths(ASYNC_IMPLS, True, n // 2, repeat)
+    threaded_throughput(50 if args.quick else 200)
+    rejected_memory(100_000 if args.quick else 1_000_000)
+
+
+if __name__ == "__main__":
+    main()
