@@ -133,9 +133,44 @@ async def arecord_success(circuit: CircuitHandle, token: int) -> None:
         _log_breaker_error(circuit)
 
 
+def call_sync(
+    func: Callable[..., R],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """One call through ``circuit`` for ``execute``: the path of ``sync_wrapper`` without
+    building a closure per call (which would cost more than the call path itself)."""
+    token = 0
+    if circuit.state is not CLOSED:
+        token = circuit.acquire()
+        if token < 0:
+            if listeners.callbacks:
+                circuit.on_rejected(fallback is not None)
+            if fallback is None:
+                raise circuit.open_error()
+            return fallback(*args, **kwargs)  # type: ignore[no-any-return]
+    try:
+        result = func(*args, **kwargs)
+    except Exception as exc:
+        record_exception(circuit, rules, token, exc)
+        raise
+    except BaseException:
+        if token:
+            release(circuit, token)
+        raise
+    if rules.retval_policy is not None:
+        check_retval(circuit, rules, token, result)
+    if token or circuit.dirty or listeners.callbacks:
+        record_success(circuit, token)
+    return result
+
+
 # The two wrappers below hold the whole call path inline (no helper frame on the
-# healthy path, one less frame for an exception to cross): they are what ``protect``
-# returns, and ``execute`` builds one per call.
+# healthy path, one less frame for an exception to cross): ``protect`` returns them.
 
 
 def sync_wrapper(
@@ -201,6 +236,10 @@ def async_wrapper(
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     io_free = circuit.io_free
+    counts_all = rules.counts_all
+    fixed_reason = rules.failure_reason
+    on_failure = circuit.on_failure
+    max_reason = _validate.MAX_REASON_LENGTH
 
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
@@ -216,7 +255,15 @@ def async_wrapper(
         try:
             result = await func(*args, **kwargs)
         except Exception as exc:
-            if io_free:
+            if io_free and counts_all:  # record_exception, inlined for the common case
+                try:
+                    reason = fixed_reason or f"{type(exc).__name__}: {exc}"
+                    on_failure(
+                        token, reason if len(reason) <= max_reason else _validate.bounded_reason(reason)
+                    )
+                except Exception:
+                    _log_breaker_error(circuit)
+            elif io_free:
                 record_exception(circuit, rules, token, exc)
             else:
                 await arecord_exception(circuit, rules, token, exc)

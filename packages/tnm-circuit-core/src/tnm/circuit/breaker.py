@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _validate
-from ._call import CallRules, async_wrapper, protected, sync_wrapper
+from ._call import CallRules, async_wrapper, call_sync, protected
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
@@ -246,8 +246,7 @@ class CircuitBreaker:
         rules = self._rules(
             circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
         )
-        run: Callable[..., R] = sync_wrapper(func, circuit, rules, self._listeners, fallback)
-        return run(*args, **kwargs)
+        return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
 
     async def execute_async(
         self,
