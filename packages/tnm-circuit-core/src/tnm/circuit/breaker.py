@@ -100,7 +100,18 @@ class CircuitBreaker:
         if backend == "local":
             return LocalBackend()
         if backend == "redis":
-            raise InvalidConfigError("backend", "the redis backend is not available in this release")
+            try:
+                from .backends.redis import RedisBackend
+            except ImportError as exc:
+                raise InvalidConfigError("backend", str(exc)) from None
+            return RedisBackend(
+                redis_url,
+                namespace=namespace,
+                meta_ttl_seconds=meta_ttl_seconds,
+                listeners=self._listeners,
+                clock=self.clock,
+                **options,
+            )
         raise InvalidConfigError("backend", f"must be one of {_BACKENDS}, got {backend!r}")
 
     def __repr__(self) -> str:

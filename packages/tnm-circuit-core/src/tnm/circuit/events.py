@@ -41,12 +41,14 @@ class CircuitEvent:
 
     ``state`` is the state after the event; ``previous_state`` is set for
     ``STATE_CHANGE``; ``reason`` for failures and for openings caused by one.
-    ``ts`` is wall-clock epoch seconds.
+    ``ts`` is wall-clock epoch seconds. Storage events (``storage_degraded``,
+    ``storage_recovered``) concern every circuit: their ``service`` is ``"*"`` and
+    their ``state`` is ``None``.
     """
 
     kind: EventKind
     service: str
-    state: CircuitState
+    state: CircuitState | None
     ts: float
     previous_state: CircuitState | None = None
     reason: str | None = None

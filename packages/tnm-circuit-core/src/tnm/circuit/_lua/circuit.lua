@@ -1,0 +1,158 @@
+-- One service's circuit, every transition in one atomic step.
+-- The same state machine as tnm/circuit/state.py, in milliseconds.
+--
+-- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline)
+-- ARGV: 1 op (acquire|failure|success|release|force_open|reset|read)
+--       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
+--       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
+--       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
+--       11 meta_ttl_ms  12 pub/sub channel  13 service name  14 token  15 reason
+-- Returns: {state, open_until_ms, failures_in_window, now_ms, result, reopenings,
+--           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms}
+
+local state_key, failures_key, permits_key = KEYS[1], KEYS[2], KEYS[3]
+local op = ARGV[1]
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local max_failures = tonumber(ARGV[3])
+local window_ms = tonumber(ARGV[4])
+local open_ms = tonumber(ARGV[5])
+local multiplier = tonumber(ARGV[6])
+local max_open_ms = tonumber(ARGV[7])
+local half_open_max = tonumber(ARGV[8])
+local success_threshold = tonumber(ARGV[9])
+local trial_timeout_ms = tonumber(ARGV[10])
+local ttl_ms = tonumber(ARGV[11])
+local token = tonumber(ARGV[14]) or 0
+
+local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt')
+local state = h[1] or 'closed'
+local open_until = tonumber(h[2]) or 0
+local reopenings = tonumber(h[3]) or 0
+local successes = tonumber(h[4]) or 0
+local last_reason = h[5] or ''
+local last_ms = h[6] or ''
+local changed = false
+local counted = false  -- the failure count changed (other processes' "dirty" flag)
+local result = 0
+
+local function set_state(s)
+  if s ~= state then
+    state = s
+    changed = true
+  end
+end
+
+local function in_window()
+  return redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+end
+
+local function open_circuit()
+  local duration = open_ms
+  if reopenings > 0 and multiplier ~= 1 then
+    duration = math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
+  end
+  open_until = now + duration
+  successes = 0
+  redis.call('DEL', permits_key)
+  set_state('open')
+end
+
+local function close_circuit()
+  open_until = 0
+  reopenings = 0
+  successes = 0
+  if redis.call('DEL', failures_key, permits_key) > 0 then counted = true end
+  set_state('closed')
+end
+
+local function release()
+  if token > 0 then redis.call('ZREM', permits_key, token) end
+end
+
+-- What the passing of time decides: open -> half-open, stale permits expire.
+if state == 'open' and now >= open_until then
+  successes = 0
+  set_state('half_open')
+end
+if state == 'half_open' then
+  redis.call('ZREMRANGEBYSCORE', permits_key, '-inf', now)
+end
+
+if op == 'acquire' then
+  if state == 'closed' then
+    result = 0
+  elseif state == 'half_open' and redis.call('ZCARD', permits_key) < half_open_max then
+    result = redis.call('HINCRBY', state_key, 'nt', 1)
+    redis.call('ZADD', permits_key, now + trial_timeout_ms, result)
+  else
+    result = -1
+  end
+elseif op == 'failure' then
+  release()
+  last_reason, last_ms = ARGV[15], now
+  if state == 'closed' then
+    local seq = redis.call('HINCRBY', state_key, 'fc', 1)
+    redis.call('ZADD', failures_key, now, seq)
+    redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
+    counted = true
+    if in_window() >= max_failures then open_circuit() end
+  elseif state == 'half_open' then
+    reopenings = reopenings + 1
+    open_circuit()
+  end
+elseif op == 'success' then
+  release()
+  if state == 'closed' then
+    if redis.call('DEL', failures_key) > 0 then counted = true end
+  elseif state == 'half_open' then
+    successes = successes + 1
+    if successes >= success_threshold then close_circuit() end
+  end
+elseif op == 'release' then
+  release()
+elseif op == 'force_open' then
+  last_reason, last_ms = ARGV[15], now
+  redis.call('DEL', permits_key)
+  open_until = -1  -- forced: no deadline
+  set_state('forced_open')
+elseif op == 'reset' then
+  close_circuit()
+end
+
+local failures = 0
+if state == 'closed' or op == 'read' then failures = in_window() end
+local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
+local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
+  redis.call('ZCARD', permits_key), first[2] or ''}
+if op == 'read' then
+  -- A read changes nothing (time-decided transitions are stored by the next write).
+  return reply
+end
+
+redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
+  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13])
+
+-- Idle metadata lives meta_ttl; never less than what the state still needs.
+-- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
+if state == 'forced_open' then
+  redis.call('PERSIST', state_key)
+else
+  local keep = ttl_ms
+  if state == 'open' then keep = math.max(keep, open_until - now + trial_timeout_ms) end
+  if state == 'closed' then keep = math.max(keep, window_ms) end
+  if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
+  redis.call('PEXPIRE', state_key, keep)
+  redis.call('PEXPIRE', failures_key, math.max(keep, window_ms))
+  redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
+end
+
+if changed or counted then
+  redis.call('PUBLISH', ARGV[12], cjson.encode({ARGV[13], state, open_until, failures, now}))
+end
+return reply

@@ -1,0 +1,341 @@
+"""The Redis backend against a real redis-server: same behaviour as local, shared, exact."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from tnm.circuit import (
+    CircuitBreaker,
+    CircuitError,
+    CircuitOpenError,
+    CircuitState,
+    EventKind,
+    InvalidConfigError,
+    ServicePolicy,
+)
+from tnm.circuit.testing import ManualClock, capture_events
+
+from ..redis_server import RedisServer
+
+MakeRedisBreaker = Callable[..., CircuitBreaker]
+
+
+_stats_clients: dict[int, redis.Redis] = {}
+
+
+def commands_processed(server: RedisServer) -> int:
+    """Commands clients sent (round trips; a script counts once), less this measurement's own INFO."""
+    client = _stats_clients.get(server.port)
+    if client is None:
+        client = _stats_clients[server.port] = server.client()
+        client.ping()
+    total = int(client.info("stats")["total_commands_processed"])
+    _info_calls[server.port] = _info_calls.get(server.port, 0) + 1
+    return total - _info_calls[server.port]
+
+
+_info_calls: dict[int, int] = {}
+
+
+def script_calls(server: RedisServer) -> int:
+    stats = server.client().info("commandstats")
+    return sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+class TestConfiguration:
+    def test_seed_constructor(self, redis_url: str) -> None:
+        """The seed's CircuitBreaker(backend="redis", redis_url, namespace, meta_ttl_seconds) works."""
+        breaker = CircuitBreaker(
+            backend="redis",
+            default_policy=ServicePolicy(window_seconds=300, max_failures=10),
+            redis_url=redis_url,
+            namespace="myapp:circuit",
+            meta_ttl_seconds=300,
+        )
+        breaker.initialize()
+        try:
+            assert breaker.execute("svc", lambda: 3) == 3
+            assert breaker.backend.name == "redis"
+        finally:
+            breaker.close()
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:6379",
+            "redis://:s3cret@127.0.0.1:notaport/0",
+            "redis://:s3cret@/0",
+            "redis://h/db",
+        ],
+    )
+    def test_malformed_url(self, url: str) -> None:
+        """A malformed URL fails at construction, naming redis_url, never showing the password."""
+        with pytest.raises(InvalidConfigError) as info:
+            CircuitBreaker("redis", redis_url=url)
+        assert info.value.field == "redis_url"
+        assert "s3cret" not in str(info.value)
+
+    def test_unreachable_at_startup(self) -> None:
+        """initialize() raises a CircuitError when Redis is down; no password in message or repr."""
+        from ..redis_server import free_port
+
+        url = f"redis://admin:s3cret@127.0.0.1:{free_port()}/0"
+        breaker = CircuitBreaker("redis", redis_url=url, socket_timeout=0.2)
+        with pytest.raises(CircuitError) as info:
+            breaker.initialize()
+        assert "s3cret" not in str(info.value)
+        assert "admin:***@" in str(info.value)
+        assert "s3cret" not in repr(breaker)
+        assert "s3cret" not in repr(breaker.backend)
+
+    def test_password_and_acl_user(self) -> None:
+        """A password-protected server works through the URL; the password is never shown."""
+        server = RedisServer(password="hunter2")
+        server.start()
+        try:
+            breaker = CircuitBreaker("redis", redis_url=server.url)
+            breaker.initialize()
+            breaker.record_failure("svc", "x")
+            assert breaker.state("svc").failures == 1
+            assert "hunter2" not in repr(breaker.backend)
+            breaker.close()
+        finally:
+            server.cleanup()
+
+
+class TestSharedState:
+    def test_state_machine_matches_local(
+        self, make_redis_breaker: MakeRedisBreaker, clock: ManualClock
+    ) -> None:
+        """Open at the threshold, reject, half-open after the open time, close on a trial success."""
+        breaker = make_redis_breaker(window_seconds=60, max_failures=3, open_seconds=10)
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                breaker.execute("es", _raiser, ConnectionError("down"))
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.execute("es", lambda: None)
+        assert info.value.retry_after == pytest.approx(10)
+        assert info.value.last_failure == {"reason": "ConnectionError: down", "ts": clock.time()}
+        clock.advance(10)
+        assert breaker.is_available("es")
+        assert breaker.execute("es", lambda: "trial") == "trial"
+        assert breaker.state("es").state is CircuitState.CLOSED
+
+    def test_other_process_sees_opening_fast(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """A second breaker (another process's view) mirrors an opening within 50 ms."""
+        first = make_redis_breaker(max_failures=2, use_clock=False)
+        second = make_redis_breaker(max_failures=2, use_clock=False)
+        second.is_available("svc")  # second mirrors svc
+        for _ in range(2):
+            first.record_failure("svc", "x")
+        started = time.monotonic()
+        assert wait_for(lambda: second.backend._circuits["svc"].state is CircuitState.OPEN, 1.0)  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 0.05
+        with pytest.raises(CircuitOpenError):
+            second.execute("svc", lambda: None)
+
+    def test_success_resets_for_everyone(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """A success in one process resets the count the other process sees."""
+        first = make_redis_breaker(max_failures=3)
+        second = make_redis_breaker(max_failures=3)
+        first.record_failure("svc", "x")
+        first.record_failure("svc", "x")
+        assert wait_for(lambda: second.backend._circuits.get("svc") is None or True)  # type: ignore[attr-defined]
+        second.is_available("svc")
+        assert wait_for(lambda: second.backend._circuits["svc"].dirty)  # type: ignore[attr-defined]
+        second.execute("svc", lambda: None)
+        assert first.state("svc").failures == 0
+
+    def test_force_open_is_fleet_wide(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """An operator's force_open holds for every process until reset."""
+        ops = make_redis_breaker()
+        app = make_redis_breaker()
+        app.is_available("pg")
+        ops.force_open("pg", reason="failover")
+        assert wait_for(lambda: app.backend._circuits["pg"].state is CircuitState.FORCED_OPEN)  # type: ignore[attr-defined]
+        with pytest.raises(CircuitOpenError) as info:
+            app.execute("pg", lambda: None)
+        assert info.value.retry_after is None
+        assert app.last_failure("pg")["reason"] == "failover"  # type: ignore[index]
+        ops.reset("pg")
+        assert wait_for(lambda: app.backend._circuits["pg"].state is CircuitState.CLOSED)  # type: ignore[attr-defined]
+        assert app.execute("pg", lambda: 1) == 1
+
+    def test_states_lists_every_process_services(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """states() includes services registered by other processes."""
+        first = make_redis_breaker()
+        first.record_failure("only-in-first", "x")
+        second = make_redis_breaker()
+        assert wait_for(lambda: "only-in-first" in [s.service for s in second.states()])
+
+
+class TestCost:
+    def test_healthy_path_makes_no_round_trip(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """1000 successful calls on a closed circuit with no failures send no Redis command."""
+        breaker = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 60})
+        op = breaker.protect("svc")(lambda: 1)
+        op()
+        time.sleep(0.2)  # let the background thread finish registering the service
+        before = commands_processed(redis_server)
+        for _ in range(1000):
+            op()
+        assert commands_processed(redis_server) - before == 0
+
+    def test_rejection_makes_no_round_trip(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """While open, rejected calls are decided locally."""
+        breaker = make_redis_breaker(
+            max_failures=1, use_clock=False, backend_options={"refresh_interval": 60}
+        )
+        breaker.record_failure("svc", "x")
+        time.sleep(0.2)
+        before = commands_processed(redis_server)
+        for _ in range(500):
+            with pytest.raises(CircuitOpenError):
+                breaker.execute("svc", lambda: None)
+        assert commands_processed(redis_server) - before == 0
+
+    def test_failure_is_one_round_trip(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """Each failure costs one round trip: one script call."""
+        breaker = make_redis_breaker(
+            max_failures=1000, use_clock=False, backend_options={"refresh_interval": 60}
+        )
+        breaker.record_failure("svc", "warm")
+        time.sleep(0.2)
+        before = script_calls(redis_server)
+        for _ in range(100):
+            breaker.record_failure("svc", "x")
+        assert script_calls(redis_server) - before == 100
+
+
+class TestData:
+    def test_keys_are_namespaced_tagged_and_bounded(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """Keys live under the namespace, share a hash tag per service, the failure set is trimmed."""
+        breaker = make_redis_breaker(window_seconds=3600, max_failures=1000)
+        for _ in range(5):
+            breaker.record_failure("My {odd} Service", "x")
+        client = redis_server.client()
+        keys = sorted(k.decode() for k in client.keys("*"))
+        assert all(k.startswith("test:circuit:") for k in keys)
+        tagged = [k for k in keys if "%7Bodd%7D" in k]
+        assert [k.rsplit(":", 1)[1] for k in tagged] == ["failures", "state"]  # no permits in use
+        assert {k.split("{")[1].split("}")[0] for k in tagged} == {"My %7Bodd%7D Service"}
+        assert client.hget(tagged[-1], "svc") == b"My {odd} Service"
+        assert all(client.pttl(k) > 0 for k in tagged)
+        small = make_redis_breaker(window_seconds=3600, max_failures=3)
+        for _ in range(50):
+            small.record_failure("bounded", "x")
+            small.reset("bounded")
+            small.record_failure("bounded", "x")
+        assert client.zcard("test:circuit:{bounded}:failures") <= 3
+
+    def test_names_are_exact(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """my-service and My-Service are two circuits in Redis too."""
+        breaker = make_redis_breaker(max_failures=1)
+        breaker.record_failure("my-service", "x")
+        assert not breaker.is_available("my-service")
+        assert breaker.is_available("My-Service")
+        assert breaker.is_available("my_service")
+
+
+class TestAsync:
+    def test_async_path_uses_async_client(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """protect on a coroutine function records through redis.asyncio and opens the circuit."""
+        breaker = make_redis_breaker(max_failures=2)
+
+        @breaker.protect("svc")
+        async def call(fail: bool) -> str:
+            if fail:
+                raise TimeoutError("slow")
+            return "ok"
+
+        async def main() -> None:
+            assert await call(False) == "ok"
+            for _ in range(2):
+                with pytest.raises(TimeoutError):
+                    await call(True)
+            with pytest.raises(CircuitOpenError):
+                await call(False)
+            await breaker.aclose()
+
+        asyncio.run(main())
+
+
+class TestOutage:
+    @pytest.mark.slow
+    def test_redis_killed_and_restarted_mid_traffic(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """No call fails because Redis died; listeners hear degraded/recovered; sharing resumes."""
+        breaker = make_redis_breaker(
+            max_failures=3, use_clock=False, backend_options={"socket_timeout": 0.2, "warn_interval": 60}
+        )
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            op = breaker.protect("svc")(lambda: 1)
+            while not stop.is_set():
+                try:
+                    assert op() == 1
+                except BaseException as exc:  # any error here is a failed user call
+                    errors.append(exc)
+
+        with capture_events(breaker) as events:
+            thread = threading.Thread(target=traffic)
+            thread.start()
+            time.sleep(0.1)
+            redis_server.stop()
+            breaker.record_failure("svc", "during outage")  # decided locally
+            assert breaker.state("svc").failures == 1
+            time.sleep(0.3)
+            redis_server.start()
+            assert wait_for(lambda: not breaker.backend.degraded, 10)  # type: ignore[attr-defined]
+            stop.set()
+            thread.join(timeout=10)
+        assert errors == []
+        kinds = [e.kind for e in events if e.service == "*"]
+        assert kinds == [EventKind.STORAGE_DEGRADED, EventKind.STORAGE_RECOVERED]
+        other = make_redis_breaker(max_failures=3, use_clock=False)
+        breaker.record_failure("svc", "shared again")
+        assert other.state("svc").failures == 1
+
+    def test_fail_closed_option(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """on_storage_error='reject' refuses calls while Redis is down."""
+        breaker = make_redis_breaker(
+            max_failures=3, backend_options={"socket_timeout": 0.2, "on_storage_error": "reject"}
+        )
+        breaker.execute("svc", lambda: None)
+        breaker.record_failure("svc", "x")
+        redis_server.stop()
+        breaker.record_failure("svc", "y")  # notices the outage
+        with pytest.raises(CircuitOpenError):
+            breaker.execute("svc", lambda: None)
+
+
+def _raiser(exc: BaseException) -> None:
+    raise exc
