@@ -437,6 +437,7 @@ class RedisBackend:
         refresh_interval: float = 1.0,
         on_storage_error: str = "local",
         warn_interval: float = 30.0,
+        max_connections: int = 10,
     ) -> None:
         if client is None and redis_url is None:
             raise InvalidConfigError("redis_url", "the redis backend needs redis_url= or client=")
@@ -450,6 +451,7 @@ class RedisBackend:
         self.socket_timeout = _validate.duration("socket_timeout", socket_timeout, allow_zero=False)
         self.refresh_interval = _validate.duration("refresh_interval", refresh_interval, allow_zero=False)
         self.warn_interval = _validate.duration("warn_interval", warn_interval, allow_zero=True)
+        self.max_connections = _validate.positive_int("max_connections", max_connections)
         if on_storage_error not in _STORAGE_MODES:
             raise InvalidConfigError(
                 "on_storage_error", f"must be one of {_STORAGE_MODES}, got {on_storage_error!r}"
@@ -520,9 +522,16 @@ class RedisBackend:
         if client is None:
             if self._url is None:
                 raise CircuitBackendError("async call paths need async_client= when client= is given")
-            client = aioredis.Redis.from_url(
-                self._url, socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
+            # A bounded pool: a burst of concurrent failures waits for a connection
+            # (asynchronously) instead of opening hundreds of them.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self.max_connections,
+                timeout=self.socket_timeout,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
             )
+            client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
             self._aclients[loop] = client
         return client
 
