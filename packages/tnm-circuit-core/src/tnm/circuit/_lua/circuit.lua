@@ -38,7 +38,9 @@ local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
 local changed = false
-local counted = false  -- the failure count changed (other processes' "dirty" flag)
+-- Other processes mirror "closed with failures recorded" (their dirty flag): publish
+-- when it flips, not on every failure.
+local had_failures = redis.call('EXISTS', failures_key) == 1
 local result = 0
 
 local function set_state(s)
@@ -67,7 +69,7 @@ local function close_circuit()
   open_until = 0
   reopenings = 0
   successes = 0
-  if redis.call('DEL', failures_key, permits_key) > 0 then counted = true end
+  redis.call('DEL', failures_key, permits_key)
   set_state('closed')
 end
 
@@ -100,7 +102,6 @@ elseif op == 'failure' then
     local seq = redis.call('HINCRBY', state_key, 'fc', 1)
     redis.call('ZADD', failures_key, now, seq)
     redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
-    counted = true
     if in_window() >= max_failures then open_circuit() end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
@@ -109,7 +110,7 @@ elseif op == 'failure' then
 elseif op == 'success' then
   release()
   if state == 'closed' then
-    if redis.call('DEL', failures_key) > 0 then counted = true end
+    redis.call('DEL', failures_key)
   elseif state == 'half_open' then
     successes = successes + 1
     if successes >= success_threshold then close_circuit() end
@@ -152,7 +153,7 @@ else
   redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
 end
 
-if changed or counted then
+if changed or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
   redis.call('PUBLISH', ARGV[12], cjson.encode({ARGV[13], state, open_until, failures, now}))
 end
 return reply

@@ -1,0 +1,334 @@
+"""Shared-state breakers side by side, on one private redis-server (loopback).
+
+Run by hand, never in CI:
+
+    uv run --group bench python bench/bench_redis.py            # full run
+    uv run --group bench python bench/bench_redis.py --quick
+
+Compares tnm-circuit's Redis backend (sync and async) with pybreaker's
+CircuitRedisStorage, purgatory's Redis unit of work, tnm-circuit-breaker 0.2.2 (run in
+its own virtualenv, because it installs the same ``tnm.circuit`` package name), and a
+plain redis-py PING. For each path (success, failure, rejection) it prints time per
+call, the ratio to pybreaker, and the Redis round trips per call counted with MONITOR
+(commands a script runs inside Redis are not round trips and are not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import purgatory
+import pybreaker
+import redis
+from purgatory.domain.model import OpenedState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.redis_server import RedisServer
+from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+
+NEVER = 10**9
+BREAKERS: list[CircuitBreaker] = []  # closed before the server stops
+OPEN_ERRORS = (CircuitOpenError, pybreaker.CircuitBreakerError, OpenedState)
+
+
+class Boom(Exception):
+    pass
+
+
+def ok() -> int:
+    return 1
+
+
+def boom() -> None:
+    raise Boom
+
+
+async def aok() -> int:
+    return 1
+
+
+async def aboom() -> None:
+    raise Boom
+
+
+class RoundTrips:
+    """Counts commands sent by clients (not by scripts) while active, via MONITOR."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.count = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        client = redis.Redis(host="127.0.0.1", port=self.server.port)
+        with contextlib.suppress(redis.RedisError), client.monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                if command["command"] == "ECHO MARK-END":
+                    break
+                if command.get("client_type") != "lua":
+                    self.count += 1
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[RoundTrips]:
+        self._thread.start()
+        self._ready.wait(5)
+        marker = redis.Redis(host="127.0.0.1", port=self.server.port)
+        marker.ping()
+        time.sleep(0.05)
+        self.count = 0
+        yield self
+        marker.echo("MARK-END")
+        self._thread.join(timeout=30)
+
+
+def timed(call: Callable[[], Any], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        try:
+            call()
+        except (Boom, *OPEN_ERRORS):
+            pass
+    return (time.perf_counter() - start) / n
+
+
+async def atimed(call: Callable[[], Any], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        try:
+            await call()
+        except (Boom, *OPEN_ERRORS):
+            pass
+    return (time.perf_counter() - start) / n
+
+
+# -- implementations: make(func, threshold) -> zero-argument callable -------------------------
+
+
+def tnm_make(url: str) -> Callable[..., Any]:
+    def make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+        breaker = CircuitBreaker(
+            "redis",
+            redis_url=url,
+            namespace=f"bench:{time.monotonic_ns()}",
+            default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold),
+        )
+        breaker.initialize()
+        BREAKERS.append(breaker)
+        return breaker.protect("svc")(func)
+
+    return make
+
+
+def tnm_amake(url: str) -> Callable[..., Awaitable[Any]]:
+    async def make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+        breaker = CircuitBreaker(
+            "redis",
+            redis_url=url,
+            namespace=f"bench:{time.monotonic_ns()}",
+            default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold),
+        )
+        await breaker.ainitialize()
+        BREAKERS.append(breaker)
+        return breaker.protect("svc")(func)
+
+    return make
+
+
+def pybreaker_make(url: str) -> Callable[..., Any]:
+    def make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+        client = redis.Redis.from_url(url)
+        storage = pybreaker.CircuitRedisStorage(
+            pybreaker.STATE_CLOSED, client, namespace=f"bench{time.monotonic_ns()}"
+        )
+        breaker = pybreaker.CircuitBreaker(fail_max=threshold, reset_timeout=3600, state_storage=storage)
+        return breaker(func)  # type: ignore[no-any-return]
+
+    return make
+
+
+def purgatory_amake(url: str) -> Callable[..., Awaitable[Any]]:
+    # purgatory 3.0.1's sync Redis unit of work calls the asyncio client without
+    # awaiting it and fails on first use, so only its async flavour is measured.
+    async def make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+        factory = purgatory.AsyncCircuitBreakerFactory(
+            default_threshold=threshold, default_ttl=3600, uow=purgatory.AsyncRedisUnitOfWork(url)
+        )
+        await factory.initialize()
+        return factory(f"svc{time.monotonic_ns()}")(func)  # type: ignore[no-any-return]
+
+    return make
+
+
+OLD_TNM = """
+import sys, time
+from tnm.circuit import CircuitBreaker
+from tnm.circuit.policies import ServicePolicy
+url, n, counted = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+class Boom(Exception): pass
+def ok(): return 1
+def boom(): raise Boom
+def loop(f, k):
+    start = time.perf_counter()
+    for _ in range(k):
+        try: f()
+        except Exception: pass
+    return (time.perf_counter() - start) / k
+for path in ("success", "failure", "rejection"):
+    threshold = 3 if path == "rejection" else 10**9
+    b = CircuitBreaker(backend="redis", redis_url=url, namespace=f"old{time.monotonic_ns()}",
+                       default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
+    b.initialize()
+    f = b.protect("svc")(ok if path == "success" else boom)
+    if path == "rejection":
+        loop(f, 5)
+    print("TIMED", path, loop(f, n), flush=True)
+    sys.stdin.readline()
+    loop(f, counted)
+    print("DONE", flush=True)
+"""
+
+
+def old_tnm_python() -> str | None:
+    """A virtualenv with tnm-circuit-breaker 0.2.2 (its package name clashes with ours)."""
+    venv = Path(tempfile.gettempdir()) / "tnm-circuit-breaker-0.2.2-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        try:
+            subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+            subprocess.run(
+                [
+                    "uv",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--python",
+                    str(python),
+                    "tnm-circuit-breaker==0.2.2",
+                    "redis",
+                ],
+                check=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"(tnm-circuit-breaker 0.2.2 unavailable: {exc})")
+            return None
+    return str(python)
+
+
+def run_old_tnm(server: RedisServer, n: int) -> dict[str, tuple[float, float]]:
+    python = old_tnm_python()
+    if python is None:
+        return {}
+    counted = max(50, n // 10)
+    proc = subprocess.Popen(
+        [python, "-c", OLD_TNM, server.url, str(n), str(counted)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    results: dict[str, tuple[float, float]] = {}
+    for _ in range(3):
+        _, path, seconds = proc.stdout.readline().split()
+        trips = RoundTrips(server)
+        with trips.measure():
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "DONE"
+        results[path] = (float(seconds), trips.count / counted)
+    proc.wait(timeout=30)
+    return results
+
+
+def measure(server: RedisServer, call: Callable[[], Any], n: int, rejection: bool) -> tuple[float, float]:
+    """Time ``n`` calls with nothing else running, then count round trips over a few more.
+
+    MONITOR slows the server down, so it only runs during the counting pass.
+    """
+    if rejection:
+        timed(call, 5)
+    seconds = timed(call, n)
+    counted = max(50, n // 10)
+    with RoundTrips(server).measure() as trips:
+        timed(call, counted)
+    return seconds, trips.count / counted
+
+
+async def ameasure(
+    server: RedisServer, make: Callable[..., Awaitable[Any]], func: Callable[..., Any], threshold: int, n: int
+) -> tuple[float, float]:
+    """``measure`` for coroutines: the breaker is built and used in one event loop."""
+    call = await make(func, threshold)
+    if threshold < NEVER:
+        await atimed(call, 5)
+    seconds = await atimed(call, n)
+    counted = max(50, n // 10)
+    with RoundTrips(server).measure() as trips:
+        await atimed(call, counted)
+    return seconds, trips.count / counted
+
+
+def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
+    reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
+    print(f"{kind} {path} path ({n} calls)")
+    print(f"  {'implementation':<18}{'us/call':>10}{'vs PING':>10}{'vs pybreaker':>14}{'round trips':>13}")
+    for name, seconds, per_call in rows:
+        vs_ref = f"{seconds / reference:.3f}x" if reference else ""
+        print(f"  {name:<18}{seconds * 1e6:>10.2f}{seconds / ping:>9.2f}x{vs_ref:>14}{per_call:>13.3f}")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 300 if args.quick else 2000
+    server = RedisServer()
+    server.start()
+    try:
+        url = server.url
+        ping_client = redis.Redis.from_url(url)
+        ping = measure(server, ping_client.ping, n, False)
+        print(f"redis-py PING: {ping[0] * 1e6:.1f} us per call, {ping[1]:.2f} round trips per call\n")
+        old = run_old_tnm(server, n)
+        for path in ("success", "failure", "rejection"):
+            threshold = 3 if path == "rejection" else NEVER
+            func = ok if path == "success" else boom
+            rows = [
+                (name, *measure(server, make(func, threshold), n, path == "rejection"))
+                for name, make in (("tnm redis", tnm_make(url)), ("pybreaker redis", pybreaker_make(url)))
+            ]
+            if path in old:
+                rows.append(("tnm 0.2.2 redis", *old[path]))
+            report("sync", path, n, rows, ping[0])
+        for path in ("success", "failure", "rejection"):
+            threshold = 3 if path == "rejection" else NEVER
+            afunc = aok if path == "success" else aboom
+            rows = [
+                (name, *asyncio.run(ameasure(server, amake, afunc, threshold, n)))
+                for name, amake in (("tnm redis", tnm_amake(url)), ("purgatory redis", purgatory_amake(url)))
+            ]
+            report("async", path, n, rows, ping[0])
+    finally:
+        for breaker in BREAKERS:
+            breaker.close()
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
