@@ -13,7 +13,7 @@ from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
 from .events import Listener, ListenerList
-from .exceptions import InvalidConfigError, InvalidConfigTypeError
+from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot
 
@@ -317,6 +317,15 @@ class CircuitBreaker:
         """Would a call to ``service`` go through now? Never takes a half-open trial permit."""
         return self._circuit(service).is_available()
 
+    async def ais_available(self, service: str) -> bool:
+        """``is_available`` for async code: a shared backend's I/O does not block the loop."""
+        return await self._circuit(service).ais_available()
+
+    def open_error(self, service: str) -> CircuitError:
+        """The error a call to ``service`` rejected now would raise (for adapters that
+        refuse work before calling, such as an HTTP guard or a task that retries)."""
+        return self._circuit(service).open_error()
+
     def record_failure(self, service: str, reason: str = "") -> None:
         """Count one failure of ``service`` (for code that does not use ``protect``/``execute``)."""
         self._circuit(service).on_failure(0, _validate.bounded_reason(reason))
@@ -332,6 +341,10 @@ class CircuitBreaker:
     def state(self, service: str) -> CircuitSnapshot:
         """A snapshot of ``service``'s circuit: state, failures in window, retry_after…"""
         return self._circuit(service).snapshot()
+
+    async def astate(self, service: str) -> CircuitSnapshot:
+        """``state`` for async code."""
+        return await self._circuit(service).asnapshot()
 
     def states(self) -> list[CircuitSnapshot]:
         """Snapshots of every circuit the backend knows, sorted by service name."""

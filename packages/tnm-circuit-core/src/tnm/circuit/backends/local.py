@@ -172,6 +172,12 @@ class LocalCircuit:
             self._notify(None, changes)
         return available
 
+    async def ais_available(self) -> bool:
+        return self.is_available()
+
+    async def asnapshot(self) -> CircuitSnapshot:
+        return self.snapshot()
+
     def snapshot(self) -> CircuitSnapshot:
         with self._lock:
             changes = self._refreshed()

@@ -318,12 +318,16 @@ class RedisCircuit:
 
     # -- inspection and manual control --------------------------------------------------
 
-    def is_available(self) -> bool:
+    def _known_availability(self) -> bool | None:
+        """Availability decided from the mirror alone, or ``None`` if Redis must be asked."""
         if self.state is CLOSED:
             return True
         if self.state is not HALF_OPEN and self._monotonic() < self.open_until:
             return False
-        if self._run("read") is None:
+        return None
+
+    def _availability_after_read(self, read: int | None) -> bool:
+        if read is None:
             if self._backend.on_storage_error != "local":
                 return False
             return self.fallback.is_available()
@@ -333,8 +337,21 @@ class RedisCircuit:
             return self._permits < self.policy.half_open_max_calls
         return False
 
+    def is_available(self) -> bool:
+        known = self._known_availability()
+        return known if known is not None else self._availability_after_read(self._run("read"))
+
+    async def ais_available(self) -> bool:
+        known = self._known_availability()
+        return known if known is not None else self._availability_after_read(await self._arun("read"))
+
     def snapshot(self) -> CircuitSnapshot:
         if self._run("read") is None:
+            return self.fallback.snapshot()
+        return self._snapshot()
+
+    async def asnapshot(self) -> CircuitSnapshot:
+        if await self._arun("read") is None:
             return self.fallback.snapshot()
         return self._snapshot()
 

@@ -1,0 +1,27 @@
+"""tnm.circuit_fastapi: the breaker in a FastAPI app.
+
+breaker = CircuitBreaker(...)
+app = FastAPI(lifespan=breaker_lifespan(breaker))
+add_exception_handlers(app)          # or both at once: install(app, breaker)
+
+@app.get("/search", dependencies=[Depends(require_available("elasticsearch"))])
+async def search(q: str, breaker: BreakerDep): ...
+"""
+
+from ._dependencies import BreakerDep, get_circuit_breaker, require_available
+from ._handlers import add_exception_handlers, open_error_response
+from ._install import install
+from ._lifespan import STATE_KEY, breaker_lifespan
+from ._status import circuit_status_router
+
+__all__ = [
+    "STATE_KEY",
+    "BreakerDep",
+    "add_exception_handlers",
+    "breaker_lifespan",
+    "circuit_status_router",
+    "get_circuit_breaker",
+    "install",
+    "open_error_response",
+    "require_available",
+]
