@@ -8,7 +8,8 @@
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
 --       11 meta_ttl_ms  12 pub/sub channel  13 service name  14 token  15 reason
 -- Returns: {state, open_until_ms, failures_in_window, now_ms, result, reopenings,
---           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms}
+--           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms,
+--           states passed through (for events), max_failures, window_ms}
 
 local state_key, failures_key, permits_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
@@ -30,13 +31,20 @@ local trial_timeout_ms = tonumber(ARGV[10])
 local ttl_ms = tonumber(ARGV[11])
 local token = tonumber(ARGV[14]) or 0
 
-local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt')
+local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm')
 local state = h[1] or 'closed'
 local open_until = tonumber(h[2]) or 0
 local reopenings = tonumber(h[3]) or 0
 local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
+if op == 'read' then
+  -- Report with the thresholds of the processes that write (an operator's CLI may
+  -- not know the app's policy).
+  max_failures = tonumber(h[7]) or max_failures
+  window_ms = tonumber(h[8]) or window_ms
+end
+local path = {state}  -- every state this operation passes through, in order
 local changed = false
 -- Other processes mirror "closed with failures recorded" (their dirty flag): publish
 -- when it flips, not on every failure.
@@ -47,6 +55,7 @@ local function set_state(s)
   if s ~= state then
     state = s
     changed = true
+    path[#path + 1] = s
   end
 end
 
@@ -130,14 +139,14 @@ local failures = 0
 if state == 'closed' or op == 'read' then failures = in_window() end
 local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
-  redis.call('ZCARD', permits_key), first[2] or ''}
+  redis.call('ZCARD', permits_key), first[2] or '', path, max_failures, window_ms}
 if op == 'read' then
   -- A read changes nothing (time-decided transitions are stored by the next write).
   return reply
 end
 
 redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
-  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13])
+  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms)
 
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -154,6 +155,8 @@ class RedisCircuit:
         self._permits = 0
         self._earliest_permit_ms: float | None = None
         self._now_ms = 0.0
+        self._shown_max_failures = policy.max_failures
+        self._shown_window = policy.window_seconds
         # Decides calls while Redis is unreachable (same policy, this process only).
         self.fallback = LocalCircuit(service, policy, backend.clock, backend.listeners)
 
@@ -184,7 +187,12 @@ class RedisCircuit:
         self.state = new_state
 
     def _apply_reply(self, reply: Sequence[Any]) -> tuple[int, list[Transition]]:
-        previous = self.state
+        """Mirror a script's reply; return its result and the transitions it made.
+
+        Transitions come from the script itself (not from comparing mirrors), so the
+        process that caused a change reports it exactly once, even if the pub/sub
+        notification of that change reached the mirror first.
+        """
         state = _decode(reply[0])
         self.apply(state, reply[1], reply[2], reply[3])
         self._reopenings = int(reply[5])
@@ -193,8 +201,10 @@ class RedisCircuit:
         self._permits = int(reply[8])
         deadline = _decode(reply[9])
         self._earliest_permit_ms = float(deadline) if deadline != "" else None
-        changes: list[Transition] = [] if previous is self.state else [(previous, self.state)]
-        return int(reply[4]), changes
+        self._shown_max_failures = int(reply[11])
+        self._shown_window = int(reply[12]) / 1000.0
+        path = [_STATES[_decode(s)] for s in reply[10]]
+        return int(reply[4]), list(itertools.pairwise(path))
 
     def _copy_fallback(self) -> None:
         """While the store is down: mirror the per-process circuit, or refuse every call."""
@@ -227,6 +237,8 @@ class RedisCircuit:
             backend.mark_degraded(exc)
             return None
         result, changes = self._apply_reply(reply)
+        if op == "read":
+            changes = []  # a read stores nothing; the next write makes (and reports) the change
         if changes or kind is not None:
             self._notify(kind, changes, reason or None)
         return result
@@ -243,6 +255,8 @@ class RedisCircuit:
             backend.mark_degraded(exc)
             return None
         result, changes = self._apply_reply(reply)
+        if op == "read":
+            changes = []
         if changes or kind is not None:
             self._notify(kind, changes, reason or None)
         return result
@@ -360,8 +374,8 @@ class RedisCircuit:
             service=self.service,
             state=self.state,
             failures=self._failures,
-            max_failures=self.policy.max_failures,
-            window_seconds=self.policy.window_seconds,
+            max_failures=self._shown_max_failures,
+            window_seconds=self._shown_window,
             retry_after=self._retry_after(),
             last_failure=self._last_failure(),
             trials_in_flight=self._permits,
