@@ -53,6 +53,7 @@ def run_worker(
     idle_seconds: float = 1.0,
     max_items: int | None = None,
     handle_signals: bool = True,
+    sleep: Callable[[float], object] | None = None,
 ) -> WorkerResult[T]:
     """Take items from ``source`` and ``process`` each through ``service``'s circuit.
 
@@ -66,13 +67,18 @@ def run_worker(
     - SIGINT / SIGTERM stop the loop after the current item (handlers are installed
       only in the main thread and restored afterwards). The result's ``exit_code``
       says why the loop ended.
+    - ``sleep`` replaces the waits (tests pass one that moves a ManualClock); by
+      default a wait ends early when a stop signal arrives.
     """
     stop = threading.Event()
     stopped_by: list[WorkerExit] = []
     result: WorkerResult[T] = WorkerResult(WorkerExit.DONE)
 
     def wait(seconds: float) -> None:
-        stop.wait(max(0.01, seconds))
+        if sleep is not None:
+            sleep(seconds)
+        else:
+            stop.wait(max(0.01, seconds))
 
     with _stop_on_signals(stop, stopped_by, enabled=handle_signals):
         while not stop.is_set():
