@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -28,7 +29,11 @@ def redis_args(url: str, namespace: str = "cli") -> list[str]:
     return ["--backend", "redis", "--redis-url", url, "--namespace", namespace]
 
 
+_seeded: list[CircuitBreaker] = []
+
+
 def seed(url: str, namespace: str = "cli") -> CircuitBreaker:
+    """An app's breaker on the test's Redis (closed after the test)."""
     breaker = CircuitBreaker(
         "redis",
         redis_url=url,
@@ -36,7 +41,15 @@ def seed(url: str, namespace: str = "cli") -> CircuitBreaker:
         default_policy=ServicePolicy(max_failures=2, open_seconds=60),
     )
     breaker.initialize()
+    _seeded.append(breaker)
     return breaker
+
+
+@pytest.fixture(autouse=True)
+def _close_seeded() -> Iterator[None]:
+    yield
+    while _seeded:
+        _seeded.pop().close()
 
 
 class TestStatus:

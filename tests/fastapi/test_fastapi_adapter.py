@@ -307,7 +307,7 @@ def live_server() -> Iterator[Callable[[FastAPI], str]]:
 
 def test_real_http_server_200_503_200(live_server: Callable[[FastAPI], str]) -> None:
     """Through uvicorn on 127.0.0.1: 200, then 503 with Retry-After while open, then 200 again."""
-    breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=2, open_seconds=0.3))
+    breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=2, open_seconds=1.0))
     app, _ = build_app(breaker)
     base = live_server(app)
     with httpx.Client(base_url=base, timeout=5) as client:

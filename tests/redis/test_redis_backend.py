@@ -137,17 +137,23 @@ class TestSharedState:
         assert breaker.state("es").state is CircuitState.CLOSED
 
     def test_other_process_sees_opening_fast(self, make_redis_breaker: MakeRedisBreaker) -> None:
-        """A second breaker (another process's view) mirrors an opening within 50 ms."""
+        """A change made by one breaker reaches another's mirror within 50 ms (95th of 20 trials)."""
         first = make_redis_breaker(max_failures=2, use_clock=False)
         second = make_redis_breaker(max_failures=2, use_clock=False)
-        second.is_available("svc")  # second mirrors svc
-        for _ in range(2):
-            first.record_failure("svc", "x")
-        started = time.monotonic()
-        assert wait_for(lambda: second.backend._circuits["svc"].state is CircuitState.OPEN, 1.0)  # type: ignore[attr-defined]
-        assert time.monotonic() - started < 0.05
+        delays = []
+        for trial in range(20):
+            service = f"svc-{trial}"
+            second.is_available(service)  # second mirrors the service
+            mirror = second.backend._circuits[service]  # type: ignore[attr-defined]
+            first.record_failure(service, "x")
+            started = time.monotonic()
+            first.record_failure(service, "x")  # opens
+            assert wait_for(lambda m=mirror: m.state is CircuitState.OPEN, 2.0)  # type: ignore[misc]
+            delays.append(time.monotonic() - started)
+        delays.sort()
+        assert delays[18] < 0.05, delays
         with pytest.raises(CircuitOpenError):
-            second.execute("svc", lambda: None)
+            second.execute("svc-0", lambda: None)
 
     def test_success_resets_for_everyone(self, make_redis_breaker: MakeRedisBreaker) -> None:
         """A success in one process resets the count the other process sees."""

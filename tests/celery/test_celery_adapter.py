@@ -1,0 +1,311 @@
+"""CircuitBreakerTask on a real Celery worker and a real broker (the session's redis-server)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+from tnm.circuit import (
+    CircuitBreaker,
+    CircuitError,
+    CircuitEvent,
+    CircuitOpenError,
+    CircuitState,
+    EventKind,
+    ServicePolicy,
+)
+from tnm.circuit.testing import capture_events
+from tnm.circuit_celery import CircuitBreakerTask, setup
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30
+
+
+def opened(events: list[CircuitEvent]) -> bool:
+    return any(e.kind is EventKind.STATE_CHANGE and e.state is CircuitState.OPEN for e in events)
+
+
+class Recorder:
+    """What task bodies did (the threads pool shares this process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: list[str] = []
+        self.fail = False
+
+    def ran(self, name: str) -> None:
+        with self.lock:
+            self.runs.append(name)
+
+
+_apps = itertools.count()
+
+
+def task(app: Celery, short: str) -> Any:
+    return app.tasks[f"{app.main}.{short}"]
+
+
+def make_app(broker: str, backend: str, breaker: CircuitBreaker, rec: Recorder) -> Celery:
+    # A unique app (and task names) per test: Celery warns when a name is registered twice.
+    app = Celery(f"tnm-test-{next(_apps)}", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_default_retry_delay=0.2,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    setup(app, breaker)
+
+    @app.task(
+        base=CircuitBreakerTask,
+        circuit_service="rabbitmq",
+        bind=True,
+        max_retries=20,
+        name=f"{app.main}.publish",
+    )
+    def publish(self: Any, n: int) -> int:
+        rec.ran(f"publish-{n}")
+        if rec.fail:
+            raise ConnectionError("broker down")
+        return n
+
+    @app.task(
+        base=CircuitBreakerTask,
+        circuit_service="rabbitmq",
+        bind=True,
+        max_retries=1,
+        name=f"{app.main}.short",
+        default_retry_delay=0.2,
+    )
+    def short(self: Any) -> str:
+        rec.ran("short")
+        return "ran"
+
+    @app.task(
+        base=CircuitBreakerTask,
+        circuit_service="rabbitmq",
+        bind=True,
+        max_retries=3,
+        name=f"{app.main}.self_retry",
+    )
+    def self_retry(self: Any) -> str:
+        rec.ran("self_retry")
+        if self.request.retries == 0:
+            raise self.retry(countdown=0.1)
+        return "second try"
+
+    @app.task(
+        base=CircuitBreakerTask, circuit_service="rabbitmq", bind=True, name=f"{app.main}.autoretry",
+        autoretry_for=(TimeoutError,), retry_kwargs={"max_retries": 2, "countdown": 0.1},
+    )  # fmt: skip
+    def autoretry(self: Any) -> str:
+        rec.ran("autoretry")
+        if self.request.retries < 2:
+            raise TimeoutError("flaky")
+        return "third try"
+
+    @app.task(
+        base=CircuitBreakerTask,
+        circuit_service="rabbitmq",
+        name=f"{app.main}.ignored",
+        circuit_ignore_exceptions=[KeyError],
+    )
+    def ignored() -> None:
+        raise KeyError("not the broker's fault")
+
+    @app.task(bind=True, max_retries=3, name=f"{app.main}.manual")
+    def manual(self: Any) -> str:
+        # The seed's manual pattern on a plain task class.
+        if not breaker.is_available("rabbitmq"):
+            raise self.retry(countdown=0.2, exc=Exception("RabbitMQ circuit open"))
+        try:
+            if rec.fail:
+                raise ConnectionError("down")
+        except Exception as exc:
+            breaker.record_failure("rabbitmq", str(exc))
+            raise
+        breaker.record_success("rabbitmq")
+        return "ok"
+
+    return app
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def breaker() -> CircuitBreaker:
+    return CircuitBreaker(
+        service_policies={"rabbitmq": ServicePolicy(window_seconds=60, max_failures=3, open_seconds=0.5)}
+    )
+
+
+@pytest.fixture
+def worker_app(redis_server: Any, redis_url: str, breaker: CircuitBreaker, rec: Recorder) -> Iterator[Celery]:
+    base = redis_url.rsplit("/", 1)[0]
+    app = make_app(f"{base}/1", f"{base}/2", breaker, rec)
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10):
+        yield app
+    app.backend.result_consumer.stop() if hasattr(app.backend, "result_consumer") else None
+    app.close()
+
+
+class TestOnAWorker:
+    def test_open_circuit_waits_then_runs(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """While open, the task is retried later without running its body; then it succeeds."""
+        for _ in range(3):
+            breaker.record_failure("rabbitmq", "down")
+        assert breaker.state("rabbitmq").state is CircuitState.OPEN
+        result = task(worker_app, "publish").delay(1)
+        assert result.get(timeout=TIMEOUT) == 1
+        assert rec.runs == ["publish-1"]  # the body ran once, after the circuit let it through
+        assert breaker.state("rabbitmq").state is CircuitState.CLOSED
+
+    def test_body_failures_open_the_circuit_for_other_tasks(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """Failing bodies are counted; once open, other tasks wait instead of running."""
+        rec.fail = True
+        with capture_events(breaker) as events:
+            failing = [task(worker_app, "publish").apply_async((n,), retry=False) for n in range(3)]
+            for result in failing:
+                with pytest.raises(ConnectionError):
+                    result.get(timeout=TIMEOUT)
+        assert opened(events)
+        before = list(rec.runs)
+        rec.fail = False
+        assert task(worker_app, "short").delay().get(timeout=TIMEOUT) == "ran"
+        assert rec.runs[len(before) :] == ["short"]
+
+    def test_retries_exhausted_ends_in_circuit_open_error(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """With the circuit held open and max_retries=1, the task fails with CircuitOpenError."""
+        breaker.force_open("rabbitmq", "maintenance")
+        result = task(worker_app, "short").delay()
+        with pytest.raises(CircuitOpenError) as info:
+            result.get(timeout=TIMEOUT)
+        assert info.value.service == "rabbitmq"
+        assert result.state == "FAILURE"
+        assert "short" not in rec.runs
+
+    def test_celery_retries_are_not_failures(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """self.retry(), autoretry_for and ignored exceptions never count as failures."""
+        assert task(worker_app, "self_retry").delay().get(timeout=TIMEOUT) == "second try"
+        assert task(worker_app, "autoretry").delay().get(timeout=TIMEOUT) == "third try"
+        with pytest.raises(KeyError):
+            task(worker_app, "ignored").delay().get(timeout=TIMEOUT)
+        assert breaker.state("rabbitmq").failures == 0
+
+    def test_manual_seed_pattern(self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder) -> None:
+        """is_available + record_failure/record_success inside a plain task keep working."""
+        rec.fail = True
+        with capture_events(breaker) as events:
+            for _ in range(3):
+                with pytest.raises(ConnectionError):
+                    task(worker_app, "manual").apply_async(retry=False).get(timeout=TIMEOUT)
+        assert opened(events)
+        rec.fail = False
+        assert task(worker_app, "manual").delay().get(timeout=TIMEOUT) == "ok"
+
+
+def test_missing_breaker_is_a_clear_error() -> None:
+    """A CircuitBreakerTask with no breaker anywhere fails with a CircuitError naming the fix."""
+    app = Celery("nobreaker", set_as_current=False)
+
+    @app.task(base=CircuitBreakerTask, circuit_service="svc", name="orphan")
+    def orphan() -> None: ...
+
+    with pytest.raises(CircuitError, match="setup"):
+        orphan()
+
+
+def _rabbitmq_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_on_rabbitmq_broker(redis_url: str, breaker: CircuitBreaker, rec: Recorder) -> None:
+    """The same wait-then-run behaviour with RabbitMQ as the broker."""
+    base = redis_url.rsplit("/", 1)[0]
+    app = make_app("amqp://guest:guest@127.0.0.1:5672//", f"{base}/2", breaker, rec)
+    app.conf.task_default_queue = f"tnm-test-{os.getpid()}"
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        for _ in range(3):
+            breaker.record_failure("rabbitmq", "down")
+        assert task(app, "publish").delay(7).get(timeout=TIMEOUT) == 7
+        assert rec.runs == ["publish-7"]
+    app.close()
+
+
+@pytest.mark.slow
+def test_prefork_workers_share_the_circuit(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/celery_app.py on a prefork worker (2 processes, forked after the breaker exists):
+    failures open the shared circuit, a new task then waits without running, and succeeds once
+    the service is back."""
+    base = redis_url.rsplit("/", 1)[0]
+    down = tmp_path / "rabbitmq-down"
+    down.touch()
+    settings = {
+        "CELERY_BROKER_URL": f"{base}/3",
+        "CELERY_RESULT_BACKEND": f"{base}/4",
+        "TNM_CIRCUIT_REDIS_URL": f"{base}/5",
+        "TNM_CIRCUIT_NAMESPACE": "prefork-test",
+        "SIMULATE_RABBITMQ_DOWN_FILE": str(down),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    celery_bin = str(Path(sys.executable).parent / "celery")
+    worker = subprocess.Popen(
+        [celery_bin, "-A", "examples.celery_app", "worker", "-P", "prefork", "-c", "2", "--loglevel=warning",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import importlib
+
+    import examples.celery_app as example
+
+    example = importlib.reload(example)  # picks up this test's settings
+    try:
+        example.breaker.initialize()
+        failing = [example.publish_to_rabbit.apply_async(({"n": n},), retry=False) for n in range(3)]
+        for result in failing:
+            with pytest.raises(ConnectionError):
+                result.get(timeout=TIMEOUT)
+        assert example.breaker.state("rabbitmq").state is CircuitState.OPEN
+        waiting = example.publish_to_rabbit.delay({"n": 99})
+        deadline = time.monotonic() + TIMEOUT
+        while waiting.state != "RETRY":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        down.unlink()  # the service is back
+        assert waiting.get(timeout=TIMEOUT)["status"] == "ok"
+        assert example.breaker.state("rabbitmq").state is CircuitState.CLOSED
+    finally:
+        example.breaker.close()
+        worker.terminate()
+        worker.wait(timeout=30)
