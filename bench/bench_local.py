@@ -63,6 +63,17 @@ def tnm_sync(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     return breaker.protect("svc")(func)
 
 
+def tnm_metrics(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    """tnm protect with Prometheus metrics attached (on a private registry)."""
+    from prometheus_client import CollectorRegistry
+
+    from tnm.circuit.metrics import PrometheusMetrics
+
+    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
+    PrometheusMetrics(breaker, registry=CollectorRegistry())
+    return breaker.protect("svc")(func)
+
+
 def tnm_execute(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
     execute = breaker.execute
@@ -104,6 +115,7 @@ OPEN_ERRORS = (
 SYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
     ("bare", None),
     ("tnm protect", tnm_sync),
+    ("tnm + metrics", tnm_metrics),
     ("tnm execute", tnm_execute),
     ("circuitbreaker", cb_make),
     ("pybreaker", pyb_make),
@@ -112,6 +124,7 @@ SYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
 ASYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
     ("bare", None),
     ("tnm protect", tnm_sync),
+    ("tnm + metrics", tnm_metrics),
     ("circuitbreaker", cb_make),
     ("aiobreaker", aiob_make),
     ("purgatory", purg_async),

@@ -346,6 +346,10 @@ class CircuitBreaker:
         """``state`` for async code."""
         return await self._circuit(service).asnapshot()
 
+    def circuits(self) -> dict[str, CircuitHandle]:
+        """This process's circuit handles by service (for integrations such as metrics)."""
+        return dict(self._circuits)
+
     def states(self) -> list[CircuitSnapshot]:
         """Snapshots of every circuit the backend knows, sorted by service name."""
         names = set(self._backend.services()) | set(self._circuits)
@@ -359,9 +363,13 @@ class CircuitBreaker:
         """Close ``service``'s circuit and clear its failure count."""
         self._circuit(service).reset()
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(event)`` for each ``CircuitEvent`` (see ``tnm.circuit.events``)."""
-        self._listeners.add(listener)
+    def add_listener(self, listener: Listener, *, successes: bool = True) -> None:
+        """Call ``listener(event)`` for each ``CircuitEvent`` (see ``tnm.circuit.events``).
+
+        With ``successes=False`` it gets no event per successful call (cheaper; metrics
+        count successes from each circuit's counter instead).
+        """
+        self._listeners.add(listener, successes=successes)
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)

@@ -59,26 +59,33 @@ Listener = Callable[[CircuitEvent], object]
 
 class ListenerList:
     """The breaker's listeners. The call path checks ``callbacks`` (a plain tuple) before
-    building any event, so having none costs one attribute read."""
+    building any event, so having none costs one attribute read. Listeners added with
+    ``successes=False`` (metrics, which count successes from ``CircuitHandle.successes``)
+    get no event for each successful call, the most frequent and cheapest outcome."""
 
-    __slots__ = ("callbacks",)
+    __slots__ = ("callbacks", "success_callbacks")
 
     def __init__(self) -> None:
         self.callbacks: tuple[Listener, ...] = ()
+        self.success_callbacks: tuple[Listener, ...] = ()
 
-    def add(self, listener: Listener) -> None:
+    def add(self, listener: Listener, *, successes: bool = True) -> None:
         if not callable(listener):
             raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
         # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
         self.callbacks = (*self.callbacks, listener)
+        if successes:
+            self.success_callbacks = (*self.success_callbacks, listener)
 
     def remove(self, listener: Listener) -> None:
         items = list(self.callbacks)
         items.remove(listener)
         self.callbacks = tuple(items)
+        self.success_callbacks = tuple(item for item in self.success_callbacks if item != listener)
 
     def emit(self, event: CircuitEvent) -> None:
-        for listener in self.callbacks:
+        targets = self.success_callbacks if event.kind is EventKind.SUCCESS else self.callbacks
+        for listener in targets:
             try:
                 listener(event)
             except Exception:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .._counter import AtomicCounter
 from ..clock import Clock
 from ..events import ListenerList
 from ..exceptions import CircuitError
@@ -33,6 +34,8 @@ class CircuitHandle(Protocol):
     """True while closed with failures recorded, so that a success must reset them."""
     io_free: bool
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
+    successes: AtomicCounter
+    """Successful calls counted while a listener is registered (metrics read it)."""
 
     def acquire(self) -> int:
         """``0``: let the call through; ``-1``: reject; ``> 0``: a trial permit token."""

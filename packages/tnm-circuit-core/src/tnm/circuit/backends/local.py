@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .._counter import AtomicCounter
 from ..clock import Clock
 from ..events import CircuitEvent, EventKind, ListenerList
 from ..exceptions import CircuitOpenError
@@ -47,6 +48,7 @@ class LocalCircuit:
         "policy",
         "service",
         "state",
+        "successes",
     )
 
     def __init__(self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList) -> None:
@@ -60,6 +62,8 @@ class LocalCircuit:
         self._monotonic = clock.monotonic  # bound once: the failure path reads it per call
         self._listeners = listeners
         self._lock = threading.Lock()
+        self.successes = AtomicCounter()
+        """Successful calls seen while a listener was registered (for metrics)."""
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"
@@ -94,8 +98,9 @@ class LocalCircuit:
         return token
 
     def on_success(self, token: int) -> None:
+        self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
-            if self._listeners.callbacks:
+            if self._listeners.success_callbacks:
                 self._notify(EventKind.SUCCESS, [])
             return
         changes: list[Transition] = []

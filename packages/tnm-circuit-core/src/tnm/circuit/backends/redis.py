@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .. import _validate
+from .._counter import AtomicCounter
 from ..clock import Clock, SystemClock
 from ..events import CircuitEvent, EventKind, ListenerList
 from ..exceptions import (
@@ -157,6 +158,8 @@ class RedisCircuit:
         self._now_ms = 0.0
         self._shown_max_failures = policy.max_failures
         self._shown_window = policy.window_seconds
+        self.successes = AtomicCounter()
+        """Successful calls seen while a listener was registered (for metrics)."""
         # Decides calls while Redis is unreachable (same policy, this process only).
         self.fallback = LocalCircuit(service, policy, backend.clock, backend.listeners)
 
@@ -283,20 +286,23 @@ class RedisCircuit:
         return self._degraded_acquire() if token is None else token
 
     def on_success(self, token: int) -> None:
+        self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
-            if self._listeners.callbacks:
+            if self._listeners.success_callbacks:
                 self._notify(EventKind.SUCCESS, [])
             return
-        if self._run("success", token, kind=EventKind.SUCCESS if self._listeners.callbacks else None) is None:
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if self._run("success", token, kind=kind) is None:
             self.fallback.on_success(token)
             self._copy_fallback()
 
     async def aon_success(self, token: int) -> None:
+        self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
-            if self._listeners.callbacks:
+            if self._listeners.success_callbacks:
                 self._notify(EventKind.SUCCESS, [])
             return
-        kind = EventKind.SUCCESS if self._listeners.callbacks else None
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
         if await self._arun("success", token, kind=kind) is None:
             self.fallback.on_success(token)
             self._copy_fallback()
