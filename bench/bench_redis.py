@@ -34,32 +34,14 @@ import redis
 from purgatory.domain.model import OpenedState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_local import NEVER, Boom, aboom, aok, boom, ok  # the same test functions as the local bench
+
 from tests.redis_server import RedisServer
 from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
 
-NEVER = 10**9
 BREAKERS: list[CircuitBreaker] = []  # closed before the server stops
 OPEN_ERRORS = (CircuitOpenError, pybreaker.CircuitBreakerError, OpenedState)
-
-
-class Boom(Exception):
-    pass
-
-
-def ok() -> int:
-    return 1
-
-
-def boom() -> None:
-    raise Boom
-
-
-async def aok() -> int:
-    return 1
-
-
-async def aboom() -> None:
-    raise Boom
 
 
 class RoundTrips:

@@ -17,6 +17,8 @@ from tnm.circuit import (
     CircuitState,
     EventKind,
     InvalidConfigError,
+    ReturnValuePolicy,
+    ReturnValuePolicyError,
     ServicePolicy,
 )
 from tnm.circuit.testing import ManualClock, capture_events
@@ -286,6 +288,40 @@ class TestAsync:
             await breaker.aclose()
 
         asyncio.run(main())
+
+    def test_async_paths_never_use_the_sync_client(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Failures, return-value failures, trials and successes on the async path all go
+        through redis.asyncio: the sync client (which would block the loop) is never used."""
+        from tnm.circuit.backends.redis import RedisBackend
+
+        sync_calls: list[object] = []
+        original = RedisBackend.eval
+        monkeypatch.setattr(RedisBackend, "eval", lambda self, *a: sync_calls.append(a) or original(self, *a))
+        breaker = make_redis_breaker(max_failures=2, open_seconds=1)
+        clock: ManualClock = breaker.clock  # type: ignore[assignment]
+
+        @breaker.protect("svc", on_retval_policy=ReturnValuePolicy(retval_none=True))
+        async def call(value: object) -> object:
+            if value == "raise":
+                raise TimeoutError
+            return value
+
+        async def main() -> None:
+            with pytest.raises(TimeoutError):
+                await call("raise")
+            with pytest.raises(ReturnValuePolicyError):
+                await call(None)
+            with pytest.raises(CircuitOpenError):
+                await call(1)
+            clock.advance(1)
+            assert await call(1) == 1  # trial (permit, then success)
+            assert await breaker.ais_available("svc")
+            await breaker.aclose()
+
+        asyncio.run(main())
+        assert sync_calls == []
 
 
 class TestOutage:

@@ -105,18 +105,35 @@ def release(circuit: CircuitHandle, token: int) -> None:
         _log_breaker_error(circuit)
 
 
-def check_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
-    """Raise ``ReturnValuePolicyError`` (after recording the failure) if ``result`` is one."""
+def retval_error(circuit: CircuitHandle, rules: CallRules, result: Any) -> ReturnValuePolicyError | None:
+    """The error to raise if ``result`` is a failure under the rules' return-value policy."""
     policy = rules.retval_policy
     reason = None if policy is None else policy.failure_reason(result)
     if policy is None or reason is None:
-        return
-    reason = rules.failure_reason or reason
-    try:
-        circuit.on_failure(token, reason)
-    except Exception:
-        _log_breaker_error(circuit)
-    raise ReturnValuePolicyError(circuit.service, result, policy, reason)
+        return None
+    return ReturnValuePolicyError(circuit.service, result, policy, rules.failure_reason or reason)
+
+
+def check_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
+    """Raise ``ReturnValuePolicyError`` (after recording the failure) if ``result`` is one."""
+    error = retval_error(circuit, rules, result)
+    if error is not None:
+        try:
+            circuit.on_failure(token, error.reason)
+        except Exception:
+            _log_breaker_error(circuit)
+        raise error
+
+
+async def acheck_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
+    """``check_retval`` on the async path: a shared store records without blocking the loop."""
+    error = retval_error(circuit, rules, result)
+    if error is not None:
+        try:
+            await circuit.aon_failure(token, error.reason)
+        except Exception:
+            _log_breaker_error(circuit)
+        raise error
 
 
 def record_success(circuit: CircuitHandle, token: int) -> None:
@@ -274,7 +291,10 @@ def async_wrapper(
                 release(circuit, token)
             raise
         if has_retval_policy:
-            check_retval(circuit, rules, token, result)
+            if io_free:
+                check_retval(circuit, rules, token, result)
+            else:
+                await acheck_retval(circuit, rules, token, result)
         if token or circuit.dirty or listeners.callbacks:
             if io_free:
                 record_success(circuit, token)
