@@ -106,6 +106,11 @@ class TestBreakerValidation:
             CircuitBreaker("memcached")
         assert info.value.field == "backend"
 
+    def test_unknown_backend_option(self) -> None:
+        """An option the local backend does not take (a typo, a Redis-only knob) is an error."""
+        with pytest.raises(InvalidConfigError, match="socket_timout"):
+            CircuitBreaker("local", socket_timout=1)
+
     def test_bad_policies(self) -> None:
         """service_policies must map names to ServicePolicy objects."""
         with pytest.raises(InvalidConfigTypeError) as info:

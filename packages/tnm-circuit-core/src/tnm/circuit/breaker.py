@@ -98,6 +98,11 @@ class CircuitBreaker:
                 )
             return backend
         if backend == "local":
+            if options:
+                # redis_url/namespace/meta_ttl_seconds are accepted (and unused) so that one
+                # configuration can switch backends; anything else is most likely a typo.
+                names = ", ".join(sorted(options))
+                raise InvalidConfigError("backend", f"the local backend takes no options ({names})")
             return LocalBackend()
         if backend == "redis":
             try:

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -112,6 +113,10 @@ def _check_url(url: object) -> str:
     return url
 
 
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
 def _tag(service: str) -> str:
     # Braces would end the Redis Cluster hash tag early; escape them (and %) so the
     # key still names exactly one service. The name itself is stored verbatim.
@@ -133,8 +138,7 @@ class RedisCircuit:
         self._clock = backend.clock
         self._monotonic = backend.clock.monotonic
         self._listeners = backend.listeners
-        prefix = f"{backend.namespace}:{{{_tag(service)}}}"
-        self.keys = (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")
+        self.keys = backend.keys_for(service)
         ms = 1000.0
         self._args: list[Any] = [
             policy.max_failures,
@@ -500,7 +504,6 @@ class RedisBackend:
         # clock (tests) is used instead so that tests move time.
         self._server_time = isinstance(self.clock, SystemClock)
         self.channel = f"{namespace}:events"
-        self._registry_key = f"{namespace}:services"
         self._given_client = client
         self._given_async_client = async_client
         self._client: Any = client
@@ -662,24 +665,31 @@ class RedisBackend:
                 if circuit is None:
                     circuit = RedisCircuit(self, service, policy)
                     self._circuits[service] = circuit
-            self.submit(lambda: self._register(service))
         return circuit
 
-    def _register(self, service: str) -> None:
-        if not self.degraded and self._client is not None:
-            try:
-                self._client.sadd(self._registry_key, service)
-            except RedisError as exc:
-                self.mark_degraded(exc)
+    def keys_for(self, service: str) -> tuple[str, str, str]:
+        """State, failures and permits keys of ``service`` (one Cluster slot per service)."""
+        prefix = f"{self.namespace}:{{{_tag(service)}}}"
+        return (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")
 
     def services(self) -> list[str]:
-        """Every service any process registered in this namespace (and this process's own)."""
+        """Services with state in this namespace (written by any process), and this process's own.
+
+        Found with ``SCAN`` over the state keys (each stores its exact service name), so
+        a name disappears once its keys expired; nothing on the call path keeps a list.
+        """
         names = set(self._circuits)
-        if self._client is not None and not self.degraded:
-            try:
-                names |= {_decode(n) for n in self._client.smembers(self._registry_key)}
-            except RedisError as exc:
-                self.mark_degraded(exc)
+        if self._client is None or self.degraded:
+            return sorted(names)
+        pattern = _glob_escape(f"{self.namespace}:{{") + "*}:state"
+        try:
+            keys = list(self._client.scan_iter(match=pattern, count=500))
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "svc")
+            names |= {_decode(name) for name in pipe.execute() if name is not None}
+        except RedisError as exc:
+            self.mark_degraded(exc)
         return sorted(names)
 
     # -- degradation -------------------------------------------------------------------------
