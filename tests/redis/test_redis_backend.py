@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import redis
+import redis.asyncio
 
 from tnm.circuit import (
     CircuitBreaker,
@@ -118,6 +119,36 @@ class TestConfiguration:
             breaker.close()
         finally:
             server.cleanup()
+
+    def test_acl_user_and_ready_clients(self, redis_url: str, redis_server: RedisServer) -> None:
+        """An ACL user in the URL works; so do ready clients passed instead of a URL."""
+        admin = redis_server.client()
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all")
+        try:
+            url = f"redis://app:s3cret@127.0.0.1:{redis_server.port}/0"
+            with CircuitBreaker("redis", redis_url=url, namespace="acl") as breaker:
+                breaker.record_failure("svc", "x")
+                assert breaker.state("svc").failures == 1
+                assert "s3cret" not in repr(breaker.backend)
+            sync_client = redis.Redis.from_url(url)
+            async_client = redis.asyncio.Redis.from_url(url)
+            breaker = CircuitBreaker("redis", client=sync_client, async_client=async_client, namespace="acl")
+            breaker.initialize()
+            assert breaker.state("svc").failures == 1
+
+            async def main() -> None:
+                try:
+                    await breaker.execute_async("svc", _araiser, TimeoutError())
+                finally:
+                    await async_client.aclose()  # the application owns the clients it passes
+
+            with pytest.raises(TimeoutError):
+                asyncio.run(main())
+            assert breaker.state("svc").failures == 2
+            breaker.close()
+            sync_client.close()
+        finally:
+            admin.execute_command("ACL", "DELUSER", "app")
 
 
 class TestSharedState:
@@ -363,6 +394,20 @@ class TestOutage:
         breaker.record_failure("svc", "shared again")
         assert other.state("svc").failures == 1
 
+    def test_slow_redis_is_bounded_by_socket_timeout(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """With Redis paused longer than socket_timeout, a failure returns after about the
+        timeout, never raises, and is decided locally."""
+        breaker = make_redis_breaker(max_failures=5, use_clock=False, backend_options={"socket_timeout": 0.2})
+        breaker.record_failure("svc", "warm")
+        redis_server.client().execute_command("CLIENT", "PAUSE", 1500)
+        started = time.monotonic()
+        breaker.record_failure("svc", "while slow")
+        assert time.monotonic() - started < 1.0
+        assert breaker.backend.degraded  # type: ignore[attr-defined]
+        assert breaker.execute("svc", lambda: "still served") == "still served"
+
     def test_fail_closed_option(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
@@ -379,4 +424,8 @@ class TestOutage:
 
 
 def _raiser(exc: BaseException) -> None:
+    raise exc
+
+
+async def _araiser(exc: BaseException) -> None:
     raise exc
