@@ -124,6 +124,19 @@ def make_app(broker: str, backend: str, breaker: CircuitBreaker, rec: Recorder) 
     def ignored() -> None:
         raise KeyError("not the broker's fault")
 
+    @app.task(
+        base=CircuitBreakerTask,
+        circuit_service="rabbitmq",
+        bind=True,
+        max_retries=0,
+        name=f"{app.main}.patient",
+        default_retry_delay=0.2,
+        circuit_waits_count_as_retries=False,
+    )
+    def patient(self: Any) -> int:
+        rec.ran("patient")
+        return int(self.request.retries)
+
     @app.task(bind=True, max_retries=3, name=f"{app.main}.manual")
     def manual(self: Any) -> str:
         # The seed's manual pattern on a plain task class.
@@ -203,6 +216,22 @@ class TestOnAWorker:
         assert info.value.service == "rabbitmq"
         assert result.state == "FAILURE"
         assert "short" not in rec.runs
+
+    def test_waits_that_do_not_count(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """With circuit_waits_count_as_retries=False a task with max_retries=0 waits as long as
+        the circuit stays open, then runs with its retry count untouched."""
+        breaker.force_open("rabbitmq", "maintenance")
+        result = task(worker_app, "patient").delay()
+        deadline = time.monotonic() + TIMEOUT
+        while result.state != "RETRY":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Counted, the first wait would have failed the task (max_retries=0).
+        assert "patient" not in rec.runs
+        breaker.reset("rabbitmq")
+        assert result.get(timeout=TIMEOUT) == 0
 
     def test_celery_retries_are_not_failures(
         self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder

@@ -12,6 +12,7 @@ import redis
 import redis.asyncio
 
 from tnm.circuit import (
+    CircuitBackendError,
     CircuitBreaker,
     CircuitError,
     CircuitOpenError,
@@ -221,6 +222,23 @@ class TestSharedState:
         second = make_redis_breaker()
         assert wait_for(lambda: "only-in-first" in [s.service for s in second.states()])
 
+    def test_lost_notifications_bounded_by_refresh_interval(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """A change whose notification never arrives still reaches the mirror within refresh_interval."""
+        watcher = make_redis_breaker(
+            max_failures=1, use_clock=False, backend_options={"refresh_interval": 0.2}
+        )
+        watcher.is_available("svc")
+        mirror = watcher.backend._circuits["svc"]  # type: ignore[attr-defined]
+        # Another process whose notifications go to a channel nobody listens to.
+        silent = make_redis_breaker(max_failures=1, use_clock=False)
+        silent.backend.channel = "nobody-listens"  # type: ignore[attr-defined]  # before its circuit exists
+        silent.record_failure("svc", "x")
+        started = time.monotonic()
+        assert wait_for(lambda: mirror.state is CircuitState.OPEN, 2.0)
+        assert time.monotonic() - started < 0.2 + 0.15
+
 
 class TestCost:
     def test_healthy_path_makes_no_round_trip(
@@ -407,6 +425,17 @@ class TestOutage:
         assert time.monotonic() - started < 1.0
         assert breaker.backend.degraded  # type: ignore[attr-defined]
         assert breaker.execute("svc", lambda: "still served") == "still served"
+
+    def test_raise_option(self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer) -> None:
+        """on_storage_error='raise' turns calls into CircuitBackendError while Redis is down."""
+        breaker = make_redis_breaker(
+            max_failures=3, backend_options={"socket_timeout": 0.2, "on_storage_error": "raise"}
+        )
+        breaker.record_failure("svc", "x")
+        redis_server.stop()
+        breaker.record_failure("svc", "y")  # notices the outage
+        with pytest.raises(CircuitBackendError, match="unavailable"):
+            breaker.execute("svc", lambda: None)
 
     def test_fail_closed_option(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
