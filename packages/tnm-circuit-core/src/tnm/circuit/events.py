@@ -91,6 +91,25 @@ class ListenerList:
             except Exception:
                 logger.exception("circuit listener %r failed on %s event", listener, event.kind)
 
+    def notify(
+        self,
+        kind: EventKind | None,
+        service: str,
+        state: CircuitState,
+        changes: list[Transition],
+        now: Callable[[], float],
+        reason: str | None = None,
+    ) -> None:
+        """Emit a ``kind`` event (if any) and the state ``changes``; ``now`` gives the wall time,
+        read only if something is emitted."""
+        if not changes and not self.callbacks:
+            return
+        ts = now()
+        if kind is not None and self.callbacks:
+            self.emit(CircuitEvent(kind, service, state, ts, reason=reason))
+        if changes:
+            self.emit_transitions(service, changes, ts, reason)
+
     def emit_transitions(
         self, service: str, changes: list[Transition], ts: float, reason: str | None
     ) -> None:

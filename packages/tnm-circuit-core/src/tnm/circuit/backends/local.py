@@ -13,7 +13,7 @@ from typing import Any
 
 from .._counter import AtomicCounter
 from ..clock import Clock
-from ..events import CircuitEvent, EventKind, ListenerList
+from ..events import EventKind, ListenerList
 from ..exceptions import CircuitOpenError
 from ..policies import ServicePolicy
 from ..state import (
@@ -76,12 +76,7 @@ class LocalCircuit:
         self.open_until = model.open_until
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        listeners = self._listeners
-        ts = self._clock.time()
-        if kind is not None and listeners.callbacks:
-            listeners.emit(CircuitEvent(kind, self.service, self.state, ts, reason=reason))
-        if changes:
-            listeners.emit_transitions(self.service, changes, ts, reason)
+        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
 
     # -- the call path ---------------------------------------------------------
 

@@ -222,14 +222,7 @@ class RedisCircuit:
             self.state, self.dirty, self.open_until = FORCED_OPEN, False, math.inf
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        listeners = self._listeners
-        if not changes and not listeners.callbacks:
-            return
-        ts = self._clock.time()
-        if kind is not None and listeners.callbacks:
-            listeners.emit(CircuitEvent(kind, self.service, self.state, ts, reason=reason))
-        if changes:
-            listeners.emit_transitions(self.service, changes, ts, reason)
+        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
 
     # -- one operation, sync and async ----------------------------------------------
 
