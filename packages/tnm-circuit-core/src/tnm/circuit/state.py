@@ -85,6 +85,7 @@ class CircuitModel:
 
     __slots__ = (
         "_failures",
+        "_max_failures",
         "_next_token",
         "_permits",
         "_trial_successes",
@@ -95,6 +96,7 @@ class CircuitModel:
         "reopenings",
         "service",
         "state",
+        "window",
     )
 
     def __init__(self, service: str, policy: ServicePolicy) -> None:
@@ -109,6 +111,8 @@ class CircuitModel:
         """(reason, monotonic time): turned into wall-clock ``ts`` only when read."""
         self.reopenings = 0
         self._failures: deque[float] = deque(maxlen=policy.max_failures)
+        self._max_failures = policy.max_failures  # copies read on every failure
+        self.window = policy.window_seconds
         self._permits: dict[int, float] = {}
         self._trial_successes = 0
         self._next_token = 0
@@ -235,7 +239,7 @@ class CircuitModel:
         failures = self._failures
         failures.append(now)
         self.last_failure = (reason, now)
-        if len(failures) == failures.maxlen and failures[0] > now - self.policy.window_seconds:
+        if len(failures) == self._max_failures and failures[0] > now - self.window:
             return True
         self.dirty = True
         return False
