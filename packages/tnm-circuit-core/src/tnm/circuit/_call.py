@@ -1,8 +1,8 @@
 """Running one protected call: admit, run, classify the outcome, record it.
 
-``sync_wrapper`` and ``async_wrapper`` serve both ``protect`` and ``execute``. The healthy
-path (circuit closed, nothing to reset, no listeners) reads two attributes and makes
-no other call. Recording never raises into the caller: whatever happens inside the
+``sync_wrapper`` and ``async_wrapper`` build what ``protect`` returns, ``call_sync`` runs
+``execute``. The healthy path (circuit closed, nothing to reset, no listeners) reads
+two attributes and makes no other call. Recording never raises into the caller: whatever happens inside the
 breaker, the caller gets the protected call's own result or exception.
 """
 
@@ -90,7 +90,7 @@ def record_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: 
 
 async def arecord_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception) -> None:
     try:
-        if rules.is_failure(exc):
+        if rules.counts_all or rules.is_failure(exc):
             await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc))
         else:
             await circuit.aon_ignored(token)

@@ -208,8 +208,9 @@ class CircuitBreaker:
         docstring, signature and ``__wrapped__``; an ``async def`` stays one.
         """
         circuit = self._circuit(service)
-        rules = CallRules(circuit.policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
-        _check_fallback(fallback)
+        rules = self._rules(
+            circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
+        )
         listeners = self._listeners
 
         def decorator(func: Callable[P, R]) -> Callable[P, R]:
