@@ -48,6 +48,7 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", str(self.dir),
             "--logfile", str(self.dir / "redis.log"),
+            "--enable-debug-command", "yes",  # DEBUG SLEEP: a stall, for fault tests
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]

@@ -44,7 +44,7 @@ def _take_permit(url: str, start: Any, results: Any) -> None:
     start.wait(10)
     taken = 0
     for _ in range(20):
-        token = breaker.backend._circuits.get("svc") or breaker._circuit("svc")  # type: ignore[attr-defined]
+        token = breaker.backend.circuits.get("svc") or breaker._circuit("svc")  # type: ignore[attr-defined]
         if token.acquire() > 0:  # a trial that never reports back
             taken += 1
     results.put(taken)

@@ -30,6 +30,8 @@ class EventKind(str, enum.Enum):
     FALLBACK = "fallback"
     STORAGE_DEGRADED = "storage_degraded"
     STORAGE_RECOVERED = "storage_recovered"
+    STORAGE_RESET = "storage_reset"
+    STORAGE_REPAIRED = "storage_repaired"
 
     def __str__(self) -> str:
         return self.value
@@ -42,8 +44,10 @@ class CircuitEvent:
     ``state`` is the state after the event; ``previous_state`` is set for
     ``STATE_CHANGE``; ``reason`` for failures and for openings caused by one.
     ``ts`` is wall-clock epoch seconds. Storage events (``storage_degraded``,
-    ``storage_recovered``) concern every circuit: their ``service`` is ``"*"`` and
-    their ``state`` is ``None``.
+    ``storage_recovered``, and ``storage_reset`` when the store lost its data) concern
+    every circuit: their ``service`` is ``"*"`` and their ``state`` is ``None``.
+    ``storage_repaired`` names the one circuit whose stored data was corrupt and was
+    rewritten from its last good state; ``reason`` says what was wrong.
     """
 
     kind: EventKind

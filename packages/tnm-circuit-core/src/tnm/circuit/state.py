@@ -275,3 +275,18 @@ class CircuitModel:
 
     def reset(self, changes: list[Transition]) -> None:
         self._close(changes)
+
+    def assume(
+        self, state: CircuitState, open_until: float, reopenings: int, last_failure: tuple[str, float] | None
+    ) -> None:
+        """Take over a state decided elsewhere: a shared store's last known view, when this
+        process must go on deciding alone (``open_until`` is monotonic; failures start at 0)."""
+        self._failures.clear()
+        self._permits.clear()
+        self._trial_successes = 0
+        self.dirty = False
+        self.reopenings = reopenings
+        self.state = state
+        self.open_until = math.inf if state is FORCED_OPEN else open_until if state is OPEN else 0.0
+        if last_failure is not None:
+            self.last_failure = last_failure

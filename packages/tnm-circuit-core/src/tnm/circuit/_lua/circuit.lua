@@ -7,9 +7,17 @@
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
 --       11 meta_ttl_ms  12 pub/sub channel  13 service name  14 token  15 reason
+--       16 the caller's last good state, 17 its open_until_ms ("" if none): what a
+--          corrupt circuit is rewritten from
+-- ops: touch is a read that also keeps an in-use circuit listed for meta_ttl.
 -- Returns: {state, open_until_ms, failures_in_window, now_ms, result, reopenings,
 --           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms,
---           states passed through (for events), max_failures, window_ms}
+--           states passed through (for events), max_failures, window_ms, repaired,
+--           version}
+-- Published on a change others must mirror: {service, state, open_until_ms,
+--           failures, now_ms, permits_in_use, earliest_permit_deadline_ms, version}
+-- version counts the writes: mirrors order what they hear by (now_ms, version), so
+-- a stale read cannot overwrite a newer change made in the same millisecond.
 
 local state_key, failures_key, permits_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
@@ -31,16 +39,48 @@ local trial_timeout_ms = tonumber(ARGV[10])
 local ttl_ms = tonumber(ARGV[11])
 local token = tonumber(ARGV[14]) or 0
 
-local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm')
+-- Garbage written by someone else (a key of the wrong type, an unknown state, a
+-- field that is not a number) never fails the script: the circuit is rewritten from
+-- the caller's last good state, and the reply says so.
+local repaired = 0
+local function keep_type(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then
+    redis.call('DEL', key)
+    repaired = 1
+  end
+end
+keep_type(state_key, 'hash')
+keep_type(failures_key, 'zset')
+keep_type(permits_key, 'zset')
+
+local STATES = {closed = true, open = true, half_open = true, forced_open = true}
+local function is_int_or_nil(v)
+  return v == false or v == nil or (tonumber(v) ~= nil and string.match(v, '^%-?%d+$') ~= nil)
+end
+local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v')
+if (h[1] and not STATES[h[1]]) or (h[2] and not tonumber(h[2])) or not is_int_or_nil(h[3])
+    or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not tonumber(h[6]))
+    or not is_int_or_nil(h[9]) or not is_int_or_nil(h[10]) or not is_int_or_nil(h[11]) then
+  redis.call('DEL', state_key)
+  h = {}
+  repaired = 1
+end
 local state = h[1] or 'closed'
 local open_until = tonumber(h[2]) or 0
+if repaired == 1 and STATES[ARGV[16]] then
+  state = ARGV[16]
+  open_until = tonumber(ARGV[17]) or 0
+  if state == 'forced_open' then open_until = -1 end
+end
 local reopenings = tonumber(h[3]) or 0
 local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
-if op == 'read' then
-  -- Report with the thresholds of the processes that write (an operator's CLI may
-  -- not know the app's policy).
+local version = tonumber(h[11]) or 0
+if op == 'read' or op == 'touch' or op == 'force_open' or op == 'reset' then
+  -- Report (and keep) the thresholds of the processes that call the service: an
+  -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures
   window_ms = tonumber(h[8]) or window_ms
 end
@@ -94,6 +134,9 @@ end
 if state == 'half_open' then
   redis.call('ZREMRANGEBYSCORE', permits_key, '-inf', now)
 end
+-- Others mirror how many trial permits are taken (rejecting without a round trip
+-- while they are all in use): publish when that count changes.
+local permits_before = redis.call('ZCARD', permits_key)
 
 if op == 'acquire' then
   if state == 'closed' then
@@ -136,17 +179,28 @@ elseif op == 'reset' then
 end
 
 local failures = 0
-if state == 'closed' or op == 'read' then failures = in_window() end
+if state == 'closed' or op == 'read' or op == 'touch' then failures = in_window() end
 local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
+local permits = redis.call('ZCARD', permits_key)
+if not ((op == 'read' or op == 'touch') and repaired == 0) then version = version + 1 end
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
-  redis.call('ZCARD', permits_key), first[2] or '', path, max_failures, window_ms}
-if op == 'read' then
-  -- A read changes nothing (time-decided transitions are stored by the next write).
+  permits, first[2] or '', path, max_failures, window_ms, repaired, version}
+if (op == 'read' or op == 'touch') and repaired == 0 then
+  if op == 'touch' then
+    -- An in-use circuit stays listed (for status and operators) while its process lives.
+    if redis.call('EXISTS', state_key) == 0 then
+      redis.call('HSET', state_key, 's', state, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms)
+    end
+    if state ~= 'forced_open' and redis.call('PTTL', state_key) < ttl_ms then
+      redis.call('PEXPIRE', state_key, ttl_ms)
+    end
+  end
+  -- A read changes nothing else (time-decided transitions are stored by the next write).
   return reply
 end
 
 redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
-  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms)
+  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms, 'v', version)
 
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
@@ -162,7 +216,9 @@ else
   redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
 end
 
-if changed or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
-  redis.call('PUBLISH', ARGV[12], cjson.encode({ARGV[13], state, open_until, failures, now}))
+if changed or repaired == 1 or permits ~= permits_before
+    or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
+  redis.call('PUBLISH', ARGV[12],
+    cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
 end
 return reply

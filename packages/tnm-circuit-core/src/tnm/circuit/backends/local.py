@@ -225,6 +225,14 @@ class LocalCircuit:
             self._publish()
         self._notify(None, changes)
 
+    def assume(
+        self, state: CircuitState, open_until: float, reopenings: int, last_failure: tuple[str, float] | None
+    ) -> None:
+        """Start from a state decided elsewhere (see ``CircuitModel.assume``); no event."""
+        with self._lock:
+            self._model.assume(state, open_until, reopenings, last_failure)
+            self._publish()
+
 
 class LocalBackend:
     """Circuits in this process's memory (the default backend)."""

@@ -1,0 +1,408 @@
+"""One service's circuit on the Redis backend: a mirror in memory, the truth in Redis.
+
+The call path reads only ``state``, ``dirty`` and ``open_until``. ``open_until`` is
+the monotonic time before which a call is rejected without asking Redis: the open
+deadline, infinity while forced open, or, in half-open with every trial permit taken,
+the earliest permit's deadline. So healthy calls and rejections make no round trip; a
+failure, a trial and a first call make one.
+
+A new handle is *cold*: it does not know the shared state yet, so it says ``OPEN``
+with no deadline and the first call asks Redis (one script run that also decides that
+call) instead of assuming a closed circuit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from ..._counter import AtomicCounter
+from ...events import EventKind
+from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
+from ...policies import ServicePolicy
+from ...state import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, REJECT, CircuitSnapshot, CircuitState, Transition
+from ..local import LocalCircuit
+from ._script import BadReply, Reply, aeval, eval_script
+
+if TYPE_CHECKING:
+    from ._backend import RedisBackend
+
+__all__ = ["RedisCircuit"]
+
+_MS = 1000.0
+
+
+class RedisCircuit:
+    """A service's circuit stored in Redis, mirrored in this process."""
+
+    io_free = False
+
+    def __init__(self, backend: RedisBackend, service: str, policy: ServicePolicy) -> None:
+        self.service = service
+        self.policy = policy
+        self.state: CircuitState = OPEN  # cold: the first call asks Redis
+        self.dirty = False
+        self.open_until = 0.0
+        self.cold = True
+        self._backend = backend
+        self._health = backend.health
+        self._clock = backend.clock
+        self._monotonic = backend.clock.monotonic
+        self._listeners = backend.listeners
+        self.keys = backend.keys.for_service(service)
+        self._args: list[Any] = [
+            policy.max_failures,
+            int(policy.window_seconds * _MS),
+            int(policy.open_seconds * _MS),  # type: ignore[operator]
+            policy.backoff_multiplier,
+            int(policy.max_open_seconds * _MS),  # type: ignore[operator]
+            policy.half_open_max_calls,
+            policy.success_threshold,
+            int(policy.trial_timeout_seconds * _MS),
+            int(backend.meta_ttl_seconds * _MS),
+            backend.keys.channel,
+            service,
+        ]
+        self._seen: tuple[float, int] = (-math.inf, 0)  # (server ms, version) of the newest news
+        self._last: tuple[str, float] | None = None  # (reason, server ms)
+        self._failures = 0
+        self._reopenings = 0
+        self._permits = 0
+        self._good: tuple[str, str] = ("", "")  # last valid (state, open_until ms): repairs start there
+        self._shown_max_failures = policy.max_failures
+        self._shown_window = policy.window_seconds
+        self.successes = AtomicCounter()
+        """Successful calls seen while a listener was registered (for metrics)."""
+        self.fallback = LocalCircuit(service, policy, backend.clock, backend.listeners)
+        """Decides calls while Redis is unreachable: same policy, this process only."""
+
+    def __repr__(self) -> str:
+        return f"<RedisCircuit {self.service!r} {'cold' if self.cold else self.state.value}>"
+
+    # -- the mirror ---------------------------------------------------------------
+
+    def script_args(self, op: str, token: int = 0, reason: str = "") -> list[Any]:
+        return [op, self._backend.now_arg(), *self._args, token, reason, *self._good]
+
+    def mirror(
+        self,
+        state: CircuitState,
+        open_until_ms: float,
+        failures: int,
+        now_ms: float,
+        permits: int,
+        earliest_permit_ms: float | None,
+        version: int,
+    ) -> None:
+        """Update the mirror from a script reply or a published notice (newest wins)."""
+        seen = (now_ms, version)
+        if seen < self._seen:
+            return
+        self._seen = seen
+        self._failures = failures
+        self._permits = permits
+        if state is OPEN:
+            open_until = self._backend.to_monotonic(open_until_ms, now_ms)
+        elif state is FORCED_OPEN:
+            open_until = math.inf
+        elif state is HALF_OPEN and permits >= self.policy.half_open_max_calls and earliest_permit_ms:
+            open_until = self._backend.to_monotonic(earliest_permit_ms, now_ms)
+        else:
+            open_until = 0.0
+        self.dirty = state is CLOSED and failures > 0
+        self.open_until = open_until
+        self.state = state
+        self.cold = False
+
+    def apply(self, reply: Reply) -> tuple[int, list[Transition]]:
+        """Mirror a script's reply; return its result and the transitions it made.
+
+        Transitions come from the script itself (not from comparing mirrors), so the
+        process that caused a change reports it exactly once, even if the published
+        notice of that change reached the mirror first.
+        """
+        self._backend.saw_server_time(reply.now_ms)
+        self.mirror(
+            reply.state,
+            reply.open_until_ms,
+            reply.failures,
+            reply.now_ms,
+            reply.permits,
+            reply.earliest_permit_ms,
+            reply.version,
+        )
+        self._reopenings = reply.reopenings
+        self._last = reply.last
+        self._shown_max_failures = reply.max_failures
+        self._shown_window = reply.window_seconds
+        self._good = (reply.state.value, str(int(reply.open_until_ms)))
+        if reply.repaired:
+            self._health.bad_data(
+                self.service, "stored state was unreadable; rewritten from the last good one"
+            )
+        return reply.result, list(itertools.pairwise(reply.path))
+
+    def last_known_reason(self) -> str | None:
+        return None if self._last is None else self._last[0]
+
+    def start_alone(self) -> None:
+        """The store is gone: the per-process circuit starts from the last shared state."""
+        if not self.cold:
+            now = self._monotonic()
+            open_until = self.open_until if self.state is OPEN else 0.0
+            last = None
+            if self._last is not None:
+                age = max(0.0, (self._backend.server_ms_now() - self._last[1]) / _MS)
+                last = (self._last[0], now - age)
+            self.fallback.assume(self.state, open_until, self._reopenings, last)
+        self.copy_fallback()
+
+    def copy_fallback(self) -> None:
+        """While the store is down: mirror the per-process circuit, or refuse every call."""
+        if self._health.on_storage_error == "local":
+            fb = self.fallback
+            self.state, self.dirty, self.open_until = fb.state, fb.dirty, fb.open_until
+        else:
+            self.state, self.dirty, self.open_until = FORCED_OPEN, False, math.inf
+
+    def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
+        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
+
+    # -- one operation, sync and async -------------------------------------------------
+
+    def _finish(self, raw: Any, op: str, reason: str, kind: EventKind | None) -> int | None:
+        try:
+            result, changes = self.apply(Reply.parse(raw))
+        except BadReply as exc:
+            self._health.bad_data(self.service, str(exc))
+            return None
+        if op == "read":
+            changes = []  # a read stores nothing; the next write makes (and reports) the change
+        if changes or kind is not None:
+            self._notify(kind, changes, reason or None)
+        return result
+
+    def run(self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None) -> int | None:
+        """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
+        if self._health.degraded:
+            return None
+        self._backend.start_threads()
+        try:
+            raw = eval_script(self._backend.client(), self.keys, self.script_args(op, token, reason))
+        except (RedisError, CircuitBackendError) as exc:
+            self._backend.storage_failed(exc)
+            return None
+        return self._finish(raw, op, reason, kind)
+
+    async def arun(
+        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None
+    ) -> int | None:
+        if self._health.degraded:
+            return None
+        self._backend.start_threads()
+        try:
+            client = self._backend.aclient()
+            raw = await aeval(client, self.keys, self.script_args(op, token, reason))
+        except (RedisError, CircuitBackendError) as exc:
+            self._backend.storage_failed(exc)
+            return None
+        return self._finish(raw, op, reason, kind)
+
+    def _alone_acquire(self) -> int:
+        if self._health.on_storage_error != "local":
+            return REJECT
+        token = self.fallback.acquire()
+        self.copy_fallback()
+        return token
+
+    # -- the call path --------------------------------------------------------------------
+
+    def acquire(self) -> int:
+        if self._monotonic() < self.open_until:
+            return REJECT  # open, forced open, or every trial permit taken: known locally
+        token = self.run("acquire")
+        return self._alone_acquire() if token is None else token
+
+    async def aacquire(self) -> int:
+        if self._monotonic() < self.open_until:
+            return REJECT
+        if self._health.degraded:
+            return self._alone_acquire()
+        # Shielded: if the caller is cancelled while the reply is in flight, a permit the
+        # reply grants is handed back as soon as it lands (else it would be held until
+        # its deadline, rejecting every process's trials meanwhile).
+        pending = asyncio.ensure_future(self.arun("acquire"))
+        try:
+            token = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            pending.add_done_callback(self._return_orphan_permit)
+            raise
+        return self._alone_acquire() if token is None else token
+
+    def _return_orphan_permit(self, pending: asyncio.Future[int | None]) -> None:
+        if not pending.cancelled() and pending.exception() is None:
+            token = pending.result()
+            if token is not None and token > 0:
+                self.on_release(token)
+
+    def on_success(self, token: int) -> None:
+        self.successes.increment()
+        if not token and not self.dirty and self.state is CLOSED:
+            if self._listeners.success_callbacks:
+                self._notify(EventKind.SUCCESS, [])
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if self.run("success", token, kind=kind) is None:
+            self.fallback.on_success(token)
+            self.copy_fallback()
+
+    async def aon_success(self, token: int) -> None:
+        self.successes.increment()
+        if not token and not self.dirty and self.state is CLOSED:
+            if self._listeners.success_callbacks:
+                self._notify(EventKind.SUCCESS, [])
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if await self.arun("success", token, kind=kind) is None:
+            self.fallback.on_success(token)
+            self.copy_fallback()
+
+    def on_failure(self, token: int, reason: str) -> None:
+        if self.run("failure", token, reason, EventKind.FAILURE) is None:
+            self.fallback.on_failure(token, reason)
+            self.copy_fallback()
+
+    async def aon_failure(self, token: int, reason: str) -> None:
+        if await self.arun("failure", token, reason, EventKind.FAILURE) is None:
+            self.fallback.on_failure(token, reason)
+            self.copy_fallback()
+
+    def on_ignored(self, token: int) -> None:
+        self.on_release(token)
+        if self._listeners.callbacks:
+            self._notify(EventKind.IGNORED, [])
+
+    async def aon_ignored(self, token: int) -> None:
+        self.on_ignored(token)
+
+    def on_release(self, token: int) -> None:
+        # Never blocks (it also runs in cancelled coroutines): handed to the backend's
+        # worker thread. If that fails, the permit's deadline frees it anyway.
+        if token > 0:
+            self.fallback.on_release(token)
+            self._backend.submit(lambda: self.run("release", token))
+
+    def on_rejected(self, fallback: bool) -> None:
+        if self._listeners.callbacks:
+            self._notify(EventKind.FALLBACK if fallback else EventKind.REJECTED, [])
+
+    # -- inspection and manual control ------------------------------------------------------
+
+    def _known_availability(self) -> bool | None:
+        """Availability decided from the mirror alone, or ``None`` if Redis must be asked."""
+        if self.cold or self._health.degraded:
+            return None
+        if self._monotonic() < self.open_until:
+            return False
+        if self.state is CLOSED or self.state is HALF_OPEN:
+            return True
+        return None  # open past its deadline (half-open now) or unknown: ask
+
+    def _availability_after_read(self, read: int | None) -> bool:
+        if read is None:
+            if self._health.on_storage_error != "local":
+                return False
+            return self.fallback.is_available()
+        if self.state is CLOSED:
+            return True
+        if self.state is HALF_OPEN:
+            return self._permits < self.policy.half_open_max_calls
+        return False
+
+    def is_available(self) -> bool:
+        known = self._known_availability()
+        return known if known is not None else self._availability_after_read(self.run("read"))
+
+    async def ais_available(self) -> bool:
+        known = self._known_availability()
+        return known if known is not None else self._availability_after_read(await self.arun("read"))
+
+    def snapshot(self) -> CircuitSnapshot:
+        if self.run("read") is None:
+            return self.fallback.snapshot()
+        return self._snapshot()
+
+    async def asnapshot(self) -> CircuitSnapshot:
+        if await self.arun("read") is None:
+            return self.fallback.snapshot()
+        return self._snapshot()
+
+    def _snapshot(self) -> CircuitSnapshot:
+        return CircuitSnapshot(
+            service=self.service,
+            state=self.state,
+            failures=self._failures,
+            max_failures=self._shown_max_failures,
+            window_seconds=self._shown_window,
+            retry_after=self._retry_after(),
+            last_failure=self._last_failure(),
+            trials_in_flight=self._permits,
+            reopenings=self._reopenings,
+        )
+
+    def _retry_after(self) -> float | None:
+        if self.state is FORCED_OPEN:
+            return None
+        return max(0.0, self.open_until - self._monotonic())
+
+    def _last_failure(self) -> dict[str, Any] | None:
+        last = self._last
+        if last is None:
+            return None
+        return {"reason": last[0], "ts": self._backend.wall_ts(last[1])}
+
+    def open_error(self) -> CircuitError:
+        health = self._health
+        if health.degraded and health.on_storage_error == "raise":
+            return CircuitBackendError(
+                f"circuit store unavailable for {self.service!r} at {self._backend.describe()}"
+                f" ({health.last_error})"
+            )
+        if health.degraded and health.on_storage_error == "local":
+            return self.fallback.open_error()
+        failures = self.policy.max_failures if self.state is OPEN else self._failures
+        return CircuitOpenError(
+            self.service,
+            None if health.degraded else self._retry_after(),
+            self._last_failure(),
+            self.state,
+            failures,
+            self.policy.max_failures,
+            self.policy.window_seconds,
+        )
+
+    def last_failure(self) -> dict[str, Any] | None:
+        if self.run("read") is None:
+            return self.fallback.last_failure()
+        return self._last_failure()
+
+    def _unavailable(self, what: str) -> CircuitBackendError:
+        return CircuitBackendError(
+            f"cannot {what} {self.service!r}: circuit store at {self._backend.describe()} unavailable"
+            f" ({self._health.last_error})"
+        )
+
+    def force_open(self, reason: str) -> None:
+        if self.run("force_open", reason=reason) is None:
+            raise self._unavailable("force open")
+        self._backend.remember_forced(self.service, reason)
+
+    def reset(self) -> None:
+        if self.run("reset") is None:
+            raise self._unavailable("reset")
+        self._backend.forget_forced(self.service)
+        self.fallback.reset()

@@ -1,0 +1,39 @@
+"""Key and channel names of one namespace.
+
+Each service's keys share one Redis Cluster hash tag (its escaped name), so one
+script can touch all of them. Namespace-wide keys (the epoch, the forced-open
+registry) are only ever read or written by plain commands, never from the script.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+__all__ = ["Keys"]
+
+# Braces would end the Redis Cluster hash tag early; escape them (and %) so the key
+# still names exactly one service. The name itself is stored verbatim in the hash.
+_TAG_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) not in "{}%")
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+class Keys:
+    """The names under ``namespace``."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.channel = f"{namespace}:events"
+        self.epoch = f"{namespace}:epoch"
+        """A random value set once: when it disappears, the store lost its data."""
+        self.forced = f"{namespace}:forced"
+        """Hash of service -> reason for every forced-open circuit (restored after a data loss)."""
+        self.state_pattern = _glob_escape(f"{namespace}:{{") + "*}:state"
+
+    def for_service(self, service: str) -> tuple[str, str, str]:
+        """State, failures and permits keys of ``service`` (one Cluster slot per service)."""
+        prefix = f"{self.namespace}:{{{quote(service, safe=_TAG_SAFE)}}}"
+        return (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")

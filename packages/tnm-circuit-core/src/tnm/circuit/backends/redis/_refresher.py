@@ -1,0 +1,171 @@
+"""The refresher: the backend's second thread, for everything that is not a notice.
+
+Every ``refresh_interval`` (and at once when asked) it:
+
+1. probes the store with a write (``SET NX`` of the namespace epoch), so a store
+   that stopped taking writes (out of memory, demoted) keeps the backend degraded;
+2. compares the epoch with the one it knew: a store that lost its data (``FLUSHALL``,
+   a restart without persistence) is reported as ``storage_reset``, and the
+   forced-open circuits the fleet knew of are forced open again;
+3. re-reads every mirrored circuit in one pipeline (a notice may have been lost),
+   which also keeps in-use circuits listed for ``meta_ttl_seconds``;
+4. while degraded, a successful round is the recovery: shared state resumes.
+
+It also runs the small tasks the call path hands off (returning a permit from a
+cancelled call), so that those never block the caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from ._script import BadReply, Reply, decode, eval_many
+
+if TYPE_CHECKING:
+    from ._backend import RedisBackend
+
+__all__ = ["Refresher"]
+
+
+class Refresher:
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.epoch: str | None = None
+        self.forced: dict[str, str] = {}
+        """Forced-open services and reasons, as of the last refresh (survives a data loss)."""
+        self.tasks: deque[Callable[[], object]] = deque()
+        self._wake = threading.Event()
+        self._resync_now = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tnm-circuit-refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=timeout)
+        self._run_tasks()
+
+    def submit(self, task: Callable[[], object]) -> None:
+        self.tasks.append(task)
+        self._wake.set()
+
+    def resync_soon(self) -> None:
+        self._resync_now = True
+        self._wake.set()
+
+    # -- one round ------------------------------------------------------------------
+
+    def check_epoch(self, client: Any) -> bool:
+        """Probe with a write and read the epoch; True if the store lost its data since last time."""
+        pipe = client.pipeline(transaction=False)
+        pipe.set(self.backend.keys.epoch, secrets.token_hex(8), nx=True)
+        pipe.get(self.backend.keys.epoch)
+        pipe.hgetall(self.backend.keys.forced)
+        pipe.time()
+        _, epoch, forced, (seconds, micros) = pipe.execute()
+        self.backend.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
+        epoch = decode(epoch)
+        lost = self.epoch is not None and epoch != self.epoch
+        self.epoch = epoch
+        if lost:
+            return True
+        self.forced = {decode(k): decode(v) for k, v in forced.items()}
+        return False
+
+    def restore_forced(self) -> int:
+        """After a data loss: force open again every circuit the fleet had forced open."""
+        backend = self.backend
+        wanted = dict(self.forced)
+        for name, circuit in list(backend.circuits.items()):
+            if circuit.state.value == "forced_open" and name not in wanted:
+                last = circuit.last_known_reason()
+                wanted[name] = last or "forced open"
+        for name, reason in wanted.items():
+            backend.restore_forced(name, reason)
+        return len(wanted)
+
+    def read_all(self, client: Any) -> list[tuple[Any, Reply]]:
+        """Read every mirrored circuit in one pipeline (``touch``: in-use circuits stay listed)."""
+        circuits = list(self.backend.circuits.values())
+        if not circuits:
+            return []
+        replies = eval_many(client, [(c.keys, c.script_args("touch")) for c in circuits])
+        errors = [r for r in replies if isinstance(r, RedisError)]
+        if errors and len(errors) == len(replies):
+            raise errors[0]  # the store refuses the script for everyone: an outage
+        parsed: list[tuple[Any, Reply]] = []
+        for circuit, raw in zip(circuits, replies, strict=True):
+            if isinstance(raw, Exception):
+                self.backend.health.bad_data(circuit.service, self.backend.health.describe(raw))
+                continue
+            try:
+                parsed.append((circuit, Reply.parse(raw)))
+            except BadReply as exc:
+                self.backend.health.bad_data(circuit.service, str(exc))
+        return parsed
+
+    def sync(self, client: Any) -> None:
+        """One round: probe, detect a data loss, re-read every mirror; recover if degraded."""
+        backend = self.backend
+        if self.check_epoch(client):
+            backend.health.data_lost(self.restore_forced())
+        parsed = self.read_all(client)
+        if decode(client.get(backend.keys.epoch)) != self.epoch:
+            # Emptied while we read: those reads may show a forced circuit closed. The
+            # next round (now) reports the loss and restores before reading again.
+            self.resync_soon()
+            return
+        backend.health.recover()  # before applying: mirrors then follow Redis again
+        for circuit, reply in parsed:
+            circuit.apply(reply)
+
+    def refresh(self) -> None:
+        try:
+            self.sync(self.backend.client())
+        except RedisError as exc:
+            self.backend.storage_failed(exc)
+
+    # -- the thread -------------------------------------------------------------------
+
+    def _run_tasks(self) -> None:
+        tasks = self.tasks
+        while tasks:
+            task = tasks.popleft()
+            try:
+                task()
+            except Exception:  # pragma: no cover - tasks handle their own errors
+                self.backend.health.listener_failed()
+
+    def _loop(self) -> None:
+        interval = self.backend.refresh_interval
+        next_refresh = time.monotonic() + interval
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_refresh - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._run_tasks()
+                if self._resync_now or time.monotonic() >= next_refresh:
+                    self._resync_now = False
+                    self.refresh()
+                    next_refresh = time.monotonic() + interval
+            except Exception:  # a bug must not kill the refresher, nor flood the log
+                self.backend.health.listener_failed()
+                next_refresh = time.monotonic() + interval

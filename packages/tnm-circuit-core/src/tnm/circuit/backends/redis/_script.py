@@ -1,0 +1,176 @@
+"""The Lua script that holds the state machine in Redis, and its replies and messages.
+
+Every change to a circuit is one run of ``_lua/circuit.lua``: atomic in Redis, with
+time from Redis ``TIME``. This module runs it (re-sending the script when a flushed
+or restarted server answers ``NOSCRIPT``) and turns what it returns, or publishes,
+into checked Python values: garbage raises ``BadReply`` instead of a ``KeyError``
+deep in a caller's stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, NamedTuple
+
+from redis.exceptions import NoScriptError
+
+from ...state import CircuitState
+
+__all__ = [
+    "SCRIPT",
+    "SHA",
+    "BadReply",
+    "Notice",
+    "Reply",
+    "aeval",
+    "eval_many",
+    "eval_script",
+    "parse_message",
+]
+
+SCRIPT = resources.files("tnm.circuit").joinpath("_lua/circuit.lua").read_text(encoding="utf-8")
+SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+STATES = {s.value: s for s in CircuitState}
+
+
+class BadReply(ValueError):
+    """A reply or message that does not have the script's shape (corrupt or foreign data)."""
+
+
+def decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _state(value: Any) -> CircuitState:
+    state = STATES.get(decode(value))
+    if state is None:
+        raise BadReply(f"unknown state {decode(value)[:40]!r}")
+    return state
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(decode(value))
+    except ValueError:
+        raise BadReply(f"not a number: {decode(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise BadReply(f"not a finite number: {number}")
+    return number
+
+
+def _optional_number(value: Any) -> float | None:
+    return None if decode(value) == "" else _number(value)
+
+
+class Reply(NamedTuple):
+    """What one run of the script says about its circuit (times in server milliseconds)."""
+
+    state: CircuitState
+    open_until_ms: float
+    failures: int
+    now_ms: float
+    result: int
+    reopenings: int
+    last: tuple[str, float] | None
+    permits: int
+    earliest_permit_ms: float | None
+    path: list[CircuitState]
+    max_failures: int
+    window_seconds: float
+    repaired: bool
+    version: int
+
+    @classmethod
+    def parse(cls, raw: Any) -> Reply:
+        try:
+            last_ms = _optional_number(raw[7])
+            return cls(
+                state=_state(raw[0]),
+                open_until_ms=_number(raw[1]),
+                failures=int(_number(raw[2])),
+                now_ms=_number(raw[3]),
+                result=int(_number(raw[4])),
+                reopenings=int(_number(raw[5])),
+                last=None if last_ms is None else (decode(raw[6]), last_ms),
+                permits=int(_number(raw[8])),
+                earliest_permit_ms=_optional_number(raw[9]),
+                path=[_state(s) for s in raw[10]],
+                max_failures=int(_number(raw[11])),
+                window_seconds=_number(raw[12]) / 1000.0,
+                repaired=bool(int(_number(raw[13]))),
+                version=int(_number(raw[14])),
+            )
+        except (IndexError, TypeError) as exc:
+            raise BadReply(f"malformed script reply ({exc})") from None
+
+
+class Notice(NamedTuple):
+    """A change published by some process's script run."""
+
+    service: str
+    state: CircuitState
+    open_until_ms: float
+    failures: int
+    now_ms: float
+    permits: int
+    earliest_permit_ms: float | None
+    version: int
+
+
+def parse_message(data: Any) -> Notice:
+    try:
+        fields = json.loads(data)
+        if not isinstance(fields, list) or len(fields) < 5 or not isinstance(fields[0], str):
+            raise BadReply("not a circuit notice")
+        permits, earliest, version = (fields[5], fields[6], fields[7]) if len(fields) >= 8 else (0, "", 0)
+        return Notice(
+            service=fields[0],
+            state=_state(fields[1]),
+            open_until_ms=_number(fields[2]),
+            failures=int(_number(fields[3])),
+            now_ms=_number(fields[4]),
+            permits=int(_number(permits)),
+            earliest_permit_ms=_optional_number(earliest),
+            version=int(_number(version)),
+        )
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadReply(f"malformed notice ({exc})") from None
+
+
+def eval_script(client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        return client.evalsha(SHA, len(keys), *keys, *args)
+    except NoScriptError:
+        # A flushed or restarted server forgot it: EVAL runs it and caches it again.
+        return client.eval(SCRIPT, len(keys), *keys, *args)
+
+
+async def aeval(client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        return await client.evalsha(SHA, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(SCRIPT, len(keys), *keys, *args)
+
+
+def _pipeline(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.evalsha(SHA, len(keys), *keys, *args)
+    return list(pipe.execute(raise_on_error=False))
+
+
+def eval_many(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    """Run the script once per ``(keys, args)`` in one pipeline.
+
+    A reply that is an error (not a lost connection, which raises) is returned in its
+    place, so that one bad circuit does not fail the others.
+    """
+    results = _pipeline(client, calls)
+    if any(isinstance(r, NoScriptError) for r in results):
+        client.script_load(SCRIPT)
+        results = _pipeline(client, calls)
+    return results

@@ -1,0 +1,481 @@
+"""The shared view holds through cold starts, stalls, lost subscriptions, corrupt keys,
+cancellation and data loss (one breaker per simulated process, on a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from tnm.circuit import (
+    CircuitBackendError,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    EventKind,
+    InvalidConfigError,
+    InvalidConfigTypeError,
+    ServicePolicy,
+)
+from tnm.circuit.testing import ManualClock, capture_events
+
+from ..redis_server import RedisServer, free_port
+from .helpers import script_calls, wait_for
+
+MakeRedisBreaker = Callable[..., CircuitBreaker]
+
+
+def mirror(breaker: CircuitBreaker, service: str) -> object:
+    return breaker.backend.circuits[service]  # type: ignore[attr-defined]
+
+
+def _fail() -> None:
+    raise ConnectionError("down")
+
+
+class TestColdStart:
+    def test_first_call_sees_a_forced_open_circuit(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """A process's first call to a service another process forced open is rejected: nothing runs."""
+        make_redis_breaker().force_open("pg", "maintenance")
+        fresh = make_redis_breaker()
+        ran: list[int] = []
+        with pytest.raises(CircuitOpenError) as info:
+            fresh.execute("pg", lambda: ran.append(1))
+        assert ran == []
+        assert info.value.retry_after is None
+        other = make_redis_breaker()
+        assert not other.is_available("pg")
+        assert make_redis_breaker().state("pg").state is CircuitState.FORCED_OPEN
+
+    def test_first_async_call_sees_an_open_circuit(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """The async first call reads the shared state through the async client and is rejected."""
+        first = make_redis_breaker(max_failures=1)
+        first.record_failure("es", "down")
+        fresh = make_redis_breaker(max_failures=1)
+        ran: list[int] = []
+
+        async def call() -> None:
+            ran.append(1)
+
+        async def main() -> None:
+            with pytest.raises(CircuitOpenError):
+                await fresh.execute_async("es", call)
+            assert not await fresh.ais_available("es")
+            await fresh.aclose()
+
+        asyncio.run(main())
+        assert ran == []
+
+    def test_one_read_per_service(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A new process pays one script run for its first call of a service, then none."""
+        fresh = make_redis_breaker()
+        before = script_calls(redis_server)
+        for _ in range(50):
+            fresh.execute("svc", lambda: 1)
+        assert script_calls(redis_server) - before == 1
+
+    def test_cold_success_resets_the_shared_count(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """A success in a new process resets the failure count recorded by another."""
+        first = make_redis_breaker(max_failures=3)
+        first.record_failure("svc", "x")
+        first.record_failure("svc", "x")
+        make_redis_breaker(max_failures=3).execute("svc", lambda: None)
+        assert first.state("svc").failures == 0
+
+    def test_cold_trials_respect_half_open_max_calls(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """Eleven new processes calling a half-open circuit at once run exactly one trial."""
+        first = make_redis_breaker(max_failures=1, open_seconds=1, half_open_max_calls=1)
+        first.record_failure("svc", "x")
+        clock: ManualClock = first.clock  # type: ignore[assignment]
+        clock.advance(1)
+        fresh = [make_redis_breaker(max_failures=1, open_seconds=1, half_open_max_calls=1) for _ in range(11)]
+        release = threading.Event()
+        ran: list[int] = []
+        rejected: list[int] = []
+
+        def trial(breaker: CircuitBreaker) -> None:
+            try:
+                breaker.execute("svc", lambda: ran.append(1) or release.wait(5))
+            except CircuitOpenError:
+                rejected.append(1)
+
+        threads = [threading.Thread(target=trial, args=(b,)) for b in fresh]
+        for thread in threads:
+            thread.start()
+        assert wait_for(lambda: len(ran) + len(rejected) == 11 or len(rejected) == 10, 10)
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        assert (len(ran), len(rejected)) == (1, 10)
+
+    def test_handles_made_before_initialize_are_read_at_initialize(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """A protect() made at import time knows the shared state once initialize() returns."""
+        make_redis_breaker().force_open("pg", "maintenance")
+        app = make_redis_breaker(initialize=False)
+        ran: list[int] = []
+        load = app.protect("pg")(lambda: ran.append(1))
+        app.initialize()
+        assert mirror(app, "pg").state is CircuitState.FORCED_OPEN  # type: ignore[attr-defined]
+        with pytest.raises(CircuitOpenError):
+            load()
+        assert ran == []
+
+
+class TestRecovery:
+    @pytest.mark.slow
+    def test_one_timeout_does_not_leave_the_process_alone(
+        self,
+        make_redis_breaker: MakeRedisBreaker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """After one call-path timeout (DEBUG SLEEP), shared state resumes within 2x refresh_interval
+        of Redis answering, with one storage_recovered event and one "back" line."""
+        options = {"socket_timeout": 0.2, "refresh_interval": 0.25}
+        app = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
+        other = make_redis_breaker(max_failures=2, use_clock=False)
+        app.execute("svc", lambda: 1)
+        sleeper = threading.Thread(
+            target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "0.6")
+        )
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        with capture_events(app) as events:
+            sleeper.start()
+            time.sleep(0.05)
+            app.record_failure("svc", "during the stall")  # times out: degraded
+            assert app.backend.degraded  # type: ignore[attr-defined]
+            sleeper.join(5)
+            answered = time.monotonic()
+            assert wait_for(lambda: not app.backend.degraded, 5)  # type: ignore[attr-defined]
+            assert time.monotonic() - answered <= 2 * 0.25 + 0.2  # a little for a busy machine
+        kinds = [e.kind for e in events if e.service == "*"]
+        assert kinds == [EventKind.STORAGE_DEGRADED, EventKind.STORAGE_RECOVERED]
+        assert len([r for r in caplog.records if "shared state resumes" in r.getMessage()]) == 1
+        other.record_failure("svc", "x")
+        other.record_failure("svc", "x")  # opens, fleet-wide again
+        assert wait_for(lambda: not app.is_available("svc"), 2)
+
+    def test_a_store_refusing_the_script_logs_once(
+        self,
+        make_redis_breaker: MakeRedisBreaker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A permission error on every call neither flaps nor floods the log: one line, calls still served."""
+        admin = redis_server.client()
+        admin.acl_setuser("noscript", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                          commands=["+@all", "-evalsha", "-eval"])  # fmt: skip
+        url = f"redis://noscript:pw@127.0.0.1:{redis_server.port}/0"
+        app = CircuitBreaker("redis", redis_url=url, namespace="noperm", refresh_interval=0.05)
+        app.initialize()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        try:
+            deadline = time.monotonic() + 1.0
+            served = 0
+            while time.monotonic() < deadline:
+                app.record_failure("svc", "x")
+                served += app.execute("svc", lambda: 1)
+            lines = [r for r in caplog.records if "circuit store" in r.getMessage()]
+            assert served > 10
+            assert len(lines) == 1, [r.getMessage() for r in lines]
+            assert "NOPERM" in lines[0].getMessage() or "permission" in lines[0].getMessage()
+            assert "pw@" not in lines[0].getMessage()
+        finally:
+            app.close()
+            admin.acl_deluser("noscript")
+
+
+class TestDegradedStartsFromSharedState:
+    def test_forced_open_stays_forced_when_redis_dies(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """With Redis gone, a forced-open circuit keeps rejecting; an open one stays open to its deadline."""
+        ops = make_redis_breaker()
+        app = make_redis_breaker(max_failures=1, open_seconds=30, backend_options={"socket_timeout": 0.2})
+        ops.force_open("pg", "failover")
+        app.record_failure("es", "down")
+        app.is_available("pg")
+        redis_server.stop()
+        app.record_failure("other", "notices the outage")
+        assert app.backend.degraded  # type: ignore[attr-defined]
+        ran: list[int] = []
+        for service in ("pg", "es"):
+            with pytest.raises(CircuitOpenError):
+                app.execute(service, lambda: ran.append(1))
+        assert ran == []
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock.advance(30)
+        assert app.execute("es", lambda: "trial") == "trial"  # its own deadline passed
+        with pytest.raises(CircuitOpenError):
+            app.execute("pg", lambda: ran.append(1))
+
+    def test_lost_subscription_is_not_an_outage(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """CLIENT KILL TYPE pubsub: no degradation, no healthy call rejected (even failing closed),
+        and trips reach the process again once it has subscribed again."""
+        app = make_redis_breaker(
+            max_failures=1,
+            use_clock=False,
+            backend_options={"on_storage_error": "reject", "refresh_interval": 5},
+        )
+        other = make_redis_breaker(max_failures=1, use_clock=False)
+        app.execute("svc", lambda: 1)
+        app.is_available("tripped")
+        with capture_events(app) as events:
+            redis_server.client().client_kill_filter(_type="pubsub")
+            for _ in range(200):
+                assert app.execute("svc", lambda: 1) == 1
+            assert wait_for(lambda: app.backend.listener.subscribed.is_set(), 5)  # type: ignore[attr-defined]
+            other.record_failure("tripped", "down")
+            assert wait_for(lambda: not app.is_available("tripped"), 1)
+        assert [e for e in events if e.service == "*"] == []
+
+    def test_script_flush_is_answered_by_reloading(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """SCRIPT FLUSH: the next change reloads the script; nothing degrades."""
+        app = make_redis_breaker(max_failures=2, backend_options={"refresh_interval": 0.05})
+        with capture_events(app) as events:
+            app.record_failure("svc", "x")
+            redis_server.client().script_flush()
+            app.record_failure("svc", "x")
+            assert app.state("svc").state is CircuitState.OPEN
+            redis_server.client().script_flush()
+            time.sleep(0.2)  # a few refreshes run their pipeline on the flushed cache
+        assert not app.backend.degraded  # type: ignore[attr-defined]
+        assert [e for e in events if e.service == "*"] == []
+
+
+class TestCorruptData:
+    def test_bogus_state_is_repaired_not_raised(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """HSET s bogus: callers never see it, the circuit is rewritten from its last good state."""
+        app = make_redis_breaker(max_failures=1, open_seconds=30)
+        app.record_failure("svc", "down")  # open
+        app.execute("fine", lambda: 1)
+        state_key = app.backend.keys.for_service("svc")[0]  # type: ignore[attr-defined]
+        redis_server.client().hset(state_key, "s", "bogus")
+        with capture_events(app) as events:
+            with pytest.raises(CircuitOpenError):
+                app.execute("svc", lambda: 1)
+            assert app.state("svc").state is CircuitState.OPEN
+        assert [e.kind for e in events if e.service == "svc" and e.kind is EventKind.STORAGE_REPAIRED]
+        assert redis_server.client().hget(state_key, "s") == b"open"
+        assert app.execute("fine", lambda: 2) == 2
+        assert not app.backend.degraded  # type: ignore[attr-defined]
+
+    def test_a_key_of_the_wrong_type_affects_only_its_circuit(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A string where a hash belongs: that circuit is repaired, the others and the backend are fine."""
+        app = make_redis_breaker(max_failures=2)
+        app.record_failure("svc", "x")
+        app.record_failure("fine", "x")
+        keys = app.backend.keys.for_service("svc")  # type: ignore[attr-defined]
+        admin = redis_server.client()
+        admin.set(keys[0], "garbage")
+        admin.set(keys[1], "garbage")
+        app.record_failure("svc", "x")
+        assert app.state("svc").failures == 1
+        assert app.state("fine").failures == 1
+        assert not app.backend.degraded  # type: ignore[attr-defined]
+
+    def test_garbage_notices_are_ignored(
+        self,
+        make_redis_breaker: MakeRedisBreaker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Garbage and far-future notices on the channel change no mirror and log at most a line."""
+        app = make_redis_breaker(max_failures=1, use_clock=False)
+        other = make_redis_breaker(max_failures=1, use_clock=False)
+        app.execute("svc", lambda: 1)
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        admin = redis_server.client()
+        channel = app.backend.keys.channel  # type: ignore[attr-defined]
+        far_future = (time.time() + 10**6) * 1000
+        for message in [b"\xff\xfe", "not json", json.dumps(["svc", "bogus", 0, 0, 1]), json.dumps({"a": 1}),
+                        json.dumps(["svc", "forced_open", -1, 0, far_future, 0, ""])] * 50:  # fmt: skip
+            admin.publish(channel, message)
+        assert wait_for(lambda: len(caplog.records) >= 1, 2)
+        time.sleep(0.1)
+        assert app.execute("svc", lambda: 1) == 1
+        assert mirror(app, "svc").state is CircuitState.CLOSED  # type: ignore[attr-defined]
+        other.record_failure("svc", "down")  # a real change still gets through
+        assert wait_for(lambda: mirror(app, "svc").state is CircuitState.OPEN, 2)  # type: ignore[attr-defined]
+        # 250 bad notices: one line for each of the two breakers (processes) that heard them.
+        assert len([r for r in caplog.records if "corrupt" in r.getMessage()]) == 2
+
+
+class TestPermits:
+    def test_cancelled_trial_returns_its_permit(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """An async call cancelled while its permit request is in flight gives the permit back
+        when the reply lands, so other processes' trials are not blocked for trial_timeout."""
+        policy = {"max_failures": 1, "open_seconds": 1, "half_open_max_calls": 1, "trial_timeout_seconds": 20}
+        app = make_redis_breaker(**policy)
+        other = make_redis_breaker(**policy)
+        app.record_failure("svc", "down")
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock.advance(1)
+
+        async def call() -> int:
+            return 1
+
+        async def main() -> None:
+            threading.Thread(
+                target=lambda: redis_server.client().execute_command("CLIENT", "PAUSE", 300)
+            ).start()
+            await asyncio.sleep(0.05)
+            task = asyncio.create_task(app.execute_async("svc", call))
+            await asyncio.sleep(0.05)  # the permit request is waiting on the paused server
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await app.aclose()
+
+        asyncio.run(main())
+        assert wait_for(lambda: other.state("svc").trials_in_flight == 0, 3)
+        assert other.execute("svc", lambda: "trial") == "trial"
+
+    def test_half_open_rejections_make_no_round_trip(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """While every trial permit is taken, other processes reject from their mirror."""
+        policy = {"max_failures": 1, "open_seconds": 1, "half_open_max_calls": 1}
+        app = make_redis_breaker(**policy)
+        other = make_redis_breaker(**policy)
+        app.record_failure("svc", "down")
+        other.is_available("svc")
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock.advance(1)
+        token = mirror(app, "svc").acquire()  # type: ignore[attr-defined]
+        assert token > 0
+        assert wait_for(lambda: mirror(other, "svc").open_until > clock.monotonic(), 2)  # type: ignore[attr-defined]
+        before = script_calls(redis_server)
+        for _ in range(100):
+            with pytest.raises(CircuitOpenError):
+                other.execute("svc", lambda: 1)
+        assert script_calls(redis_server) == before
+        mirror(app, "svc").on_success(token)  # type: ignore[attr-defined]
+        assert wait_for(lambda: other.is_available("svc"), 2)
+
+
+class TestDataLoss:
+    def test_flushall_is_reported_and_forced_open_restored(
+        self,
+        make_redis_breaker: MakeRedisBreaker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """FLUSHALL: storage_reset and a warning; circuits the fleet had forced open stay forced open,
+        even one this process never used."""
+        ops = make_redis_breaker()
+        app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.1})
+        ops.force_open("pg", "failover")
+        ops.force_open("never-used-here", "maintenance")
+        app.is_available("pg")
+        assert wait_for(lambda: "never-used-here" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        with capture_events(app) as events:
+            redis_server.client().flushall()
+            assert wait_for(lambda: any(e.kind is EventKind.STORAGE_RESET for e in events), 3)
+        assert any("lost its data" in r.getMessage() for r in caplog.records)
+        fresh = make_redis_breaker()
+        assert fresh.state("pg").state is CircuitState.FORCED_OPEN
+        assert fresh.state("never-used-here").state is CircuitState.FORCED_OPEN
+        assert fresh.last_failure("pg")["reason"] == "failover"  # type: ignore[index]
+        with pytest.raises(CircuitOpenError):
+            app.execute("pg", lambda: 1)
+        ops.reset("never-used-here")
+        assert "never-used-here" not in {
+            k.decode() for k in redis_server.client().hkeys("test:circuit:forced")
+        }
+
+
+class TestErrorsAndSecrets:
+    def test_errors_carry_what_redis_said(self) -> None:
+        """initialize() says why it failed (connection refused), never the password."""
+        url = f"redis://u:s3cret@127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5"
+        breaker = CircuitBreaker("redis", redis_url=url)
+        with pytest.raises(CircuitBackendError) as info:
+            breaker.initialize()
+        assert "refused" in str(info.value).lower()
+        assert "s3cret" not in str(info.value)
+
+    def test_query_password_is_masked(
+        self, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A password given as ?password= is masked in reprs, errors and log lines."""
+        url = f"redis://127.0.0.1:{free_port()}/0?password=hunter2&socket_timeout=0.2"
+        breaker = CircuitBreaker("redis", redis_url=url)
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        with pytest.raises(CircuitBackendError) as info:
+            breaker.initialize()
+        breaker.record_failure("svc", "x")  # degrades and logs
+        texts = [
+            repr(breaker),
+            repr(breaker.backend),
+            str(info.value),
+            *(r.getMessage() for r in caplog.records),
+        ]
+        assert caplog.records
+        assert all("hunter2" not in text for text in texts), texts
+        assert "password=***" in repr(breaker.backend)
+
+    def test_client_password_is_masked(
+        self, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A ready client's password never appears in what the backend says."""
+        client = redis.Redis(host="127.0.0.1", port=free_port(), password="hunter2", socket_timeout=0.2)
+        breaker = CircuitBreaker("redis", client=client)
+        with pytest.raises(CircuitBackendError) as info:
+            breaker.initialize()
+        assert "hunter2" not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"redis_url": "redis://127.0.0.1:6379/0?socket_timeout=abc"}, "redis_url"),
+            ({"client": "redis://127.0.0.1:6379/0"}, "client"),
+        ],
+    )
+    def test_bad_options_name_their_field(self, kwargs: dict[str, object], field: str) -> None:
+        """A bad URL option or a URL given as client= fails at construction, naming the field."""
+        with pytest.raises(InvalidConfigError) as info:
+            CircuitBreaker("redis", **kwargs)  # type: ignore[arg-type]
+        assert info.value.field == field
+        if field == "client":
+            assert isinstance(info.value, InvalidConfigTypeError)
+
+
+class TestOperators:
+    def test_operator_commands_keep_the_apps_thresholds(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """force_open and reset from a breaker with another policy (the CLI) keep what the app wrote."""
+        app = make_redis_breaker(service_policies={"svc": ServicePolicy(max_failures=3)})
+        app.record_failure("svc", "x")
+        cli = make_redis_breaker()  # default policy: max_failures=5
+        cli.force_open("svc", "maintenance")
+        assert cli.state("svc").max_failures == 3
+        cli.reset("svc")
+        assert cli.state("svc").max_failures == 3
+        assert app.state("svc").max_failures == 3
+
+    def test_services_with_only_successes_are_listed(self, make_redis_breaker: MakeRedisBreaker) -> None:
+        """A service that only ever succeeded is listed for other processes (and operators)."""
+        app = make_redis_breaker()
+        app.execute("healthy", lambda: 1)
+        assert "healthy" in [s.service for s in make_redis_breaker().states()]
