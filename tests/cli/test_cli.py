@@ -497,6 +497,7 @@ class TestSubprocess:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
+        assert out.stderr == ""  # logging unconfigured: the library prints nothing of its own
         assert sorted(
             int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("processed ")
         ) == list(range(1, 9))
