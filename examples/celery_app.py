@@ -1,4 +1,4 @@
-"""The seed's Celery example on CircuitBreakerTask.
+"""A Celery task that publishes to RabbitMQ through a circuit breaker (CircuitBreakerTask).
 
 Run a worker against a local Redis (broker, results and shared circuit state):
 
@@ -6,14 +6,15 @@ Run a worker against a local Redis (broker, results and shared circuit state):
     uv run python -c "from examples.celery_app import publish_to_rabbit as t; print(t.delay({}).get(30))"
 
 Environment: CELERY_BROKER_URL (default redis://127.0.0.1:6379/0), CELERY_RESULT_BACKEND
-(default redis://127.0.0.1:6379/1), TNM_CIRCUIT_REDIS_URL (default redis://127.0.0.1:6379/2).
+(default redis://127.0.0.1:6379/1), TNM_CIRCUIT_REDIS_URL (default redis://127.0.0.1:6379/2),
+TNM_CIRCUIT_NAMESPACE (default ``myapp:circuit``, as in the FastAPI example).
 Set SIMULATE_RABBITMQ_DOWN_FILE=/some/path and create that file to make publishing fail (delete
 it to bring "RabbitMQ" back): after three failures the circuit opens, for every worker process,
 and tasks wait (retried without running) until a trial call succeeds.
 
-What changed from the seed: no hand-written ``is_available`` / ``record_*`` in the task
-body (the base class does both, and the wait does not run the body); the breaker
-lives in Redis, because a Celery deployment is many processes.
+The task body holds no hand-written ``is_available`` / ``record_*`` calls: the base
+class does both, and while the circuit is open the task waits without running its body.
+The breaker lives in Redis, because a Celery deployment is many processes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's CLI worker on tnm.circuit_cli's helpers.
+"""A queue worker on tnm.circuit_cli's helpers: it waits out an open circuit and drops nothing.
 
 Run:   uv run python examples/cli_worker.py --items 20 --fail-first 4
        uv run python examples/cli_worker.py --backend redis --redis-url redis://127.0.0.1:6379/0

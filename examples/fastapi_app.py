@@ -1,4 +1,4 @@
-"""The seed's FastAPI example, made correct.
+"""A FastAPI app whose search endpoint is protected by a circuit breaker.
 
 Run:   uv run uvicorn examples.fastapi_app:app
 Try:   curl 'localhost:8000/search?q=x'
@@ -6,14 +6,18 @@ Try:   curl 'localhost:8000/search?q=x'
        curl 'localhost:8000/search?q=x'       (three failures open the circuit: then 503)
        curl localhost:8000/health/circuits
 
-What changed from the seed:
-- the lifespan is an async context manager (``breaker_lifespan``), not a plain generator,
-  and it fails startup if the breaker cannot start, instead of swallowing the error;
+State is kept in this process unless TNM_CIRCUIT_REDIS_URL is set (then in Redis, shared
+by every worker); TNM_CIRCUIT_NAMESPACE (default ``myapp:circuit``) prefixes the keys, as
+in the Celery example and the ``tnm-circuit`` command.
+
+What it shows:
+- the lifespan is an async context manager (``breaker_lifespan``, installed by
+  ``install``); startup fails if the breaker cannot start, instead of swallowing the error;
 - the breaker reaches endpoints through a dependency (``BreakerDep``);
 - ``CircuitOpenError`` becomes a 503 with ``Retry-After`` through the installed handler;
 - the protected function is defined once at import time, not on every request;
 - blocking work is passed to ``execute_async`` as a callable, so nothing starts when
-  the circuit is open (the seed passed an already-running executor future).
+  the circuit is open (an executor future passed instead would already be running).
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from tnm.circuit import CircuitBreaker, ServicePolicy
 from tnm.circuit_fastapi import BreakerDep, circuit_status_router, install, require_available
 
 breaker = CircuitBreaker(
-    backend=os.environ.get("TNM_CIRCUIT_BACKEND", "local"),
-    redis_url=os.environ.get("TNM_CIRCUIT_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    namespace="myapp:circuit",
+    # No backend named: Redis if a URL is set, else this process's memory.
+    redis_url=os.environ.get("TNM_CIRCUIT_REDIS_URL"),
+    namespace=os.environ.get("TNM_CIRCUIT_NAMESPACE", "myapp:circuit"),
     default_policy=ServicePolicy(window_seconds=60, max_failures=5),
     service_policies={
         "elasticsearch": ServicePolicy(window_seconds=30, max_failures=3, open_seconds=10),

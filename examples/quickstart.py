@@ -15,9 +15,18 @@ breaker = CircuitBreaker(
 )
 
 
+changes: list[str] = []
+
+
 def show(event: CircuitEvent) -> None:
+    # Listeners run inside the call; print the change after the call's own line.
     if event.kind is EventKind.STATE_CHANGE:
-        print(f"  ** {event.service}: {event.previous_state} -> {event.state}")
+        changes.append(f"  ** {event.service}: {event.previous_state} -> {event.state}")
+
+
+def print_changes() -> None:
+    while changes:
+        print(changes.pop(0))
 
 
 breaker.add_listener(show)
@@ -26,6 +35,7 @@ healthy = False
 
 @breaker.protect("inventory-api", on_exceptions=[ConnectionError])
 def fetch_stock(sku: str) -> int:
+    print_changes()  # a change made by letting this call through (open -> half_open) came first
     if not healthy:
         raise ConnectionError("inventory-api: connection refused")
     return 12
@@ -33,11 +43,13 @@ def fetch_stock(sku: str) -> int:
 
 def attempt(label: str) -> None:
     try:
-        print(f"{label}: stock = {fetch_stock('sku-1')}")
+        line = f"{label}: stock = {fetch_stock('sku-1')}"
     except CircuitOpenError as exc:
-        print(f"{label}: rejected without calling ({exc.retry_after:.2f}s until a trial)")
+        line = f"{label}: rejected without calling ({exc.retry_after:.2f}s until a trial)"
     except ConnectionError as exc:
-        print(f"{label}: failed ({exc})")
+        line = f"{label}: failed ({exc})"
+    print(line)
+    print_changes()
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from tnm.circuit import (
     CircuitOpenError,
     CircuitState,
     EventKind,
+    InvalidConfigTypeError,
     ReturnValuePolicy,
     ReturnValuePolicyError,
     ServicePolicy,
@@ -396,3 +397,48 @@ def _raiser(exc: BaseException) -> None:
 
 async def _araiser(exc: BaseException) -> None:
     raise exc
+
+
+class TestProgrammingErrors:
+    def test_execute_non_callable_is_a_config_error_not_a_failure(self, make_breaker: MakeBreaker) -> None:
+        """execute("s", 42) raises InvalidConfigTypeError and records no failure of "s"."""
+        breaker = make_breaker(max_failures=1)
+        with capture_events(breaker) as events, pytest.raises(InvalidConfigTypeError) as info:
+            breaker.execute("s", 42)  # type: ignore[arg-type]
+        assert info.value.field == "func"
+        assert events == []
+        snap = breaker.state("s")
+        assert (snap.state, snap.failures, snap.last_failure) == (CircuitState.CLOSED, 0, None)
+
+
+class TestFailureReasons:
+    @pytest.mark.parametrize("path", ["protect", "execute", "protect_async"])
+    def test_exception_without_message_has_no_dangling_colon(
+        self, make_breaker: MakeBreaker, path: str
+    ) -> None:
+        """An exception with an empty message is recorded as its type name alone."""
+
+        class Boom(Exception):
+            pass
+
+        breaker = make_breaker(max_failures=5)
+
+        def sync() -> None:
+            raise Boom()
+
+        async def coro() -> None:
+            raise Boom()
+
+        calls = {
+            "protect": lambda: breaker.protect("svc")(sync)(),
+            "execute": lambda: breaker.execute("svc", sync),
+            "protect_async": lambda: asyncio.run(breaker.protect("svc")(coro)()),
+        }
+        with pytest.raises(Boom):
+            calls[path]()
+        last = breaker.last_failure("svc")
+        assert last is not None
+        assert last["reason"] == "Boom"
+        with pytest.raises(Boom):
+            breaker.execute("svc", lambda: (_ for _ in ()).throw(Boom("card declined")))
+        assert breaker.last_failure("svc")["reason"] == "Boom: card declined"  # type: ignore[index]

@@ -1,5 +1,7 @@
 """The public surface is exactly what we mean to export."""
 
+import types
+
 import tnm.circuit
 import tnm.circuit.exceptions
 import tnm.circuit.policies
@@ -25,11 +27,22 @@ def test_root_exports_are_exact() -> None:
             "ReturnValuePolicyError",
             "ServicePolicy",
             "SystemClock",
+            "__version__",
             "get_breaker",
         ]
     )
     for name in tnm.circuit.__all__:
         assert getattr(tnm.circuit, name) is not None
+
+
+def test_nothing_else_leaks_into_the_root() -> None:
+    """Every public name in the package namespace (submodules aside) is in __all__, as httpx checks."""
+    public = {
+        name
+        for name, value in vars(tnm.circuit).items()
+        if (not name.startswith("_") or name == "__version__") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(tnm.circuit.__all__)
 
 
 def test_exception_tree() -> None:

@@ -111,6 +111,34 @@ class TestBreakerValidation:
         with pytest.raises(InvalidConfigError, match="socket_timout"):
             CircuitBreaker("local", socket_timout=1)
 
+    def test_misspelled_local_option_is_the_field(self) -> None:
+        """A misspelled option on the local backend is reported against its own name, with a hint."""
+        with pytest.raises(InvalidConfigError) as info:
+            CircuitBreaker("local", redis_urll="redis://127.0.0.1:6379/0")
+        assert info.value.field == "redis_urll"
+        assert "did you mean 'redis_url'?" in str(info.value)
+
+    def test_misspelled_redis_option_is_the_field(self) -> None:
+        """A misspelled Redis option is an InvalidConfigError naming it, not a raw TypeError."""
+        with pytest.raises(InvalidConfigError) as info:
+            CircuitBreaker("redis", redis_url="redis://127.0.0.1:1/0", sockettimeout=1)
+        assert info.value.field == "sockettimeout"
+        assert "did you mean 'socket_timeout'?" in str(info.value)
+
+    def test_redis_url_with_local_backend_is_an_error(self) -> None:
+        """backend='local' with a redis_url is refused, naming redis_url: it would silently be unused."""
+        with pytest.raises(InvalidConfigError) as info:
+            CircuitBreaker("local", redis_url="redis://127.0.0.1:6379/0")
+        assert info.value.field == "redis_url"
+        with pytest.raises(InvalidConfigError):
+            CircuitBreaker(backend="local", redis_url="redis://127.0.0.1:6379/0")
+
+    def test_redis_url_alone_selects_redis(self) -> None:
+        """Without a backend, a redis_url selects the Redis backend; without either, local."""
+        assert CircuitBreaker(redis_url="redis://127.0.0.1:6379/0").backend.name == "redis"
+        assert CircuitBreaker().backend.name == "local"
+        assert CircuitBreaker(namespace="app", meta_ttl_seconds=60).backend.name == "local"
+
     def test_bad_policies(self) -> None:
         """service_policies must map names to ServicePolicy objects."""
         with pytest.raises(InvalidConfigTypeError) as info:
@@ -152,6 +180,25 @@ class TestServiceNames:
             with pytest.raises(InvalidConfigError) as info:
                 use(name)
             assert info.value.field == "service"
+
+    @pytest.mark.parametrize(
+        "name", ["   ", "\t", "pay\nments", "pay\rments", "a\x00b", "bell\x07", "del\x7f"]
+    )
+    def test_blank_or_control_character_names_rejected(self, name: str) -> None:
+        """Names of only spaces, or with a newline or other control character, are refused."""
+        breaker = CircuitBreaker()
+        for use in (breaker.is_available, breaker.protect, breaker.state, breaker.force_open):
+            with pytest.raises(InvalidConfigError) as info:
+                use(name)
+            assert info.value.field == "service"
+        with pytest.raises(InvalidConfigError):
+            CircuitBreaker(service_policies={name: ServicePolicy()})
+
+    def test_names_with_inner_spaces_and_unicode_are_fine(self) -> None:
+        """Printable names, spaces inside and non-ASCII letters included, stay valid."""
+        breaker = CircuitBreaker()
+        for name in ("payments api", "zahlungsdienst-ä", "支付"):
+            assert breaker.is_available(name)
 
     def test_non_str_name(self) -> None:
         """A non-string name is a type error."""

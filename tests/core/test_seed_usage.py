@@ -43,8 +43,9 @@ def breaker() -> CircuitBreaker:
         backend="local",
         default_policy=default_policy,
         service_policies=service_policies,
-        # the seed passes these for redis; the local backend accepts and ignores them
-        redis_url="redis://127.0.0.1:6379/0",
+        # USAGE.md's "redis only" options: namespace and meta_ttl_seconds are accepted and
+        # unused by the local backend; a redis_url with backend="local" is an error instead
+        # (it would silently keep state per process), see test_policies.
         namespace="myapp:circuit",
         meta_ttl_seconds=300,
     )

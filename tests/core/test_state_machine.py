@@ -14,6 +14,24 @@ from tnm.circuit.testing import ManualClock
 MakeBreaker = Callable[..., CircuitBreaker]
 
 
+class DriftingClock:
+    """Wall and monotonic clocks that advance at different rates, as under NTP slewing."""
+
+    def __init__(self) -> None:
+        self._monotonic = 1_000.0
+        self._time = 1_700_000_000.0
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def time(self) -> float:
+        return self._time
+
+    def tick(self, seconds: float, *, wall: float) -> None:
+        self._monotonic += seconds
+        self._time += wall
+
+
 def fail(breaker: CircuitBreaker, service: str = "svc", times: int = 1) -> None:
     for _ in range(times):
         breaker.record_failure(service, "boom")
@@ -241,6 +259,40 @@ class TestManualControl:
         assert snap.retry_after is None
         breaker.reset("svc")
         assert breaker.execute("svc", lambda: 1) == 1
+
+    def test_force_open_with_none_stores_the_default_reason(self, make_breaker: MakeBreaker) -> None:
+        """force_open(svc, None) stores "forced open", never the text "None"."""
+        breaker = make_breaker()
+        breaker.force_open("svc", None)
+        assert breaker.last_failure("svc")["reason"] == "forced open"  # type: ignore[index]
+        breaker.force_open("other")
+        assert breaker.last_failure("other")["reason"] == "forced open"  # type: ignore[index]
+
+    def test_record_failure_with_none_stores_no_text(self, make_breaker: MakeBreaker) -> None:
+        """record_failure(svc, None) stores an empty reason, never the text "None"."""
+        breaker = make_breaker()
+        breaker.record_failure("svc", None)
+        assert breaker.last_failure("svc")["reason"] == ""  # type: ignore[index]
+
+    def test_last_failure_ts_is_stored_once(self) -> None:
+        """One failure's ts stays the same on every read, even while the wall clock drifts
+        from the monotonic one (NTP slewing)."""
+        clock = DriftingClock()
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=2, open_seconds=5))
+        breaker.record_failure("svc", "x")
+        first = breaker.last_failure("svc")
+        clock.tick(1.0, wall=1.001)
+        assert breaker.last_failure("svc") == first
+        assert breaker.state("svc").last_failure == first
+        breaker.record_failure("svc", "y")  # opens
+        clock.tick(1.0, wall=0.999)
+        second = breaker.last_failure("svc")
+        assert second is not None
+        assert second != first
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.execute("svc", lambda: None)
+        assert info.value.last_failure == second
+        assert breaker.last_failure("svc") == second
 
     def test_reset_closes_and_clears(self, make_breaker: MakeBreaker) -> None:
         """reset closes an open circuit and clears its count."""

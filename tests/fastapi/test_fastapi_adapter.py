@@ -341,3 +341,39 @@ def test_event_loop_not_blocked_by_is_available(redis_url: str) -> None:
 
     asyncio.run(main())
     assert calls == []
+
+
+class TestStatusDetails:
+    def test_retry_after_is_rounded_to_the_millisecond(
+        self, local_breaker: CircuitBreaker, clock: ManualClock
+    ) -> None:
+        """503 bodies and the status router give retry_after to the millisecond, not 9.19998489."""
+        app, _ = build_app(local_breaker)
+        trip(local_breaker, "elasticsearch")
+        clock.advance(0.0000151)
+        with TestClient(app) as client:
+            assert client.get("/search", params={"q": "a"}).json()["retry_after"] == 9.2
+            listed = client.get("/health/circuits").json()
+            assert [c["retry_after"] for c in listed if c["service"] == "elasticsearch"] == [9.2]
+            assert client.get("/health/circuits/elasticsearch").json()["retry_after"] == 9.2
+
+    def test_local_store_is_always_available(self, local_breaker: CircuitBreaker) -> None:
+        """Each status entry says storage_available: true on the local backend."""
+        app, _ = build_app(local_breaker)
+        with TestClient(app) as client:
+            listed = client.get("/health/circuits").json()
+            assert listed
+            assert all(c["storage_available"] is True for c in listed)
+
+    @pytest.mark.slow
+    def test_redis_outage_shows_in_the_status_router(self, redis_url: str, redis_server: Any) -> None:
+        """While Redis is down, /health/circuits says storage_available: false instead of a bare closed."""
+        breaker = CircuitBreaker("redis", redis_url=redis_url, namespace="fastapi-health", socket_timeout=0.2)
+        app, _ = build_app(breaker)
+        with TestClient(app) as client:
+            assert all(c["storage_available"] for c in client.get("/health/circuits").json())
+            redis_server.stop()
+            listed = client.get("/health/circuits").json()
+            assert listed
+            assert all(c["storage_available"] is False for c in listed)
+            assert client.get("/health/circuits/inventory").json()["storage_available"] is False

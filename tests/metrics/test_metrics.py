@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit import CircuitBreaker, CircuitOpenError, InvalidConfigError, ServicePolicy
 from tnm.circuit.metrics import OpenTelemetryMetrics, PrometheusMetrics
 from tnm.circuit.testing import ManualClock
 
@@ -187,3 +187,37 @@ def test_metrics_overhead_is_counted_not_evented() -> None:
         ]
         == 100
     )
+
+
+class TestPrometheusRegistration:
+    def test_second_collector_on_one_registry_is_refused(self) -> None:
+        """A second PrometheusMetrics on a registry (same or other breaker) raises, naming registry."""
+        registry = CollectorRegistry()
+        first = CircuitBreaker()
+        PrometheusMetrics(first, registry=registry)
+        for breaker in (first, CircuitBreaker()):
+            with pytest.raises(InvalidConfigError) as info:
+                PrometheusMetrics(breaker, registry=registry)
+            assert info.value.field == "registry"
+        first.record_failure("svc", "x")
+        names = [
+            line for line in generate_latest(registry).decode().splitlines() if line.startswith("# TYPE")
+        ]
+        assert len(names) == len(set(names))  # every family once: a scrape Prometheus accepts
+
+    def test_refused_collector_leaves_no_listener(self) -> None:
+        """The refused collector detaches from the breaker: it costs the call path nothing."""
+        registry = CollectorRegistry()
+        breaker = CircuitBreaker()
+        PrometheusMetrics(breaker, registry=registry)
+        listeners = breaker._listeners.callbacks
+        with pytest.raises(InvalidConfigError):
+            PrometheusMetrics(breaker, registry=registry)
+        assert breaker._listeners.callbacks == listeners
+
+    def test_unregister_then_register_again(self) -> None:
+        """After unregister(), a new PrometheusMetrics may take the registry."""
+        registry = CollectorRegistry()
+        breaker = CircuitBreaker()
+        PrometheusMetrics(breaker, registry=registry).unregister()
+        PrometheusMetrics(breaker, registry=registry)

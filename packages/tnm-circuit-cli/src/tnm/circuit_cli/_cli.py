@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import click
 
@@ -14,14 +15,38 @@ from tnm.circuit import CircuitBreaker, CircuitError, CircuitSnapshot, CircuitSt
 from ._demo import run_demo
 from ._options import BreakerConfig, breaker_options, pass_breaker
 from ._table import render_table
+from ._watch import Reading, watch_loop
 
 __all__ = ["cli", "main"]
 
+EXIT_HELP = """\b
+Exit status:
+  0  done (status: read every circuit)
+  1  the backend could not be reached or is misconfigured
+     (status --check: also when the store became unreachable while reading)
+  2  status --check only: a circuit is not closed (open, half-open or forced open)
+"""
 
-@click.group()
+
+def _version() -> str:
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+            return "unknown"
+
+    return f"{of('tnm-circuit-cli')} (tnm-circuit-core {of('tnm-circuit-core')})"
+
+
+@click.group(epilog=EXIT_HELP)
+@click.version_option(_version(), "--version", prog_name="tnm-circuit", message="%(prog)s %(version)s")
 @breaker_options
 def cli() -> None:
-    """See and steer circuit breakers (tnm-circuit)."""
+    """See and steer circuit breakers (tnm-circuit).
+
+    Giving --redis-url (or TNM_CIRCUIT_REDIS_URL) selects the shared Redis backend;
+    without one, state lives in this process only.
+    """
 
 
 def _snapshots(breaker: CircuitBreaker) -> list[CircuitSnapshot]:
@@ -31,52 +56,83 @@ def _snapshots(breaker: CircuitBreaker) -> list[CircuitSnapshot]:
         raise click.ClickException(str(exc)) from None
 
 
+def _store_note(breaker: CircuitBreaker) -> str | None:
+    """A warning when the shared store became unreachable (the states are then this process's own)."""
+    if breaker.storage_available:
+        return None
+    describe = getattr(breaker.backend, "describe", None)
+    where = f" at {describe()}" if callable(describe) else ""
+    return f"warning: circuit store{where} unreachable: these states are this process's, not the fleet's"
+
+
+def _empty(breaker: CircuitBreaker) -> str:
+    where = (
+        "this process (the local backend keeps no shared state)"
+        if breaker.backend.name == "local"
+        else "this namespace"
+    )
+    return f"no circuits known in {where}"
+
+
 def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitBreaker) -> None:
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in snapshots], indent=2))
     elif not snapshots:
-        where = (
-            "this process (the local backend keeps no shared state)"
-            if breaker.backend.name == "local"
-            else "this namespace"
-        )
-        click.echo(f"no circuits known in {where}")
+        click.echo(_empty(breaker))
     else:
         click.echo(render_table(snapshots, time.time()))
 
 
-@cli.command()
+@cli.command(epilog=EXIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--check", is_flag=True, help="Exit with status 2 if any circuit is open.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 2 if any circuit is not closed (open, half-open or forced open); "
+    "exit 1 if the store is unreachable.",
+)
 @pass_breaker
 def status(breaker: CircuitBreaker, as_json: bool, check: bool) -> None:
     """Every circuit: state, failures/threshold, retry in, last failure and its age."""
     snapshots = _snapshots(breaker)
     _show(snapshots, as_json, breaker)
+    note = _store_note(breaker)
+    if note is not None:
+        click.echo(note, err=True)
+        if check:
+            raise SystemExit(1)
     if check and any(s.state is not CircuitState.CLOSED for s in snapshots):
-        open_ones = ", ".join(s.service for s in snapshots if s.state is not CircuitState.CLOSED)
-        click.echo(f"not closed: {open_ones}", err=True)
+        not_closed = ", ".join(
+            f"{s.service} ({s.state.value})" for s in snapshots if s.state is not CircuitState.CLOSED
+        )
+        click.echo(f"not closed: {not_closed}", err=True)
         raise SystemExit(2)
 
 
 @cli.command()
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds.")
-@click.option("--count", default=0, type=click.IntRange(min=0), help="Refreshes before exiting (0: forever).")
+@click.option(
+    "--count", default=0, type=click.IntRange(min=0), help="Refreshes before exiting (0: until Ctrl-C)."
+)
 @pass_breaker
 def watch(breaker: CircuitBreaker, interval: float, count: int) -> None:
-    """The status table, refreshed."""
-    shown = 0
-    while True:
-        click.clear() if shown and count == 0 else None
-        click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g}s")
-        _show(_snapshots(breaker), False, breaker)
-        shown += 1
-        if count and shown >= count:
-            return
-        time.sleep(interval)
+    """The status table, refreshed: redrawn in place, in colour, on a terminal.
+
+    Piped or redirected, each refresh is printed as plain text; NO_COLOR turns colour
+    off. Ctrl-C stops it (exit 0).
+    """
+
+    def read() -> Reading:
+        snapshots = _snapshots(breaker)
+        return snapshots, _store_note(breaker)
+
+    watch_loop(read, interval, count, _empty(breaker))
 
 
-def _targets(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, verb: str) -> list[str]:
+def _targets(
+    breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, verb: str, *, any_name: bool = False
+) -> tuple[list[str], list[str]]:
+    """The services to act on, and the names among them that no process has used yet."""
     known = [s.service for s in _snapshots(breaker)]
     if all_:
         if service is not None:
@@ -85,37 +141,72 @@ def _targets(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool
             raise click.ClickException("no circuits known")
         if not yes:
             click.confirm(f"{verb} {len(known)} circuits ({', '.join(known)})?", abort=True, err=True)
-        return known
+        return known, []
     if service is None:
         raise click.UsageError("give a SERVICE (or --all)")
-    if service not in known:
+    if service in known:
+        return [service], []
+    if not any_name:
         hint = f" (known: {', '.join(known)})" if known else ""
         raise click.ClickException(f"unknown service {service!r}{hint}")
-    return [service]
+    # An operator may take any service out, used yet or not (maintenance, failover).
+    return [service], [service]
 
 
-def _control_command(name: str, verb: str, help_text: str) -> None:
-    @cli.command(name=name, help=help_text)
-    @click.argument("service", required=False)
-    @click.option("--all", "all_", is_flag=True, help="Every known circuit (asks first).")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
-    @click.option("--reason", default="held open by an operator", show_default=True, help="With open.")
-    @pass_breaker
-    def command(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
-        for target in _targets(breaker, service, all_, yes, verb):
-            try:
-                if name == "open":
-                    breaker.force_open(target, reason)
-                else:
-                    breaker.reset(target)
-            except CircuitError as exc:
-                raise click.ClickException(str(exc)) from None
-            click.echo(f"{target}: {breaker.state(target).state.value}")
+def _apply(breaker: CircuitBreaker, targets: list[str], act: str, reason: str | None) -> None:
+    for target in targets:
+        try:
+            if act == "open":
+                breaker.force_open(target, reason)
+            else:
+                breaker.reset(target)
+        except CircuitError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{target}: {breaker.state(target).state.value}")
 
 
-_control_command("open", "Force open", "Hold SERVICE's circuit open (every call rejected) until reset.")
-_control_command("close", "Close", "Close SERVICE's circuit (ends a forced open; same as reset).")
-_control_command("reset", "Reset", "Close SERVICE's circuit and clear its failure count.")
+_SERVICE = click.argument("service", required=False)
+_ALL = click.option("--all", "all_", is_flag=True, help="Every known circuit (asks first).")
+_YES = click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
+
+
+@cli.command(name="open")
+@_SERVICE
+@_ALL
+@_YES
+@click.option(
+    "--reason", default="held open by an operator", show_default=True, help="Shown as the last failure."
+)
+@pass_breaker
+def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
+    """Hold SERVICE's circuit open (every call rejected) until close or reset.
+
+    Any service name may be opened, even one no process has used yet.
+    """
+    targets, unused = _targets(breaker, service, all_, yes, "Force open", any_name=True)
+    _apply(breaker, targets, "open", reason)
+    for name in unused:
+        click.echo(f"note: no process has used {name!r} here yet; it is held open for them anyway", err=True)
+
+
+@cli.command()
+@_SERVICE
+@_ALL
+@_YES
+@pass_breaker
+def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+    """Close SERVICE's circuit (ends a forced open; same as reset)."""
+    _apply(breaker, _targets(breaker, service, all_, yes, "Close")[0], "close", None)
+
+
+@cli.command()
+@_SERVICE
+@_ALL
+@_YES
+@pass_breaker
+def reset(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+    """Close SERVICE's circuit and clear its failure count."""
+    _apply(breaker, _targets(breaker, service, all_, yes, "Reset")[0], "reset", None)
 
 
 @cli.command()
@@ -123,7 +214,7 @@ _control_command("reset", "Reset", "Close SERVICE's circuit and clear its failur
 def demo(ctx: click.Context) -> None:
     """A flaky dependency driven through closed -> open -> half-open -> closed (a few seconds).
 
-    Runs on the local backend by default; with --backend redis it uses shared state.
+    Runs on the local backend by default; with --redis-url it uses shared state.
     """
     config = ctx.find_object(BreakerConfig)
     assert config is not None

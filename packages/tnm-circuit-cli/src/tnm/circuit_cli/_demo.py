@@ -20,28 +20,38 @@ def run_demo(breaker_factory: Callable[[ServicePolicy], CircuitBreaker], echo: C
     breaker = breaker_factory(policy)
     breaker.reset(SERVICE)
     seen: list[str] = []
+    pending: list[str] = []
 
     def on_event(event: CircuitEvent) -> None:
+        # Held back, then shown in the order things happened: a change caused by letting a
+        # call through before the call's line, one caused by its outcome after it.
         if event.kind is EventKind.STATE_CHANGE and event.state is not None:
             seen.append(event.state.value)
-            echo(f"   >> circuit {event.previous_state} -> {event.state}")
+            pending.append(f"   >> circuit {event.previous_state} -> {event.state}")
+
+    def flush() -> None:
+        while pending:
+            echo(pending.pop(0))
 
     breaker.add_listener(on_event)
     healthy = False
 
     @breaker.protect(SERVICE, on_exceptions=[ConnectionError])
     def charge(order: int) -> str:
+        flush()  # what admitting this call changed (open -> half_open) happened before it ran
         if not healthy:
             raise ConnectionError("payments-api: connection refused")
         return f"order {order} charged"
 
     def call(order: int) -> None:
         try:
-            echo(f"call {order:>2}: {charge(order)}")
+            line = f"call {order:>2}: {charge(order)}"
         except CircuitOpenError as exc:
-            echo(f"call {order:>2}: rejected, not sent (retry in {exc.retry_after:.1f}s)")
+            line = f"call {order:>2}: rejected, not sent (retry in {exc.retry_after:.1f}s)"
         except ConnectionError as exc:
-            echo(f"call {order:>2}: failed ({exc})")
+            line = f"call {order:>2}: failed ({exc})"
+        echo(line)
+        flush()
 
     def wait_out_open_time() -> None:
         delay = breaker.state(SERVICE).retry_after or 0.0

@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 
 import click
 
-from tnm.circuit import CircuitBreaker, CircuitError, ServicePolicy
+from tnm.circuit import CircuitBreaker, CircuitError, InvalidConfigError, ServicePolicy
 
 __all__ = ["BreakerConfig", "breaker_options", "pass_breaker"]
 
@@ -17,6 +17,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 ENV_BACKEND = "TNM_CIRCUIT_BACKEND"
 ENV_REDIS_URL = "TNM_CIRCUIT_REDIS_URL"
 ENV_NAMESPACE = "TNM_CIRCUIT_NAMESPACE"
+
+# What an operator typed, for errors about the breaker's arguments (never ``redis_url=``).
+OPTION_NAMES = {
+    "backend": f"--backend (or {ENV_BACKEND})",
+    "redis_url": f"--redis-url (or {ENV_REDIS_URL})",
+    "namespace": f"--namespace (or {ENV_NAMESPACE})",
+}
+
+
+def config_error(exc: InvalidConfigError) -> click.ClickException:
+    """``exc`` as a one-line CLI error naming the option rather than the Python argument."""
+    option = OPTION_NAMES.get(exc.field)
+    return click.ClickException(str(exc) if option is None else f"{option}: {exc.message}")
+
+
+def choose_backend(backend: str, backend_given: bool, redis_url: str | None) -> str:
+    """A Redis URL selects the Redis backend; with an explicit local backend it is an error.
+
+    Silently ignoring the URL would keep state in this process while the operator
+    believes it is shared (and ``status --check`` would always pass).
+    """
+    if redis_url is not None and backend == "local":
+        if backend_given:
+            raise click.ClickException(
+                f"{OPTION_NAMES['redis_url']} is set but {OPTION_NAMES['backend']} is 'local': "
+                "use --backend redis, or unset the URL to keep state in this process"
+            )
+        return "redis"
+    if backend == "redis" and redis_url is None:
+        raise click.ClickException(f"--backend redis needs {OPTION_NAMES['redis_url']}")
+    return backend
 
 
 class BreakerConfig:
@@ -50,6 +81,8 @@ class BreakerConfig:
                     service_policies=self.service_policies,
                 )
                 breaker.initialize()
+            except InvalidConfigError as exc:
+                raise config_error(exc) from None
             except CircuitError as exc:
                 raise click.ClickException(str(exc)) from None
             self._breaker = breaker
@@ -80,7 +113,9 @@ def breaker_options(
     """Add ``--backend``, ``--redis-url`` and ``--namespace`` to a Click command or group.
 
     Each falls back to an environment variable (``TNM_CIRCUIT_BACKEND``,
-    ``TNM_CIRCUIT_REDIS_URL``, ``TNM_CIRCUIT_NAMESPACE``). The options end up in a
+    ``TNM_CIRCUIT_REDIS_URL``, ``TNM_CIRCUIT_NAMESPACE``). A Redis URL selects the
+    Redis backend unless a backend is given; ``--backend local`` with a URL, or
+    ``--backend redis`` without one, is a one-line error. The options end up in a
     ``BreakerConfig`` in ``ctx.obj``; ``pass_breaker`` gives the command the breaker,
     built once and closed when the command ends. Use bare (``@breaker_options``) or
     with policies (``@breaker_options(default_policy=...)``).
@@ -90,9 +125,16 @@ def breaker_options(
         @functools.wraps(command)
         def with_config(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
+            redis_url = kwargs.pop("redis_url")
+            source = ctx.get_parameter_source("backend")
+            given = source not in (
+                None,
+                click.core.ParameterSource.DEFAULT,
+                click.core.ParameterSource.DEFAULT_MAP,
+            )
             ctx.obj = BreakerConfig(
-                kwargs.pop("backend"),
-                kwargs.pop("redis_url"),
+                choose_backend(kwargs.pop("backend"), given, redis_url),
+                redis_url,
                 kwargs.pop("namespace"),
                 default_policy,
                 service_policies,
@@ -107,13 +149,13 @@ def breaker_options(
                 envvar=ENV_BACKEND,
                 show_default=True,
                 show_envvar=True,
-                help="Where circuit state lives.",
+                help="Where circuit state lives (redis when a Redis URL is given).",
             ),
             click.option(
                 "--redis-url",
                 envvar=ENV_REDIS_URL,
                 show_envvar=True,
-                help="redis://[user:password@]host:port/db (with --backend redis).",
+                help="redis://[user:password@]host:port/db; selects the redis backend.",
             ),
             click.option(
                 "--namespace",

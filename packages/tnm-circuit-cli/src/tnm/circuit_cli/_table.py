@@ -19,9 +19,9 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def render_table(snapshots: Sequence[CircuitSnapshot], now: float) -> str:
-    """One line per circuit; ``now`` is epoch seconds, for the age of the last failure."""
-    rows = [HEADERS]
+def table_rows(snapshots: Sequence[CircuitSnapshot], now: float) -> list[tuple[str, ...]]:
+    """The cells of each circuit's row (without the header), as text."""
+    rows: list[tuple[str, ...]] = []
     for snap in snapshots:
         last = snap.last_failure
         if snap.retry_after is None:
@@ -40,6 +40,12 @@ def render_table(snapshots: Sequence[CircuitSnapshot], now: float) -> str:
                 "-" if last is None else _age(max(0.0, now - float(last["ts"]))),
             )
         )
+    return rows
+
+
+def render_table(snapshots: Sequence[CircuitSnapshot], now: float) -> str:
+    """One line per circuit; ``now`` is epoch seconds, for the age of the last failure."""
+    rows = [HEADERS, *table_rows(snapshots, now)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -1,4 +1,4 @@
-"""The seed's CLI worker loop, done right: wait out an open circuit, never drop an item."""
+"""A worker loop for queues: wait out an open circuit, never drop an item."""
 
 from __future__ import annotations
 

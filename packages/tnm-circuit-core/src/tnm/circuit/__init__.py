@@ -6,7 +6,14 @@ breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=60, max_fai
 
 @breaker.protect("postgres")
 def load(user_id): ...
+
+The breaker logs on the ``tnm.circuit`` logger and, as a library, configures no
+output: configure logging in your app to see its lines (see docs/guide.md).
 """
+
+import logging as _logging
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .breaker import CircuitBreaker, get_breaker
 from .clock import Clock, SystemClock
@@ -22,7 +29,17 @@ from .exceptions import (
 from .policies import ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
+try:
+    __version__ = _version("tnm-circuit-core")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+# The Python logging HOWTO's rule for libraries: a NullHandler on the library's top logger,
+# so that an app that configured no logging gets no stray stderr lines from us.
+_logging.getLogger("tnm.circuit").addHandler(_logging.NullHandler())
+
 __all__ = [
+    "__version__",
     "CircuitBackendError",
     "CircuitBreaker",
     "CircuitError",

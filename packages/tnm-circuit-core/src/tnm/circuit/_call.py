@@ -70,8 +70,14 @@ class CallRules:
 
     @staticmethod
     def reason_for(exc: BaseException) -> str:
-        reason = f"{type(exc).__name__}: {exc}"
-        return reason if len(reason) <= _validate.MAX_REASON_LENGTH else _validate.bounded_reason(reason)
+        return exception_reason(exc)
+
+
+def exception_reason(exc: BaseException) -> str:
+    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
+    message = str(exc)
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return reason if len(reason) <= _validate.MAX_REASON_LENGTH else _validate.bounded_reason(reason)
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
@@ -220,10 +226,14 @@ def sync_wrapper(
         except Exception as exc:
             if counts_all:  # record_exception, inlined for the common case
                 try:
-                    reason = fixed_reason or f"{type(exc).__name__}: {exc}"
-                    on_failure(
-                        token, reason if len(reason) <= max_reason else _validate.bounded_reason(reason)
-                    )
+                    if fixed_reason:
+                        reason = fixed_reason
+                    else:
+                        message = str(exc)
+                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+                        if len(reason) > max_reason:
+                            reason = _validate.bounded_reason(reason)
+                    on_failure(token, reason)
                 except Exception:
                     _log_breaker_error(circuit)
             else:
@@ -274,10 +284,14 @@ def async_wrapper(
         except Exception as exc:
             if io_free and counts_all:  # record_exception, inlined for the common case
                 try:
-                    reason = fixed_reason or f"{type(exc).__name__}: {exc}"
-                    on_failure(
-                        token, reason if len(reason) <= max_reason else _validate.bounded_reason(reason)
-                    )
+                    if fixed_reason:
+                        reason = fixed_reason
+                    else:
+                        message = str(exc)
+                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+                        if len(reason) > max_reason:
+                            reason = _validate.bounded_reason(reason)
+                    on_failure(token, reason)
                 except Exception:
                     _log_breaker_error(circuit)
             elif io_free:

@@ -16,7 +16,9 @@ def service_name(value: object, field: str = "service") -> str:
     """Return ``value`` unchanged if it is a usable service name.
 
     Names are case-sensitive and never normalised: ``my-service`` and ``My_Service``
-    are different circuits.
+    are different circuits. A name must be printable (no newline, tab or other control
+    character: names end up in status tables, log lines and Redis keys) and may not be
+    made of spaces only.
     """
     if not isinstance(value, str):
         raise InvalidConfigTypeError(field, f"must be a str, got {type(value).__name__}")
@@ -26,6 +28,10 @@ def service_name(value: object, field: str = "service") -> str:
         raise InvalidConfigError(
             field, f"must be at most {MAX_SERVICE_NAME_LENGTH} characters, got {len(value)}"
         )
+    if not value.strip():
+        raise InvalidConfigError(field, f"must not be blank, got {value!r}")
+    if not value.isprintable():
+        raise InvalidConfigError(field, f"must not contain control characters, got {value!r}")
     return value
 
 

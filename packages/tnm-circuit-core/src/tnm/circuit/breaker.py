@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -23,6 +24,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _BACKENDS = ("local", "redis")
+_FORCED_OPEN = "forced open"
+
+
+# Options the breaker passes to a backend itself: never the user's to give.
+_INTERNAL_OPTIONS = frozenset({"self", "listeners", "clock", "redis_url", "namespace", "meta_ttl_seconds"})
+
+
+def _hint(name: str, choices: Iterable[str] = ()) -> str:
+    close = difflib.get_close_matches(name, [*choices, "redis_url", "namespace", "meta_ttl_seconds"], n=1)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != name else ""
+
+
+def _check_options(backend_class: type, options: Mapping[str, Any]) -> None:
+    """Name the first option ``backend_class`` does not take, before it raises a bare TypeError."""
+    accepted = [
+        name
+        for name, param in inspect.signature(backend_class).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _INTERNAL_OPTIONS
+    ]
+    for name in sorted(options):
+        if name not in accepted:
+            takes = ", ".join(accepted)
+            raise InvalidConfigError(
+                name, f"unknown option of the redis backend (it takes {takes}){_hint(name, accepted)}"
+            )
 
 
 def _check_fallback(fallback: object) -> None:
@@ -37,14 +63,19 @@ class CircuitBreaker:
     exactly (``"my-service"`` and ``"My-Service"`` are two circuits); each uses its
     entry in ``service_policies`` or else ``default_policy``.
 
-    ``backend`` is ``"local"`` (state in this process, the default) or ``"redis"``
-    (state shared by every process using the same Redis and ``namespace``), or a
-    backend object. ``clock`` replaces the system clocks, for tests.
+    ``backend`` is ``"local"`` (state in this process) or ``"redis"`` (state shared by
+    every process using the same Redis and ``namespace``), or a backend object. Left
+    out, it is ``"redis"`` if ``redis_url`` is given and ``"local"`` otherwise; a
+    ``redis_url`` with ``backend="local"`` is an ``InvalidConfigError`` (field
+    ``redis_url``), never silently ignored. Other keyword arguments are options of the
+    Redis backend (``socket_timeout``, ``on_storage_error``…); a name it does not take
+    is an ``InvalidConfigError`` whose field is that name. ``clock`` replaces the system
+    clocks, for tests.
     """
 
     def __init__(
         self,
-        backend: str | Backend = "local",
+        backend: str | Backend | None = None,
         *,
         default_policy: ServicePolicy | None = None,
         service_policies: Mapping[str, ServicePolicy] | None = None,
@@ -85,12 +116,14 @@ class CircuitBreaker:
 
     def _make_backend(
         self,
-        backend: str | Backend,
+        backend: str | Backend | None,
         redis_url: str | None,
         namespace: str,
         meta_ttl_seconds: float,
         options: dict[str, Any],
     ) -> Backend:
+        if backend is None:
+            backend = "local" if redis_url is None else "redis"
         if not isinstance(backend, str):
             if not callable(getattr(backend, "circuit", None)):
                 raise InvalidConfigTypeError(
@@ -98,17 +131,24 @@ class CircuitBreaker:
                 )
             return backend
         if backend == "local":
+            if redis_url is not None:
+                # A URL that is silently unused makes every process decide alone while the
+                # operator believes state is shared (and `status --check` always passes).
+                raise InvalidConfigError(
+                    "redis_url", "is only used by the redis backend: pass backend='redis' or drop redis_url"
+                )
             if options:
-                # redis_url/namespace/meta_ttl_seconds are accepted (and unused) so that one
+                # namespace/meta_ttl_seconds are accepted (and unused) so that one
                 # configuration can switch backends; anything else is most likely a typo.
-                names = ", ".join(sorted(options))
-                raise InvalidConfigError("backend", f"the local backend takes no options ({names})")
+                name = sorted(options)[0]
+                raise InvalidConfigError(name, f"unknown option (the local backend takes none){_hint(name)}")
             return LocalBackend()
         if backend == "redis":
             try:
                 from .backends.redis import RedisBackend
             except ImportError as exc:
                 raise InvalidConfigError("backend", str(exc)) from None
+            _check_options(RedisBackend, options)
             return RedisBackend(
                 redis_url,
                 namespace=namespace,
@@ -125,6 +165,16 @@ class CircuitBreaker:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def storage_available(self) -> bool:
+        """False while a shared store (Redis) is unreachable and calls are decided without it.
+
+        Always True for the local backend. While False, ``state``/``states`` show this
+        process's own view (or the configured ``on_storage_error`` behaviour), not the
+        fleet's: health pages and ``tnm-circuit status`` say so.
+        """
+        return not getattr(self._backend, "degraded", False)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -257,8 +307,11 @@ class CircuitBreaker:
     ) -> R:
         """Call ``func(*args, **kwargs)`` through ``service``'s circuit (sync callables).
 
-        Overrides are resolved at each call.
+        Overrides are resolved at each call. A ``func`` that is not callable is an
+        ``InvalidConfigTypeError`` (a programming error, never counted as a failure).
         """
+        if not callable(func):
+            raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
         circuit = self._circuit(service)
         rules = self._rules(
             circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
@@ -332,9 +385,12 @@ class CircuitBreaker:
         refuse work before calling, such as an HTTP guard or a task that retries)."""
         return self._circuit(service).open_error()
 
-    def record_failure(self, service: str, reason: str = "") -> None:
-        """Count one failure of ``service`` (for code that does not use ``protect``/``execute``)."""
-        self._circuit(service).on_failure(0, _validate.bounded_reason(reason))
+    def record_failure(self, service: str, reason: str | None = "") -> None:
+        """Count one failure of ``service`` (for code that does not use ``protect``/``execute``).
+
+        ``reason`` (``None`` for none) is stored as text, at most 500 characters.
+        """
+        self._circuit(service).on_failure(0, "" if reason is None else _validate.bounded_reason(reason))
 
     def record_success(self, service: str) -> None:
         """Count one success: resets the failure count while closed; closes a half-open circuit."""
@@ -361,9 +417,15 @@ class CircuitBreaker:
         names = set(self._backend.services()) | set(self._circuits)
         return [self.state(name) for name in sorted(names)]
 
-    def force_open(self, service: str, reason: str = "forced open") -> None:
-        """Hold ``service``'s circuit open until ``reset``: every call is rejected."""
-        self._circuit(service).force_open(_validate.bounded_reason(reason))
+    def force_open(self, service: str, reason: str | None = None) -> None:
+        """Hold ``service``'s circuit open until ``reset``: every call is rejected.
+
+        ``reason`` becomes the circuit's last failure; ``None`` (or nothing) stores
+        ``"forced open"``.
+        """
+        self._circuit(service).force_open(
+            _validate.bounded_reason(_FORCED_OPEN if reason is None else reason)
+        )
 
     def reset(self, service: str) -> None:
         """Close ``service``'s circuit and clear its failure count."""
@@ -382,7 +444,7 @@ class CircuitBreaker:
 
 
 def get_breaker(
-    backend: str | Backend = "local",
+    backend: str | Backend | None = None,
     **options: Any,
 ) -> CircuitBreaker:
     """Build a ``CircuitBreaker`` and ``initialize()`` it: ready to use.

@@ -120,7 +120,10 @@ class ListenerList:
         """Log each state change and hand it to the listeners."""
         for previous, state in changes:
             if state is CircuitState.OPEN:
-                logger.warning("circuit %r opened (was %s); last failure: %s", service, previous, reason)
+                if reason:
+                    logger.warning("circuit %r opened (was %s); last failure: %s", service, previous, reason)
+                else:
+                    logger.warning("circuit %r opened (was %s)", service, previous)
             else:
                 logger.info("circuit %r: %s -> %s", service, previous, state)
             if self.callbacks:

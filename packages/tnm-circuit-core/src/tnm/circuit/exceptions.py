@@ -31,7 +31,14 @@ __all__ = [
 
 
 class CircuitError(Exception):
-    """Root of every error raised by tnm-circuit itself."""
+    """Root of every error raised by tnm-circuit itself.
+
+    ``repr`` reads like ``str`` (``CircuitOpenError("circuit 'x' is open: ...")``), so
+    log lines that show an error's repr (Celery's "Retry in ...") stay readable.
+    """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class InvalidConfigError(CircuitError, ValueError):
@@ -40,6 +47,11 @@ class InvalidConfigError(CircuitError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+        """What is wrong, without the field's name (a CLI names its own option instead)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.message))
 
 
 class InvalidConfigTypeError(InvalidConfigError, TypeError):

@@ -88,6 +88,7 @@ class CircuitModel:
         "_max_failures",
         "_next_token",
         "_permits",
+        "_pinned_ts",
         "_trial_successes",
         "dirty",
         "last_failure",
@@ -109,6 +110,8 @@ class CircuitModel:
         """While open: when a trial may run; forced open: infinity (both monotonic)."""
         self.last_failure: tuple[str, float] | None = None
         """(reason, monotonic time): turned into wall-clock ``ts`` only when read."""
+        self._pinned_ts: tuple[tuple[str, float], float] | None = None
+        """``last_failure`` and its wall-clock ``ts``, worked out once (at the first read)."""
         self.reopenings = 0
         self._failures: deque[float] = deque(maxlen=policy.max_failures)
         self._max_failures = policy.max_failures  # copies read on every failure
@@ -145,9 +148,18 @@ class CircuitModel:
         return False
 
     def last_failure_at(self, now: float, wall: float) -> dict[str, Any] | None:
-        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now)."""
+        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now).
+
+        ``ts`` is worked out from the two clocks once per failure and kept: every read of
+        one failure gives the same ``ts`` (the failure path itself reads no wall clock).
+        """
         last = self.last_failure
-        return None if last is None else {"reason": last[0], "ts": wall - (now - last[1])}
+        if last is None:
+            return None
+        pinned = self._pinned_ts
+        if pinned is None or pinned[0] is not last:
+            pinned = self._pinned_ts = (last, wall - (now - last[1]))
+        return {"reason": last[0], "ts": pinned[1]}
 
     def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
         return CircuitSnapshot(

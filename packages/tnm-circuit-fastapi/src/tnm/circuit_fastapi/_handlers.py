@@ -14,7 +14,8 @@ __all__ = ["add_exception_handlers", "open_error_response"]
 
 
 def open_error_response(exc: CircuitOpenError, *, expose_reasons: bool = False) -> JSONResponse:
-    """``503 Service Unavailable``: ``detail``, ``service``, ``retry_after``; ``Retry-After`` in
+    """``503 Service Unavailable``: ``detail``, ``service``, ``retry_after`` (seconds, to the
+    millisecond; ``null`` while an operator holds the circuit open); ``Retry-After`` in
     whole seconds, rounded up (absent while an operator holds the circuit open).
 
     The last failure's reason is included only with ``expose_reasons=True``: reasons may
@@ -23,7 +24,7 @@ def open_error_response(exc: CircuitOpenError, *, expose_reasons: bool = False) 
     body: dict[str, Any] = {
         "detail": f"{exc.service} is temporarily unavailable",
         "service": exc.service,
-        "retry_after": exc.retry_after,
+        "retry_after": None if exc.retry_after is None else round(exc.retry_after, 3),
     }
     if expose_reasons and exc.last_failure is not None:
         body["reason"] = exc.last_failure.get("reason")

@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     ) from exc
 
 from ..breaker import CircuitBreaker
+from ..exceptions import InvalidConfigError
 from ..state import CircuitState
 from ._stats import CircuitStats
 
@@ -34,36 +35,38 @@ class PrometheusMetrics:
     - ``tnm_circuit_last_opened_timestamp_seconds``
     - ``tnm_circuit_storage_degraded`` and ``tnm_circuit_storage_degradations_total``
       (namespace only): the shared store's health.
+
+    One ``PrometheusMetrics`` per registry: a second one (for the same breaker or
+    another) would publish every series twice, which Prometheus rejects, so it raises
+    ``InvalidConfigError`` (field ``registry``). Give each breaker its own registry, or
+    ``unregister()`` the first.
     """
 
     def __init__(self, breaker: CircuitBreaker, registry: CollectorRegistry | None = None) -> None:
         self.stats = CircuitStats(breaker)
         self.registry = REGISTRY if registry is None else registry
-        self.registry.register(self)
+        try:
+            self.registry.register(self)
+        except ValueError:
+            self.stats.close()
+            raise InvalidConfigError(
+                "registry",
+                "already publishes tnm_circuit_* series (another PrometheusMetrics on it?): "
+                "use one PrometheusMetrics per registry, or unregister() the first",
+            ) from None
 
     def unregister(self) -> None:
         self.registry.unregister(self)
         self.stats.close()
 
     def describe(self) -> list[Any]:
-        # Describing by collecting would read Redis at registration; nothing to check here.
-        return []
+        # Names only, so that the registry refuses a second collector of the same series;
+        # describing by collecting would read Redis at registration.
+        return list(_families())
 
     def collect(self) -> Iterator[Metric]:
         ns = self.stats.namespace
-        calls = CounterMetricFamily(
-            "tnm_circuit_calls", "Protected calls by outcome.", labels=["service", "namespace", "outcome"]
-        )
-        transitions = CounterMetricFamily(
-            "tnm_circuit_transitions",
-            "Circuit state changes made by this process.",
-            labels=["service", "namespace", "from_state", "to_state"],
-        )
-        last_opened = GaugeMetricFamily(
-            "tnm_circuit_last_opened_timestamp_seconds",
-            "When this process last saw the circuit open (epoch seconds).",
-            labels=["service", "namespace"],
-        )
+        calls, transitions, last_opened, state, degraded, degradations = _families()
         for service in self.stats.services():
             for outcome, value in service.calls.items():
                 calls.add_metric([service.service, ns, outcome], value)
@@ -71,24 +74,49 @@ class PrometheusMetrics:
                 transitions.add_metric([service.service, ns, src, dst], value)
             if service.last_opened is not None:
                 last_opened.add_metric([service.service, ns], service.last_opened)
-        state = GaugeMetricFamily(
-            "tnm_circuit_state",
-            "1 for the circuit's current state.",
-            labels=["service", "namespace", "state"],
-        )
         for snapshot in self.stats.snapshots():
             for name in _STATES:
                 state.add_metric([snapshot.service, ns, name], 1.0 if snapshot.state.value == name else 0.0)
-        degraded = GaugeMetricFamily(
-            "tnm_circuit_storage_degraded",
-            "1 while the shared state store is unreachable.",
-            labels=["namespace"],
-        )
         degraded.add_metric([ns], 1.0 if self.stats.storage_degraded else 0.0)
-        degradations = CounterMetricFamily(
-            "tnm_circuit_storage_degradations",
-            "Times the shared state store became unreachable.",
-            labels=["namespace"],
-        )
         degradations.add_metric([ns], self.stats.storage_degradations.value)
         yield from (calls, state, transitions, last_opened, degraded, degradations)
+
+
+def _families() -> tuple[
+    CounterMetricFamily,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    CounterMetricFamily,
+]:
+    """Empty families: calls, transitions, last_opened, state, degraded, degradations."""
+    calls = CounterMetricFamily(
+        "tnm_circuit_calls", "Protected calls by outcome.", labels=["service", "namespace", "outcome"]
+    )
+    transitions = CounterMetricFamily(
+        "tnm_circuit_transitions",
+        "Circuit state changes made by this process.",
+        labels=["service", "namespace", "from_state", "to_state"],
+    )
+    last_opened = GaugeMetricFamily(
+        "tnm_circuit_last_opened_timestamp_seconds",
+        "When this process last saw the circuit open (epoch seconds).",
+        labels=["service", "namespace"],
+    )
+    state = GaugeMetricFamily(
+        "tnm_circuit_state",
+        "1 for the circuit's current state.",
+        labels=["service", "namespace", "state"],
+    )
+    degraded = GaugeMetricFamily(
+        "tnm_circuit_storage_degraded",
+        "1 while the shared state store is unreachable.",
+        labels=["namespace"],
+    )
+    degradations = CounterMetricFamily(
+        "tnm_circuit_storage_degradations",
+        "Times the shared state store became unreachable.",
+        labels=["namespace"],
+    )
+    return calls, transitions, last_opened, state, degraded, degradations
