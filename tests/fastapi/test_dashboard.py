@@ -209,7 +209,7 @@ class TestHistory:
             '&rarr; <span class="badge open">'
         )
         assert "refused" in html
-        assert "seen by this page" not in html
+        assert "noticed when the page read it" not in html
 
     def test_first_request_attaches_without_install(self, breaker: CircuitBreaker) -> None:
         """With breaker_lifespan alone, the history starts at the first request."""
@@ -241,7 +241,7 @@ class TestHistory:
             trip(other, "payments")
             html = client.get("/circuits/").text
         assert rows(html) == {"payments": "open"}
-        assert "seen by this page; made elsewhere" in history(html)
+        assert "noticed when the page read it" in history(html)
 
     def test_store_outage_is_listed(self, breaker: CircuitBreaker) -> None:
         """Losing and regaining the shared store are history lines."""

@@ -21,9 +21,10 @@ class Change:
 
     ``previous`` and ``state`` are state values (``"closed"``, ``"open"``…), or
     ``"ok"`` / ``"unreachable"`` for the store (``service == "*"``). ``seen`` is
-    True for a change this process did not make but noticed when the page read the
-    circuit (another process's, through a shared store): ``ts`` is then when it was
-    noticed, not when it happened.
+    True for a change no listener reported but the page noticed when it read the
+    circuit (made by another process through a shared store, or a timed move to
+    half-open that a shared store reports only at the next write): ``ts`` is then
+    when it was noticed, not when it happened.
     """
 
     ts: float

@@ -75,8 +75,10 @@ def _state(state: str) -> str:
 def _failures(s: CircuitSnapshot) -> str:
     shown = min(s.failures, s.max_failures)
     window = f"{s.window_seconds:g}"
+    # Green below threshold - 1, amber one failure short of opening, red at the threshold.
+    low, high = max(s.max_failures - 1.5, 0), max(s.max_failures - 0.5, 0)
     return (
-        f'<meter min="0" max="{s.max_failures}" high="{max(s.max_failures - 1, 0)}" '
+        f'<meter min="0" max="{s.max_failures}" low="{low:g}" high="{high:g}" '
         f'optimum="0" value="{shown}"></meter> '
         f'<span class="count">{s.failures} / {s.max_failures}</span> in {escape(window)} s'
     )
@@ -176,7 +178,7 @@ def _change(change: Change, settings: Settings) -> str:
     service = f'<span class="service">{escape(change.service)}</span>'
     text = f"{when} {service} {previous} &rarr; {_state(change.state)}"
     if change.seen:
-        text += ' <span class="seen">(seen by this page; made elsewhere)</span>'
+        text += ' <span class="seen">(noticed when the page read it)</span>'
     if settings.expose_reasons and change.reason:
         text += f' <span class="reason">{escape(change.reason)}</span>'
     return f"<li>{text}</li>"
