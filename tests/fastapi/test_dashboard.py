@@ -151,9 +151,22 @@ class TestPage:
     def test_prefix_without_slash_redirects(self, make_app: Callable[..., FastAPI]) -> None:
         """{prefix} redirects to {prefix}/, where the page's relative links resolve."""
         with TestClient(make_app(prefix="/ops/circuits")) as client:
-            response = client.get("/ops/circuits", follow_redirects=False)
+            response = client.get("/ops/circuits", params={"a": "1"}, follow_redirects=False)
+            followed = client.get("/ops/circuits")
         assert response.status_code == 307
-        assert response.headers["location"] == "/ops/circuits/"
+        assert response.headers["location"] == "circuits/?a=1"  # relative: proxies may rewrite paths
+        assert followed.url.path == "/ops/circuits/"
+        assert "<h1>Circuits</h1>" in followed.text
+
+    def test_empty_prefix_under_include_prefix(self, breaker: CircuitBreaker) -> None:
+        """With prefix="" the page and its assets live wherever include_router puts them."""
+        app = FastAPI()
+        install(app, breaker)
+        app.include_router(circuit_dashboard_router(prefix=""), prefix="/ops")
+        breaker.state("payments")
+        with TestClient(app) as client:
+            assert rows(client.get("/ops/").text) == {"payments": "closed"}
+            assert client.get("/ops/assets/dashboard.css").status_code == 200
 
     def test_reads_use_the_async_path(
         self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI]

@@ -144,11 +144,11 @@ def circuit_dashboard_router(
 
         @router.get("", include_in_schema=False)
         async def with_slash(request: Request) -> RedirectResponse:
-            # The page's links are relative to "{prefix}/".
+            # The page's links are relative to "{prefix}/". The redirect is relative too
+            # ("circuits/" from ".../circuits"), so it holds behind a proxy that rewrites paths.
+            last = request.url.path.rsplit("/", 1)[-1]
             query = f"?{request.url.query}" if request.url.query else ""
-            return RedirectResponse(
-                f"{request.url.path}/{query}", status_code=status.HTTP_307_TEMPORARY_REDIRECT
-            )
+            return RedirectResponse(f"{last}/{query}", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
     @router.get("/", response_class=HTMLResponse, name="circuit_dashboard")
     async def page(breaker: BreakerDep) -> HTMLResponse:
