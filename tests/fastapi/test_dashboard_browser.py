@@ -24,6 +24,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tnm.circuit import CircuitBreaker, ServicePolicy
@@ -165,7 +166,8 @@ def allow_all() -> None:
 def test_row_turns_open_live_without_reload(
     redis_url: str, serve: Callable[[FastAPI], str], start_browser: Callable[..., WebDriver], tmp_path: Path
 ) -> None:
-    """A circuit tripped by another process through Redis turns "open" on the page within 2 s, no reload."""
+    """A circuit tripped by another process through Redis turns "open" on the page within 2 s, no reload;
+    the operator's Reset button closes it."""
     app, breaker = dashboard_app(redis_url, refresh_seconds=0.5, expose_reasons=True, authorize=allow_all)
     base = serve(app)
     some_circuits(breaker)
@@ -192,6 +194,13 @@ def test_row_turns_open_live_without_reload(
     screenshot = Path(os.environ.get("TNM_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
     assert driver.save_screenshot(str(screenshot))
     assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+    # The operator's Reset button: confirmed, posted by the script, accepted as same-origin.
+    driver.find_element(By.CSS_SELECTOR, "tr[data-service='payments'] form[action^='reset'] button").click()
+    WebDriverWait(driver, 5, poll_frequency=0.05).until(expected_conditions.alert_is_present()).accept()
+    WebDriverWait(driver, 2, poll_frequency=0.05).until(lambda d: row_state(d, "payments") == "closed")
+    assert breaker.state("payments").state.value == "closed"
+    assert driver.execute_script("return window.notReloaded === true;")
 
 
 def test_without_javascript_the_browser_reloads_the_table(
