@@ -186,7 +186,7 @@ def _change(change: Change, settings: Settings) -> str:
 
 def _history(view: View, settings: Settings) -> str:
     if not view.history:
-        items = '<li class="empty">No state change since this process started.</li>'
+        items = '<li class="empty">No state change recorded yet.</li>'
     else:
         items = "".join(_change(c, settings) for c in view.history)
     return f'<section class="history"><h2>Recent state changes</h2><ol>{items}</ol></section>'
