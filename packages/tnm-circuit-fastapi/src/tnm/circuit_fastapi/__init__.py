@@ -6,8 +6,11 @@ add_exception_handlers(app)          # or both at once: install(app, breaker)
 
 @app.get("/search", dependencies=[Depends(require_available("elasticsearch"))])
 async def search(q: str, breaker: BreakerDep): ...
+
+app.include_router(circuit_dashboard_router(prefix="/circuits"))   # a live page of every circuit
 """
 
+from ._dashboard import circuit_dashboard_router
 from ._dependencies import BreakerDep, get_circuit_breaker, require_available
 from ._handlers import add_exception_handlers, open_error_response
 from ._install import install
@@ -19,6 +22,7 @@ __all__ = [
     "BreakerDep",
     "add_exception_handlers",
     "breaker_lifespan",
+    "circuit_dashboard_router",
     "circuit_status_router",
     "get_circuit_breaker",
     "install",

@@ -1,0 +1,80 @@
+"""The operator routes (open, reset): only built when the user passes an authorization dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.params import Depends as DependsParam
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from tnm.circuit import CircuitBreaker
+
+from .._dependencies import BreakerDep
+
+__all__ = ["add_operator_routes", "same_origin"]
+
+OPEN_REASON = "opened from the dashboard"
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a form posted from another site (cross-site request forgery).
+
+    Browsers send ``Sec-Fetch-Site`` (older ones ``Origin``) with every POST; a
+    request from another site is refused even when the browser would attach the
+    operator's credentials. Requests without those headers (scripts, curl) are left to the
+    authorization dependency.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        # Set by the browser itself from the page that sent the form: proxies do not change it.
+        if site not in ("same-origin", "none"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
+        return
+    origin = request.headers.get("origin")  # older browsers
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
+
+
+async def _known_service(service: str, breaker: BreakerDep) -> str:
+    """The ``service`` query parameter, if the breaker knows such a circuit (else 404)."""
+    names = set(await run_in_threadpool(breaker.backend.services)) | set(breaker.circuits())
+    if service not in names:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no circuit named {service!r}")
+    return service
+
+
+KnownService = Annotated[str, Depends(_known_service)]
+
+
+def _answer(request: Request, breaker: CircuitBreaker, service: str, expose_reasons: bool) -> Response:
+    """JSON for the page's script (``Accept: application/json``); a redirect to the page for a form."""
+    if "application/json" in request.headers.get("accept", ""):
+        snapshot = breaker.state(service).to_dict()
+        if not expose_reasons and snapshot.get("last_failure"):
+            snapshot["last_failure"] = {"ts": snapshot["last_failure"]["ts"]}
+        return JSONResponse(snapshot)
+    return RedirectResponse("./", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def add_operator_routes(router: APIRouter, authorize: Callable[..., Any], expose_reasons: bool) -> None:
+    """``POST open?service=…`` (fleet-wide force open) and ``POST reset?service=…``.
+
+    Both run ``authorize`` first, then the same-origin check. They are plain ``def``:
+    the breaker's operations are synchronous, so FastAPI runs them in its thread pool.
+    """
+    guard = authorize if isinstance(authorize, DependsParam) else Depends(authorize)
+    dependencies = [guard, Depends(same_origin)]
+
+    @router.post("/open", dependencies=dependencies, name="circuit_dashboard_open")
+    def open_circuit(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
+        breaker.force_open(service, OPEN_REASON)
+        return _answer(request, breaker, service, expose_reasons)
+
+    @router.post("/reset", dependencies=dependencies, name="circuit_dashboard_reset")
+    def reset_circuit(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
+        breaker.reset(service)
+        return _answer(request, breaker, service, expose_reasons)

@@ -1,0 +1,234 @@
+"""The dashboard in headless Chromium, served by uvicorn, with a circuit tripped by another process.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them). Set
+``TNM_DASHBOARD_SCREENSHOT=path.png`` to keep the screenshot the run takes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tnm.circuit import CircuitBreaker, ServicePolicy
+from tnm.circuit_fastapi import circuit_dashboard_router, install
+
+from ..redis_server import free_port
+
+NAMESPACE = "dash-browser"
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",  # the tests run as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,760",
+]
+
+# Run in another process: three failures of "payments", recorded through Redis.
+TRIP = """
+import sys
+from tnm.circuit import CircuitBreaker, ServicePolicy
+breaker = CircuitBreaker("redis", redis_url=sys.argv[1], namespace=sys.argv[2],
+                         default_policy=ServicePolicy(max_failures=3, open_seconds=60))
+breaker.initialize()
+for _ in range(3):
+    breaker.record_failure("payments", "ConnectionError: payments-api refused")
+assert breaker.state("payments").state.value == "open"
+breaker.close()
+"""
+
+
+def chromium() -> tuple[str, str]:
+    """Paths of the browser and its driver; skip (fail in CI, which installs them) when absent."""
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        reason = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; .ci/run should have installed them")
+        pytest.skip(f"{reason}; .ci/run installs them")
+    return browser, driver
+
+
+@pytest.fixture
+def start_browser(tmp_path: Path) -> Iterator[Callable[..., WebDriver]]:
+    """Start headless Chromium sessions, each with a new empty profile; all are quit after the test."""
+    browser, driver_path = chromium()
+    drivers: list[WebDriver] = []
+
+    def start(*, javascript: bool = True) -> WebDriver:
+        options = Options()
+        options.binary_location = browser
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tmp_path / f'profile-{len(drivers)}'}")
+        if not javascript:
+            options.add_experimental_option(
+                "prefs", {"profile.managed_default_content_settings.javascript": 2}
+            )
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+        driver.set_page_load_timeout(20)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+@pytest.fixture
+def serve(redis_url: str) -> Iterator[Callable[[FastAPI], str]]:
+    """Run an app in a real uvicorn server on 127.0.0.1 (a free port); stopped after the test."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            time.sleep(0.01)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def dashboard_app(redis_url: str, **dashboard_options: object) -> tuple[FastAPI, CircuitBreaker]:
+    breaker = CircuitBreaker(
+        "redis",
+        redis_url=redis_url,
+        namespace=NAMESPACE,
+        default_policy=ServicePolicy(window_seconds=60, max_failures=3, open_seconds=60),
+        service_policies={"inventory": ServicePolicy(max_failures=2, open_seconds=0.2)},
+    )
+    app = FastAPI()
+    install(app, breaker)
+    app.include_router(circuit_dashboard_router(prefix="/circuits", **dashboard_options))  # type: ignore[arg-type]
+    return app, breaker
+
+
+def some_circuits(breaker: CircuitBreaker) -> None:
+    """Circuits in every state but the one the test makes: payments stays closed for now."""
+    breaker.state("payments")
+    breaker.record_failure("search", "TimeoutError: search took 2.0 s")
+    breaker.force_open("ledger", "maintenance window")
+    for _ in range(2):
+        breaker.record_failure("inventory", "ConnectionError: inventory refused")
+
+
+def trip_from_another_process(redis_url: str) -> None:
+    subprocess.run([sys.executable, "-c", TRIP, redis_url, NAMESPACE], check=True, timeout=60)
+
+
+def row_state(driver: WebDriver, service: str) -> str | None:
+    state = driver.execute_script(
+        "const row = document.querySelector(`tr[data-service='${arguments[0]}']`);"
+        "return row ? row.getAttribute('data-state') : null;",
+        service,
+    )
+    return None if state is None else str(state)
+
+
+def allow_all() -> None:
+    """Authorization stand-in: everyone may act (the screenshot shows the operator buttons)."""
+
+
+def test_row_turns_open_live_without_reload(
+    redis_url: str, serve: Callable[[FastAPI], str], start_browser: Callable[..., WebDriver], tmp_path: Path
+) -> None:
+    """A circuit tripped by another process through Redis turns "open" on the page within 2 s, no reload;
+    the operator's Reset button closes it."""
+    app, breaker = dashboard_app(redis_url, refresh_seconds=0.5, expose_reasons=True, authorize=allow_all)
+    base = serve(app)
+    some_circuits(breaker)
+    driver = start_browser()
+    driver.get(f"{base}/circuits/")
+    WebDriverWait(driver, 10, poll_frequency=0.05).until(
+        lambda d: d.find_element(By.ID, "live-status").text.startswith("Live")
+    )
+    assert row_state(driver, "payments") == "closed"
+    driver.execute_script("window.notReloaded = true;")  # a reload would drop it
+
+    trip_from_another_process(redis_url)
+    WebDriverWait(driver, 2, poll_frequency=0.05).until(lambda d: row_state(d, "payments") == "open")
+
+    assert driver.execute_script("return window.notReloaded === true;")
+    badge = driver.find_element(By.CSS_SELECTOR, "tr[data-service='payments'] .badge")
+    assert badge.text == "open"
+    assert badge.value_of_css_property("background-color") == "rgba(207, 34, 46, 1)"  # red
+    WebDriverWait(driver, 5, poll_frequency=0.05).until(lambda d: row_state(d, "inventory") == "half-open")
+    history = driver.find_element(By.CSS_SELECTOR, "section.history").text
+    assert "payments" in history
+    assert "noticed when the page read it" in history
+
+    screenshot = Path(os.environ.get("TNM_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
+    assert driver.save_screenshot(str(screenshot))
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+    # The operator's Reset button: confirmed, posted by the script, accepted as same-origin.
+    driver.find_element(By.CSS_SELECTOR, "tr[data-service='payments'] form[action^='reset'] button").click()
+    WebDriverWait(driver, 5, poll_frequency=0.05).until(expected_conditions.alert_is_present()).accept()
+    WebDriverWait(driver, 2, poll_frequency=0.05).until(lambda d: row_state(d, "payments") == "closed")
+    assert breaker.state("payments").state.value == "closed"
+    assert driver.execute_script("return window.notReloaded === true;")
+
+
+def test_without_javascript_the_browser_reloads_the_table(
+    redis_url: str, serve: Callable[[FastAPI], str], start_browser: Callable[..., WebDriver]
+) -> None:
+    """With scripts off, the page is a plain table the browser reloads; the change shows after a reload."""
+    app, breaker = dashboard_app(redis_url, noscript_refresh_seconds=1)
+    base = serve(app)
+    breaker.state("payments")
+    driver = start_browser(javascript=False)
+    driver.get(f"{base}/circuits/")
+    first = driver.find_element(By.CSS_SELECTOR, "tr[data-service='payments']")
+    assert first.get_attribute("data-state") == "closed"
+    status = driver.find_element(By.ID, "live-status").get_attribute("textContent") or ""
+    assert "Live" not in status  # the page's script did not run
+    assert "reloads every 1 s" in status  # (in <noscript>, which Selenium never counts as visible text)
+
+    trip_from_another_process(redis_url)
+
+    def reloaded_open(d: WebDriver) -> bool:
+        return (
+            d.find_element(By.CSS_SELECTOR, "tr[data-service='payments']").get_attribute("data-state")
+            == "open"
+        )
+
+    WebDriverWait(
+        driver,
+        10,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(reloaded_open)
