@@ -9,9 +9,9 @@ The app calls three made-up services five times a second. Take one down and watc
 row turn open, then half-open and closed again once it is back.
 
 The page is read-only. Set TNM_DASHBOARD_PASSWORD to require a login (user "operator")
-for the page and to add the Open and Reset buttons. With TNM_CIRCUIT_BACKEND=redis
-(and TNM_CIRCUIT_REDIS_URL) the page shows the circuits of every process sharing the
-store: run a second copy on another port and break a service in one of them.
+for the page and to add the Open and Reset buttons. With TNM_CIRCUIT_REDIS_URL set, state
+lives in Redis and the page shows the circuits of every process sharing the store: run a
+second copy on another port and break a service in one of them.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from tnm.circuit_fastapi import circuit_dashboard_router, install
 SERVICES = ("inventory", "payments", "search")
 
 breaker = CircuitBreaker(
-    backend=os.environ.get("TNM_CIRCUIT_BACKEND", "local"),
-    redis_url=os.environ.get("TNM_CIRCUIT_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    namespace="dashboard-demo:circuit",
+    # No backend named: Redis if a URL is set, else this process's memory.
+    redis_url=os.environ.get("TNM_CIRCUIT_REDIS_URL"),
+    namespace=os.environ.get("TNM_CIRCUIT_NAMESPACE", "dashboard-demo:circuit"),
     default_policy=ServicePolicy(window_seconds=30, max_failures=5, open_seconds=5),
     service_policies={"payments": ServicePolicy(window_seconds=30, max_failures=3, open_seconds=8)},
 )

@@ -39,7 +39,7 @@ def wait_for(
 def test_outage_shows_on_the_read_only_page(monkeypatch: pytest.MonkeyPatch) -> None:
     """Simulated traffic fills the page; an outage turns its row open; no operator route by default."""
     monkeypatch.delenv("TNM_DASHBOARD_PASSWORD", raising=False)
-    monkeypatch.delenv("TNM_CIRCUIT_BACKEND", raising=False)
+    monkeypatch.delenv("TNM_CIRCUIT_REDIS_URL", raising=False)
     example = load_example("dashboard_example_read_only")
     with TestClient(example.app) as client:
         wait_for(client, lambda states: set(states) == {"inventory", "payments", "search"})
@@ -55,7 +55,7 @@ def test_outage_shows_on_the_read_only_page(monkeypatch: pytest.MonkeyPatch) -> 
 def test_password_guards_page_and_adds_buttons(monkeypatch: pytest.MonkeyPatch) -> None:
     """With TNM_DASHBOARD_PASSWORD the page needs the operator's login and offers Open and Reset."""
     monkeypatch.setenv("TNM_DASHBOARD_PASSWORD", "s3cret")
-    monkeypatch.delenv("TNM_CIRCUIT_BACKEND", raising=False)
+    monkeypatch.delenv("TNM_CIRCUIT_REDIS_URL", raising=False)
     example = load_example("dashboard_example_operator")
     login = ("operator", "s3cret")
     with TestClient(example.app) as client:
