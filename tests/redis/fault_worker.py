@@ -8,7 +8,7 @@ once its circuits are warm, runs traffic for SECONDS, then prints one JSON line:
 * ``healthy_ok`` / ``healthy_rejected``: calls to the healthy service;
 * ``foreign``: any exception a caller got that is neither the service's own nor
   ``CircuitOpenError`` (must be empty);
-* ``tripped_seen_at``: wall time when this process first rejected ``tripped``.
+* ``tripped_seen_at``: wall time when this process first saw ``tripped`` unavailable.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main() -> None:
             counts["healthy_rejected"] += 1
         else:
             counts["healthy_ok"] += 1
-        if tripped_seen_at is None and call("tripped", lambda: 1):
+        # Only looked at (a call that succeeded would reset the tripper's failure count).
+        if tripped_seen_at is None and not breaker.is_available("tripped"):
             tripped_seen_at = time.time()
         time.sleep(0.001)
     breaker.close()

@@ -27,7 +27,7 @@ from ..redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 3
-TRAFFIC_SECONDS = 5.0
+TRAFFIC_SECONDS = 4.0
 CONVERGENCE_SECONDS = 2.0
 """Bound on trip -> rejection in every process once the fault is over (10x refresh_interval)."""
 NAMESPACE = "faults"
@@ -145,8 +145,10 @@ def test_fault_mid_traffic(fault: str) -> None:
         ops.close()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         args = [sys.executable, "-m", "tests.redis.fault_worker", server.url, NAMESPACE, str(TRAFFIC_SECONDS)]
-        workers = [
-            subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(PROCESSES)
+        workers = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)]
+        workers += [
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(PROCESSES - 1)
         ]
         for worker in workers:
             assert _readline(worker, 30) == "ready"
@@ -156,12 +158,15 @@ def test_fault_mid_traffic(fault: str) -> None:
         for _ in range(3):
             tripper.record_failure("tripped", "down")
         tripped_at = time.time()
+        assert tripper.state("tripped").state.value == "open"
         tripper.close()
         results: list[dict[str, Any]] = [json.loads(_readline(w, 30)) for w in workers]
     finally:
         for worker in workers:
             worker.kill()
             worker.wait(10)
+            if worker.stdout is not None:
+                worker.stdout.close()
         server.cleanup()
     print(fault, results)
     down_allowance = 3 + PROCESSES if fault in DATA_LOST else 0
