@@ -66,6 +66,15 @@ class TestOpening:
             "status 503",
         )
 
+    def test_failure_reason_names_the_status(
+        self, client: httpx.Client, breaker: CircuitBreaker, upstream: Upstream
+    ) -> None:
+        """A counted response is recorded as "HTTP <status> <phrase>", which operators read at a glance."""
+        client.get(f"{upstream.url}/status/503")
+        last = breaker.last_failure(upstream.service)
+        assert last is not None
+        assert last["reason"] == "HTTP 503 Service Unavailable"
+
     def test_refused_connections_count(
         self, client: httpx.Client, breaker: CircuitBreaker, refused_url: str
     ) -> None:

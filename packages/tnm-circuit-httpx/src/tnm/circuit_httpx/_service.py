@@ -28,8 +28,12 @@ def authority(request: httpx.Request) -> str:
     host = url.host
     if ":" in host:
         host = f"[{host}]"
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    return host if port is None else f"{host}:{port}"
+    port = url.port
+    if port is None:
+        port = _DEFAULT_PORTS.get(url.scheme)
+        if port is None:
+            return host
+    return f"{host}:{port}"
 
 
 def service_namer(service: str | ServiceName | None) -> Callable[[httpx.Request], str | None]:
