@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -171,3 +172,23 @@ class TestLifecycle:
     def test_default_inner_transport_is_httpx(self, breaker: CircuitBreaker) -> None:
         """Without transport=, requests go through httpx's own AsyncHTTPTransport."""
         assert isinstance(AsyncCircuitBreakerTransport(breaker).transport, httpx.AsyncHTTPTransport)
+
+
+class TestInnerTransports:
+    @pytest.mark.asyncio
+    async def test_inner_send_that_returns_an_awaitable(self, make_breaker: MakeBreaker) -> None:
+        """An inner transport whose handle_async_request is a plain function returning an
+        awaitable is still awaited, and its failure statuses still count."""
+
+        async def answer(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(500)
+
+        class Inner(httpx.AsyncBaseTransport):
+            def handle_async_request(self, request: httpx.Request) -> Any:  # type: ignore[override]
+                return answer(request)
+
+        breaker = make_breaker(max_failures=2)
+        async with httpx.AsyncClient(transport=AsyncCircuitBreakerTransport(breaker, transport=Inner())) as c:
+            assert [(await c.get("http://upstream.test/")).status_code for _ in range(2)] == [500, 500]
+            with pytest.raises(CircuitOpenRequestError):
+                await c.get("http://upstream.test/")
