@@ -36,6 +36,10 @@ class TestAuthority:
         """The name is host:port with the scheme's port filled in, whatever the path or query."""
         assert authority(httpx.Request("GET", url)) == name
 
+    def test_no_host_no_name(self) -> None:
+        """A URL without a host has no authority (the transports send such a request unguarded)."""
+        assert authority(httpx.Request("GET", "/orders")) == ""
+
     def test_userinfo_never_in_the_name(self) -> None:
         """A user name and password in the URL do not reach the service name."""
         assert authority(httpx.Request("GET", "https://bob:s3cret@api.example.com/")) == "api.example.com:443"

@@ -24,8 +24,15 @@ def authority(request: httpx.Request) -> str:
     (``[::1]:8080``). This is the transports' default service name; call it from your
     own ``service=`` function to keep it for some requests.
     """
+    return _authority(request) or ""
+
+
+def _authority(request: httpx.Request) -> str | None:
+    """``authority``, or ``None`` for a URL without a host."""
     url = request.url
     host = url.host
+    if not host:
+        return None
     if ":" in host:
         host = f"[{host}]"
     port = url.port
@@ -43,14 +50,10 @@ def service_namer(service: str | ServiceName | None) -> Callable[[httpx.Request]
     transport then raises httpx's own error for it, which says what is wrong.
     """
     if service is None:
-        return _default_name
+        return _authority
     if isinstance(service, str):
         # The name is checked by the breaker on first use, like any other.
         return lambda request: service
     if callable(service):
         return service
     raise InvalidConfigTypeError("service", f"must be a str or a callable (request) -> str, got {service!r}")
-
-
-def _default_name(request: httpx.Request) -> str | None:
-    return authority(request) if request.url.host else None
