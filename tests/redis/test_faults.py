@@ -145,11 +145,8 @@ def test_fault_mid_traffic(fault: str) -> None:
         ops.close()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         args = [sys.executable, "-m", "tests.redis.fault_worker", server.url, NAMESPACE, str(TRAFFIC_SECONDS)]
-        workers = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)]
-        workers += [
-            subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-            for _ in range(PROCESSES - 1)
-        ]
+        for _ in range(PROCESSES):
+            workers.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True))
         for worker in workers:
             assert _readline(worker, 30) == "ready"
         time.sleep(0.5)  # traffic flows before the fault

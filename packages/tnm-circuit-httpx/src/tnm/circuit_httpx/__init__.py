@@ -1,0 +1,24 @@
+"""tnm.circuit_httpx: a circuit per upstream for every httpx client, as one transport.
+
+client = httpx.Client(transport=CircuitBreakerTransport(breaker))
+client = httpx.AsyncClient(transport=AsyncCircuitBreakerTransport(breaker))
+
+Each upstream (``host:port``) gets its own circuit. While it is open, requests to it
+raise ``CircuitOpenRequestError`` (an ``httpx.TransportError`` and a
+``tnm.circuit.CircuitOpenError``) without being sent.
+"""
+
+from ._async_transport import AsyncCircuitBreakerTransport
+from ._errors import CircuitOpenRequestError
+from ._service import ServiceName, authority
+from ._statuses import DEFAULT_FAILURE_STATUSES
+from ._transport import CircuitBreakerTransport
+
+__all__ = [
+    "DEFAULT_FAILURE_STATUSES",
+    "AsyncCircuitBreakerTransport",
+    "CircuitBreakerTransport",
+    "CircuitOpenRequestError",
+    "ServiceName",
+    "authority",
+]
