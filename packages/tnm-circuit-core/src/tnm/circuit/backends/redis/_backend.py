@@ -9,22 +9,19 @@ import time
 import weakref
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from ... import _validate
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
 from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError
 from ...policies import ServicePolicy
 from ._circuit import RedisCircuit
+from ._clients import STORAGE_ERRORS, aclose_client, close_client, is_cluster, make_async_client, make_client
 from ._health import StorageHealth
 from ._keys import Keys
 from ._listener import Listener
 from ._refresher import Refresher
 from ._script import Reply, decode, eval_script
-from ._urls import Secrets, check_url, redact_url, url_secrets
+from ._urls import Secrets, check_url, parse_target, redact_url, url_secrets
 
 __all__ = ["RedisBackend"]
 
@@ -80,6 +77,7 @@ class RedisBackend:
                     field, f"must be a redis-py client (pass a URL as redis_url=), got {type(given).__name__}"
                 )
         self._url = None if redis_url is None else check_url(redis_url)
+        self._target = None if self._url is None else parse_target(self._url)
         if not isinstance(namespace, str) or not namespace or "{" in namespace or "}" in namespace:
             raise InvalidConfigError(
                 "namespace", f"must be a non-empty str without braces, got {namespace!r}"
@@ -185,12 +183,15 @@ class RedisBackend:
     def _make_client(self) -> Any:
         if self._given_client is not None:
             return self._given_client
-        return redis.Redis.from_url(
-            self._url,  # type: ignore[arg-type]
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.socket_timeout,
-            health_check_interval=0,
-        )
+        assert self._target is not None
+        return make_client(self._target, self.socket_timeout)
+
+    @property
+    def cluster(self) -> bool:
+        """True if the store is a Redis Cluster."""
+        if self._given_client is not None:
+            return is_cluster(self._given_client)
+        return self._target is not None and self._target.kind == "cluster"
 
     def client(self) -> Any:
         """The sync client (made on first use)."""
@@ -223,18 +224,9 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         client = self._aclients.get(loop)
         if client is None:
-            if self._url is None:
+            if self._target is None:
                 raise CircuitBackendError("async call paths need async_client= when client= is given")
-            # A bounded pool: a burst of concurrent failures waits for a connection
-            # (asynchronously) instead of opening hundreds of them.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self._url,
-                max_connections=self.max_connections,
-                timeout=self.socket_timeout,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-            )
-            client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
+            client = make_async_client(self._target, self.socket_timeout, self.max_connections)
             self._aclients[loop] = client
         return client
 
@@ -250,7 +242,7 @@ class RedisBackend:
         try:
             client.ping()
             self.refresher.sync(client)
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             raise CircuitBackendError(
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
             ) from None
@@ -265,14 +257,14 @@ class RedisBackend:
         self.listener.stop(timeout)
         self.refresher.stop(timeout)
         if self._client is not None and self._given_client is None:
-            self._client.close()
+            close_client(self._client)
             self._client = None
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
         client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.aclose()
+            await aclose_client(client)
 
     def after_fork(self) -> None:
         """In a forked child: new connections, new background threads (if they ran)."""
@@ -320,7 +312,7 @@ class RedisBackend:
             for key in keys:
                 pipe.hget(key, "svc")
             names |= {decode(name) for name in pipe.execute() if name is not None}
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             self.storage_failed(exc)
         return sorted(names)
 
@@ -330,13 +322,13 @@ class RedisBackend:
         """Record an operator's override namespace-wide, so a data loss cannot erase it."""
         try:
             self.client().hset(self.keys.forced, service, reason)
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             self.storage_failed(exc)
 
     def forget_forced(self, service: str) -> None:
         try:
             self.client().hdel(self.keys.forced, service)
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             self.storage_failed(exc)
 
     def restore_forced(self, service: str, reason: str) -> None:

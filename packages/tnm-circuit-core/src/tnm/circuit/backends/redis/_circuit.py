@@ -18,14 +18,13 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from ..._counter import AtomicCounter
 from ...events import EventKind
 from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
 from ...policies import ServicePolicy
 from ...state import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, REJECT, CircuitSnapshot, CircuitState, Transition
 from ..local import LocalCircuit
+from ._clients import STORAGE_ERRORS
 from ._script import BadReply, Reply, aeval, eval_script
 
 if TYPE_CHECKING:
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisCircuit"]
 
 _MS = 1000.0
+_STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
 
 
 class RedisCircuit:
@@ -186,14 +186,21 @@ class RedisCircuit:
             self._notify(kind, changes, reason or None)
         return result
 
+    def _op(self, op: str) -> str:
+        # A process's first read of a circuit also lists it as in use (for status and
+        # operators), as its first call would.
+        return "touch" if op == "read" and self.cold else op
+
     def run(self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
             return None
         self._backend.start_threads()
         try:
-            raw = eval_script(self._backend.client(), self.keys, self.script_args(op, token, reason))
-        except (RedisError, CircuitBackendError) as exc:
+            raw = eval_script(
+                self._backend.client(), self.keys, self.script_args(self._op(op), token, reason)
+            )
+        except _STORE_FAILED as exc:
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)
@@ -206,8 +213,8 @@ class RedisCircuit:
         self._backend.start_threads()
         try:
             client = self._backend.aclient()
-            raw = await aeval(client, self.keys, self.script_args(op, token, reason))
-        except (RedisError, CircuitBackendError) as exc:
+            raw = await aeval(client, self.keys, self.script_args(self._op(op), token, reason))
+        except _STORE_FAILED as exc:
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)

@@ -14,8 +14,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
+from ._clients import STORAGE_ERRORS
 from ._script import BadReply, parse_message
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ class Listener:
                     message = pubsub.get_message(timeout=0.2)
                     if message is not None and message.get("type") == "message":
                         self.on_message(message["data"])
-            except RedisError:
+            except STORAGE_ERRORS:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception:  # a bug must not kill the listener, nor flood the log

@@ -24,14 +24,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import ResponseError
 
+from ._clients import STORAGE_ERRORS, is_cluster
 from ._script import BadReply, Reply, decode, eval_many
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
 
 __all__ = ["Refresher"]
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """An error about what one command did (a script error), not about reaching the store."""
+    return isinstance(exc, ResponseError) and not str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN"))
 
 
 class Refresher:
@@ -73,12 +79,21 @@ class Refresher:
 
     def check_epoch(self, client: Any) -> bool:
         """Probe with a write and read the epoch; True if the store lost its data since last time."""
-        pipe = client.pipeline(transaction=False)
-        pipe.set(self.backend.keys.epoch, secrets.token_hex(8), nx=True)
-        pipe.get(self.backend.keys.epoch)
-        pipe.hgetall(self.backend.keys.forced)
-        pipe.time()
-        _, epoch, forced, (seconds, micros) = pipe.execute()
+        keys = self.backend.keys
+        if is_cluster(client):  # keys in different slots, TIME on any node: one by one
+            client.set(keys.epoch, secrets.token_hex(8), nx=True)
+            epoch, forced, (seconds, micros) = (
+                client.get(keys.epoch),
+                client.hgetall(keys.forced),
+                client.time(),
+            )
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
+            pipe.get(keys.epoch)
+            pipe.hgetall(keys.forced)
+            pipe.time()
+            _, epoch, forced, (seconds, micros) = pipe.execute()
         self.backend.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
         epoch = decode(epoch)
         lost = self.epoch is not None and epoch != self.epoch
@@ -106,9 +121,12 @@ class Refresher:
         if not circuits:
             return []
         replies = eval_many(client, [(c.keys, c.script_args("touch")) for c in circuits])
-        errors = [r for r in replies if isinstance(r, RedisError)]
-        if errors and len(errors) == len(replies):
-            raise errors[0]  # the store refuses the script for everyone: an outage
+        outage = [r for r in replies if isinstance(r, STORAGE_ERRORS) and not _is_data_error(r)]
+        if outage:
+            raise outage[0]  # a lost connection or node: the store is down, not one circuit's data
+        refused = [r for r in replies if isinstance(r, STORAGE_ERRORS)]
+        if refused and len(refused) == len(replies):
+            raise refused[0]  # the store refuses the script for everyone (no grant, out of memory)
         parsed: list[tuple[Any, Reply]] = []
         for circuit, raw in zip(circuits, replies, strict=True):
             if isinstance(raw, Exception):
@@ -138,7 +156,7 @@ class Refresher:
     def refresh(self) -> None:
         try:
             self.sync(self.backend.client())
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             self.backend.storage_failed(exc)
 
     # -- the thread -------------------------------------------------------------------

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ...state import CircuitState
+from ._clients import STORAGE_ERRORS, is_cluster
 
 __all__ = [
     "SCRIPT",
@@ -163,14 +164,37 @@ def _pipeline(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]])
     return list(pipe.execute(raise_on_error=False))
 
 
-def eval_many(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-    """Run the script once per ``(keys, args)`` in one pipeline.
+def _by_node(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    """A Redis Cluster: one pipeline per node, for the circuits whose slot it serves."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for index, (keys, _) in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        groups.setdefault(node.name, (node, []))[1].append(index)
+    results: list[Any] = [None] * len(calls)
+    for node, indexes in groups.values():
+        try:
+            replies = _pipeline(client.get_redis_connection(node), [calls[i] for i in indexes])
+        except STORAGE_ERRORS:
+            continue  # left to the cluster client below, which finds the slot's new owner
+        for index, reply in zip(indexes, replies, strict=True):
+            results[index] = reply
+    return results
 
-    A reply that is an error (not a lost connection, which raises) is returned in its
-    place, so that one bad circuit does not fail the others.
+
+def eval_many(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    """Run the script once per ``(keys, args)``, pipelined (per node on a Redis Cluster).
+
+    A reply that is an error is returned in its place, so that one bad circuit does not
+    fail the others. Calls the pipeline could not serve (a script the server forgot, a
+    slot that moved, a node that failed) are run again one by one, which re-sends the
+    script or follows the cluster's redirect.
     """
-    results = _pipeline(client, calls)
-    if any(isinstance(r, NoScriptError) for r in results):
-        client.script_load(SCRIPT)
-        results = _pipeline(client, calls)
+    results = _by_node(client, calls) if is_cluster(client) else _pipeline(client, calls)
+    for index, reply in enumerate(results):
+        if reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS)):
+            keys, args = calls[index]
+            try:
+                results[index] = eval_script(client, keys, args)
+            except STORAGE_ERRORS as exc:
+                results[index] = exc
     return results
