@@ -1,7 +1,9 @@
 -- One service's circuit, every transition in one atomic step.
 -- The same state machine as tnm/circuit/state.py, in milliseconds.
 --
--- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline)
+-- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline),
+--       4 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
+--         every notice, so an idle process sees in one GET that it missed none
 -- ARGV: 1 op (acquire|failure|success|release|force_open|reset|read)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
@@ -220,5 +222,6 @@ if changed or repaired == 1 or permits ~= permits_before
     or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
+  if KEYS[4] then redis.call('INCR', KEYS[4]) end
 end
 return reply

@@ -53,7 +53,7 @@ class RedisCircuit:
         self._clock = backend.clock
         self._monotonic = backend.clock.monotonic
         self._listeners = backend.listeners
-        self.keys = backend.keys.for_service(service)
+        self.keys = backend.keys.for_service(service, cluster=backend.cluster)
         self._args: list[Any] = [
             policy.max_failures,
             int(policy.window_seconds * _MS),

@@ -31,9 +31,13 @@ class Keys:
         """A random value set once: when it disappears, the store lost its data."""
         self.forced = f"{namespace}:forced"
         """Hash of service -> reason for every forced-open circuit (restored after a data loss)."""
+        self.changes = f"{namespace}:changes"
+        """Bumped by every published change (one server only: a Cluster script can't reach it)."""
         self.state_pattern = _glob_escape(f"{namespace}:{{") + "*}:state"
 
-    def for_service(self, service: str) -> tuple[str, str, str]:
-        """State, failures and permits keys of ``service`` (one Cluster slot per service)."""
+    def for_service(self, service: str, *, cluster: bool = False) -> tuple[str, ...]:
+        """The script's keys for ``service``: state, failures and permits (one Cluster slot per
+        service), and, on a single server, the namespace's change counter."""
         prefix = f"{self.namespace}:{{{quote(service, safe=_TAG_SAFE)}}}"
-        return (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")
+        keys = (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")
+        return keys if cluster else (*keys, self.changes)

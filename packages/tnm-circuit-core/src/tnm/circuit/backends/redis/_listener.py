@@ -70,16 +70,15 @@ class Listener:
 
     def _loop(self) -> None:
         backoff = 0.05
-        first = True
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self.backend.client().pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.backend.keys.channel)
                 self.subscribed.set()
-                if not first:
-                    self.backend.refresher.resync_soon()  # notices were missed meanwhile
-                first = False
+                # Notices published before this subscription (since the last read, or while
+                # the connection was down) were missed: read every mirror again.
+                self.backend.refresher.resync_soon()
                 backoff = 0.05
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.2)

@@ -7,8 +7,12 @@ Every ``refresh_interval`` (and at once when asked) it:
 2. compares the epoch with the one it knew: a store that lost its data (``FLUSHALL``,
    a restart without persistence) is reported as ``storage_reset``, and the
    forced-open circuits the fleet knew of are forced open again;
-3. re-reads every mirrored circuit in one pipeline (a notice may have been lost),
-   which also keeps in-use circuits listed for ``meta_ttl_seconds``;
+3. re-reads every mirrored circuit in one pipeline (per node on a Cluster), but only
+   when it may have missed a notice: the namespace's change counter moved (one
+   server), the listener subscribed again, the store came back or lost its data, or
+   every ``meta_ttl_seconds / 3`` (which also keeps in-use circuits listed). So an idle
+   process costs a constant handful of commands per round, whatever the number of
+   circuits;
 4. while degraded, a successful round is the recovery: shared state resumes.
 
 It also runs the small tasks the call path hands off (returning a permit from a
@@ -49,6 +53,9 @@ class Refresher:
         self.tasks: deque[Callable[[], object]] = deque()
         self._wake = threading.Event()
         self._resync_now = False
+        self._full_needed = True
+        self._changes_seen: bytes | None = None
+        self._next_full = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -72,13 +79,19 @@ class Refresher:
         self._wake.set()
 
     def resync_soon(self) -> None:
+        """Re-read every mirror at once (notices may have been missed)."""
+        self._full_needed = True
         self._resync_now = True
         self._wake.set()
 
     # -- one round ------------------------------------------------------------------
 
     def check_epoch(self, client: Any) -> bool:
-        """Probe with a write and read the epoch; True if the store lost its data since last time."""
+        """Probe with a write and read the epoch; True if the store lost its data since last time.
+
+        Also reads the forced-open registry, the server's time and (one server) the change
+        counter, which decides whether the mirrors need a full read.
+        """
         keys = self.backend.keys
         if is_cluster(client):  # keys in different slots, TIME on any node: one by one
             client.set(keys.epoch, secrets.token_hex(8), nx=True)
@@ -93,7 +106,11 @@ class Refresher:
             pipe.get(keys.epoch)
             pipe.hgetall(keys.forced)
             pipe.time()
-            _, epoch, forced, (seconds, micros) = pipe.execute()
+            pipe.get(keys.changes)
+            _, epoch, forced, (seconds, micros), changes = pipe.execute()
+            if changes != self._changes_seen:
+                self._changes_seen = changes  # read before the mirrors: a later change moves it again
+                self._full_needed = True
         self.backend.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
         epoch = decode(epoch)
         lost = self.epoch is not None and epoch != self.epoch
@@ -139,10 +156,16 @@ class Refresher:
         return parsed
 
     def sync(self, client: Any) -> None:
-        """One round: probe, detect a data loss, re-read every mirror; recover if degraded."""
+        """One round: probe, detect a data loss, re-read the mirrors if needed; recover if degraded."""
         backend = self.backend
         if self.check_epoch(client):
             backend.health.data_lost(self.restore_forced())
+            self._full_needed = True
+        now = time.monotonic()
+        if not (self._full_needed or backend.health.degraded or now >= self._next_full):
+            return
+        self._full_needed = False
+        self._next_full = now + max(backend.refresh_interval, backend.meta_ttl_seconds / 3)
         parsed = self.read_all(client)
         if decode(client.get(backend.keys.epoch)) != self.epoch:
             # Emptied while we read: those reads may show a forced circuit closed. The
@@ -157,6 +180,7 @@ class Refresher:
         try:
             self.sync(self.backend.client())
         except STORAGE_ERRORS as exc:
+            self._full_needed = True
             self.backend.storage_failed(exc)
 
     # -- the thread -------------------------------------------------------------------
