@@ -219,3 +219,57 @@ class SentinelSet:
         for node in [*self.sentinels, self.primary, self.replica]:
             node.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class TLSServer:
+    """A redis-server that speaks only TLS and requires client certificates (openssl makes them)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tnm-tls-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _certificates(self) -> None:
+        d = self.dir
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                 "-days", "2", "-subj", "/CN=tnm-test-ca", cwd=d)  # fmt: skip
+        (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost")
+        for name in ("server", "client"):
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                     "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                     "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
+                     "-extfile", "ext", cwd=d)  # fmt: skip
+        # Another CA, which did not sign the server's certificate.
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.crt",
+                 "-days", "2", "-subj", "/CN=another-ca", cwd=d)  # fmt: skip
+
+    def url(self, ca: str = "ca.crt", client_cert: bool = True) -> str:
+        query = f"ssl_ca_certs={self.dir / ca}"
+        if client_cert:
+            query += f"&ssl_certfile={self.dir / 'client.crt'}&ssl_keyfile={self.dir / 'client.key'}"
+        return f"rediss://127.0.0.1:{self.port}/0?{query}"
+
+    def start(self) -> None:
+        self._certificates()
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        d = self.dir
+        self.process = subprocess.Popen(
+            [binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(d), "--logfile", str(d / "redis.log"), "--tls-cert-file", str(d / "server.crt"),
+             "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(d / "ca.crt"),
+             "--tls-auth-clients", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait(lambda: redis.Redis.from_url(self.url(), socket_timeout=2).ping(), 10, "TLS redis-server")
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)

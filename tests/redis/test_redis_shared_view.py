@@ -73,14 +73,18 @@ class TestColdStart:
         assert ran == []
 
     def test_one_read_per_service(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A new process pays one script run for its first call of a service, then none."""
+        """A new process's calls pay one script run for the first call of a service, then none."""
+        from tnm.circuit.backends.redis import _circuit
+
+        runs: list[object] = []
+        original = _circuit.eval_script
+        monkeypatch.setattr(_circuit, "eval_script", lambda *a: runs.append(a) or original(*a))
         fresh = make_redis_breaker()
-        before = script_calls(redis_server)
         for _ in range(50):
             fresh.execute("svc", lambda: 1)
-        assert script_calls(redis_server) - before == 1
+        assert len(runs) == 1
 
     def test_cold_success_resets_the_shared_count(self, make_redis_breaker: MakeRedisBreaker) -> None:
         """A success in a new process resets the failure count recorded by another."""
@@ -520,3 +524,89 @@ class TestScale:
         silent.backend.keys.channel = "nobody-listens"  # type: ignore[attr-defined]  # before its circuit exists
         silent.record_failure("svc", "x")
         assert wait_for(lambda: mirror(watcher, "svc").state is CircuitState.OPEN, 1)  # type: ignore[attr-defined]
+
+
+class TestIdleMirrors:
+    def test_idle_mirrors_are_dropped_and_read_again_on_use(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """Mirrors idle for a whole meta_ttl_seconds go; a dropped service's next call reads Redis again."""
+        app = make_redis_breaker(backend_options={})
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        for n in range(2000):
+            app.is_available(f"svc-{n}")
+        for step in range(2):
+            clock.advance(301)
+            app.execute(f"new-{step}", lambda: 1)
+        assert len(app.backend.circuits) <= 2  # type: ignore[attr-defined]
+        make_redis_breaker().force_open("svc-7", "maintenance")
+        with pytest.raises(CircuitOpenError):
+            app.execute("svc-7", lambda: 1)
+
+
+MINIMAL_GRANTS = [
+    *("+ping", "+evalsha", "+eval", "+subscribe", "+publish", "+set", "+get", "+incr", "+incrby", "+hget"),
+    *("+hgetall", "+hset", "+hdel", "+hmget", "+hincrby", "+del", "+exists", "+type", "+pexpire", "+persist"),
+    *("+pttl", "+zadd", "+zcount", "+zcard", "+zrange", "+zrem", "+zremrangebyrank", "+zremrangebyscore"),
+    *("+time", "+scan"),
+]
+"""The grants the guide lists (its 'Production Redis' section), with keys and channel of one namespace."""
+
+
+class TestAccessControl:
+    @pytest.mark.parametrize(
+        ("taken_away", "named"),
+        [
+            ("&acl:circuit:events", "channel"),
+            ("+evalsha", "evalsha"),
+            ("+zadd", "zadd"),
+            ("+publish", "publish"),
+        ],
+    )
+    def test_a_missing_grant_fails_initialize_naming_it(
+        self, redis_server: RedisServer, taken_away: str, named: str
+    ) -> None:
+        """initialize() refuses to start with a user that lacks one grant, and says which."""
+        admin = redis_server.client()
+        rules = ["on", ">pw", "~acl:circuit:*", "&acl:circuit:events", *MINIMAL_GRANTS]
+        rules.remove(taken_away)
+        admin.execute_command("ACL", "SETUSER", "limited", "reset", *rules)
+        url = f"redis://limited:pw@127.0.0.1:{redis_server.port}/0"
+        breaker = CircuitBreaker("redis", redis_url=url, namespace="acl:circuit")
+        try:
+            with pytest.raises(CircuitBackendError) as info:
+                breaker.initialize()
+            message = str(info.value)
+            assert "lacks a grant" in message
+            assert named in message.lower(), message
+            assert "pw@" not in message
+        finally:
+            breaker.close()
+            admin.execute_command("ACL", "DELUSER", "limited")
+
+    def test_the_listed_grants_are_enough(self, redis_server: RedisServer) -> None:
+        """A user with exactly the listed grants runs every operation, shared with another process."""
+        admin = redis_server.client()
+        admin.execute_command(
+            "ACL", "SETUSER", "minimal", "reset", "on", ">pw", "~acl2:circuit:*", "&acl2:circuit:events",
+            *MINIMAL_GRANTS,
+        )  # fmt: skip
+        url = f"redis://minimal:pw@127.0.0.1:{redis_server.port}/0"
+        policy = ServicePolicy(max_failures=2, open_seconds=60)
+        app = CircuitBreaker("redis", redis_url=url, namespace="acl2:circuit", default_policy=policy)
+        other = CircuitBreaker("redis", redis_url=url, namespace="acl2:circuit", default_policy=policy)
+        try:
+            app.initialize()
+            other.initialize()
+            other.is_available("svc")
+            app.record_failure("svc", "x")
+            app.record_failure("svc", "x")
+            assert wait_for(lambda: not other.is_available("svc"), 2)
+            app.force_open("pg", "maintenance")
+            app.reset("pg")
+            assert {"svc", "pg"} <= {s.service for s in other.states()}
+            assert not app.backend.degraded  # type: ignore[attr-defined]
+        finally:
+            app.close()
+            other.close()
+            admin.execute_command("ACL", "DELUSER", "minimal")

@@ -24,7 +24,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from tnm.circuit import CircuitBackendError, CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
 from tnm.circuit_cli import cli
 
-from ..redis_topologies import Cluster, SentinelSet
+from ..redis_topologies import Cluster, SentinelSet, TLSServer
 from .helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -295,3 +295,24 @@ def test_sentinel_url_needs_a_master_name() -> None:
         CircuitBreaker("redis", redis_url="redis+sentinel://127.0.0.1:26379")
     assert getattr(info.value, "field", None) == "redis_url"
     assert isinstance(redis.RedisError, type)
+
+
+class TestTLS:
+    @pytest.mark.slow
+    def test_rediss_with_ca_and_client_certificates(self) -> None:
+        """rediss:// with ssl_ca_certs and a client certificate shares trips; a wrong CA says why."""
+        server = TLSServer()
+        server.start()
+        try:
+            app = _breaker(server.url(), "tls")
+            other = _breaker(server.url(), "tls")
+            other.is_available("svc")
+            app.record_failure("svc", "x")
+            app.record_failure("svc", "x")
+            assert wait_for(lambda: not other.is_available("svc"), 2)
+            app.close()
+            other.close()
+            with pytest.raises(CircuitBackendError, match="certificate verify failed"):
+                CircuitBreaker("redis", redis_url=server.url(ca="other.crt"), socket_timeout=2).initialize()
+        finally:
+            server.cleanup()

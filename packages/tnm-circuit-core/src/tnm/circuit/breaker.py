@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -16,7 +17,7 @@ from .clock import Clock, SystemClock
 from .events import Listener, ListenerList
 from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy, ServicePolicy
-from .state import CircuitSnapshot
+from .state import CircuitSnapshot, CircuitState
 
 __all__ = ["CircuitBreaker", "get_breaker"]
 
@@ -108,6 +109,14 @@ class CircuitBreaker:
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
         self._circuits: dict[str, CircuitHandle] = {}
+        """Circuits used since the last sweep (the call path reads this dict only)."""
+        self._idle: dict[str, CircuitHandle] = {}
+        """Circuits not used since the last sweep: dropped at the next one if closed and clean."""
+        self._pinned: set[str] = set()
+        """Services with a ``protect`` wrapper: the wrapper holds the handle, so it is never dropped."""
+        self._lock = threading.Lock()
+        self._swept_at = self.clock.monotonic()
+        self._idle_after = _validate.duration("meta_ttl_seconds", meta_ttl_seconds, allow_zero=False)
         self._policy_rules: dict[str, CallRules] = {}
         self._backend: Backend = self._make_backend(
             backend, redis_url, namespace, meta_ttl_seconds, backend_options
@@ -233,10 +242,43 @@ class CircuitBreaker:
     def _circuit(self, service: str) -> CircuitHandle:
         circuit = self._circuits.get(service)
         if circuit is None:
-            _validate.service_name(service)
-            circuit = self._backend.circuit(service, self.policy_for(service), self.clock, self._listeners)
+            circuit = self._circuit_slow(service)
+        return circuit
+
+    def _circuit_slow(self, service: str) -> CircuitHandle:
+        _validate.service_name(service)
+        with self._lock:
+            self._sweep_if_due()
+            circuit = self._circuits.get(service) or self._idle.pop(service, None)
+            if circuit is None:
+                policy = self.policy_for(service)
+                circuit = self._backend.circuit(service, policy, self.clock, self._listeners)
             self._circuits[service] = circuit
         return circuit
+
+    def _sweep_if_due(self) -> None:
+        """Drop circuits unused for a whole ``meta_ttl_seconds`` that are closed with no failures.
+
+        Memory then follows the services in use (a process that called 100,000 names once
+        does not keep 100,000 circuits). Runs when a circuit is made or ``states()`` is read,
+        at most once per ``meta_ttl_seconds``; the call path pays nothing for it. A dropped
+        circuit is made again on its next use, from the shared state on Redis or closed
+        and clean locally, which is what it was.
+        """
+        now = self.clock.monotonic()
+        if now - self._swept_at < self._idle_after:
+            return
+        forget = getattr(self._backend, "forget", None)
+        kept: dict[str, CircuitHandle] = {}
+        for name, circuit in self._idle.items():
+            clean = circuit.state is CircuitState.CLOSED and not circuit.dirty
+            if name in self._pinned or forget is None or not (clean or getattr(circuit, "cold", False)):
+                kept[name] = circuit
+            else:
+                forget(name, circuit)
+                self._policy_rules.pop(name, None)
+        self._idle, self._circuits = self._circuits, kept
+        self._swept_at = now
 
     # -- protecting calls ------------------------------------------------------
 
@@ -258,6 +300,7 @@ class CircuitBreaker:
         docstring, signature and ``__wrapped__``; an ``async def`` stays one.
         """
         circuit = self._circuit(service)
+        self._pinned.add(service)
         rules = self._rules(
             circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
         )
@@ -410,11 +453,13 @@ class CircuitBreaker:
 
     def circuits(self) -> dict[str, CircuitHandle]:
         """This process's circuit handles by service (for integrations such as metrics)."""
-        return dict(self._circuits)
+        return {**self._idle, **self._circuits}
 
     def states(self) -> list[CircuitSnapshot]:
         """Snapshots of every circuit the backend knows, sorted by service name."""
-        names = set(self._backend.services()) | set(self._circuits)
+        with self._lock:
+            self._sweep_if_due()
+        names = set(self._backend.services()) | set(self._circuits) | set(self._idle)
         return [self.state(name) for name in sorted(names)]
 
     def force_open(self, service: str, reason: str | None = None) -> None:

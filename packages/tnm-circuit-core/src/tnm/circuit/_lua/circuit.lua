@@ -23,6 +23,30 @@
 
 local state_key, failures_key, permits_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
+if op == 'probe' then
+  -- initialize() checks the ACL grants: every command the script runs, on a probe
+  -- service's keys (deleted again), and a notice that listeners ignore.
+  redis.call('TIME')
+  redis.call('TYPE', state_key)
+  redis.call('HSET', state_key, 'p', 1)
+  redis.call('HMGET', state_key, 'p')
+  redis.call('HINCRBY', state_key, 'p', 1)
+  redis.call('EXISTS', failures_key)
+  redis.call('ZADD', failures_key, 1, 'p')
+  redis.call('ZCOUNT', failures_key, 0, 2)
+  redis.call('ZCARD', failures_key)
+  redis.call('ZRANGE', failures_key, 0, 0, 'WITHSCORES')
+  redis.call('ZREM', failures_key, 'p')
+  redis.call('ZREMRANGEBYRANK', failures_key, 0, -2)
+  redis.call('ZREMRANGEBYSCORE', failures_key, '-inf', 0)
+  redis.call('PEXPIRE', state_key, 1000)
+  redis.call('PTTL', state_key)
+  redis.call('PERSIST', state_key)
+  redis.call('DEL', state_key, failures_key, permits_key)
+  if KEYS[4] then redis.call('INCRBY', KEYS[4], 0) end
+  redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
+  return 'ok'
+end
 local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])

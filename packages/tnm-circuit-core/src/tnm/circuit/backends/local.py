@@ -261,6 +261,12 @@ class LocalBackend:
     def services(self) -> list[str]:
         return sorted(self._circuits)
 
+    def forget(self, service: str, circuit: LocalCircuit) -> None:
+        """Drop an idle circuit (the breaker only hands over closed ones with no failures)."""
+        with self._lock:
+            if self._circuits.get(service) is circuit:
+                del self._circuits[service]
+
     def initialize(self) -> None:
         """Nothing to connect to."""
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 import weakref
 from typing import Any
+
+from redis.exceptions import NoPermissionError
 
 from ... import _validate
 from ...clock import Clock, SystemClock
@@ -20,7 +23,7 @@ from ._health import StorageHealth
 from ._keys import Keys
 from ._listener import Listener
 from ._refresher import Refresher
-from ._script import Reply, decode, eval_script
+from ._script import SCRIPT, Reply, decode, eval_script
 from ._urls import Secrets, check_url, parse_target, redact_url, url_secrets
 
 __all__ = ["RedisBackend"]
@@ -241,12 +244,30 @@ class RedisBackend:
         client = self.client()
         try:
             client.ping()
+            self._check_grants(client)
             self.refresher.sync(client)
         except STORAGE_ERRORS as exc:
+            if _is_permission_error(exc):
+                raise CircuitBackendError(
+                    f"the Redis user at {self.describe()} lacks a grant the breaker needs"
+                    f"{_named_grant(exc, self.keys.channel)}: {self.health.describe(exc)}"
+                    " (the guide's 'Production Redis' lists the grants)"
+                ) from None
             raise CircuitBackendError(
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
             ) from None
         self.start_threads()
+
+    def _check_grants(self, client: Any) -> None:
+        """Run every command the breaker needs once, so a missing ACL grant fails here, named."""
+        probe = RedisCircuit(self, "__tnm_probe__", ServicePolicy())
+        eval_script(client, probe.keys, probe.script_args("probe"))
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(self.keys.channel)
+            pubsub.get_message(timeout=self.socket_timeout)  # the reply: an error if not granted
+        finally:
+            pubsub.close()
 
     async def ainitialize(self) -> None:
         await asyncio.to_thread(self.initialize)
@@ -295,6 +316,12 @@ class RedisBackend:
                         circuit.copy_fallback()
                     self.circuits[service] = circuit
         return circuit
+
+    def forget(self, service: str, circuit: RedisCircuit) -> None:
+        """Stop mirroring an idle circuit (closed with no failures): its next use reads it again."""
+        with self._lock:
+            if self.circuits.get(service) is circuit:
+                del self.circuits[service]
 
     def services(self) -> list[str]:
         """Services with state in this namespace (written by any process), and this process's own.
@@ -351,6 +378,33 @@ class RedisBackend:
         """Run ``task`` on the refresher thread (never blocks the caller)."""
         self.refresher.submit(task)
         self.start_threads()
+
+
+def _is_permission_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, NoPermissionError) or any(
+        marker in text
+        for marker in ("NOPERM", "no permissions", "can't run this command", "can't access", "can't publish")
+    )
+
+
+def _named_grant(exc: BaseException, channel: str) -> str:
+    """Which grant is missing, where Redis's message does not say it plainly.
+
+    Inside a script Redis names only the script's line: the command is read from it.
+    """
+    text = str(exc)
+    if "channel" in text:
+        return f" (the channel {channel!r}: &{channel})"
+    line = re.search(r"@user_script:(\d+)", text)
+    if line is not None:
+        lines = SCRIPT.splitlines()
+        number = int(line.group(1))
+        command = re.search(r"redis\.call\('(\w+)'", lines[number - 1]) if 0 < number <= len(lines) else None
+        if command is not None:
+            what = "a key under the namespace" if "access" in text else f"+{command.group(1).lower()}"
+            return f" ({what}, used by the script's {command.group(1)})"
+    return ""
 
 
 def _after_fork(ref: weakref.ReferenceType[RedisBackend]) -> None:

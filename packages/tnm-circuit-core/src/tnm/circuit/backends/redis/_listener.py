@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._clients import STORAGE_ERRORS
-from ._script import BadReply, parse_message
+from ._script import BadReply, Probe, parse_message
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
@@ -50,6 +50,8 @@ class Listener:
         backend = self.backend
         try:
             notice = parse_message(data)
+        except Probe:
+            return
         except BadReply as exc:
             backend.health.bad_data(None, f"notice on {backend.keys.channel}: {exc}")
             return

@@ -67,6 +67,10 @@ def _optional_number(value: Any) -> float | None:
     return None if decode(value) == "" else _number(value)
 
 
+class Probe(Exception):
+    """The notice ``initialize()`` publishes to check its grant on the channel: not news."""
+
+
 class Reply(NamedTuple):
     """What one run of the script says about its circuit (times in server milliseconds)."""
 
@@ -125,6 +129,8 @@ class Notice(NamedTuple):
 def parse_message(data: Any) -> Notice:
     try:
         fields = json.loads(data)
+        if fields == [""]:
+            raise Probe
         if not isinstance(fields, list) or len(fields) < 5 or not isinstance(fields[0], str):
             raise BadReply("not a circuit notice")
         permits, earliest, version = (fields[5], fields[6], fields[7]) if len(fields) >= 8 else (0, "", 0)

@@ -1,0 +1,52 @@
+"""Memory follows the services in use: circuits idle for a whole meta_ttl_seconds are dropped."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
+from tnm.circuit.testing import ManualClock
+
+
+class TestIdleCircuits:
+    def test_many_services_used_once_give_their_memory_back(self, clock: ManualClock) -> None:
+        """20,000 services called once, then idle: their circuits and memory go; busy ones stay."""
+        breaker = CircuitBreaker(
+            clock=clock, meta_ttl_seconds=60, default_policy=ServicePolicy(open_seconds=3600)
+        )
+        pinned = breaker.protect("pinned")(lambda: 1)
+        for _ in range(5):
+            breaker.record_failure("failing", "down")  # open: never dropped
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for n in range(20_000):
+                breaker.execute(f"svc-{n}", lambda: 1)
+            grown = tracemalloc.get_traced_memory()[0] - base
+            for step in range(2):  # idle for more than a whole meta_ttl_seconds
+                clock.advance(61)
+                breaker.execute(f"new-{step}", lambda: 1)
+            left = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        print(f"20,000 circuits: +{grown / 1024:.0f} KiB, after two idle periods: +{left / 1024:.0f} KiB")
+        assert left < grown * 0.1, (grown, left)
+        assert set(breaker.circuits()) <= {"pinned", "failing", "new-0", "new-1"}
+        assert len(breaker.backend.services()) <= 4
+        assert breaker.state("failing").state is CircuitState.OPEN
+        assert pinned() == 1
+
+    def test_a_dropped_circuit_comes_back_as_it_was(self, clock: ManualClock) -> None:
+        """A service used again after being dropped gets a closed circuit that counts afresh."""
+        breaker = CircuitBreaker(clock=clock, meta_ttl_seconds=60)
+        breaker.execute("svc", lambda: 1)
+        for step in range(2):
+            clock.advance(61)
+            breaker.execute(f"other-{step}", lambda: 1)
+        assert "svc" not in breaker.circuits()
+        for _ in range(5):
+            breaker.record_failure("svc", "down")
+        with pytest.raises(CircuitOpenError):
+            breaker.execute("svc", lambda: 1)
