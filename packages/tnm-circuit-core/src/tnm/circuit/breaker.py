@@ -255,7 +255,13 @@ class CircuitBreaker:
         Overrides are resolved now, when the decorator is applied. When the circuit
         rejects a call, ``fallback(*args, **kwargs)`` is returned if given, else
         ``CircuitOpenError`` is raised. The wrapper keeps the function's name,
-        docstring, signature and ``__wrapped__``; an ``async def`` stays one.
+        docstring, signature and ``__wrapped__``.
+
+        A coroutine callable (an ``async def``, a ``functools.partial`` of one, or an
+        object whose ``__call__`` is ``async def``) gets an ``async def`` wrapper. Any
+        other callable that returns an awaitable (a function wrapped by another
+        library, say) gets that awaitable back wrapped: its outcome is recorded when
+        it completes.
         """
         circuit = self._circuit(service)
         rules = self._rules(
