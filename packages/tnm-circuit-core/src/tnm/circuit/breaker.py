@@ -6,7 +6,7 @@ import difflib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import CallRules, async_wrapper, call_sync, protected
@@ -324,10 +324,11 @@ class CircuitBreaker:
         )
         return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
 
+    @overload
     async def execute_async(
         self,
         service: str,
-        call: Callable[..., Any] | Awaitable[R],
+        call: Callable[..., Awaitable[R]],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -336,13 +337,62 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R:
-        """Await ``call`` through ``service``'s circuit.
+    ) -> R: ...
+
+    @overload
+    async def execute_async(
+        self,
+        service: str,
+        call: Awaitable[R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> R: ...
+
+    @overload
+    async def execute_async(
+        self,
+        service: str,
+        call: Callable[..., R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> R: ...
+
+    async def execute_async(
+        self,
+        service: str,
+        call: Callable[..., Any] | Awaitable[Any],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Await ``call`` through ``service``'s circuit and return its result.
 
         ``call`` is a coroutine function or any callable returning an awaitable (it is
         then called with ``*args, **kwargs`` only if the circuit lets the call
         through), or an awaitable itself: a coroutine (closed unawaited if rejected)
-        or a future, whose work has already started. Overrides are resolved at each call.
+        or a future, whose work has already started. A sync callable's result is
+        returned as is. Overrides are resolved at each call.
+
+        The result's type is the awaited type of what ``call`` returns (or of ``call``
+        itself when it is an awaitable), so ``r = await breaker.execute_async("svc",
+        fetch, 1)`` needs no annotation.
         """
         circuit = self._circuit(service)
         rules = self._rules(
@@ -368,7 +418,7 @@ class CircuitBreaker:
                 return await result
             return result
 
-        run: Callable[..., Awaitable[R]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
+        run: Callable[..., Awaitable[Any]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
         try:
             return await run(*args, **kwargs)
         finally:
