@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from ... import _validate
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
-from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError
+from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError, _masked_copy
 from ...policies import ServicePolicy
 from ._circuit import RedisCircuit
 from ._health import StorageHealth
@@ -253,7 +253,7 @@ class RedisBackend:
         except RedisError as exc:
             raise CircuitBackendError(
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
-            ) from None
+            ) from _masked_copy(exc, self.health.secrets.scrub(str(exc)))
         self.start_threads()
 
     async def ainitialize(self) -> None:
