@@ -19,6 +19,7 @@ from ...events import ListenerList
 from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError, _masked_copy
 from ...policies import ServicePolicy
 from ._circuit import RedisCircuit
+from ._derive import async_client_like
 from ._health import StorageHealth
 from ._keys import Keys
 from ._listener import Listener
@@ -46,7 +47,10 @@ class RedisBackend:
 
     Give ``redis_url`` (``redis://``, ``rediss://`` for TLS, ``unix://``; ACL user and
     password in the URL) or ready clients (``client``, and optionally
-    ``async_client``). ``socket_timeout`` bounds every Redis command.
+    ``async_client``; without it, async calls use an asyncio client built from
+    ``client``'s connection settings, or raise ``InvalidConfigError`` if they
+    cannot be carried over, as for a cluster or sentinel client).
+    ``socket_timeout`` bounds every Redis command.
     ``on_storage_error`` says what calls do while Redis is unreachable: ``"local"``
     (default: per-process circuits that start from the last shared state),
     ``"reject"`` (fail closed) or ``"raise"`` (``CircuitBackendError``).
@@ -224,7 +228,12 @@ class RedisBackend:
         client = self._aclients.get(loop)
         if client is None:
             if self._url is None:
-                raise CircuitBackendError("async call paths need async_client= when client= is given")
+                # From the sync client's settings; an InvalidConfigError if they cannot be carried over.
+                client = async_client_like(
+                    self._given_client, max_connections=self.max_connections, timeout=self.socket_timeout
+                )
+                self._aclients[loop] = client
+                return client
             # A bounded pool: a burst of concurrent failures waits for a connection
             # (asynchronously) instead of opening hundreds of them.
             pool = aioredis.BlockingConnectionPool.from_url(
