@@ -20,8 +20,8 @@ from .state import CircuitSnapshot
 
 __all__ = ["CircuitBreaker", "get_breaker"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _BACKENDS = ("local", "redis")
 _FORCED_OPEN = "forced open"
@@ -249,7 +249,7 @@ class CircuitBreaker:
         on_exceptions: Iterable[type[BaseException]] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
         """Decorate a sync or async function so that its calls go through ``service``'s circuit.
 
         Overrides are resolved now, when the decorator is applied. When the circuit
@@ -269,7 +269,7 @@ class CircuitBreaker:
         )
         listeners = self._listeners
 
-        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        def decorator(func: Callable[_P, _R]) -> Callable[_P, _R]:
             if not callable(func):
                 raise InvalidConfigTypeError("func", f"protect() needs a callable, got {func!r}")
             return protected(func, circuit, rules, listeners, fallback)
@@ -301,7 +301,7 @@ class CircuitBreaker:
     def execute(
         self,
         service: str,
-        func: Callable[..., R],
+        func: Callable[..., _R],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -310,7 +310,7 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R:
+    ) -> _R:
         """Call ``func(*args, **kwargs)`` through ``service``'s circuit (sync callables).
 
         Overrides are resolved at each call. A ``func`` that is not callable is an
@@ -328,7 +328,7 @@ class CircuitBreaker:
     async def execute_async(
         self,
         service: str,
-        call: Callable[..., Awaitable[R]],
+        call: Callable[..., Awaitable[_R]],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -337,13 +337,13 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R: ...
+    ) -> _R: ...
 
     @overload
     async def execute_async(
         self,
         service: str,
-        call: Awaitable[R],
+        call: Awaitable[_R],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -352,13 +352,13 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R: ...
+    ) -> _R: ...
 
     @overload
     async def execute_async(
         self,
         service: str,
-        call: Callable[..., R],
+        call: Callable[..., _R],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -367,7 +367,7 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R: ...
+    ) -> _R: ...
 
     async def execute_async(
         self,
