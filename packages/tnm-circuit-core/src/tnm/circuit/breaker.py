@@ -477,14 +477,19 @@ class CircuitBreaker:
         """Hold ``service``'s circuit open until ``reset``: every call is rejected.
 
         ``reason`` becomes the circuit's last failure; ``None`` (or nothing) stores
-        ``"forced open"``.
+        ``"forced open"``. On a shared backend the override holds for every process;
+        if the store cannot take it, ``CircuitBackendError`` is raised (an override
+        must never look done when it is not).
         """
         self._circuit(service).force_open(
             _validate.bounded_reason(_FORCED_OPEN if reason is None else reason)
         )
 
     def reset(self, service: str) -> None:
-        """Close ``service``'s circuit and clear its failure count."""
+        """Close ``service``'s circuit and clear its failure count.
+
+        Raises ``CircuitBackendError`` if a shared store cannot take the change.
+        """
         self._circuit(service).reset()
 
     def add_listener(self, listener: Listener, *, successes: bool = True) -> None:
