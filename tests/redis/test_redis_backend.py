@@ -167,9 +167,9 @@ class TestSharedState:
     @pytest.mark.perf
     def test_other_process_sees_opening_fast(self, make_redis_breaker: MakeRedisBreaker) -> None:
         """A change made by one breaker reaches another's mirror by notice, long before a refresh could."""
-        # Refreshes are 10 s apart, so a mirror that opens within the bounds below was
-        # told by the notice. The bound is what a busy machine meets; docs/benchmarks.md
-        # has the measured latency.
+        # Refreshes are 10 s apart, so a mirror that opens within the bound below was told
+        # by the notice. The bound is what a busy machine meets; docs/benchmarks.md gives
+        # the latency on an idle one.
         options = {"refresh_interval": 10.0}
         first = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
         second = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
