@@ -311,10 +311,13 @@ class CircuitBreaker:
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> _R:
-        """Call ``func(*args, **kwargs)`` through ``service``'s circuit (sync callables).
+        """Call ``func(*args, **kwargs)`` through ``service``'s circuit and return its result.
 
-        Overrides are resolved at each call. A ``func`` that is not callable is an
-        ``InvalidConfigTypeError`` (a programming error, never counted as a failure).
+        Meant for sync callables; in async code use ``execute_async``. If ``func``
+        returns an awaitable anyway, it is returned wrapped, and its outcome is
+        recorded when it completes. Overrides are resolved at each call. A ``func``
+        that is not callable is an ``InvalidConfigTypeError`` (a programming error,
+        never counted as a failure).
         """
         if not callable(func):
             raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
