@@ -12,7 +12,13 @@ mypy_api = pytest.importorskip("mypy.api")
 
 SNIPPET = """
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
 from tnm.circuit import CircuitBreaker
+from tnm.circuit_fastapi import breaker_lifespan
 
 breaker = CircuitBreaker()
 
@@ -40,6 +46,21 @@ async def main() -> None:
     s = breaker.execute("svc", load, 1)
     reveal_type(s)  # sync callable
     reveal_type(guarded)  # protect keeps the signature
+
+# breaker_lifespan takes the app's lifespan in every form FastAPI does.
+@asynccontextmanager
+async def decorated(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    yield {}
+
+async def bare_async(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    yield {}
+
+def bare_sync(app: FastAPI) -> Iterator[None]:
+    yield
+
+one = FastAPI(lifespan=breaker_lifespan(breaker, decorated))
+two = FastAPI(lifespan=breaker_lifespan(breaker, bare_async))
+three = FastAPI(lifespan=breaker_lifespan(breaker, bare_sync))
 """
 
 EXPECTED = [
@@ -53,7 +74,7 @@ EXPECTED = [
 
 class TestStrictTypes:
     def test_results_are_typed_from_the_callable(self, tmp_path: Path) -> None:
-        """execute_async's awaited result, execute's result and protect's wrapper have precise types."""
+        """execute_async, execute and protect give precise types; each lifespan form type-checks."""
         source = tmp_path / "snippet.py"
         source.write_text(textwrap.dedent(SNIPPET), encoding="utf-8")
         stdout, stderr, _ = mypy_api.run(

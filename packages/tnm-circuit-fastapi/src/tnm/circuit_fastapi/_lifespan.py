@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
     asynccontextmanager,
@@ -23,8 +23,8 @@ STATE_KEY = "tnm_circuit_breaker"
 
 Lifespan = (
     Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
-    | Callable[[Any], AsyncGenerator[Mapping[str, Any] | None, None]]
-    | Callable[[Any], Generator[Mapping[str, Any] | None, None, None]]
+    | Callable[[Any], AsyncIterator[Mapping[str, Any] | None]]
+    | Callable[[Any], Iterator[Mapping[str, Any] | None]]
 )
 """Every form of lifespan FastAPI takes: an async context manager factory (what
 ``@asynccontextmanager`` makes), a bare async generator function, or a generator function."""
