@@ -72,7 +72,10 @@ def main() -> None:
     print(f"{'services':>9} {'warm-up s':>10} {'idle cmds/s':>12} {'trip p50 ms':>12} {'trip p99 ms':>12}")
     for count in sizes:
         warm, per_second, p50, p99 = measure(count)
-        print(f"{count:>9,} {warm:>10.2f} {per_second:>12.1f} {p50 * 1000:>12.2f} {p99 * 1000:>12.2f}", flush=True)
+        print(
+            f"{count:>9,} {warm:>10.2f} {per_second:>12.1f} {p50 * 1000:>12.2f} {p99 * 1000:>12.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from tnm.circuit import (
 )
 from tnm.circuit.testing import ManualClock, trip
 
+from ..redis_server import RedisServer
+
 
 class TestErrorRepr:
     def test_open_error_repr_reads_like_its_message(self) -> None:
@@ -121,13 +123,13 @@ class TestStorageAvailable:
         assert breaker.storage_available is True
 
     @pytest.mark.slow
-    def test_redis_outage_shows_as_unavailable(self, redis_url: str, redis_server: object) -> None:
+    def test_redis_outage_shows_as_unavailable(self, redis_url: str, redis_server: RedisServer) -> None:
         """storage_available turns False while Redis is down and True once it is back."""
         breaker = CircuitBreaker("redis", redis_url=redis_url, namespace="avail", socket_timeout=0.2)
         breaker.initialize()
         try:
             assert breaker.storage_available is True
-            redis_server.stop()  # type: ignore[attr-defined]
+            redis_server.stop()
             breaker.record_failure("svc", "x")
             assert breaker.storage_available is False
         finally:

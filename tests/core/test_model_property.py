@@ -4,17 +4,23 @@ Hypothesis drives random sequences of failures, successes, trial permits, time s
 and manual overrides through a real ``CircuitBreaker`` and through ``Reference``
 (which keeps every failure time and recomputes everything from scratch), and
 requires the same state, count, availability and retry_after after every step.
+
+Calls go through every public entry point (``protect`` on a sync and on an async
+function, ``execute`` and ``execute_async``): each holds its own inlined copy of the
+call path, so the same sequences prove that all four agree with the model.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tnm.circuit import CircuitBreaker, ServicePolicy
+from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
 from tnm.circuit.testing import ManualClock
 
 
@@ -112,9 +118,32 @@ class BreakerMatchesReference(RuleBasedStateMachine):
     def setup(self, policy: ServicePolicy) -> None:
         self.clock = ManualClock()
         self.breaker = CircuitBreaker(clock=self.clock, default_policy=policy)
-        self.circuit: Any = self.breaker._circuit("svc")
+        self.breaker.state("svc")  # makes the circuit, so that circuits() has its handle
+        self.circuit: Any = self.breaker.circuits()["svc"]
         self.ref = Reference(policy)
         self.trials: list[tuple[int, int]] = []  # (real token, reference token)
+        self.loop = asyncio.new_event_loop()
+
+        def body(ok: bool) -> str:
+            if not ok:
+                raise ConnectionError("down")
+            return "ok"
+
+        async def abody(ok: bool) -> str:
+            return body(ok)
+
+        self.paths: dict[str, Any] = {
+            "protect sync": self.breaker.protect("svc")(body),
+            "protect async": lambda ok: self.loop.run_until_complete(self.breaker.protect("svc")(abody)(ok)),
+            "execute": lambda ok: self.breaker.execute("svc", body, ok),
+            "execute_async": lambda ok: self.loop.run_until_complete(
+                self.breaker.execute_async("svc", abody, ok)
+            ),
+        }
+
+    def teardown(self) -> None:
+        if hasattr(self, "loop"):
+            self.loop.close()
 
     @property
     def now(self) -> float:
@@ -141,6 +170,23 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         assert (real > 0, real == 0) == (expected > 0, expected == 0)
         if real > 0:
             self.trials.append((real, expected))
+
+    @rule(
+        path=st.sampled_from(["protect sync", "protect async", "execute", "execute_async"]), ok=st.booleans()
+    )
+    def call(self, path: str, ok: bool) -> None:
+        expected = self.ref.acquire(self.now)
+        if expected < 0:
+            with pytest.raises(CircuitOpenError):
+                self.paths[path](ok)
+            return
+        if ok:
+            assert self.paths[path](ok) == "ok"
+            self.ref.success(self.now, expected)
+        else:
+            with pytest.raises(ConnectionError):
+                self.paths[path](ok)
+            self.ref.failure(self.now, expected)
 
     @precondition(lambda self: self.trials)
     @rule(ok=st.booleans(), which=st.integers(0, 10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -92,13 +93,24 @@ class TestCounting:
         assert not breaker.is_available("svc")
 
     def test_memory_is_bounded(self, make_breaker: MakeBreaker, clock: ManualClock) -> None:
-        """Only the newest max_failures failure times are kept."""
+        """A circuit that keeps failing without opening holds the same memory after 20,000 more failures."""
         breaker = make_breaker(window_seconds=1, max_failures=4)
-        for _ in range(1000):
-            fail(breaker)
-            clock.advance(0.5)
-        model = breaker.backend._circuits["svc"]._model  # type: ignore[attr-defined]
-        assert len(model._failures) <= 4
+
+        def keep_failing(times: int) -> None:
+            for _ in range(times):
+                fail(breaker)
+                clock.advance(0.5)
+
+        keep_failing(200)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            keep_failing(20_000)
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        assert grown < 16_000  # a failure time kept per failure would be over 500 kB
 
 
 class TestOpenAndHalfOpen:
@@ -202,7 +214,7 @@ class TestOpenAndHalfOpen:
         breaker = make_breaker(max_failures=1, open_seconds=1, trial_timeout_seconds=5)
         fail(breaker)
         clock.advance(1)
-        token = breaker.backend._circuits["svc"].acquire()  # type: ignore[attr-defined]
+        token = breaker.circuits()["svc"].acquire()
         assert token > 0  # a trial that will never report back
         assert not breaker.is_available("svc")
         assert breaker.state("svc").retry_after == 5

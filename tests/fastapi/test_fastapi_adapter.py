@@ -112,6 +112,47 @@ class TestLifespan:
             assert client.get("/").json() == {"db": "connection", "breaker": True}
         assert events == ["start", "stop"]
 
+    def test_wraps_an_async_generator_function(self) -> None:
+        """The app's own lifespan may be a bare async generator function, as FastAPI accepts."""
+        events: list[str] = []
+
+        async def app_lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+            events.append("start")
+            yield {"db": "connection"}
+            events.append("stop")
+
+        breaker = CircuitBreaker()
+        app = FastAPI(lifespan=breaker_lifespan(breaker, app_lifespan))
+
+        @app.get("/")
+        async def root(request: Request, b: BreakerDep) -> dict[str, Any]:
+            return {"db": request.state.db, "breaker": b is breaker}
+
+        with TestClient(app) as client:
+            assert client.get("/").json() == {"db": "connection", "breaker": True}
+        assert events == ["start", "stop"]
+        assert not breaker.initialized
+
+    def test_wraps_a_generator_function(self) -> None:
+        """The app's own lifespan may be a plain generator function that yields no state."""
+        events: list[str] = []
+
+        def app_lifespan(app: FastAPI) -> Iterator[None]:
+            events.append("start")
+            yield
+            events.append("stop")
+
+        breaker = CircuitBreaker()
+        app = FastAPI(lifespan=breaker_lifespan(breaker, app_lifespan))
+
+        @app.get("/")
+        async def root(b: BreakerDep) -> bool:
+            return b is breaker
+
+        with TestClient(app) as client:
+            assert client.get("/").json() is True
+        assert events == ["start", "stop"]
+
     def test_lifespan_plus_handlers_without_install(self) -> None:
         """breaker_lifespan + add_exception_handlers is the same as install()."""
         breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=1, open_seconds=3))

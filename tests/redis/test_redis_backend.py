@@ -26,7 +26,14 @@ from tnm.circuit import (
 from tnm.circuit.testing import ManualClock, capture_events
 
 from ..redis_server import RedisServer
-from .helpers import script_calls, wait_for
+from .helpers import (
+    mirror_reaches,
+    redis_backend,
+    script_calls,
+    subscribers,
+    wait_for,
+    wait_until_listening,
+)
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
@@ -157,22 +164,26 @@ class TestSharedState:
         assert breaker.execute("es", lambda: "trial") == "trial"
         assert breaker.state("es").state is CircuitState.CLOSED
 
+    @pytest.mark.perf
     def test_other_process_sees_opening_fast(self, make_redis_breaker: MakeRedisBreaker) -> None:
-        """A change made by one breaker reaches another's mirror within 50 ms (95th of 20 trials)."""
-        first = make_redis_breaker(max_failures=2, use_clock=False)
-        second = make_redis_breaker(max_failures=2, use_clock=False)
+        """A change made by one breaker reaches another's mirror by notice, long before a refresh could."""
+        # Refreshes are 10 s apart, so a mirror that opens within the bound below was told
+        # by the notice. The bound is what a busy machine meets; docs/benchmarks.md gives
+        # the latency on an idle one.
+        options = {"refresh_interval": 10.0}
+        first = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
+        second = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
         delays = []
         for trial in range(20):
             service = f"svc-{trial}"
             second.is_available(service)  # second mirrors the service
-            mirror = second.backend.circuits[service]  # type: ignore[attr-defined]
             first.record_failure(service, "x")
             started = time.monotonic()
             first.record_failure(service, "x")  # opens
-            assert wait_for(lambda m=mirror: m.state is CircuitState.OPEN, 2.0)  # type: ignore[misc]
+            assert mirror_reaches(second, service, CircuitState.OPEN, 2.0)
             delays.append(time.monotonic() - started)
         delays.sort()
-        assert delays[18] < 0.05, delays
+        assert delays[18] < 1.0, delays
         with pytest.raises(CircuitOpenError):
             second.execute("svc-0", lambda: None)
 
@@ -183,7 +194,7 @@ class TestSharedState:
         first.record_failure("svc", "x")
         first.record_failure("svc", "x")
         second.is_available("svc")
-        assert wait_for(lambda: second.backend.circuits["svc"].dirty)  # type: ignore[attr-defined]
+        assert wait_for(lambda: second.circuits()["svc"].dirty)
         second.execute("svc", lambda: None)
         assert first.state("svc").failures == 0
 
@@ -193,13 +204,13 @@ class TestSharedState:
         app = make_redis_breaker()
         app.is_available("pg")
         ops.force_open("pg", reason="failover")
-        assert wait_for(lambda: app.backend.circuits["pg"].state is CircuitState.FORCED_OPEN)  # type: ignore[attr-defined]
+        assert mirror_reaches(app, "pg", CircuitState.FORCED_OPEN)
         with pytest.raises(CircuitOpenError) as info:
             app.execute("pg", lambda: None)
         assert info.value.retry_after is None
         assert app.last_failure("pg")["reason"] == "failover"  # type: ignore[index]
         ops.reset("pg")
-        assert wait_for(lambda: app.backend.circuits["pg"].state is CircuitState.CLOSED)  # type: ignore[attr-defined]
+        assert mirror_reaches(app, "pg", CircuitState.CLOSED)
         assert app.execute("pg", lambda: 1) == 1
 
     def test_states_lists_every_process_services(self, make_redis_breaker: MakeRedisBreaker) -> None:
@@ -209,6 +220,7 @@ class TestSharedState:
         second = make_redis_breaker()
         assert wait_for(lambda: "only-in-first" in [s.service for s in second.states()])
 
+    @pytest.mark.perf
     def test_lost_notifications_bounded_by_refresh_interval(
         self, make_redis_breaker: MakeRedisBreaker
     ) -> None:
@@ -217,14 +229,14 @@ class TestSharedState:
             max_failures=1, use_clock=False, backend_options={"refresh_interval": 0.2}
         )
         watcher.is_available("svc")
-        mirror = watcher.backend.circuits["svc"]  # type: ignore[attr-defined]
         # Another process whose notifications go to a channel nobody listens to.
         silent = make_redis_breaker(max_failures=1, use_clock=False)
-        silent.backend.keys.channel = "nobody-listens"  # type: ignore[attr-defined]  # before its circuit exists
+        redis_backend(silent).keys.channel = "nobody-listens"  # before its circuit exists
         silent.record_failure("svc", "x")
         started = time.monotonic()
-        assert wait_for(lambda: mirror.state is CircuitState.OPEN, 2.0)
-        assert time.monotonic() - started < 0.2 + 0.15
+        assert mirror_reaches(watcher, "svc", CircuitState.OPEN, 5.0)
+        # One refresh_interval plus one refresh round, with room for a busy machine.
+        assert time.monotonic() - started < 0.2 + 1.0
 
 
 class TestCost:
@@ -232,10 +244,14 @@ class TestCost:
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
         """1000 successful calls on a closed circuit with no failures send no Redis command."""
-        breaker = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 60})
+        breaker = make_redis_breaker(
+            use_clock=False, initialize=False, backend_options={"refresh_interval": 60}
+        )
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 0)  # earlier tests' listeners are gone
+        breaker.initialize()
         op = breaker.protect("svc")(lambda: 1)
         op()
-        time.sleep(0.2)  # let the background thread finish registering the service
+        assert wait_until_listening(redis_server, breaker)
         before = commands_processed(redis_server)
         for _ in range(1000):
             op()
@@ -246,10 +262,12 @@ class TestCost:
     ) -> None:
         """While open, rejected calls are decided locally."""
         breaker = make_redis_breaker(
-            max_failures=1, use_clock=False, backend_options={"refresh_interval": 60}
+            max_failures=1, use_clock=False, initialize=False, backend_options={"refresh_interval": 60}
         )
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 0)  # earlier tests' listeners are gone
+        breaker.initialize()
         breaker.record_failure("svc", "x")
-        time.sleep(0.2)
+        assert wait_until_listening(redis_server, breaker)
         before = commands_processed(redis_server)
         for _ in range(500):
             with pytest.raises(CircuitOpenError):
@@ -261,10 +279,12 @@ class TestCost:
     ) -> None:
         """Each failure costs one round trip: one script call."""
         breaker = make_redis_breaker(
-            max_failures=1000, use_clock=False, backend_options={"refresh_interval": 60}
+            max_failures=1000, use_clock=False, initialize=False, backend_options={"refresh_interval": 60}
         )
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 0)  # earlier tests' listeners are gone
+        breaker.initialize()
         breaker.record_failure("svc", "warm")
-        time.sleep(0.2)
+        assert wait_until_listening(redis_server, breaker)
         before = script_calls(redis_server)
         for _ in range(100):
             breaker.record_failure("svc", "x")
@@ -336,7 +356,8 @@ class TestAsync:
         original = _circuit.eval_script
         monkeypatch.setattr(_circuit, "eval_script", lambda *a: sync_calls.append(a) or original(*a))
         breaker = make_redis_breaker(max_failures=2, open_seconds=1)
-        clock: ManualClock = breaker.clock  # type: ignore[assignment]
+        clock = breaker.clock
+        assert isinstance(clock, ManualClock)
 
         @breaker.protect("svc", on_retval_policy=ReturnValuePolicy(retval_none=True))
         async def call(value: object) -> object:
@@ -389,7 +410,7 @@ class TestOutage:
             assert breaker.state("svc").failures == 1
             time.sleep(0.3)
             redis_server.start()
-            assert wait_for(lambda: not breaker.backend.degraded, 10)  # type: ignore[attr-defined]
+            assert wait_for(lambda: breaker.storage_available, 10)
             stop.set()
             thread.join(timeout=10)
         assert errors == []
@@ -411,7 +432,7 @@ class TestOutage:
         started = time.monotonic()
         breaker.record_failure("svc", "while slow")
         assert time.monotonic() - started < 1.0
-        assert breaker.backend.degraded  # type: ignore[attr-defined]
+        assert not breaker.storage_available
         assert breaker.execute("svc", lambda: "still served") == "still served"
 
     def test_raise_option(self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer) -> None:

@@ -58,6 +58,7 @@ async def run_with_ticker(
 
 
 @pytest.mark.slow
+@pytest.mark.perf
 def test_paused_redis_does_not_lag_the_loop(redis_url: str, redis_server: RedisServer) -> None:
     """200 tasks fail through the breaker while Redis is paused 1 s: the loop is never blocked."""
 

@@ -12,11 +12,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
+from tnm.circuit.backends import CircuitHandle
 from tnm.circuit.testing import ManualClock
 
 from ..redis_server import RedisServer
 
 PROCESSES = 6
+
+
+def _handle(breaker: CircuitBreaker, service: str = "svc") -> CircuitHandle:
+    """``service``'s handle through the public API (a first look makes it if needed)."""
+    if service not in breaker.circuits():
+        breaker.is_available(service)
+    return breaker.circuits()[service]
 
 
 def _fail_many(url: str, count: int, start: Any) -> None:
@@ -44,8 +52,7 @@ def _take_permit(url: str, start: Any, results: Any) -> None:
     start.wait(10)
     taken = 0
     for _ in range(20):
-        token = breaker.backend.circuits.get("svc") or breaker._circuit("svc")  # type: ignore[attr-defined]
-        if token.acquire() > 0:  # a trial that never reports back
+        if _handle(breaker).acquire() > 0:  # a trial that never reports back
             taken += 1
     results.put(taken)
     breaker.close()
@@ -186,8 +193,8 @@ class LocalAndRedisAgree(RuleBasedStateMachine):
 
     @rule()
     def acquire(self) -> None:
-        a = self.local._circuit("svc").acquire()
-        b = self.shared._circuit("svc").acquire()
+        a = _handle(self.local).acquire()
+        b = _handle(self.shared).acquire()
         assert (a > 0, a == 0) == (b > 0, b == 0)
         if a > 0:
             self.trials.append((a, b))
@@ -197,11 +204,11 @@ class LocalAndRedisAgree(RuleBasedStateMachine):
     def finish(self, ok: bool) -> None:
         a, b = self.trials.pop()
         if ok:
-            self.local._circuit("svc").on_success(a)
-            self.shared._circuit("svc").on_success(b)
+            _handle(self.local).on_success(a)
+            _handle(self.shared).on_success(b)
         else:
-            self.local._circuit("svc").on_failure(a, "t")
-            self.shared._circuit("svc").on_failure(b, "t")
+            _handle(self.local).on_failure(a, "t")
+            _handle(self.shared).on_failure(b, "t")
 
     @rule()
     def force_open(self) -> None:

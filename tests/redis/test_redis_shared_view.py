@@ -23,16 +23,20 @@ from tnm.circuit import (
     InvalidConfigTypeError,
     ServicePolicy,
 )
-from tnm.circuit.testing import ManualClock, capture_events
+from tnm.circuit.backends.redis import RedisCircuit
+from tnm.circuit.testing import ManualClock, capture_events, mirror_state
 
 from ..redis_server import RedisServer, free_port
-from .helpers import script_calls, wait_for
+from .helpers import redis_backend, script_calls, wait_for
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
 
-def mirror(breaker: CircuitBreaker, service: str) -> object:
-    return breaker.backend.circuits[service]  # type: ignore[attr-defined]
+def mirror(breaker: CircuitBreaker, service: str) -> RedisCircuit:
+    """This process's handle for ``service``: the mirror its call path reads."""
+    circuit = breaker.circuits()[service]
+    assert isinstance(circuit, RedisCircuit)
+    return circuit
 
 
 def _fail() -> None:
@@ -98,7 +102,8 @@ class TestColdStart:
         """Eleven new processes calling a half-open circuit at once run exactly one trial."""
         first = make_redis_breaker(max_failures=1, open_seconds=1, half_open_max_calls=1)
         first.record_failure("svc", "x")
-        clock: ManualClock = first.clock  # type: ignore[assignment]
+        clock = first.clock
+        assert isinstance(clock, ManualClock)
         clock.advance(1)
         fresh = [make_redis_breaker(max_failures=1, open_seconds=1, half_open_max_calls=1) for _ in range(11)]
         release = threading.Event()
@@ -129,7 +134,7 @@ class TestColdStart:
         ran: list[int] = []
         load = app.protect("pg")(lambda: ran.append(1))
         app.initialize()
-        assert mirror(app, "pg").state is CircuitState.FORCED_OPEN  # type: ignore[attr-defined]
+        assert mirror_state(app, "pg") is CircuitState.FORCED_OPEN
         with pytest.raises(CircuitOpenError):
             load()
         assert ran == []
@@ -157,10 +162,10 @@ class TestRecovery:
             sleeper.start()
             time.sleep(0.05)
             app.record_failure("svc", "during the stall")  # times out: degraded
-            assert app.backend.degraded  # type: ignore[attr-defined]
+            assert not app.storage_available
             sleeper.join(5)
             answered = time.monotonic()
-            assert wait_for(lambda: not app.backend.degraded, 5)  # type: ignore[attr-defined]
+            assert wait_for(lambda: app.storage_available, 5)
             took = time.monotonic() - answered
             assert took <= 2 * 0.5 + 0.3, took  # the promise, plus a little for a busy machine
         kinds = [e.kind for e in events if e.service == "*"]
@@ -212,13 +217,14 @@ class TestDegradedStartsFromSharedState:
         app.is_available("pg")
         redis_server.stop()
         app.record_failure("other", "notices the outage")
-        assert app.backend.degraded  # type: ignore[attr-defined]
+        assert not app.storage_available
         ran: list[int] = []
         for service in ("pg", "es"):
             with pytest.raises(CircuitOpenError):
                 app.execute(service, lambda: ran.append(1))
         assert ran == []
-        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock = app.clock
+        assert isinstance(clock, ManualClock)
         clock.advance(30)
         assert app.execute("es", lambda: "trial") == "trial"  # its own deadline passed
         with pytest.raises(CircuitOpenError):
@@ -241,7 +247,7 @@ class TestDegradedStartsFromSharedState:
             redis_server.client().client_kill_filter(_type="pubsub")
             for _ in range(200):
                 assert app.execute("svc", lambda: 1) == 1
-            assert wait_for(lambda: app.backend.listener.subscribed.is_set(), 5)  # type: ignore[attr-defined]
+            assert wait_for(lambda: redis_backend(app).listener.subscribed.is_set(), 5)
             other.record_failure("tripped", "down")
             assert wait_for(lambda: not app.is_available("tripped"), 1)
         assert [e for e in events if e.service == "*"] == []
@@ -258,7 +264,7 @@ class TestDegradedStartsFromSharedState:
             assert app.state("svc").state is CircuitState.OPEN
             redis_server.client().script_flush()
             time.sleep(0.2)  # a few refreshes run their pipeline on the flushed cache
-        assert not app.backend.degraded  # type: ignore[attr-defined]
+        assert app.storage_available
         assert [e for e in events if e.service == "*"] == []
 
 
@@ -270,7 +276,7 @@ class TestCorruptData:
         app = make_redis_breaker(max_failures=1, open_seconds=30)
         app.record_failure("svc", "down")  # open
         app.execute("fine", lambda: 1)
-        state_key = app.backend.keys.for_service("svc")[0]  # type: ignore[attr-defined]
+        state_key = redis_backend(app).keys.for_service("svc")[0]
         redis_server.client().hset(state_key, "s", "bogus")
         with capture_events(app) as events:
             with pytest.raises(CircuitOpenError):
@@ -279,7 +285,7 @@ class TestCorruptData:
         assert [e.kind for e in events if e.service == "svc" and e.kind is EventKind.STORAGE_REPAIRED]
         assert redis_server.client().hget(state_key, "s") == b"open"
         assert app.execute("fine", lambda: 2) == 2
-        assert not app.backend.degraded  # type: ignore[attr-defined]
+        assert app.storage_available
 
     def test_a_key_of_the_wrong_type_affects_only_its_circuit(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
@@ -288,14 +294,14 @@ class TestCorruptData:
         app = make_redis_breaker(max_failures=2)
         app.record_failure("svc", "x")
         app.record_failure("fine", "x")
-        keys = app.backend.keys.for_service("svc")  # type: ignore[attr-defined]
+        keys = redis_backend(app).keys.for_service("svc")
         admin = redis_server.client()
         admin.set(keys[0], "garbage")
         admin.set(keys[1], "garbage")
         app.record_failure("svc", "x")
         assert app.state("svc").failures == 1
         assert app.state("fine").failures == 1
-        assert not app.backend.degraded  # type: ignore[attr-defined]
+        assert app.storage_available
 
     def test_garbage_notices_are_ignored(
         self,
@@ -309,7 +315,7 @@ class TestCorruptData:
         app.execute("svc", lambda: 1)
         caplog.set_level(logging.WARNING, logger="tnm.circuit")
         admin = redis_server.client()
-        channel = app.backend.keys.channel  # type: ignore[attr-defined]
+        channel = redis_backend(app).keys.channel
         far_future = (time.time() + 10**6) * 1000
         for message in [b"\xff\xfe", "not json", json.dumps(["svc", "bogus", 0, 0, 1]), json.dumps({"a": 1}),
                         json.dumps(["svc", "forced_open", -1, 0, far_future, 0, ""])] * 50:  # fmt: skip
@@ -317,9 +323,9 @@ class TestCorruptData:
         assert wait_for(lambda: len(caplog.records) >= 1, 2)
         time.sleep(0.1)
         assert app.execute("svc", lambda: 1) == 1
-        assert mirror(app, "svc").state is CircuitState.CLOSED  # type: ignore[attr-defined]
+        assert mirror_state(app, "svc") is CircuitState.CLOSED
         other.record_failure("svc", "down")  # a real change still gets through
-        assert wait_for(lambda: mirror(app, "svc").state is CircuitState.OPEN, 2)  # type: ignore[attr-defined]
+        assert wait_for(lambda: mirror_state(app, "svc") is CircuitState.OPEN, 2)
         # 250 bad notices: one line for each of the two breakers (processes) that heard them.
         assert len([r for r in caplog.records if "corrupt" in r.getMessage()]) == 2
 
@@ -334,7 +340,8 @@ class TestPermits:
         app = make_redis_breaker(**policy)
         other = make_redis_breaker(**policy)
         app.record_failure("svc", "down")
-        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock = app.clock
+        assert isinstance(clock, ManualClock)
         clock.advance(1)
 
         async def call() -> int:
@@ -365,17 +372,18 @@ class TestPermits:
         other = make_redis_breaker(**policy)
         app.record_failure("svc", "down")
         other.is_available("svc")
-        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock = app.clock
+        assert isinstance(clock, ManualClock)
         clock.advance(1)
-        token = mirror(app, "svc").acquire()  # type: ignore[attr-defined]
+        token = mirror(app, "svc").acquire()
         assert token > 0
-        assert wait_for(lambda: mirror(other, "svc").open_until > clock.monotonic(), 2)  # type: ignore[attr-defined]
+        assert wait_for(lambda: mirror(other, "svc").open_until > clock.monotonic(), 2)
         before = script_calls(redis_server)
         for _ in range(100):
             with pytest.raises(CircuitOpenError):
                 other.execute("svc", lambda: 1)
         assert script_calls(redis_server) == before
-        mirror(app, "svc").on_success(token)  # type: ignore[attr-defined]
+        mirror(app, "svc").on_success(token)
         assert wait_for(lambda: other.is_available("svc"), 2)
 
 
@@ -393,7 +401,7 @@ class TestDataLoss:
         ops.force_open("pg", "failover")
         ops.force_open("never-used-here", "maintenance")
         app.is_available("pg")
-        assert wait_for(lambda: "never-used-here" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
+        assert wait_for(lambda: "never-used-here" in redis_backend(app).refresher.forced, 2)
         caplog.set_level(logging.WARNING, logger="tnm.circuit")
         with capture_events(app) as events:
             redis_server.client().flushall()

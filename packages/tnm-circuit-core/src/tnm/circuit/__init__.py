@@ -9,6 +9,14 @@ def load(user_id): ...
 
 The breaker logs on the ``tnm.circuit`` logger and, as a library, configures no
 output: configure logging in your app to see its lines (see docs/guide.md).
+
+Everything an application needs is importable from here. The public modules, each
+exporting what its ``__all__`` names, are: ``breaker``, ``policies``, ``state``,
+``events``, ``exceptions``, ``clock``, ``testing`` (helpers for your tests),
+``metrics`` (with ``metrics.prometheus`` and ``metrics.otel``) and ``backends`` (with
+``backends.base``, the protocols a backend implements, ``backends.local`` and
+``backends.redis``). Modules whose name starts with an underscore, and names a module
+does not export, are internal and may change in any release.
 """
 
 import logging as _logging

@@ -4,6 +4,11 @@
 ``execute``. The healthy path (circuit closed, nothing to reset, no listeners) reads
 two attributes and makes no other call. Recording never raises into the caller: whatever happens inside the
 breaker, the caller gets the protected call's own result or exception.
+
+Which wrapper a callable gets is decided once, by ``is_coroutine_callable``. A callable
+that is not recognisably async may still return an awaitable (a function decorated by
+another library, say): the sync paths check the result, and an awaitable is handed back
+wrapped so that its outcome is recorded when it completes, not when it was created.
 """
 
 from __future__ import annotations
@@ -156,6 +161,59 @@ async def arecord_success(circuit: CircuitHandle, token: int) -> None:
         _log_breaker_error(circuit)
 
 
+def is_coroutine_callable(func: object) -> bool:
+    """True if calling ``func`` returns a coroutine: an ``async def``, a ``functools.partial``
+    of one, or an object whose ``__call__`` is one (never a class: building it is sync)."""
+    if inspect.isclass(func):
+        return False
+    if inspect.iscoroutinefunction(func):
+        return True
+    while isinstance(func, functools.partial):
+        func = func.func
+    dunder_call = getattr(type(func), "__call__", None)  # noqa: B004 - on the type, as a call looks
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(dunder_call)
+
+
+async def settle(
+    awaitable: Awaitable[Any],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    token: int,
+) -> Any:
+    """Await what a sync-looking callable returned, then record its outcome (the sync paths'
+    way out when the result turns out to be awaitable)."""
+    io_free = circuit.io_free
+    try:
+        result = await awaitable
+    except Exception as exc:
+        if io_free:
+            record_exception(circuit, rules, token, exc)
+        else:
+            await arecord_exception(circuit, rules, token, exc)
+        raise
+    except BaseException:
+        if token:
+            release(circuit, token)
+        raise
+    if rules.retval_policy is not None:
+        if io_free:
+            check_retval(circuit, rules, token, result)
+        else:
+            await acheck_retval(circuit, rules, token, result)
+    if token or circuit.dirty or listeners.callbacks:
+        if io_free:
+            record_success(circuit, token)
+        else:
+            await arecord_success(circuit, token)
+    return result
+
+
+def _is_awaitable(result: object) -> bool:
+    # ``hasattr`` first: a plain result costs one failed attribute lookup, not three isinstance checks.
+    return hasattr(result, "__await__") and inspect.isawaitable(result)
+
+
 def call_sync(
     func: Callable[..., R],
     circuit: CircuitHandle,
@@ -185,6 +243,8 @@ def call_sync(
         if token:
             release(circuit, token)
         raise
+    if _is_awaitable(result):
+        return settle(result, circuit, rules, listeners, token)  # type: ignore[arg-type, return-value]
     if rules.retval_policy is not None:
         check_retval(circuit, rules, token, result)
     if token or circuit.dirty or listeners.callbacks:
@@ -243,6 +303,8 @@ def sync_wrapper(
             if token:
                 release(circuit, token)
             raise
+        if hasattr(result, "__await__") and inspect.isawaitable(result):
+            return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
         if has_retval_policy:
             check_retval(circuit, rules, token, result)
         if token or circuit.dirty or listeners.callbacks:
@@ -327,6 +389,6 @@ def protected(
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., Any]:
     """The wrapper ``protect`` returns: sync or ``async def`` like ``func``, with its metadata."""
-    if inspect.iscoroutinefunction(func):
+    if is_coroutine_callable(func):
         return functools.wraps(func)(async_wrapper(func, circuit, rules, listeners, fallback))
     return functools.wraps(func)(sync_wrapper(func, circuit, rules, listeners, fallback))

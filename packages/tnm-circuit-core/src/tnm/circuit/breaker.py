@@ -7,7 +7,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import CallRules, async_wrapper, call_sync, protected
@@ -21,8 +21,8 @@ from .state import CircuitSnapshot, CircuitState
 
 __all__ = ["CircuitBreaker", "get_breaker"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _BACKENDS = ("local", "redis")
 _FORCED_OPEN = "forced open"
@@ -291,13 +291,19 @@ class CircuitBreaker:
         on_exceptions: Iterable[type[BaseException]] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
         """Decorate a sync or async function so that its calls go through ``service``'s circuit.
 
         Overrides are resolved now, when the decorator is applied. When the circuit
         rejects a call, ``fallback(*args, **kwargs)`` is returned if given, else
         ``CircuitOpenError`` is raised. The wrapper keeps the function's name,
-        docstring, signature and ``__wrapped__``; an ``async def`` stays one.
+        docstring, signature and ``__wrapped__``.
+
+        A coroutine callable (an ``async def``, a ``functools.partial`` of one, or an
+        object whose ``__call__`` is ``async def``) gets an ``async def`` wrapper. Any
+        other callable that returns an awaitable (a function wrapped by another
+        library, say) gets that awaitable back wrapped: its outcome is recorded when
+        it completes.
         """
         circuit = self._circuit(service)
         self._pinned.add(service)
@@ -306,7 +312,7 @@ class CircuitBreaker:
         )
         listeners = self._listeners
 
-        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        def decorator(func: Callable[_P, _R]) -> Callable[_P, _R]:
             if not callable(func):
                 raise InvalidConfigTypeError("func", f"protect() needs a callable, got {func!r}")
             return protected(func, circuit, rules, listeners, fallback)
@@ -338,7 +344,7 @@ class CircuitBreaker:
     def execute(
         self,
         service: str,
-        func: Callable[..., R],
+        func: Callable[..., _R],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -347,11 +353,14 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R:
-        """Call ``func(*args, **kwargs)`` through ``service``'s circuit (sync callables).
+    ) -> _R:
+        """Call ``func(*args, **kwargs)`` through ``service``'s circuit and return its result.
 
-        Overrides are resolved at each call. A ``func`` that is not callable is an
-        ``InvalidConfigTypeError`` (a programming error, never counted as a failure).
+        Meant for sync callables; in async code use ``execute_async``. If ``func``
+        returns an awaitable anyway, it is returned wrapped, and its outcome is
+        recorded when it completes. Overrides are resolved at each call. A ``func``
+        that is not callable is an ``InvalidConfigTypeError`` (a programming error,
+        never counted as a failure).
         """
         if not callable(func):
             raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
@@ -361,10 +370,11 @@ class CircuitBreaker:
         )
         return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
 
+    @overload
     async def execute_async(
         self,
         service: str,
-        call: Callable[..., Any] | Awaitable[R],
+        call: Callable[..., Awaitable[_R]],
         /,
         *args: Any,
         failure_reason: str | None = None,
@@ -373,13 +383,62 @@ class CircuitBreaker:
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
-    ) -> R:
-        """Await ``call`` through ``service``'s circuit.
+    ) -> _R: ...
+
+    @overload
+    async def execute_async(
+        self,
+        service: str,
+        call: Awaitable[_R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> _R: ...
+
+    @overload
+    async def execute_async(
+        self,
+        service: str,
+        call: Callable[..., _R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> _R: ...
+
+    async def execute_async(
+        self,
+        service: str,
+        call: Callable[..., Any] | Awaitable[Any],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Await ``call`` through ``service``'s circuit and return its result.
 
         ``call`` is a coroutine function or any callable returning an awaitable (it is
         then called with ``*args, **kwargs`` only if the circuit lets the call
         through), or an awaitable itself: a coroutine (closed unawaited if rejected)
-        or a future, whose work has already started. Overrides are resolved at each call.
+        or a future, whose work has already started. A sync callable's result is
+        returned as is. Overrides are resolved at each call.
+
+        The result's type is the awaited type of what ``call`` returns (or of ``call``
+        itself when it is an awaitable), so ``r = await breaker.execute_async("svc",
+        fetch, 1)`` needs no annotation.
         """
         circuit = self._circuit(service)
         rules = self._rules(
@@ -405,7 +464,7 @@ class CircuitBreaker:
                 return await result
             return result
 
-        run: Callable[..., Awaitable[R]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
+        run: Callable[..., Awaitable[Any]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
         try:
             return await run(*args, **kwargs)
         finally:
@@ -466,14 +525,19 @@ class CircuitBreaker:
         """Hold ``service``'s circuit open until ``reset``: every call is rejected.
 
         ``reason`` becomes the circuit's last failure; ``None`` (or nothing) stores
-        ``"forced open"``.
+        ``"forced open"``. On a shared backend the override holds for every process;
+        if the store cannot take it, ``CircuitBackendError`` is raised (an override
+        must never look done when it is not).
         """
         self._circuit(service).force_open(
             _validate.bounded_reason(_FORCED_OPEN if reason is None else reason)
         )
 
     def reset(self, service: str) -> None:
-        """Close ``service``'s circuit and clear its failure count."""
+        """Close ``service``'s circuit and clear its failure count.
+
+        Raises ``CircuitBackendError`` if a shared store cannot take the change.
+        """
         self._circuit(service).reset()
 
     def add_listener(self, listener: Listener, *, successes: bool = True) -> None:

@@ -1,9 +1,28 @@
 """Events for listeners (metrics, logs, alerts).
 
-A listener is any callable taking one ``CircuitEvent``. Listeners run in the thread
-(or event loop) of the call that caused the event, after the breaker released its
-locks; one that raises is logged and skipped, never breaking the call.
+A listener is any callable taking one ``CircuitEvent``. It runs after the breaker
+released its locks; one that raises is logged and skipped, never breaking the call.
 Events are only built when at least one listener is registered.
+
+Which thread a listener runs in depends on what caused the event:
+
+* ``success``, ``failure``, ``ignored``, ``rejected``, ``fallback``, and the
+  ``state_change`` a call, ``record_failure``/``record_success``, ``force_open`` or
+  ``reset`` made: the thread of that call (for async code, the event loop's thread).
+* ``storage_degraded``: the thread that first saw the store fail, a caller's or one
+  of the Redis backend's background threads.
+* ``storage_recovered`` and ``storage_reset``: the Redis backend's background
+  refresher thread, or the thread running ``initialize()`` (a worker thread for
+  ``ainitialize()``).
+* ``storage_repaired``: a caller's thread or the refresher thread, whichever read the
+  corrupt data.
+* On the Redis backend, the ``state_change`` made by returning the trial permit of a
+  cancelled call comes from the refresher thread, which does that work so that the
+  cancelled coroutine never waits.
+
+So a listener that touches an event loop or non-thread-safe state must hand the event
+over (``loop.call_soon_threadsafe``, a queue) rather than assume the caller's thread.
+Changes made by other processes update this process's mirrors but emit no event here.
 """
 
 from __future__ import annotations

@@ -59,7 +59,36 @@ class InvalidConfigTypeError(InvalidConfigError, TypeError):
 
 
 class CircuitBackendError(CircuitError):
-    """The state store failed (only raised when the breaker is configured to surface it)."""
+    """The state store failed.
+
+    Raised by ``initialize`` when the store is unreachable, by ``force_open`` and
+    ``reset`` when the change could not be stored, and by calls that the breaker
+    rejects while the store is down if it is configured with
+    ``on_storage_error="raise"``. ``service`` names the circuit concerned, or is
+    ``None`` when the failure concerns every circuit (connecting, for one).
+    The store's own error is chained as ``__cause__``, with secrets masked.
+    """
+
+    def __init__(self, message: str, *, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_backend_error, (str(self), self.service))
+
+
+def _rebuild_backend_error(message: str, service: str | None) -> CircuitBackendError:
+    return CircuitBackendError(message, service=service)
+
+
+def _masked_copy(exc: BaseException, message: str) -> BaseException:
+    """``exc`` again, with ``message`` (its text, secrets masked) and its traceback, to chain
+    as a cause: the original's text may hold a password."""
+    try:
+        copy = type(exc)(message)
+    except Exception:
+        copy = RuntimeError(f"{type(exc).__name__}: {message}")
+    return copy.with_traceback(exc.__traceback__)
 
 
 class CircuitOpenError(CircuitError):

@@ -21,7 +21,7 @@ from typing import Any
 
 from .policies import ServicePolicy
 
-__all__ = ["CircuitModel", "CircuitSnapshot", "CircuitState", "Transition"]
+__all__ = ["CircuitSnapshot", "CircuitState"]
 
 
 class CircuitState(str, enum.Enum):

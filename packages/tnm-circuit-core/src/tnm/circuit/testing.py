@@ -21,7 +21,7 @@ from .events import CircuitEvent
 from .exceptions import InvalidConfigTypeError
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["ManualClock", "capture_events", "half_open", "trip"]
+__all__ = ["ManualClock", "capture_events", "half_open", "mirror_state", "trip"]
 
 
 class ManualClock:
@@ -79,3 +79,17 @@ def capture_events(breaker: CircuitBreaker) -> Iterator[list[CircuitEvent]]:
         yield events
     finally:
         breaker.remove_listener(events.append)
+
+
+def mirror_state(breaker: CircuitBreaker, service: str) -> CircuitState:
+    """The state this process's call path reads for ``service`` right now, asking no store.
+
+    For the local backend it is the circuit's state; for a shared backend it is this
+    process's mirror of the shared state (what decides the next call without a round
+    trip), which the background threads keep fresh. ``breaker.state()`` asks the store
+    instead. Raises ``LookupError`` if this process has not used ``service`` yet.
+    """
+    handle = breaker.circuits().get(service)
+    if handle is None:
+        raise LookupError(f"this process has no circuit for {service!r} yet: make a call through it first")
+    return handle.state

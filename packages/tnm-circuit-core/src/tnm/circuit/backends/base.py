@@ -7,8 +7,12 @@ background. Everything else (a failure, a trial permit, a manual override) goes
 through the handle's methods, which may do I/O; the ``a``-prefixed twins are used
 on async paths so that I/O never blocks an event loop.
 
-Handle methods never raise because storage failed: a backend that loses its store
-falls back on per-process state (or rejects, if configured to fail closed).
+The methods on the call path (``acquire``, the ``on_*`` methods and their async
+twins) and the reads (``is_available``, ``snapshot``, ``last_failure``) never raise
+because storage failed: a backend that loses its store falls back on per-process
+state (or rejects, if configured to fail closed). ``force_open`` and ``reset`` are
+different: an operator's override that was not stored must not look done, so they
+raise ``CircuitBackendError`` when the store could not take the change.
 """
 
 from __future__ import annotations
@@ -70,8 +74,13 @@ class CircuitHandle(Protocol):
         ...
 
     def last_failure(self) -> dict[str, Any] | None: ...
-    def force_open(self, reason: str) -> None: ...
-    def reset(self) -> None: ...
+    def force_open(self, reason: str) -> None:
+        """Hold the circuit open; ``CircuitBackendError`` if the store could not take it."""
+        ...
+
+    def reset(self) -> None:
+        """Close the circuit; ``CircuitBackendError`` if the store could not take it."""
+        ...
 
 
 class Backend(Protocol):

@@ -13,20 +13,18 @@ backends, storage health. Each integration is imported only when used, so one ex
 is enough for the one you use.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._stats import OUTCOMES, CircuitStats
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .otel import OpenTelemetryMetrics
     from .prometheus import PrometheusMetrics
 
 __all__ = ["OUTCOMES", "CircuitStats", "OpenTelemetryMetrics", "PrometheusMetrics"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name == "PrometheusMetrics":
         from .prometheus import PrometheusMetrics
 

@@ -28,7 +28,7 @@ In order of what matters:
 """
 
 try:
-    import redis  # noqa: F401
+    import redis as _redis  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the redis backend needs redis-py: pip install 'tnm-circuit-core[redis]'") from exc
 

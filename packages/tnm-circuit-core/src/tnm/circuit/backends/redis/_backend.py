@@ -15,10 +15,11 @@ from redis.exceptions import NoPermissionError
 from ... import _validate
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
-from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError
+from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError, _masked_copy
 from ...policies import ServicePolicy
 from ._circuit import RedisCircuit
 from ._clients import STORAGE_ERRORS, aclose_client, close_client, is_cluster, make_async_client, make_client
+from ._derive import async_client_like
 from ._health import StorageHealth
 from ._keys import Keys
 from ._listener import Listener
@@ -46,7 +47,10 @@ class RedisBackend:
 
     Give ``redis_url`` (``redis://``, ``rediss://`` for TLS, ``unix://``; ACL user and
     password in the URL) or ready clients (``client``, and optionally
-    ``async_client``). ``socket_timeout`` bounds every Redis command.
+    ``async_client``; without it, async calls use an asyncio client built from
+    ``client``'s connection settings, or raise ``InvalidConfigError`` if they
+    cannot be carried over, as for a cluster or sentinel client).
+    ``socket_timeout`` bounds every Redis command.
     ``on_storage_error`` says what calls do while Redis is unreachable: ``"local"``
     (default: per-process circuits that start from the last shared state),
     ``"reject"`` (fail closed) or ``"raise"`` (``CircuitBackendError``).
@@ -228,7 +232,12 @@ class RedisBackend:
         client = self._aclients.get(loop)
         if client is None:
             if self._target is None:
-                raise CircuitBackendError("async call paths need async_client= when client= is given")
+                # From the sync client's settings; an InvalidConfigError if they cannot be carried over.
+                client = async_client_like(
+                    self._given_client, max_connections=self.max_connections, timeout=self.socket_timeout
+                )
+                self._aclients[loop] = client
+                return client
             client = make_async_client(self._target, self.socket_timeout, self.max_connections)
             self._aclients[loop] = client
         return client
@@ -255,7 +264,7 @@ class RedisBackend:
                 ) from None
             raise CircuitBackendError(
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
-            ) from None
+            ) from _masked_copy(exc, self.health.secrets.scrub(str(exc)))
         self.start_threads()
 
     def _check_grants(self, client: Any) -> None:

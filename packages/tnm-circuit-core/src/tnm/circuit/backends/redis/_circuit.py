@@ -377,7 +377,8 @@ class RedisCircuit:
         if health.degraded and health.on_storage_error == "raise":
             return CircuitBackendError(
                 f"circuit store unavailable for {self.service!r} at {self._backend.describe()}"
-                f" ({health.last_error})"
+                f" ({health.last_error})",
+                service=self.service,
             )
         if health.degraded and health.on_storage_error == "local":
             return self.fallback.open_error()
@@ -400,7 +401,8 @@ class RedisCircuit:
     def _unavailable(self, what: str) -> CircuitBackendError:
         return CircuitBackendError(
             f"cannot {what} {self.service!r}: circuit store at {self._backend.describe()} unavailable"
-            f" ({self._health.last_error})"
+            f" ({self._health.last_error})",
+            service=self.service,
         )
 
     def force_open(self, reason: str) -> None:
