@@ -181,13 +181,15 @@ class TestRecovery:
         redis_server: RedisServer,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """A permission error on every call neither flaps nor floods the log: one line, calls still served."""
+        """A grant revoked while running (every call refused) neither flaps nor floods the log:
+        one line, calls still served."""
         admin = redis_server.client()
         admin.acl_setuser("noscript", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-                          commands=["+@all", "-evalsha", "-eval"])  # fmt: skip
+                          commands=["+@all"])  # fmt: skip
         url = f"redis://noscript:pw@127.0.0.1:{redis_server.port}/0"
         app = CircuitBreaker("redis", redis_url=url, namespace="noperm", refresh_interval=0.05)
         app.initialize()
+        admin.acl_setuser("noscript", enabled=True, commands=["-evalsha", "-eval"])  # revoked
         caplog.set_level(logging.WARNING, logger="tnm.circuit")
         try:
             deadline = time.monotonic() + 1.0
