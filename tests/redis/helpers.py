@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from tnm.circuit import CircuitBreaker, CircuitState
 from tnm.circuit.backends.redis import RedisBackend
@@ -50,3 +58,49 @@ def wait_until_listening(server: RedisServer, breaker: CircuitBreaker, timeout: 
     """Wait until Redis has processed ``breaker``'s SUBSCRIBE: with the refresher's next round
     far off, its background threads then send nothing until something changes."""
     return wait_for(lambda: subscribers(server, breaker) == 1, timeout)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Traffic:
+    """Application processes running ``tests/redis/fault_worker.py`` against one store."""
+
+    def __init__(self, url: str, namespace: str, seconds: float, processes: int) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        args = [sys.executable, "-m", "tests.redis.fault_worker", url, namespace, str(seconds)]
+        self.workers = [
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(processes)
+        ]
+
+    def _line(self, worker: subprocess.Popen[str], timeout: float) -> str:
+        assert worker.stdout is not None
+        ready, _, _ = select.select([worker.stdout], [], [], timeout)
+        assert ready, "worker did not answer in time"
+        return worker.stdout.readline().strip()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        for worker in self.workers:
+            assert self._line(worker, timeout) == "ready"
+
+    def results(self, timeout: float = 30) -> list[dict[str, Any]]:
+        return [json.loads(self._line(worker, timeout)) for worker in self.workers]
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+            worker.wait(10)
+            if worker.stdout is not None:
+                worker.stdout.close()
+
+
+@contextmanager
+def traffic(url: str, namespace: str, seconds: float, processes: int) -> Iterator[Traffic]:
+    """Start the processes, wait until each is ready; kill them on the way out."""
+    running = Traffic(url, namespace, seconds, processes)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()

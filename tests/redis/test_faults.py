@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitError, ServicePolicy
 
 from ..redis_server import RedisServer
+from .helpers import traffic
 
-ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 3
 TRAFFIC_SECONDS = 4.0
 CONVERGENCE_SECONDS = 2.0
@@ -108,13 +103,6 @@ def _breaker(url: str) -> CircuitBreaker:
     )
 
 
-def _readline(process: subprocess.Popen[str], timeout: float) -> str:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, "worker did not answer in time"
-    return process.stdout.readline().strip()
-
-
 def _initialized(url: str, timeout: float = 10.0) -> CircuitBreaker:
     deadline = time.monotonic() + timeout
     while True:
@@ -136,34 +124,23 @@ def test_fault_mid_traffic(fault: str) -> None:
     process within CONVERGENCE_SECONDS."""
     server = RedisServer()
     server.start()
-    workers: list[subprocess.Popen[str]] = []
     try:
         ops = _initialized(server.url)
         ops.force_open("forced", "maintenance")
         for _ in range(3):
             ops.record_failure("down", "down")
         ops.close()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        args = [sys.executable, "-m", "tests.redis.fault_worker", server.url, NAMESPACE, str(TRAFFIC_SECONDS)]
-        for _ in range(PROCESSES):
-            workers.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True))
-        for worker in workers:
-            assert _readline(worker, 30) == "ready"
-        time.sleep(0.5)  # traffic flows before the fault
-        FAULTS[fault](server)
-        tripper = _initialized(server.url)
-        for _ in range(3):
-            tripper.record_failure("tripped", "down")
-        tripped_at = time.time()
-        assert tripper.state("tripped").state.value == "open"
-        tripper.close()
-        results: list[dict[str, Any]] = [json.loads(_readline(w, 30)) for w in workers]
+        with traffic(server.url, NAMESPACE, TRAFFIC_SECONDS, PROCESSES) as running:
+            time.sleep(0.5)  # traffic flows before the fault
+            FAULTS[fault](server)
+            tripper = _initialized(server.url)
+            for _ in range(3):
+                tripper.record_failure("tripped", "down")
+            tripped_at = time.time()
+            assert tripper.state("tripped").state.value == "open"
+            tripper.close()
+            results = running.results()
     finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait(10)
-            if worker.stdout is not None:
-                worker.stdout.close()
         server.cleanup()
     print(fault, results)
     down_allowance = 3 + PROCESSES if fault in DATA_LOST else 0

@@ -8,11 +8,8 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +22,8 @@ from tnm.circuit import CircuitBackendError, CircuitBreaker, CircuitOpenError, C
 from tnm.circuit_cli import cli
 
 from ..redis_topologies import Cluster, SentinelSet, TLSServer
-from .helpers import wait_for
+from .helpers import traffic, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICES = [f"svc-{n}" for n in range(12)]  # spread over every master's slots
 POLICY = ServicePolicy(max_failures=2, window_seconds=60, open_seconds=60)
 
@@ -106,12 +102,6 @@ def _exercise(url: str, namespace: str) -> None:
         other.close()
 
 
-def _traffic(url: str, namespace: str, seconds: float) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "tests.redis.fault_worker", url, namespace, str(seconds)]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-
-
 def _failover_with_traffic(url: str, namespace: str, kill: Any, promoted: Any) -> None:
     """Two processes run traffic while the primary holding the state is killed: no caller
     sees an error, the forced-open service never runs, and the state replicated before the
@@ -122,11 +112,7 @@ def _failover_with_traffic(url: str, namespace: str, kill: Any, promoted: Any) -
         ops.record_failure("down", "down")
     ops.close()
     time.sleep(0.2)  # let replication carry the writes (WAIT is not available to the breaker)
-    workers = [_traffic(url, namespace, 12.0) for _ in range(2)]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None
-            assert worker.stdout.readline().strip() == "ready"
+    with traffic(url, namespace, 12.0, 2) as running:
         kill()
         assert wait_for(promoted, 20), "no replica was promoted"
         deadline = time.monotonic() + 10
@@ -142,16 +128,7 @@ def _failover_with_traffic(url: str, namespace: str, kill: Any, promoted: Any) -
             tripper.record_failure("tripped", "down")
         tripped_at = time.time()
         tripper.close()
-        results = []
-        for worker in workers:
-            assert worker.stdout is not None
-            results.append(json.loads(worker.stdout.readline()))
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait(10)
-            if worker.stdout is not None:
-                worker.stdout.close()
+        results = running.results()
     print(results)
     for result in results:
         assert result["foreign"] == [], result

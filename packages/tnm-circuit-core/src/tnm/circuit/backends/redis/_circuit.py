@@ -256,27 +256,30 @@ class RedisCircuit:
             if token is not None and token > 0:
                 self.on_release(token)
 
-    def on_success(self, token: int) -> None:
+    def _settled_success(self, token: int) -> bool:
+        """Count a success; True if the store has nothing to learn from it (closed, clean)."""
         self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
             if self._listeners.success_callbacks:
                 self._notify(EventKind.SUCCESS, [])
-            return
-        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if self.run("success", token, kind=kind) is None:
-            self.fallback.on_success(token)
-            self.copy_fallback()
+            return True
+        return False
+
+    def _alone_success(self, token: int) -> None:
+        self.fallback.on_success(token)
+        self.copy_fallback()
+
+    def on_success(self, token: int) -> None:
+        if not self._settled_success(token):
+            kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+            if self.run("success", token, kind=kind) is None:
+                self._alone_success(token)
 
     async def aon_success(self, token: int) -> None:
-        self.successes.increment()
-        if not token and not self.dirty and self.state is CLOSED:
-            if self._listeners.success_callbacks:
-                self._notify(EventKind.SUCCESS, [])
-            return
-        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if await self.arun("success", token, kind=kind) is None:
-            self.fallback.on_success(token)
-            self.copy_fallback()
+        if not self._settled_success(token):
+            kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+            if await self.arun("success", token, kind=kind) is None:
+                self._alone_success(token)
 
     def on_failure(self, token: int, reason: str) -> None:
         if self.run("failure", token, reason, EventKind.FAILURE) is None:

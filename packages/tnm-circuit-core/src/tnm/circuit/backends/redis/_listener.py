@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._clients import STORAGE_ERRORS
 from ._script import BadReply, Probe, parse_message
+from ._worker import Worker
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
@@ -26,25 +27,13 @@ FUTURE_TOLERANCE_MS = 5000.0
 """A notice stamped later than this beyond the server's current time is forged or corrupt."""
 
 
-class Listener:
+class Listener(Worker):
+    thread_name = "tnm-circuit-listener"
+
     def __init__(self, backend: RedisBackend) -> None:
+        super().__init__()
         self.backend = backend
         self.subscribed = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tnm-circuit-listener", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=timeout)
 
     def on_message(self, data: Any) -> None:
         backend = self.backend

@@ -32,6 +32,7 @@ from redis.exceptions import ResponseError
 
 from ._clients import STORAGE_ERRORS, is_cluster
 from ._script import BadReply, Reply, decode, eval_many
+from ._worker import Worker
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
@@ -44,8 +45,11 @@ def _is_data_error(exc: Exception) -> bool:
     return isinstance(exc, ResponseError) and not str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN"))
 
 
-class Refresher:
+class Refresher(Worker):
+    thread_name = "tnm-circuit-refresher"
+
     def __init__(self, backend: RedisBackend) -> None:
+        super().__init__()
         self.backend = backend
         self.epoch: str | None = None
         self.forced: dict[str, str] = {}
@@ -56,22 +60,12 @@ class Refresher:
         self._full_needed = True
         self._changes_seen: bytes | None = None
         self._next_full = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tnm-circuit-refresher", daemon=True)
-        self._thread.start()
+    def _wake_up(self) -> None:
+        self._wake.set()
 
     def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=timeout)
+        super().stop(timeout)
         self._run_tasks()
 
     def submit(self, task: Callable[[], object]) -> None:
