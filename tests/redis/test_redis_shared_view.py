@@ -4,6 +4,7 @@ cancellation and data loss (one breaker per simulated process, on a real redis-s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -607,3 +608,101 @@ class TestAccessControl:
             app.close()
             other.close()
             admin.execute_command("ACL", "DELUSER", "minimal")
+
+
+class TestReviewedEdges:
+    def test_a_failed_restore_is_tried_again(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """After a data loss, a forced-open circuit whose restore failed once is restored next round."""
+        app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
+        make_redis_breaker().force_open("pg", "failover")
+        assert wait_for(lambda: "pg" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
+        backend = app.backend
+        original = backend.restore_forced  # type: ignore[attr-defined]
+        failures = [redis.TimeoutError("injected")]
+
+        def flaky(service: str, reason: str) -> None:
+            if failures:
+                raise failures.pop()
+            original(service, reason)
+
+        monkeypatch.setattr(backend, "restore_forced", flaky)
+        redis_server.client().flushall()
+        assert wait_for(lambda: make_redis_breaker().state("pg").state is CircuitState.FORCED_OPEN, 5)
+        assert failures == []
+
+    def test_a_bad_side_key_keeps_the_stored_state(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A garbage permits key next to a valid forced-open state does not rewrite that state from an
+        older view: the circuit stays forced open for everyone."""
+        stale = make_redis_breaker()
+        stale.execute("svc", lambda: 1)  # its last good view: closed
+        make_redis_breaker().force_open("svc", "maintenance")
+        keys = stale.backend.keys.for_service("svc")  # type: ignore[attr-defined]
+        redis_server.client().set(keys[2], "garbage")
+        assert stale.state("svc").state is CircuitState.FORCED_OPEN
+        assert make_redis_breaker().state("svc").state is CircuitState.FORCED_OPEN
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+    def test_non_finite_numbers_are_repaired(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer, value: str
+    ) -> None:
+        """An open-until of nan or inf is corrupt data: repaired, not an endless open circuit or an outage."""
+        app = make_redis_breaker(max_failures=1, open_seconds=10, half_open_max_calls=1)
+        app.record_failure("svc", "down")
+        key = app.backend.keys.for_service("svc")[0]  # type: ignore[attr-defined]
+        redis_server.client().hset(key, mapping={"s": "half_open", "ou": value})
+        fresh = make_redis_breaker(max_failures=1, open_seconds=10, half_open_max_calls=1)
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock.advance(10)
+        assert fresh.execute("svc", lambda: "trial") == "trial"
+        assert not fresh.backend.degraded  # type: ignore[attr-defined]
+        assert fresh.state("svc").trials_in_flight == 0
+
+    def test_a_namespace_key_of_the_wrong_type_is_removed(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A hash where the epoch belongs is removed with a warning; the process stays shared."""
+        app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
+        admin = redis_server.client()
+        admin.delete("test:circuit:epoch")
+        admin.hset("test:circuit:epoch", "x", "y")
+        time.sleep(0.3)  # a few refresh rounds meet it
+        assert not app.backend.degraded  # type: ignore[attr-defined]
+        assert admin.type("test:circuit:epoch") == b"string"
+
+    def test_cancelled_trial_outcome_returns_the_permit(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A trial whose caller is cancelled while its outcome is being recorded still reports it."""
+        policy = {"max_failures": 1, "open_seconds": 1, "half_open_max_calls": 1, "trial_timeout_seconds": 20}
+        app = make_redis_breaker(**policy)
+        other = make_redis_breaker(**policy)
+        app.record_failure("svc", "down")
+        clock: ManualClock = app.clock  # type: ignore[assignment]
+        clock.advance(1)
+
+        async def main() -> None:
+            started = asyncio.Event()
+
+            async def trial() -> int:
+                started.set()
+                await asyncio.sleep(0.05)
+                return 1
+
+            task = asyncio.create_task(app.execute_async("svc", trial))
+            await asyncio.wait_for(started.wait(), 5)
+            threading.Thread(
+                target=lambda: redis_server.client().execute_command("CLIENT", "PAUSE", 300)
+            ).start()
+            await asyncio.sleep(0.1)  # the trial's success is being recorded on the paused server
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.5)  # the shielded report lands after the pause
+            await app.aclose()
+
+        asyncio.run(main())
+        assert wait_for(lambda: other.state("svc").state is CircuitState.CLOSED, 3)

@@ -68,15 +68,20 @@ local token = tonumber(ARGV[14]) or 0
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
 -- the caller's last good state, and the reply says so.
+-- Only an unreadable state hash takes the caller's last good state; a bad failures or
+-- permits key is just emptied (the state it sits beside is still the truth).
 local repaired = 0
+local state_lost = false
 local function keep_type(key, want)
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then
     redis.call('DEL', key)
     repaired = 1
+    return false
   end
+  return true
 end
-keep_type(state_key, 'hash')
+if not keep_type(state_key, 'hash') then state_lost = true end
 keep_type(failures_key, 'zset')
 keep_type(permits_key, 'zset')
 
@@ -84,17 +89,23 @@ local STATES = {closed = true, open = true, half_open = true, forced_open = true
 local function is_int_or_nil(v)
   return v == false or v == nil or (tonumber(v) ~= nil and string.match(v, '^%-?%d+$') ~= nil)
 end
+local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
+  local n = tonumber(v)
+  return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
+end
 local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v')
-if (h[1] and not STATES[h[1]]) or (h[2] and not tonumber(h[2])) or not is_int_or_nil(h[3])
-    or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not tonumber(h[6]))
+if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_nil(h[3])
+    or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
+    or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
     or not is_int_or_nil(h[9]) or not is_int_or_nil(h[10]) or not is_int_or_nil(h[11]) then
   redis.call('DEL', state_key)
   h = {}
   repaired = 1
+  state_lost = true
 end
 local state = h[1] or 'closed'
 local open_until = tonumber(h[2]) or 0
-if repaired == 1 and STATES[ARGV[16]] then
+if state_lost and STATES[ARGV[16]] then
   state = ARGV[16]
   open_until = tonumber(ARGV[17]) or 0
   if state == 'forced_open' then open_until = -1 end
@@ -246,6 +257,8 @@ if changed or repaired == 1 or permits ~= permits_before
     or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
-  if KEYS[4] then redis.call('INCR', KEYS[4]) end
+  if KEYS[4] and type(redis.pcall('INCR', KEYS[4])) == 'table' then
+    redis.call('SET', KEYS[4], 1)  -- not a counter any more: start it again
+  end
 end
 return reply

@@ -24,7 +24,7 @@ from ._health import StorageHealth
 from ._keys import Keys
 from ._listener import Listener
 from ._refresher import Refresher
-from ._script import SCRIPT, Reply, decode, eval_script
+from ._script import SCRIPT, BadReply, Reply, decode, eval_script
 from ._urls import Secrets, check_url, parse_target, redact_url, url_secrets
 
 __all__ = ["RedisBackend"]
@@ -35,7 +35,11 @@ _STORAGE_MODES = ("local", "reject", "raise")
 def _client_secrets(client: Any) -> list[str]:
     """Passwords inside a ready client's connection settings (to keep them out of messages)."""
     found: list[str] = []
-    for candidate in (client, getattr(client, "connection_pool", None)):
+    for candidate in (
+        client,
+        getattr(client, "connection_pool", None),
+        getattr(client, "nodes_manager", None),
+    ):
         kwargs = getattr(candidate, "connection_kwargs", None)
         if isinstance(kwargs, dict):
             found += [v for k, v in kwargs.items() if "password" in k and isinstance(v, str)]
@@ -322,7 +326,7 @@ class RedisBackend:
                 if circuit is None:
                     circuit = RedisCircuit(self, service, policy)
                     if self.health.degraded:
-                        circuit.copy_fallback()
+                        circuit.start_alone()
                     self.circuits[service] = circuit
         return circuit
 
@@ -371,7 +375,10 @@ class RedisBackend:
         """Force ``service`` open again after a data loss (a policy-less handle if not in use here)."""
         circuit = self.circuits.get(service) or RedisCircuit(self, service, ServicePolicy())
         raw = eval_script(self.client(), circuit.keys, circuit.script_args("force_open", reason=reason))
-        circuit.apply(Reply.parse(raw))
+        try:
+            circuit.apply(Reply.parse(raw))
+        except BadReply as exc:
+            self.health.bad_data(service, str(exc))
         self.client().hset(self.keys.forced, service, reason)
 
     # -- failures and background work ----------------------------------------------------------

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..._counter import AtomicCounter
@@ -73,6 +75,7 @@ class RedisCircuit:
         self._reopenings = 0
         self._permits = 0
         self._good: tuple[str, str] = ("", "")  # last valid (state, open_until ms): repairs start there
+        self._news_lock = threading.Lock()
         self._shown_max_failures = policy.max_failures
         self._shown_window = policy.window_seconds
         self.successes = AtomicCounter()
@@ -97,12 +100,32 @@ class RedisCircuit:
         permits: int,
         earliest_permit_ms: float | None,
         version: int,
+    ) -> bool:
+        """Update the mirror from a script reply or a published notice (newest wins).
+
+        Returns False (and changes nothing) for news older than what the mirror holds.
+        The listener, the refresher and callers may bring news at once: the check and
+        the writes are one step under the circuit's news lock (never taken on the call
+        path's reads).
+        """
+        with self._news_lock:
+            seen = (now_ms, version)
+            if seen < self._seen:
+                return False
+            self._seen = seen
+            self._write(state, open_until_ms, failures, now_ms, permits, earliest_permit_ms)
+            return True
+
+    def _write(
+        self,
+        state: CircuitState,
+        open_until_ms: float,
+        failures: int,
+        now_ms: float,
+        permits: int,
+        earliest_permit_ms: float | None,
     ) -> None:
-        """Update the mirror from a script reply or a published notice (newest wins)."""
-        seen = (now_ms, version)
-        if seen < self._seen:
-            return
-        self._seen = seen
+        self._good = (state.value, str(int(open_until_ms)))
         self._failures = failures
         self._permits = permits
         if state is OPEN:
@@ -126,7 +149,7 @@ class RedisCircuit:
         notice of that change reached the mirror first.
         """
         self._backend.saw_server_time(reply.now_ms)
-        self.mirror(
+        accepted = self.mirror(
             reply.state,
             reply.open_until_ms,
             reply.failures,
@@ -135,11 +158,11 @@ class RedisCircuit:
             reply.earliest_permit_ms,
             reply.version,
         )
-        self._reopenings = reply.reopenings
-        self._last = reply.last
-        self._shown_max_failures = reply.max_failures
-        self._shown_window = reply.window_seconds
-        self._good = (reply.state.value, str(int(reply.open_until_ms)))
+        if accepted:
+            self._reopenings = reply.reopenings
+            self._last = reply.last
+            self._shown_max_failures = reply.max_failures
+            self._shown_window = reply.window_seconds
         if reply.repaired:
             self._health.bad_data(
                 self.service, "stored state was unreadable; rewritten from the last good one"
@@ -149,9 +172,18 @@ class RedisCircuit:
     def last_known_reason(self) -> str | None:
         return None if self._last is None else self._last[0]
 
+    def rejoin(self) -> None:
+        """The store is back: a circuit never read (first used during the outage) asks it next."""
+        if self.cold:
+            self.state, self.dirty, self.open_until = OPEN, False, 0.0
+
     def start_alone(self) -> None:
-        """The store is gone: the per-process circuit starts from the last shared state."""
-        if not self.cold:
+        """The store is gone: the per-process circuit starts from the last shared state (or,
+        for a circuit never read, from the fleet's forced-open registry)."""
+        if self.cold:
+            if self.service in self._backend.refresher.forced:
+                self.fallback.assume(FORCED_OPEN, math.inf, 0, None)
+        else:
             now = self._monotonic()
             open_until = self.open_until if self.state is OPEN else 0.0
             last = None
@@ -250,6 +282,14 @@ class RedisCircuit:
             raise
         return self._alone_acquire() if token is None else token
 
+    @staticmethod
+    async def _settle(run: Coroutine[Any, Any, int | None], token: int) -> int | None:
+        """Report a trial's outcome even if the caller is cancelled meanwhile (else its permit
+        would be held until its deadline, rejecting every process's trials)."""
+        if token <= 0:
+            return await run
+        return await asyncio.shield(asyncio.ensure_future(run))
+
     def _return_orphan_permit(self, pending: asyncio.Future[int | None]) -> None:
         if not pending.cancelled() and pending.exception() is None:
             token = pending.result()
@@ -278,7 +318,7 @@ class RedisCircuit:
     async def aon_success(self, token: int) -> None:
         if not self._settled_success(token):
             kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-            if await self.arun("success", token, kind=kind) is None:
+            if await self._settle(self.arun("success", token, kind=kind), token) is None:
                 self._alone_success(token)
 
     def on_failure(self, token: int, reason: str) -> None:
@@ -287,7 +327,7 @@ class RedisCircuit:
             self.copy_fallback()
 
     async def aon_failure(self, token: int, reason: str) -> None:
-        if await self.arun("failure", token, reason, EventKind.FAILURE) is None:
+        if await self._settle(self.arun("failure", token, reason, EventKind.FAILURE), token) is None:
             self.fallback.on_failure(token, reason)
             self.copy_fallback()
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ConnectionError
 
 from ._clients import STORAGE_ERRORS
 from ._script import BadReply, Probe, parse_message
@@ -59,6 +62,27 @@ class Listener(Worker):
                 notice.version,
             )
 
+    def _listen(self, pubsub: Any) -> None:
+        """Apply notices until stopped. A PING every ``refresh_interval`` proves the subscription
+        alive: a connection whose host vanished without closing it (a failover) stays silent
+        forever, and is given up once two PINGs go unanswered."""
+        interval = self.backend.refresh_interval
+        patience = 2 * interval + self.backend.socket_timeout
+        last_pong = next_ping = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_ping:
+                pubsub.ping()
+                next_ping = now + interval
+            message = pubsub.get_message(timeout=min(0.2, interval))
+            kind = None if message is None else message.get("type")
+            if kind == "message":
+                self.on_message(message["data"])
+            elif kind == "pong":
+                last_pong = time.monotonic()
+            elif time.monotonic() - last_pong > patience:
+                raise ConnectionError("no answer on the subscription")
+
     def _loop(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
@@ -71,10 +95,7 @@ class Listener(Worker):
                 # the connection was down) were missed: read every mirror again.
                 self.backend.refresher.resync_soon()
                 backoff = 0.05
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.2)
-                    if message is not None and message.get("type") == "message":
-                        self.on_message(message["data"])
+                self._listen(pubsub)
             except STORAGE_ERRORS:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -28,7 +28,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterError,
+    MasterDownError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from ._clients import STORAGE_ERRORS, is_cluster
 from ._script import BadReply, Reply, decode, eval_many
@@ -41,8 +49,11 @@ __all__ = ["Refresher"]
 
 
 def _is_data_error(exc: Exception) -> bool:
-    """An error about what one command did (a script error), not about reaching the store."""
-    return isinstance(exc, ResponseError) and not str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN"))
+    """An error about what one command did (a script error), not about reaching the store
+    (redis-py strips the error code from the message: the class says it)."""
+    return isinstance(exc, ResponseError) and not isinstance(
+        exc, (ReadOnlyError, BusyLoadingError, MasterDownError, ClusterError, TryAgainError, AskError)
+    )
 
 
 class Refresher(Worker):
@@ -54,6 +65,8 @@ class Refresher(Worker):
         self.epoch: str | None = None
         self.forced: dict[str, str] = {}
         """Forced-open services and reasons, as of the last refresh (survives a data loss)."""
+        self.pending: dict[str, str] = {}
+        """Forced-open circuits to restore after a data loss, until each has been."""
         self.tasks: deque[Callable[[], object]] = deque()
         self._wake = threading.Event()
         self._resync_now = False
@@ -80,7 +93,25 @@ class Refresher(Worker):
 
     # -- one round ------------------------------------------------------------------
 
+    def _repair_namespace_keys(self, client: Any) -> None:
+        """Remove namespace keys of the wrong type (written by someone else), with a warning."""
+        keys = self.backend.keys
+        for key, wanted in ((keys.epoch, "string"), (keys.forced, "hash"), (keys.changes, "string")):
+            found = decode(client.type(key))
+            if found not in (wanted, "none"):
+                client.delete(key)
+                self.backend.health.bad_data(None, f"{key} was a {found}, not a {wanted}; removed")
+
     def check_epoch(self, client: Any) -> bool:
+        try:
+            return self._check_epoch(client)
+        except ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            self._repair_namespace_keys(client)
+            return self._check_epoch(client)
+
+    def _check_epoch(self, client: Any) -> bool:
         """Probe with a write and read the epoch; True if the store lost its data since last time.
 
         Also reads the forced-open registry, the server's time and (one server) the change
@@ -110,21 +141,29 @@ class Refresher(Worker):
         lost = self.epoch is not None and epoch != self.epoch
         self.epoch = epoch
         if lost:
+            # Every circuit the fleet held forced open, until each is restored (a failed
+            # restore is tried again next round: the new epoch no longer says "lost").
+            self.pending.update(self.forced)
             return True
-        self.forced = {decode(k): decode(v) for k, v in forced.items()}
+        if not self.pending:
+            self.forced = {decode(k): decode(v) for k, v in forced.items()}
         return False
 
     def restore_forced(self) -> int:
-        """After a data loss: force open again every circuit the fleet had forced open."""
+        """After a data loss: force open again every circuit the fleet had forced open.
+
+        Raises the store's error if one could not be restored; it stays pending.
+        """
         backend = self.backend
-        wanted = dict(self.forced)
         for name, circuit in list(backend.circuits.items()):
-            if circuit.state.value == "forced_open" and name not in wanted:
-                last = circuit.last_known_reason()
-                wanted[name] = last or "forced open"
-        for name, reason in wanted.items():
+            if circuit.state.value == "forced_open" and name not in self.pending:
+                self.pending[name] = circuit.last_known_reason() or "forced open"
+        restored = 0
+        for name, reason in list(self.pending.items()):
             backend.restore_forced(name, reason)
-        return len(wanted)
+            del self.pending[name]
+            restored += 1
+        return restored
 
     def read_all(self, client: Any) -> list[tuple[Any, Reply]]:
         """Read every mirrored circuit in one pipeline (``touch``: in-use circuits stay listed)."""
@@ -153,8 +192,14 @@ class Refresher(Worker):
         """One round: probe, detect a data loss, re-read the mirrors if needed; recover if degraded."""
         backend = self.backend
         if self.check_epoch(client):
-            backend.health.data_lost(self.restore_forced())
             self._full_needed = True
+            lost = True
+        else:
+            lost = False
+        if lost or self.pending:
+            restored = self.restore_forced()
+            if lost:
+                backend.health.data_lost(restored)
         now = time.monotonic()
         if not (self._full_needed or backend.health.degraded or now >= self._next_full):
             return
@@ -169,6 +214,8 @@ class Refresher(Worker):
         backend.health.recover()  # before applying: mirrors then follow Redis again
         for circuit, reply in parsed:
             circuit.apply(reply)
+        for circuit in list(backend.circuits.values()):
+            circuit.rejoin()  # one first used during the outage asks Redis on its next call
 
     def refresh(self) -> None:
         try:

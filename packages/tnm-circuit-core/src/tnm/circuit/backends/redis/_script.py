@@ -195,12 +195,20 @@ def eval_many(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]])
     slot that moved, a node that failed) are run again one by one, which re-sends the
     script or follows the cluster's redirect.
     """
-    results = _by_node(client, calls) if is_cluster(client) else _pipeline(client, calls)
+    cluster = is_cluster(client)
+    results = _by_node(client, calls) if cluster else _pipeline(client, calls)
+    unreachable: dict[str, Exception] = {}  # node -> its error: its other calls are not retried
     for index, reply in enumerate(results):
         if reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS)):
             keys, args = calls[index]
+            node = client.get_node_from_key(keys[0]).name if cluster else ""
+            if node in unreachable:
+                results[index] = unreachable[node]
+                continue
             try:
                 results[index] = eval_script(client, keys, args)
             except STORAGE_ERRORS as exc:
                 results[index] = exc
+                if not isinstance(exc, ResponseError):
+                    unreachable[node] = exc  # a lost connection: each retry would wait as long
     return results

@@ -88,15 +88,15 @@ class Target:
 
     kind: str
     """``"single"``, ``"cluster"`` or ``"sentinel"``."""
-    url: str
+    url: str = field(repr=False)
     nodes: tuple[tuple[str, int], ...] = ()
     """Cluster startup nodes or sentinels."""
     master: str = ""
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     ssl: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
     """redis-py connection options from the query string (already converted)."""
 
 
