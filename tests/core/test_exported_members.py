@@ -66,3 +66,35 @@ def test_tnm_is_a_namespace_package() -> None:
     import tnm
 
     assert getattr(tnm, "__file__", None) is None
+
+
+def test_testing_exports_are_exact() -> None:
+    """tnm.circuit.testing exports exactly its helpers, and every helper it defines is exported."""
+    import tnm.circuit.testing as testing
+
+    assert sorted(testing.__all__) == [
+        "ManualClock",
+        "capture_events",
+        "fake_redis_breaker",
+        "half_open",
+        "trip",
+    ]
+    defined = {
+        name
+        for name, value in vars(testing).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == testing.__name__
+    }
+    assert defined == set(testing.__all__)
+
+
+def test_pytest_plugin_exports_its_fixtures() -> None:
+    """The pytest plugin's public names are exactly its three fixtures."""
+    import tnm.circuit_pytest as plugin
+
+    assert sorted(plugin.__all__) == ["circuit_clock", "circuit_events", "make_breaker"]
+    defined = {
+        name
+        for name, value in vars(plugin).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == plugin.__name__
+    }
+    assert defined == set(plugin.__all__)
