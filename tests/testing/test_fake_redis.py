@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 
 import fakeredis
@@ -175,3 +177,17 @@ class TestArguments:
         monkeypatch.delitem(sys.modules, "tnm.circuit._fake_redis")
         with pytest.raises(ImportError, match=r"pip install 'tnm-circuit-core\[testing\]'"):
             fake_redis_breaker()
+
+
+class TestLifetime:
+    def test_a_closed_breakers_fake_server_is_freed(self) -> None:
+        """Once its breakers are closed and dropped, a fake server is garbage, not kept by the helper."""
+        server = fakeredis.FakeServer()
+        alive = weakref.ref(server)
+        breaker = fake_redis_breaker(server=server, default_policy=POLICY)
+        breaker.record_failure("payments", "x")
+        asyncio.run(breaker.execute_async("payments", asyncio.sleep, 0))
+        breaker.close()
+        del breaker, server
+        gc.collect()
+        assert alive() is None

@@ -70,6 +70,18 @@ class TestRegistration:
         result = pytester.runpytest_subprocess(*OPTIONS)
         assert outcomes(result) == {"passed": 2}, result.stdout.str()
 
+    def test_the_plugin_can_be_turned_off(self, pytester: pytest.Pytester) -> None:
+        """With -p no:tnm_circuit the fixtures are gone, as with any pytest plugin."""
+        pytester.makepyfile(
+            """
+            def test_uses_a_fixture(circuit_clock):
+                pass
+            """
+        )
+        result = pytester.runpytest(*OPTIONS, "-p", "no:tnm_circuit")
+        assert outcomes(result) == {"errors": 1}, result.stdout.str()
+        result.stdout.fnmatch_lines(["*fixture 'circuit_clock' not found*"])
+
 
 class TestFixtures:
     def test_each_fixture_in_a_users_test(self, pytester: pytest.Pytester) -> None:
@@ -98,6 +110,10 @@ class TestFixtures:
             def test_the_breaker_was_closed():
                 assert MADE and not MADE[0].initialized
 
+            def test_a_clock_of_its_own(make_breaker, circuit_clock):
+                own = ManualClock()
+                assert make_breaker(clock=own).clock is own
+
             def test_events_of_every_breaker(make_breaker, circuit_events):
                 a = make_breaker(default_policy=ServicePolicy(max_failures=1))
                 b = make_breaker("local", service_policies={"search": ServicePolicy(max_failures=5)})
@@ -112,7 +128,7 @@ class TestFixtures:
             """
         )
         result = pytester.runpytest(*OPTIONS)
-        assert outcomes(result) == {"passed": 4}, result.stdout.str()
+        assert outcomes(result) == {"passed": 5}, result.stdout.str()
 
     def test_two_shared_breakers_are_two_processes(self, pytester: pytest.Pytester) -> None:
         """With shared=True a trip through one breaker is seen at once by another, on circuit_clock."""

@@ -70,8 +70,8 @@ _OWN_ARGUMENTS = ("backend", "redis_url", "client", "async_client")
 class _Hub:
     """The subscribers of one fake server, and the markers that tell when they caught up."""
 
-    def __init__(self, server: FakeServer) -> None:
-        self.publisher = fakeredis.FakeRedis(server=server)
+    def __init__(self) -> None:
+        # No reference to the server: the hubs are kept per server in a weak mapping.
         self.cond = threading.Condition()
         self.sent = 0
         self.subscribers: set[_PubSub] = set()
@@ -93,8 +93,11 @@ class _Hub:
                 pubsub.seen = number
                 self.cond.notify_all()
 
-    def barrier(self) -> None:
-        """Return once every listener applied what was published before now (bounded)."""
+    def barrier(self, publisher: Any) -> None:
+        """Return once every listener applied what was published before now (bounded).
+
+        ``publisher`` is the caller's sync client, on the hub's server.
+        """
         with self.cond:
             if not self.subscribers:
                 return
@@ -104,7 +107,7 @@ class _Hub:
             marker = _MARKER + str(number).encode()
             try:
                 for channel in channels:
-                    self.publisher.publish(channel, marker)
+                    publisher.publish(channel, marker)
             except RedisError:
                 return  # the test took the fake server down: the backend sees to that
             self.cond.wait_for(
@@ -126,7 +129,7 @@ def _hub(server: FakeServer) -> _Hub:
     with _hubs_lock:
         hub = _hubs.get(server)
         if hub is None:
-            hub = _hubs[server] = _Hub(server)
+            hub = _hubs[server] = _Hub()
         return hub
 
 
@@ -198,12 +201,12 @@ class FakeClient:
 
     def evalsha(self, *args: Any) -> Any:
         result = self._inner.evalsha(*args)
-        self._hub.barrier()
+        self._hub.barrier(self._inner)
         return result
 
     def eval(self, *args: Any) -> Any:
         result = self._inner.eval(*args)
-        self._hub.barrier()
+        self._hub.barrier(self._inner)
         return result
 
     def pubsub(self, **kwargs: Any) -> _PubSub:
@@ -216,6 +219,7 @@ class FakeAsyncClient:
     def __init__(self, server: FakeServer) -> None:
         self._server = server
         self._hub = _hub(server)
+        self._publisher = fakeredis.FakeRedis(server=server)  # markers go out from a thread
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -238,13 +242,13 @@ class FakeAsyncClient:
     async def evalsha(self, *args: Any) -> Any:
         result = await self._client().evalsha(*args)
         if self._hub.subscribers:
-            await asyncio.to_thread(self._hub.barrier)  # never blocks the loop
+            await asyncio.to_thread(self._hub.barrier, self._publisher)  # never blocks the loop
         return result
 
     async def eval(self, *args: Any) -> Any:
         result = await self._client().eval(*args)
         if self._hub.subscribers:
-            await asyncio.to_thread(self._hub.barrier)
+            await asyncio.to_thread(self._hub.barrier, self._publisher)
         return result
 
 
