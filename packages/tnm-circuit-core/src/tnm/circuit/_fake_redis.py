@@ -2,8 +2,7 @@
 
 The backend runs unchanged, with its real Lua script: it is given ready fakeredis
 clients (``client=``, ``async_client=``), the way an application may give it redis-py
-clients. Two things differ from a real server, both handled here and never in the
-backend:
+clients. What differs from a real server is handled here, never in the backend:
 
 * **Notices arrive before the call returns.** On a real server another process hears
   of a change within about a millisecond, on its listener thread. A test cannot wait
@@ -12,8 +11,8 @@ backend:
   only once each of those listeners has asked for its next message after the marker,
   that is, once it has applied everything published before it. So a trip made
   through one breaker is in every other breaker's mirror when the call that made it
-  returns. The same holds for ``initialize``: it returns once the listener subscribed.
-* **close() is quick.** A listener waits for messages in slices of 20 ms here, so
+  returns. ``fake_redis_breaker`` itself returns once its listener subscribed.
+* **close() is quick.** A listener waits for messages in slices of 5 ms here, so
   closing a breaker takes about that, not the listener's whole poll interval.
 * **One async client per event loop.** fakeredis async connections belong to the loop
   that made them; the backend uses the one client it is given on every loop, so the
@@ -57,7 +56,7 @@ __all__ = ["BARRIER_TIMEOUT", "FakeAsyncClient", "FakeClient", "fake_redis_break
 BARRIER_TIMEOUT = 5.0
 """Seconds a call waits at most for the other breakers' listeners to hear of its change."""
 
-_POLL_SLICE = 0.02
+_POLL_SLICE = 0.005
 """Seconds a listener's wait for a message lasts at most here."""
 
 _MARKER = b"\x00tnm-circuit-testing-barrier:"
@@ -93,16 +92,18 @@ class _Hub:
                 pubsub.seen = number
                 self.cond.notify_all()
 
-    def barrier(self, publisher: Any) -> None:
-        """Return once every listener applied what was published before now (bounded).
+    def barrier(self, publisher: Any, owner: FakeClient) -> None:
+        """Return once every other breaker's listener applied what was published before now (bounded).
 
-        ``publisher`` is the caller's sync client, on the hub's server.
+        ``publisher`` is the caller's sync client, on the hub's server. The listener of
+        the caller's own breaker (``owner``) is not waited for: that breaker applies the
+        script's reply itself, and the same notice later changes nothing.
         """
         with self.cond:
-            if not self.subscribers:
+            waiting = {p for p in self.subscribers if p.owner is not owner}
+            if not waiting:
                 return
             number = self.sent = next(self._numbers)
-            waiting = set(self.subscribers)
             channels = set().union(*(p.channels for p in waiting))
             marker = _MARKER + str(number).encode()
             try:
@@ -150,10 +151,10 @@ class _PubSub:
     marker read here means every notice before it was applied.
     """
 
-    def __init__(self, inner: Any, hub: _Hub, on_subscribed: threading.Event) -> None:
+    def __init__(self, inner: Any, hub: _Hub, owner: FakeClient) -> None:
         self._inner = inner
         self._hub = hub
-        self._on_subscribed = on_subscribed
+        self.owner = owner
         self.channels: set[Any] = set()
         self.seen = 0
 
@@ -164,14 +165,14 @@ class _PubSub:
         result = self._inner.subscribe(*channels, **handlers)
         self.channels.update(channels, handlers)
         self._hub.join(self)
-        self._on_subscribed.set()
+        self.owner.subscribed.set()
         return result
 
-    def get_message(self, *args: Any, timeout: float = 0.0, **kwargs: Any) -> Any:
+    def get_message(self, *args: Any, timeout: float | None = 0.0, **kwargs: Any) -> Any:
         # Waits in short slices (a listener asks again after an empty answer): a
         # breaker's close() then returns within one slice instead of the listener's
         # whole poll interval, which adds up over a test suite.
-        timeout = min(timeout, _POLL_SLICE)
+        timeout = _POLL_SLICE if timeout is None else min(timeout, _POLL_SLICE)
         while True:
             message = self._inner.get_message(*args, timeout=timeout, **kwargs)
             data = None if message is None else message.get("data")
@@ -201,25 +202,32 @@ class FakeClient:
 
     def evalsha(self, *args: Any) -> Any:
         result = self._inner.evalsha(*args)
-        self._hub.barrier(self._inner)
+        self.barrier()
         return result
 
     def eval(self, *args: Any) -> Any:
         result = self._inner.eval(*args)
-        self._hub.barrier(self._inner)
+        self.barrier()
         return result
 
+    def barrier(self) -> None:
+        self._hub.barrier(self._inner, self)
+
     def pubsub(self, **kwargs: Any) -> _PubSub:
-        return _PubSub(self._inner.pubsub(**kwargs), self._hub, self.subscribed)
+        return _PubSub(self._inner.pubsub(**kwargs), self._hub, self)
 
 
 class FakeAsyncClient:
-    """Async script runs on the same fake server: one fakeredis client per running loop."""
+    """Async script runs on the same fake server: one fakeredis client per running loop.
 
-    def __init__(self, server: FakeServer) -> None:
+    ``owner`` is the breaker's sync ``FakeClient``: markers go out through it, from a
+    worker thread, so that waiting for the listeners never blocks the loop.
+    """
+
+    def __init__(self, server: FakeServer, owner: FakeClient) -> None:
         self._server = server
         self._hub = _hub(server)
-        self._publisher = fakeredis.FakeRedis(server=server)  # markers go out from a thread
+        self._owner = owner
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -241,15 +249,17 @@ class FakeAsyncClient:
 
     async def evalsha(self, *args: Any) -> Any:
         result = await self._client().evalsha(*args)
-        if self._hub.subscribers:
-            await asyncio.to_thread(self._hub.barrier, self._publisher)  # never blocks the loop
+        await self._barrier()
         return result
 
     async def eval(self, *args: Any) -> Any:
         result = await self._client().eval(*args)
-        if self._hub.subscribers:
-            await asyncio.to_thread(self._hub.barrier, self._publisher)
+        await self._barrier()
         return result
+
+    async def _barrier(self) -> None:
+        if any(p.owner is not self._owner for p in list(self._hub.subscribers)):
+            await asyncio.to_thread(self._owner.barrier)
 
 
 def new_server() -> FakeServer:
@@ -269,7 +279,7 @@ def fake_redis_breaker(*, server: FakeServer | None = None, **kwargs: Any) -> Ci
     elif not isinstance(server, fakeredis.FakeServer):
         raise InvalidConfigError("server", f"must be a fakeredis.FakeServer, got {server!r}")
     client = FakeClient(server)
-    breaker = CircuitBreaker("redis", client=client, async_client=FakeAsyncClient(server), **kwargs)
+    breaker = CircuitBreaker("redis", client=client, async_client=FakeAsyncClient(server, client), **kwargs)
     breaker.initialize()
     if not client.subscribed.wait(BARRIER_TIMEOUT):
         breaker.close()
