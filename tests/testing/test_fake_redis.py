@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -18,6 +20,7 @@ from tnm.circuit import (
     EventKind,
     InvalidConfigError,
     ServicePolicy,
+    _fake_redis,
 )
 from tnm.circuit.testing import ManualClock, capture_events, fake_redis_breaker, half_open, trip
 
@@ -56,6 +59,27 @@ class TestSharedState:
                 worker.execute("payments", lambda: "ok")
             web.reset("payments")
             assert worker.execute("payments", lambda r=round_: r) == round_
+
+    def test_a_breaker_initialized_again_hears_at_once(
+        self, processes: Callable[..., CircuitBreaker], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Closed and initialized again (an app's shutdown, startup), a breaker sees the next trip at once."""
+        api, worker = processes(), processes()
+        subscribe = _fake_redis._PubSub.subscribe
+
+        def slow_subscribe(self: Any, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.05)  # a listener thread slow to start, as on a busy machine
+            return subscribe(self, *args, **kwargs)
+
+        monkeypatch.setattr(_fake_redis._PubSub, "subscribe", slow_subscribe)
+        for _ in range(5):
+            api.close()
+            api.initialize()  # starts its listener again, which subscribes on its own thread
+            assert api.execute("payments", lambda: "ok") == "ok"
+            trip(worker, "payments")
+            with pytest.raises(CircuitOpenError):
+                api.execute("payments", lambda: "ok")
+            worker.reset("payments")
 
     def test_trial_permits_are_shared(self, processes: Callable[..., CircuitBreaker]) -> None:
         """In half-open, a trial permit taken by one breaker is seen as taken by the other."""

@@ -11,7 +11,9 @@ clients. What differs from a real server is handled here, never in the backend:
   only once each of those listeners has asked for its next message after the marker,
   that is, once it has applied everything published before it. So a trip made
   through one breaker is in every other breaker's mirror when the call that made it
-  returns. ``fake_redis_breaker`` itself returns once its listener subscribed.
+  returns. ``fake_redis_breaker`` itself returns once its listener subscribed, and a
+  breaker initialized again after ``close()`` (an app's shutdown, then startup) is
+  waited for until its listener subscribed again.
 * **close() is quick.** A listener waits for messages in slices of 5 ms here, so
   closing a breaker takes about that, not the listener's whole poll interval.
 * **One async client per event loop.** fakeredis async connections belong to the loop
@@ -74,12 +76,23 @@ class _Hub:
         self.cond = threading.Condition()
         self.sent = 0
         self.subscribers: set[_PubSub] = set()
+        self.expected: set[FakeClient] = set()
+        """Clients whose breaker restarts its listener (used again after close()): not subscribed yet."""
         self._numbers = itertools.count(1)
 
     def join(self, pubsub: _PubSub) -> None:
         with self.cond:
             pubsub.seen = self.sent  # markers sent before it subscribed never reach it
             self.subscribers.add(pubsub)
+            pubsub.owner.listened = True
+            self.expected.discard(pubsub.owner)
+            self.cond.notify_all()
+
+    def expect(self, owner: FakeClient) -> None:
+        """``owner`` sends a command: if its listener stopped, the backend is starting it again."""
+        with self.cond:
+            if owner.listened and not any(p.owner is owner for p in self.subscribers):
+                self.expected.add(owner)
 
     def leave(self, pubsub: _PubSub) -> None:
         with self.cond:
@@ -100,6 +113,8 @@ class _Hub:
         script's reply itself, and the same notice later changes nothing.
         """
         with self.cond:
+            if not self.cond.wait_for(lambda: self.expected <= {owner}, timeout=BARRIER_TIMEOUT):
+                self.expected &= {owner}  # they did not subscribe in time: wait no more for them
             waiting = {p for p in self.subscribers if p.owner is not owner}
             if not waiting:
                 return
@@ -120,6 +135,7 @@ class _Hub:
         """In a forked child: the parent's listener threads do not exist here."""
         self.cond = threading.Condition()
         self.subscribers = set()
+        self.expected = set()
 
 
 _hubs: weakref.WeakKeyDictionary[FakeServer, _Hub] = weakref.WeakKeyDictionary()
@@ -193,6 +209,7 @@ class FakeClient:
         self._inner: Any = fakeredis.FakeRedis(server=server)
         self._hub = _hub(server)
         self.subscribed = threading.Event()
+        self.listened = False  # a listener of this client subscribed once
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -200,12 +217,18 @@ class FakeClient:
     def __repr__(self) -> str:
         return "FakeClient(an in-process fakeredis server)"
 
+    def ping(self, *args: Any, **kwargs: Any) -> Any:
+        self._hub.expect(self)
+        return self._inner.ping(*args, **kwargs)
+
     def evalsha(self, *args: Any) -> Any:
+        self._hub.expect(self)
         result = self._inner.evalsha(*args)
         self.barrier()
         return result
 
     def eval(self, *args: Any) -> Any:
+        self._hub.expect(self)
         result = self._inner.eval(*args)
         self.barrier()
         return result
@@ -248,17 +271,20 @@ class FakeAsyncClient:
             raise AttributeError(name) from None
 
     async def evalsha(self, *args: Any) -> Any:
+        self._hub.expect(self._owner)
         result = await self._client().evalsha(*args)
         await self._barrier()
         return result
 
     async def eval(self, *args: Any) -> Any:
+        self._hub.expect(self._owner)
         result = await self._client().eval(*args)
         await self._barrier()
         return result
 
     async def _barrier(self) -> None:
-        if any(p.owner is not self._owner for p in list(self._hub.subscribers)):
+        hub = self._hub
+        if hub.expected - {self._owner} or any(p.owner is not self._owner for p in list(hub.subscribers)):
             await asyncio.to_thread(self._owner.barrier)
 
 
