@@ -37,25 +37,18 @@ class TestRegistration:
         assert [str(r.marker) for r in fakeredis] == ['extra == "testing"']
         assert fakeredis[0].extras == {"lua"}
 
-    def test_loading_the_plugin_imports_nothing_of_ours(self, pytester: pytest.Pytester) -> None:
-        """A fresh pytest process loads the plugin without importing tnm.circuit or fakeredis."""
+    def test_the_plugin_imports_only_what_a_test_asks_for(self, pytester: pytest.Pytester) -> None:
+        """A fresh pytest process loads the plugin without tnm.circuit or fakeredis, imported when asked."""
         pytester.makepyfile(
-            """
+            test_a_loaded="""
             import sys
 
             def test_loaded_lightly(request):
                 assert request.config.pluginmanager.has_plugin("tnm_circuit")
                 assert "tnm.circuit" not in sys.modules
                 assert "fakeredis" not in sys.modules
-            """
-        )
-        result = pytester.runpytest_subprocess(*OPTIONS)
-        assert outcomes(result) == {"passed": 1}, result.stdout.str()
-
-    def test_fakeredis_is_imported_only_for_shared_breakers(self, pytester: pytest.Pytester) -> None:
-        """A fresh pytest process imports fakeredis at the first make_breaker(shared=True), not before."""
-        pytester.makepyfile(
-            """
+            """,
+            test_b_breakers="""
             import sys
 
             def test_local_first(make_breaker, circuit_events, circuit_clock):
@@ -65,10 +58,10 @@ class TestRegistration:
             def test_then_shared(make_breaker):
                 make_breaker(shared=True).record_failure("svc", "x")
                 assert "fakeredis" in sys.modules
-            """
+            """,
         )
         result = pytester.runpytest_subprocess(*OPTIONS)
-        assert outcomes(result) == {"passed": 2}, result.stdout.str()
+        assert outcomes(result) == {"passed": 3}, result.stdout.str()
 
     def test_the_plugin_can_be_turned_off(self, pytester: pytest.Pytester) -> None:
         """With -p no:tnm_circuit the fixtures are gone, as with any pytest plugin."""
