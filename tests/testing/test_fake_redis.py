@@ -88,6 +88,7 @@ class TestSharedState:
         token = web._circuit("payments").acquire()  # a trial in flight in the "web" process
         assert token > 0
         assert worker.is_available("payments") is False
+        assert worker.state("payments").retry_after == POLICY.trial_timeout_seconds  # the permit's deadline
         with pytest.raises(CircuitOpenError):
             worker.execute("payments", lambda: "ok")
         web._circuit("payments").on_success(token)
