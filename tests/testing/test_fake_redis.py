@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -80,6 +81,30 @@ class TestSharedState:
             with pytest.raises(CircuitOpenError):
                 api.execute("payments", lambda: "ok")
             worker.reset("payments")
+
+    def test_a_stalled_listener_delays_a_call_by_the_bound_only(
+        self, processes: Callable[..., CircuitBreaker], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A listener that does not answer delays each call by the bound, then catches up when it resumes."""
+        monkeypatch.setattr(_fake_redis, "BARRIER_TIMEOUT", 0.2)
+        api, worker = processes(), processes()
+        assert api.execute("payments", lambda: "ok") == "ok"
+        stalled_client, resume = api.backend.client(), threading.Event()  # type: ignore[attr-defined]
+        get_message = _fake_redis._PubSub.get_message
+
+        def stalled(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.owner is stalled_client:
+                resume.wait(30)
+            return get_message(self, *args, **kwargs)
+
+        monkeypatch.setattr(_fake_redis._PubSub, "get_message", stalled)
+        started = time.monotonic()
+        trip(worker, "payments")  # three failures, each waiting at most 0.2 s for the stalled listener
+        assert time.monotonic() - started < 5
+        resume.set()
+        worker.record_failure("payments", "again")  # returns once the resumed listener caught up
+        with pytest.raises(CircuitOpenError):
+            api.execute("payments", lambda: "ok")
 
     def test_trial_permits_are_shared(self, processes: Callable[..., CircuitBreaker]) -> None:
         """In half-open, a trial permit taken by one breaker is seen as taken by the other."""
