@@ -248,7 +248,7 @@ class LocalAndFakeRedisAgree(LocalAndRedisAgree):
         return fake_redis_breaker(clock=self.clock, default_policy=policy, namespace="eq")
 
 
-@pytest.mark.timeout(300)  # about 25 s alone; a busy machine may take several times that
+@pytest.mark.timeout(300)  # about 15 s alone; a busy machine may take several times that
 def test_local_and_fake_redis_agree() -> None:
     """Hypothesis, many more examples in process: the script on fakeredis agrees with the local backend."""
     state_machine = LocalAndFakeRedisAgree.TestCase
