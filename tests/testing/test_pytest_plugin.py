@@ -124,7 +124,7 @@ class TestFixtures:
         assert outcomes(result) == {"passed": 5}, result.stdout.str()
 
     def test_two_shared_breakers_are_two_processes(self, pytester: pytest.Pytester) -> None:
-        """With shared=True a trip through one breaker is seen at once by another, on circuit_clock."""
+        """With shared=True a trip through one breaker, sync or async, is seen at once by another."""
         pytester.makepyfile(
             """
             import pytest
@@ -149,10 +149,23 @@ class TestFixtures:
 
             def test_each_test_has_its_own_fake_server(make_breaker):
                 assert make_breaker(shared=True).state("payments").state is CircuitState.CLOSED
+
+            @pytest.mark.asyncio
+            async def test_async_code_on_shared_breakers(make_breaker):
+                async def charge():
+                    raise ConnectionError("payments-api refused")
+
+                web = make_breaker(shared=True, default_policy=POLICY)
+                worker = make_breaker(shared=True, default_policy=POLICY)
+                for _ in range(3):
+                    with pytest.raises(ConnectionError):
+                        await worker.execute_async("payments", charge)
+                with pytest.raises(CircuitOpenError):
+                    await web.execute_async("payments", charge)
             """
         )
         result = pytester.runpytest(*OPTIONS)
-        assert outcomes(result) == {"passed": 2}, result.stdout.str()
+        assert outcomes(result) == {"passed": 3}, result.stdout.str()
 
     def test_wrong_user_code_fails_readably(self, pytester: pytest.Pytester) -> None:
         """User code that swallows the open circuit fails the test on the user's own assertion."""
