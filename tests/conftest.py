@@ -20,7 +20,11 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def make_breaker(clock: ManualClock) -> Callable[..., CircuitBreaker]:
-    """Build a local breaker on the test's ManualClock; policy fields go to the default policy."""
+    """Build a local breaker on the test's ManualClock; policy fields go to the default policy.
+
+    It shadows the make_breaker fixture of the tnm_circuit pytest plugin (tests/testing
+    proves that one), so this repo's tests keep their shorter, policy-only form.
+    """
 
     def make(service_policies: dict[str, ServicePolicy] | None = None, **policy: Any) -> CircuitBreaker:
         return CircuitBreaker(

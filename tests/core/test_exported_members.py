@@ -46,7 +46,14 @@ PUBLIC_MODULES: dict[str, set[str]] = {
     },
     "tnm.circuit.policies": {"UNSET", "ReturnValuePolicy", "ServicePolicy"},
     "tnm.circuit.state": {"CircuitSnapshot", "CircuitState"},
-    "tnm.circuit.testing": {"ManualClock", "capture_events", "half_open", "mirror_state", "trip"},
+    "tnm.circuit.testing": {
+        "ManualClock",
+        "capture_events",
+        "fake_redis_breaker",
+        "half_open",
+        "mirror_state",
+        "trip",
+    },
     "tnm.circuit.backends": {"Backend", "CircuitHandle", "LocalBackend"},
     "tnm.circuit.backends.base": {"Backend", "CircuitHandle"},
     "tnm.circuit.backends.local": {"LocalBackend", "LocalCircuit"},
@@ -156,3 +163,16 @@ class TestExceptionTree:
         import tnm
 
         assert getattr(tnm, "__file__", None) is None
+
+
+def test_pytest_plugin_exports_its_fixtures() -> None:
+    """The pytest plugin's public names are exactly its three fixtures."""
+    import tnm.circuit_pytest as plugin
+
+    assert sorted(plugin.__all__) == ["circuit_clock", "circuit_events", "make_breaker"]
+    defined = {
+        name
+        for name, value in vars(plugin).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == plugin.__name__
+    }
+    assert defined == set(plugin.__all__)

@@ -13,11 +13,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
 from tnm.circuit.backends import CircuitHandle
-from tnm.circuit.testing import ManualClock
+from tnm.circuit.testing import ManualClock, fake_redis_breaker
 
 from ..redis_server import RedisServer
 
 PROCESSES = 6
+FAKE_EXAMPLES = 300
+"""Examples of the local-versus-Redis machine on fakeredis (in process, so many more than on a server)."""
 
 
 def _handle(breaker: CircuitBreaker, service: str = "svc") -> CircuitHandle:
@@ -151,14 +153,19 @@ class LocalAndRedisAgree(RuleBasedStateMachine):
         )
     )
     def setup(self, policy: ServicePolicy) -> None:
-        self.server.client().flushall()
         self.clock = ManualClock()
         self.local = CircuitBreaker(clock=self.clock, default_policy=policy)
-        self.shared = CircuitBreaker(
+        self.shared = self.make_shared(policy)
+        self.trials: list[tuple[int, int]] = []
+
+    def make_shared(self, policy: ServicePolicy) -> CircuitBreaker:
+        """The Redis-backend breaker under test, on a clean store."""
+        self.server.client().flushall()
+        shared = CircuitBreaker(
             "redis", clock=self.clock, default_policy=policy, redis_url=self.server.url, namespace="eq"
         )
-        self.shared.initialize()
-        self.trials: list[tuple[int, int]] = []
+        shared.initialize()
+        return shared
 
     def teardown(self) -> None:
         if hasattr(self, "shared"):
@@ -237,5 +244,25 @@ def test_local_and_redis_agree(redis_server: RedisServer) -> None:
     state_machine = LocalAndRedisAgree.TestCase
     state_machine.settings = settings(
         max_examples=60, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    state_machine("runTest").runTest()
+
+
+class LocalAndFakeRedisAgree(LocalAndRedisAgree):
+    """The same machine with the Redis backend on fakeredis: the real Lua script, in process."""
+
+    def make_shared(self, policy: ServicePolicy) -> CircuitBreaker:
+        return fake_redis_breaker(clock=self.clock, default_policy=policy, namespace="eq")
+
+
+@pytest.mark.timeout(300)  # about 15 s alone; a busy machine may take several times that
+def test_local_and_fake_redis_agree() -> None:
+    """Hypothesis, many more examples in process: the script on fakeredis agrees with the local backend."""
+    state_machine = LocalAndFakeRedisAgree.TestCase
+    state_machine.settings = settings(
+        max_examples=FAKE_EXAMPLES,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
     )
     state_machine("runTest").runTest()

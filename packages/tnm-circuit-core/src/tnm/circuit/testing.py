@@ -8,6 +8,12 @@ No Redis and no sleeping: build the breaker with a ``ManualClock`` and move time
     clock.advance(breaker.state("payments").retry_after)   # now a trial may run
     with capture_events(breaker) as events:
         ...
+
+``fake_redis_breaker`` builds a breaker on the Redis backend, running its real Lua
+script on an in-process fakeredis server (``pip install 'tnm-circuit-core[testing]'``):
+breakers given the same ``server`` share state as processes sharing one Redis do.
+With pytest, the fixtures ``circuit_clock``, ``make_breaker`` and ``circuit_events``
+are there without an import (see the guide).
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from .breaker import CircuitBreaker
 from .events import CircuitEvent
 from .exceptions import InvalidConfigTypeError
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["ManualClock", "capture_events", "half_open", "mirror_state", "trip"]
+if TYPE_CHECKING:
+    from fakeredis import FakeServer
+
+__all__ = ["ManualClock", "capture_events", "fake_redis_breaker", "half_open", "mirror_state", "trip"]
 
 
 class ManualClock:
@@ -93,3 +103,21 @@ def mirror_state(breaker: CircuitBreaker, service: str) -> CircuitState:
     if handle is None:
         raise LookupError(f"this process has no circuit for {service!r} yet: make a call through it first")
     return handle.state
+
+
+def fake_redis_breaker(*, server: FakeServer | None = None, **kwargs: Any) -> CircuitBreaker:
+    """An initialized ``CircuitBreaker`` on the Redis backend, on an in-process fake Redis.
+
+    The backend and its Lua script run unchanged on a ``fakeredis.FakeServer``: a new
+    one, or ``server`` to share it with other breakers (each then plays one process).
+    Other arguments are those of ``CircuitBreaker`` (``clock``, ``default_policy``,
+    ``namespace``…), without ``backend``, ``redis_url`` or clients. Close it when done
+    (``close()``, or use it in a ``with`` block).
+
+    A call that changes the shared state returns once every other breaker on the same
+    server has heard of it, so a test asserts right away, without waiting. Needs
+    ``pip install 'tnm-circuit-core[testing]'``; fakeredis is imported on the first call.
+    """
+    from ._fake_redis import fake_redis_breaker as build
+
+    return build(server=server, **kwargs)
