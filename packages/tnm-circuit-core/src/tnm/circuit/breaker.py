@@ -25,6 +25,7 @@ R = TypeVar("R")
 
 _BACKENDS = ("local", "redis")
 _FORCED_OPEN = "forced open"
+_DISABLED = "disabled"
 
 
 # Options the breaker passes to a backend itself: never the user's to give.
@@ -427,17 +428,27 @@ class CircuitBreaker:
             _validate.bounded_reason(_FORCED_OPEN if reason is None else reason)
         )
 
+    def disable(self, service: str, reason: str | None = None) -> None:
+        """Let every call to ``service`` through and record nothing, until ``reset``.
+
+        For a dependency known to be flaky, when rejecting would hurt more than calling.
+        Fleet-wide on Redis, like ``force_open``. ``reason`` (``None``: ``"disabled"``)
+        shows as the circuit's last failure.
+        """
+        self._circuit(service).disable(_validate.bounded_reason(_DISABLED if reason is None else reason))
+
     def reset(self, service: str) -> None:
-        """Close ``service``'s circuit and clear its failure count."""
+        """Close ``service``'s circuit and clear its failure count (ends ``force_open`` and ``disable``)."""
         self._circuit(service).reset()
 
-    def add_listener(self, listener: Listener, *, successes: bool = True) -> None:
+    def add_listener(self, listener: Listener, *, successes: bool = True, calls: bool = True) -> None:
         """Call ``listener(event)`` for each ``CircuitEvent`` (see ``tnm.circuit.events``).
 
-        With ``successes=False`` it gets no event per successful call (cheaper; metrics
-        count successes from each circuit's counter instead).
+        With ``successes=False`` it gets no event per successful call; with
+        ``calls=False`` no event per call at all, only state changes and storage events
+        (cheaper: metrics read each circuit's ``counts`` instead).
         """
-        self._listeners.add(listener, successes=successes)
+        self._listeners.add(listener, successes=successes, calls=calls)
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)

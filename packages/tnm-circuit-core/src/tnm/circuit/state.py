@@ -5,23 +5,30 @@ change to ``changes``; the backend that owns a model supplies time and mutual
 exclusion. The Redis backend implements the same transitions in Lua, and the tests
 hold both to the same reference model.
 
-    CLOSED --max_failures in window--> OPEN --open time elapsed--> HALF_OPEN
+    CLOSED --max_failures in window, or a rate trigger--> OPEN --open time elapsed--> HALF_OPEN
     HALF_OPEN --success_threshold successes--> CLOSED
-    HALF_OPEN --a failure--> OPEN (open time grows by backoff_multiplier)
+    HALF_OPEN --a failure, or a slow call--> OPEN (open time grows by backoff_multiplier)
     any --force_open--> FORCED_OPEN --reset--> CLOSED
+    any --disable--> DISABLED (every call passes, nothing is recorded) --reset--> CLOSED
+
+The rate triggers count calls in ``RATE_BUCKETS`` time buckets of ``policy.bucket_ms``
+(bucket ``b`` holds the calls made in ``[b * bucket_ms, (b + 1) * bucket_ms)``); the
+window is the current bucket and the ``RATE_BUCKETS - 1`` before it. The Lua script
+keeps the same buckets in Redis.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .policies import ServicePolicy
+from .policies import RATE_BUCKETS, ServicePolicy
 
-__all__ = ["CircuitModel", "CircuitSnapshot", "CircuitState", "Transition"]
+__all__ = ["CircuitModel", "CircuitSnapshot", "CircuitState", "Transition", "rate_trip_due"]
 
 
 class CircuitState(str, enum.Enum):
@@ -29,6 +36,7 @@ class CircuitState(str, enum.Enum):
     OPEN = "open"
     HALF_OPEN = "half_open"
     FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
 
     def __str__(self) -> str:
         return self.value
@@ -38,6 +46,7 @@ CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
+DISABLED = CircuitState.DISABLED
 
 Transition = tuple[CircuitState, CircuitState]
 
@@ -53,12 +62,18 @@ class CircuitSnapshot:
     service: str
     state: CircuitState
     failures: int
-    max_failures: int
+    max_failures: int | None
     window_seconds: float
     retry_after: float | None
     last_failure: dict[str, Any] | None
     trials_in_flight: int = 0
     reopenings: int = 0
+    calls: int | None = None
+    """Calls completed in the window; ``None`` unless a rate trigger is set."""
+    failure_rate: float | None = None
+    """Share of those calls that failed (0.0 with no call); ``None`` unless a rate trigger is set."""
+    slow_call_rate: float | None = None
+    """Share of those calls that were slow; ``None`` unless ``slow_call_rate_threshold`` is set."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (state as its string value)."""
@@ -72,7 +87,25 @@ class CircuitSnapshot:
             "last_failure": self.last_failure,
             "trials_in_flight": self.trials_in_flight,
             "reopenings": self.reopenings,
+            "calls": self.calls,
+            "failure_rate": self.failure_rate,
+            "slow_call_rate": self.slow_call_rate,
         }
+
+
+def counted(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on a fresh ``itertools.count()`` (without advancing it)."""
+    return int(repr(counter)[6:-1])
+
+
+def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -> bool:
+    """Do these window counts open a closed circuit under ``policy``'s rate triggers?"""
+    if calls < policy.minimum_calls:
+        return False
+    failure_rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
+    return (failure_rate is not None and failures >= failure_rate * calls) or (
+        slow_rate is not None and slow >= slow_rate * calls
+    )
 
 
 class CircuitModel:
@@ -84,14 +117,20 @@ class CircuitModel:
     """
 
     __slots__ = (
+        "_buckets",
         "_failures",
         "_max_failures",
         "_next_token",
+        "_ok",
         "_permits",
         "_pinned_ts",
         "_trial_successes",
+        "bucket",
+        "bucket_ms",
+        "counts_calls",
         "dirty",
         "last_failure",
+        "ok",
         "open_until",
         "policy",
         "reopenings",
@@ -113,12 +152,74 @@ class CircuitModel:
         self._pinned_ts: tuple[tuple[str, float], float] | None = None
         """``last_failure`` and its wall-clock ``ts``, worked out once (at the first read)."""
         self.reopenings = 0
-        self._failures: deque[float] = deque(maxlen=policy.max_failures)
-        self._max_failures = policy.max_failures  # copies read on every failure
+        self._failures: deque[float] = deque(maxlen=policy.max_failures or 1)
+        self._max_failures = policy.max_failures or 0  # copies read on every failure
         self.window = policy.window_seconds
         self._permits: dict[int, float] = {}
         self._trial_successes = 0
         self._next_token = 0
+        self.counts_calls = policy.counts_calls
+        """A rate trigger is set: every completed call is counted in its time bucket."""
+        self.bucket_ms = policy.bucket_ms
+        self.bucket = -1
+        """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
+        self._buckets: dict[int, list[int]] = {}
+        """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+
+    # -- the rate window (owner holds the lock, except for ``ok``) ------------------
+
+    def bucket_of(self, now: float) -> int:
+        return int(now * 1000.0) // self.bucket_ms
+
+    def roll(self, now: float) -> None:
+        """Move the current bucket to ``now``'s, dropping buckets that left the window."""
+        bucket = self.bucket_of(now)
+        if bucket == self.bucket:
+            return
+        ok = counted(self._ok)
+        if ok:
+            self._entry(self.bucket)[0] += ok
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+        self.bucket = bucket
+        oldest = bucket - RATE_BUCKETS
+        for old in [b for b in self._buckets if b <= oldest]:
+            del self._buckets[old]
+
+    def _entry(self, bucket: int) -> list[int]:
+        entry = self._buckets.get(bucket)
+        if entry is None:
+            entry = self._buckets[bucket] = [0, 0, 0]
+        return entry
+
+    def count_call(self, now: float, failed: bool, slow: bool) -> None:
+        """Count one completed call that is not a fast success."""
+        self.roll(now)
+        entry = self._entry(self.bucket)
+        entry[0] += 1
+        entry[1] += failed
+        entry[2] += slow
+
+    def window_counts(self, now: float) -> tuple[int, int, int]:
+        """(calls, failures, slow calls) in the window ending at ``now``."""
+        self.roll(now)
+        calls, failures, slow = counted(self._ok), 0, 0
+        for entry in self._buckets.values():
+            calls += entry[0]
+            failures += entry[1]
+            slow += entry[2]
+        return calls, failures, slow
+
+    def _clear_window(self) -> None:
+        self._buckets.clear()
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+
+    def rate_trip_if_due(self, now: float, changes: list[Transition]) -> None:
+        if self.state is CLOSED and rate_trip_due(self.policy, *self.window_counts(now)):
+            self._open(now, changes)
 
     # -- reads ---------------------------------------------------------------
 
@@ -138,7 +239,7 @@ class CircuitModel:
     def available(self, now: float) -> bool:
         """Would a call be let through now? Takes no permit."""
         state = self.state
-        if state is CLOSED:
+        if state is CLOSED or state is DISABLED:
             return True
         if state is OPEN:
             return now >= self.open_until
@@ -162,16 +263,28 @@ class CircuitModel:
         return {"reason": last[0], "ts": pinned[1]}
 
     def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
+        calls = failure_rate = slow_rate = None
+        failures = self.failures_in_window(now) if self._max_failures else 0
+        if self.counts_calls:
+            calls, failed, slow = self.window_counts(now)
+            failure_rate = failed / calls if calls else 0.0
+            if self.policy.slow_call_rate_threshold is not None:
+                slow_rate = slow / calls if calls else 0.0
+            if not self._max_failures:
+                failures = failed
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
-            failures=self.failures_in_window(now),
+            failures=failures,
             max_failures=self.policy.max_failures,
             window_seconds=self.policy.window_seconds,
             retry_after=self.retry_after(now),
             last_failure=self.last_failure_at(now, wall),
             trials_in_flight=len(self._permits),
             reopenings=self.reopenings,
+            calls=calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_rate,
         )
 
     # -- transitions ---------------------------------------------------------
@@ -186,6 +299,8 @@ class CircuitModel:
         self.dirty = False
         self._permits.clear()
         self._trial_successes = 0
+        if self.counts_calls:
+            self._clear_window()
         self._enter(OPEN, changes)
 
     def _close(self, changes: list[Transition]) -> None:
@@ -195,6 +310,8 @@ class CircuitModel:
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
+        if self.counts_calls:
+            self._clear_window()
         self._enter(CLOSED, changes)
 
     def refresh(self, now: float, changes: list[Transition]) -> None:
@@ -210,7 +327,7 @@ class CircuitModel:
         """Decide a call: ``PASS``, ``REJECT``, or a positive trial permit token."""
         self.refresh(now, changes)
         state = self.state
-        if state is CLOSED:
+        if state is CLOSED or state is DISABLED:
             return PASS
         if state is HALF_OPEN and len(self._permits) < self.policy.half_open_max_calls:
             self._next_token += 1
@@ -223,17 +340,24 @@ class CircuitModel:
         if token > 0:
             self._permits.pop(token, None)
 
-    def record_failure(self, now: float, reason: str, token: int, changes: list[Transition]) -> None:
+    def record_failure(
+        self, now: float, reason: str, token: int, changes: list[Transition], slow: bool = False
+    ) -> None:
         # The common case (closed, no permit) skips refresh and release.
         if self.state is not CLOSED:
+            if self.state is DISABLED:
+                return
             self.refresh(now, changes)
         if token:
             self.release(token)
         self.last_failure = (reason, now)
         state = self.state
         if state is CLOSED:
-            if self.count_closed_failure(now, reason):
+            if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
+            if self.counts_calls:
+                self.count_call(now, True, slow)
+                self.rate_trip_if_due(now, changes)
         elif state is HALF_OPEN:
             self.reopenings += 1
             self._open(now, changes)
@@ -273,10 +397,45 @@ class CircuitModel:
         if state is CLOSED:
             self.dirty = False  # before clear(): a failure counted concurrently re-marks it
             self._failures.clear()
+            if self.counts_calls:
+                self.roll(now)
+                self.ok()
         elif state is HALF_OPEN:
             self._trial_successes += 1
             if self._trial_successes >= self.policy.success_threshold:
                 self._close(changes)
+
+    def record_slow_success(self, now: float, token: int, changes: list[Transition]) -> None:
+        """A call that succeeded but took longer than ``slow_call_seconds``.
+
+        Closed: a success for the count trigger and a slow call for the rate window.
+        Half-open: a failed trial (the service is not well yet).
+        """
+        self.refresh(now, changes)
+        self.release(token)
+        state = self.state
+        if state is CLOSED:
+            self.dirty = False
+            self._failures.clear()
+            if self.counts_calls:
+                self.count_call(now, False, True)
+                self.rate_trip_if_due(now, changes)
+        elif state is HALF_OPEN:
+            self.reopenings += 1
+            self._open(now, changes)
+
+    def disable(self, now: float, reason: str, changes: list[Transition]) -> None:
+        """Let every call through and record nothing until ``reset``."""
+        self.last_failure = (reason, now)
+        self.open_until = 0.0
+        self.dirty = False
+        self._failures.clear()
+        self._permits.clear()
+        self._trial_successes = 0
+        self.reopenings = 0
+        if self.counts_calls:
+            self._clear_window()
+        self._enter(DISABLED, changes)
 
     def force_open(self, now: float, reason: str, changes: list[Transition]) -> None:
         self.last_failure = (reason, now)
@@ -299,6 +458,8 @@ class CircuitModel:
         self.dirty = False
         self.reopenings = reopenings
         self.state = state
+        if self.counts_calls:
+            self._clear_window()
         self.open_until = math.inf if state is FORCED_OPEN else open_until if state is OPEN else 0.0
         if last_failure is not None:
             self.last_failure = last_failure

@@ -52,8 +52,10 @@ class ManualClock:
 
 
 def trip(breaker: CircuitBreaker, service: str, reason: str = "tripped by a test") -> CircuitSnapshot:
-    """Open ``service``'s circuit the way real failures would (its policy's threshold)."""
-    for _ in range(breaker.policy_for(service).max_failures):
+    """Open ``service``'s circuit the way real failures would (its policy's threshold, or
+    enough failures for its failure-rate trigger)."""
+    policy = breaker.policy_for(service)
+    for _ in range(policy.max_failures or policy.minimum_calls):
         breaker.record_failure(service, reason)
     return breaker.state(service)
 
