@@ -355,7 +355,7 @@ class CircuitModel:
         if state is CLOSED:
             if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
-            if self.counts_calls:
+            if self.counts_calls and self.state is CLOSED:
                 self.count_call(now, True, slow)
                 self.rate_trip_if_due(now, changes)
         elif state is HALF_OPEN:
@@ -442,6 +442,8 @@ class CircuitModel:
         self.open_until = math.inf
         self.dirty = False
         self._permits.clear()
+        if self.counts_calls:
+            self._clear_window()
         self._enter(FORCED_OPEN, changes)
 
     def reset(self, changes: list[Transition]) -> None:

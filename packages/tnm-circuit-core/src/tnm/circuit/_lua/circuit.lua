@@ -258,6 +258,7 @@ elseif op == 'release' then
 elseif op == 'force_open' then
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)
+  clear_window()
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
 elseif op == 'disable' then
