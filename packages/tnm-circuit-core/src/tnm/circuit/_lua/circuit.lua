@@ -12,6 +12,7 @@
 --          corrupt circuit is rewritten from
 --       18 failure_rate_threshold ("" if none)  19 slow_call_rate_threshold ("" if none)
 --       20 minimum_calls  21 bucket_ms  22 buckets in the window  23 "1" if the call was slow
+--       24 the caller's successes not yet added to the buckets (carried by failure and slow)
 --       max_failures 0 turns the count trigger off. Bucket b holds the calls made in
 --       [b * bucket_ms, (b + 1) * bucket_ms); the window is the newest 22 buckets.
 --       Fast successes are not sent here: each process adds them to the buckets in the
@@ -53,6 +54,7 @@ local bucket_ms = tonumber(ARGV[21] or '') or 1
 local buckets = tonumber(ARGV[22] or '') or 10
 local slow_call = ARGV[23] == '1'
 local counts_calls = calls_key ~= nil and (failure_rate ~= nil or slow_rate ~= nil)
+local carried = tonumber(ARGV[24] or '') or 0
 
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
@@ -141,7 +143,8 @@ end
 
 local function count_call(failed, slow)
   local current = math.floor(now / bucket_ms)
-  redis.call('HINCRBY', calls_key, current .. ':c', 1)
+  redis.call('HINCRBY', calls_key, current .. ':c', 1 + carried)
+  carried = 0
   if failed then redis.call('HINCRBY', calls_key, current .. ':f', 1) end
   if slow then redis.call('HINCRBY', calls_key, current .. ':s', 1) end
   -- Drop buckets that left the window (late background additions can land there).

@@ -83,7 +83,7 @@ class SuccessFlusher:
         self._lock = threading.Lock()
         self._thread = None
         for circuit in self.circuits:
-            circuit.flushed = circuit.pending.value
+            circuit.take_pending()  # the parent's counts: the parent sends them
         if self.circuits:
             self.start()
 
@@ -92,34 +92,29 @@ class SuccessFlusher:
         backend = self._backend()
         if backend is None or backend.health.degraded:
             return 0
-        batch: list[tuple[RedisCircuit, int, int]] = []
-        for circuit in list(self.circuits):
-            total = circuit.pending.value
-            if total > circuit.flushed:
-                batch.append((circuit, total, total - circuit.flushed))
-        if not batch:
-            self._last_ok = time.monotonic()
-            return 0
         now_ms = backend.server_ms_now()
         if now_ms == float("inf"):
             return 0  # the server's time is not known yet
+        batch = [(c, n) for c in list(self.circuits) if (n := c.take_pending())]
+        if not batch:
+            self._last_ok = time.monotonic()
+            return 0
         try:
             pipe: Any = backend.client().pipeline(transaction=False)
-            for circuit, _, delta in batch:
+            for circuit, successes in batch:
                 key = circuit.keys[3]
-                pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", delta)
+                pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", successes)
                 pipe.pexpire(key, circuit.window_ms * 2)
             pipe.execute()
         except RedisError:
-            if time.monotonic() - self._last_ok > max(c.window_ms for c, _, _ in batch) / 1000.0:
-                for circuit, total, _ in batch:
-                    circuit.flushed = total  # a whole window late: drop rather than skew
+            if time.monotonic() - self._last_ok <= max(c.window_ms for c, _ in batch) / 1000.0:
+                for circuit, successes in batch:
+                    circuit.give_back(successes)
+            # else: a whole window late; dropped rather than skew the window
             return 0
         self._last_ok = time.monotonic()
         self.flushes += 1
-        for circuit, total, _ in batch:
-            circuit.flushed = total
-        return sum(delta for _, _, delta in batch)
+        return sum(successes for _, successes in batch)
 
     def _loop(self) -> None:
         stop = self._stop

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["RedisCircuit"]
 
 _MS = 1000.0
+_CARRY = frozenset({"failure", "slow"})
+"""Operations that add the process's unsent successes to the rate window first."""
 
 
 class RedisCircuit:
@@ -109,6 +112,7 @@ class RedisCircuit:
         self.pending = AtomicCounter()
         """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
         self.flushed = 0
+        self._pending_lock = threading.Lock()
         self.tally = self._tally if policy.counts_calls else None
         if policy.counts_calls:
             flusher_for(backend).register(self)
@@ -118,7 +122,9 @@ class RedisCircuit:
 
     # -- the mirror ---------------------------------------------------------------
 
-    def script_args(self, op: str, token: int = 0, reason: str = "", slow: bool = False) -> list[Any]:
+    def script_args(
+        self, op: str, token: int = 0, reason: str = "", slow: bool = False, successes: int = 0
+    ) -> list[Any]:
         return [
             op,
             self._backend.now_arg(),
@@ -128,7 +134,22 @@ class RedisCircuit:
             *self._good,
             *self._rate_args,
             "1" if slow else "0",
+            successes,
         ]
+
+    def take_pending(self) -> int:
+        """Successes counted here and not yet sent; they now count as sent."""
+        with self._pending_lock:
+            total = self.pending.value
+            taken = total - self.flushed
+            self.flushed = total
+            return taken
+
+    def give_back(self, successes: int) -> None:
+        """Successes that could not be sent: the next flush or failure sends them."""
+        if successes:
+            with self._pending_lock:
+                self.flushed -= successes
 
     def _tally(self) -> None:
         """A fast success while closed: counted in memory, added to Redis in the background."""
@@ -242,9 +263,14 @@ class RedisCircuit:
         if self._health.degraded:
             return None
         self._backend.start_threads()
+        # A failure or slow call carries this process's unsent successes (no extra trip).
+        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
-            raw = eval_script(self._backend.client(), self.keys, self.script_args(op, token, reason, slow))
+            raw = eval_script(
+                self._backend.client(), self.keys, self.script_args(op, token, reason, slow, successes)
+            )
         except (RedisError, CircuitBackendError) as exc:
+            self.give_back(successes)
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)
@@ -255,10 +281,12 @@ class RedisCircuit:
         if self._health.degraded:
             return None
         self._backend.start_threads()
+        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
             client = self._backend.aclient()
-            raw = await aeval(client, self.keys, self.script_args(op, token, reason, slow))
+            raw = await aeval(client, self.keys, self.script_args(op, token, reason, slow, successes))
         except (RedisError, CircuitBackendError) as exc:
+            self.give_back(successes)
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)
