@@ -398,7 +398,7 @@ class TestHelpAndVersion:
     def test_status_help_documents_check_and_exit_codes(self) -> None:
         """status --help says --check exits 2 for half-open and forced open too, and 1 when unreachable."""
         text = " ".join(CliRunner().invoke(cli, ["status", "--help"]).stdout.split())
-        assert "Exit 2 if any circuit is not closed (open, half-open or forced open)" in text
+        assert "Exit 2 if any circuit is not closed (open, half-open, forced open or disabled)" in text
         assert "1 the backend could not be reached or is misconfigured" in text
         assert "2 status --check only" in text
 
