@@ -15,9 +15,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tnm.circuit import CircuitBreaker, ServicePolicy
+from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
 from tnm.circuit.policies import RATE_BUCKETS
 from tnm.circuit.testing import ManualClock
+
+
+def _raise() -> None:
+    raise OSError("down")
 
 
 class Reference:
@@ -182,6 +186,19 @@ class BreakerMatchesReference(RuleBasedStateMachine):
     def success(self) -> None:
         self.breaker.record_success("svc")
         self.ref.success(self.now, 0)
+
+    @rule()
+    def failing_call(self) -> None:
+        """A failure through the call path (the closure that counts it without the lock)."""
+        try:
+            self.breaker.execute("svc", _raise)
+        except (OSError, CircuitOpenError):
+            pass
+        else:  # pragma: no cover - _raise always raises
+            raise AssertionError
+        token = self.ref.acquire(self.now)
+        if token >= 0:
+            self.ref.failure(self.now, token)
 
     @rule()
     def slow_success(self) -> None:

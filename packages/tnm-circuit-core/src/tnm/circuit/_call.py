@@ -77,11 +77,7 @@ class CallRules:
         return exception_reason(exc)
 
 
-def exception_reason(exc: BaseException) -> str:
-    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
-    message = str(exc)
-    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return reason if len(reason) <= _validate.MAX_REASON_LENGTH else _validate.bounded_reason(reason)
+exception_reason = _validate.exception_reason
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
@@ -241,7 +237,7 @@ def sync_wrapper(
     counts_all = rules.counts_all
     fixed_reason = rules.failure_reason
     on_failure = circuit.on_failure
-    max_reason = _validate.MAX_REASON_LENGTH
+    on_exception = circuit.on_exception
     observe = rules.observe
     tally = circuit.tally
 
@@ -265,13 +261,9 @@ def sync_wrapper(
             if counts_all:  # record_exception, inlined for the common case
                 try:
                     if fixed_reason:
-                        reason = fixed_reason
+                        on_failure(token, fixed_reason)
                     else:
-                        message = str(exc)
-                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-                        if len(reason) > max_reason:
-                            reason = _validate.bounded_reason(reason)
-                    on_failure(token, reason)
+                        on_exception(token, exc)  # the reason is worked out only if read
                 except Exception:
                     _log_breaker_error(circuit)
             else:
@@ -312,7 +304,7 @@ def async_wrapper(
     counts_all = rules.counts_all
     fixed_reason = rules.failure_reason
     on_failure = circuit.on_failure
-    max_reason = _validate.MAX_REASON_LENGTH
+    on_exception = circuit.on_exception
     observe = rules.observe
     tally = circuit.tally
 
@@ -337,13 +329,9 @@ def async_wrapper(
             if io_free and counts_all:  # record_exception, inlined for the common case
                 try:
                     if fixed_reason:
-                        reason = fixed_reason
+                        on_failure(token, fixed_reason)
                     else:
-                        message = str(exc)
-                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-                        if len(reason) > max_reason:
-                            reason = _validate.bounded_reason(reason)
-                    on_failure(token, reason)
+                        on_exception(token, exc)
                 except Exception:
                     _log_breaker_error(circuit)
             elif io_free:

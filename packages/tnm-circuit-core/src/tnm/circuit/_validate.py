@@ -81,6 +81,13 @@ def exception_classes(field: str, value: object) -> tuple[type[BaseException], .
     return tuple(classes)
 
 
+def exception_reason(exc: BaseException) -> str:
+    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
+    message = str(exc)
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return reason if len(reason) <= MAX_REASON_LENGTH else bounded_reason(reason)
+
+
 def bounded_reason(reason: Any) -> str:
     """Failure reasons are stored bounded: they end up in Redis, logs and HTTP bodies."""
     text = reason if isinstance(reason, str) else str(reason)

@@ -9,9 +9,11 @@ no files and opens no sockets.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .._counter import CallCounts
+from .._validate import exception_reason
 from ..clock import Clock
 from ..events import EventKind, ListenerList
 from ..exceptions import CircuitOpenError
@@ -49,6 +51,7 @@ class LocalCircuit:
         "counts",
         "dirty",
         "monotonic",
+        "on_exception",
         "open_until",
         "policy",
         "service",
@@ -75,7 +78,12 @@ class LocalCircuit:
         self.successes = self.counts.success
         self._count_fast = not policy.counts_calls
         """No rate trigger: a closed failure is counted without the lock."""
-        self.tally = self._tally if policy.counts_calls else None
+        self.tally = self._make_tally() if policy.counts_calls else None
+        self.on_exception = self._model.exception_path(
+            self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
+        )
+        """A failure whose reason is the exception's: the common one takes no lock, and the
+        reason is formatted only when someone reads the last failure."""
         """What a fast success while closed, with nothing else to record, must still do."""
 
     def __repr__(self) -> str:
@@ -93,13 +101,17 @@ class LocalCircuit:
 
     # -- the call path ---------------------------------------------------------
 
-    def _tally(self) -> None:
+    def _make_tally(self) -> Callable[[], None]:
         """Count a fast success in the rate window: lock-free unless a new bucket starts."""
-        model = self._model
-        if int(self._monotonic() * 1000.0) // model.bucket_ms != model.bucket:
-            with self._lock:
-                model.roll(self._monotonic())
-        model.ok()
+        model, monotonic, lock = self._model, self._monotonic, self._lock
+
+        def tally() -> None:
+            if monotonic() * 1000.0 >= model.bucket_end_ms:
+                with lock:
+                    model.roll(monotonic())
+            model.ok()
+
+        return tally
 
     def acquire(self) -> int:
         # Open (or forced open) with the deadline ahead: reject without the lock.
@@ -158,6 +170,17 @@ class LocalCircuit:
                 self._publish()
         if changes or listening:
             self._notify(EventKind.FAILURE, changes, reason)
+
+    def _failure_of(self, token: int, exc: BaseException) -> None:
+        self.on_failure(token, exception_reason(exc))
+
+    def _trip(self, now: float, exc: BaseException) -> None:
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.trip_if_due(now, changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
     def on_slow_success(self, token: int) -> None:
         """A success that took longer than ``slow_call_seconds``."""

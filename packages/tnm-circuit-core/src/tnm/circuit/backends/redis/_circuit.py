@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from ..._counter import AtomicCounter, CallCounts
+from ..._validate import exception_reason
 from ...events import EventKind
 from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
 from ...policies import RATE_BUCKETS, ServicePolicy
@@ -381,6 +382,9 @@ class RedisCircuit:
         if await self.arun("failure", token, reason, kind, slow) is None:
             self.fallback.on_failure(token, reason, slow)
             self.copy_fallback()
+
+    def on_exception(self, token: int, exc: BaseException) -> None:
+        self.on_failure(token, exception_reason(exc))
 
     def on_slow_success(self, token: int) -> None:
         if self._listeners.callbacks:
