@@ -64,6 +64,34 @@ class TestFailureRate:
             run(rate, "FSS" * 20)
         assert rate.state("svc").state is CircuitState.OPEN
 
+    @pytest.mark.asyncio
+    async def test_protected_successes_count_too(self, make_breaker: MakeBreaker, clock: ManualClock) -> None:
+        """Successes through protect (sync and async) are counted in their bucket, across bucket ends."""
+        breaker = make_breaker(**RATE)
+        ok = breaker.protect("svc")(lambda: None)
+
+        @breaker.protect("svc")
+        async def aok() -> None:
+            pass
+
+        for _ in range(3):
+            ok()
+            await aok()
+            clock.advance(7)  # past a bucket's end (6 s)
+        run(breaker, "FF")
+        snap = breaker.state("svc")
+        assert (snap.calls, snap.failures) == (8, 2)
+
+    def test_successes_while_disabled_are_not_counted(self, make_breaker: MakeBreaker) -> None:
+        """A disabled circuit records nothing, successes included."""
+        breaker = make_breaker(**RATE)
+        breaker.disable("svc")
+        ok = breaker.protect("svc")(lambda: None)
+        for _ in range(5):
+            ok()
+            breaker.execute("svc", lambda: None)
+        assert breaker.state("svc").calls == 0
+
     def test_calls_leave_the_window(self, make_breaker: MakeBreaker, clock: ManualClock) -> None:
         """Successes older than the window no longer dilute the rate."""
         breaker = make_breaker(**{**RATE, "minimum_calls": 4})

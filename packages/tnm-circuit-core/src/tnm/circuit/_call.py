@@ -207,10 +207,13 @@ def call_sync(
         raise
     if rules.retval_policy is not None:
         check_retval(circuit, rules, token, result)
-    if token or circuit.dirty or listeners.callbacks:
+    if token or circuit.dirty or listeners.success_callbacks:
         record_success(circuit, token)
-    elif circuit.tally is not None:
-        circuit.tally()
+    else:  # closed (or disabled) with nothing to reset: count it, no event
+        if listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None and circuit.state is CLOSED:
+            circuit.tally()
     return result
 
 
@@ -240,6 +243,9 @@ def sync_wrapper(
     on_exception = circuit.on_exception
     observe = rules.observe
     tally = circuit.tally
+    count_success = circuit.counts.success.increment
+    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
+    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
     def run(*args: Any, **kwargs: Any) -> R:
         token = 0
@@ -251,7 +257,10 @@ def sync_wrapper(
                         circuit.on_rejected(False, True)
                     return func(*args, **kwargs)
                 if listeners.callbacks:
-                    circuit.on_rejected(fallback is not None)
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(fallback is not None)
+                    else:
+                        count_rejected()  # metrics alone: a counter, no event
                 if fallback is None:
                     raise circuit.open_error()
                 return fallback(*args, **kwargs)  # type: ignore[no-any-return]
@@ -275,10 +284,18 @@ def sync_wrapper(
             raise
         if has_retval_policy:
             check_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.callbacks:
+        if token or circuit.dirty or listeners.success_callbacks:
             record_success(circuit, token)
-        elif tally is not None:
-            tally()
+        else:  # closed (or disabled) with nothing to reset: count it, no event
+            if listeners.callbacks:
+                count_success()
+            if window is not None:  # tally(), inlined: a rate policy on the local backend
+                if circuit.state is closed:
+                    if monotonic() * 1000.0 >= window.bucket_end_ms:
+                        roll()
+                    window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
         return result
 
     return run
@@ -307,6 +324,9 @@ def async_wrapper(
     on_exception = circuit.on_exception
     observe = rules.observe
     tally = circuit.tally
+    count_success = circuit.counts.success.increment
+    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
+    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
@@ -318,7 +338,10 @@ def async_wrapper(
                         circuit.on_rejected(False, True)
                     return await func(*args, **kwargs)
                 if listeners.callbacks:
-                    circuit.on_rejected(fallback is not None)
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(fallback is not None)
+                    else:
+                        count_rejected()
                 if fallback is None:
                     raise circuit.open_error()
                 served = fallback(*args, **kwargs)
@@ -349,13 +372,21 @@ def async_wrapper(
                 check_retval(circuit, rules, token, result)
             else:
                 await acheck_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.callbacks:
+        if token or circuit.dirty or listeners.success_callbacks:
             if io_free:
                 record_success(circuit, token)
             else:
                 await arecord_success(circuit, token)
-        elif tally is not None:
-            tally()
+        else:
+            if listeners.callbacks:
+                count_success()
+            if window is not None:
+                if circuit.state is closed:
+                    if monotonic() * 1000.0 >= window.bucket_end_ms:
+                        roll()
+                    window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
         return result
 
     return run

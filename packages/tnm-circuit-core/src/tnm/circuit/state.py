@@ -406,11 +406,12 @@ class CircuitModel:
         ``other``. The hypothesis tests hold both paths to one reference.
         """
         failures, max_failures, window, model = self._failures, self._max_failures, self.window, self
+        closed = CLOSED
         if self.counts_calls or not max_failures:
             return other
 
         def on_exception(token: int, exc: BaseException) -> None:
-            if token or handle.state is not CLOSED or listeners.call_callbacks:
+            if token or handle.state is not closed or listeners.call_callbacks:
                 other(token, exc)
                 return
             if listeners.callbacks:
@@ -422,7 +423,7 @@ class CircuitModel:
                 trip(now, exc)
                 return
             model.dirty = True
-            if handle.state is CLOSED:
+            if handle.state is closed:
                 handle.dirty = True
 
         return on_exception

@@ -21,7 +21,7 @@ from ..clock import Clock
 from ..events import ListenerList
 from ..exceptions import CircuitError
 from ..policies import ServicePolicy
-from ..state import CircuitSnapshot, CircuitState
+from ..state import CircuitModel, CircuitSnapshot, CircuitState
 
 __all__ = ["Backend", "CircuitHandle"]
 
@@ -44,6 +44,14 @@ class CircuitHandle(Protocol):
     fast success while closed that has nothing else to record. Never does I/O."""
     monotonic: Callable[[], float]
     """The clock slow calls are timed with."""
+    window: CircuitModel | None
+    """The model whose rate window ``tally`` counts into, when the call path may count a fast
+    success itself (``ok()``, after ``roll_window()`` once ``bucket_end_ms`` has passed);
+    ``None`` otherwise (then ``tally``, if set, is called)."""
+
+    def roll_window(self) -> None:
+        """Start the rate window's new bucket (``window`` is set)."""
+        ...
 
     def acquire(self) -> int:
         """``0``: let the call through; ``-1``: reject; ``> 0``: a trial permit token."""

@@ -58,6 +58,7 @@ class LocalCircuit:
         "state",
         "successes",
         "tally",
+        "window",
     )
 
     def __init__(self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList) -> None:
@@ -79,6 +80,7 @@ class LocalCircuit:
         self._count_fast = not policy.counts_calls
         """No rate trigger: a closed failure is counted without the lock."""
         self.tally = self._make_tally() if policy.counts_calls else None
+        self.window = self._model if policy.counts_calls else None
         self.on_exception = self._model.exception_path(
             self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
         )
@@ -102,16 +104,20 @@ class LocalCircuit:
     # -- the call path ---------------------------------------------------------
 
     def _make_tally(self) -> Callable[[], None]:
-        """Count a fast success in the rate window: lock-free unless a new bucket starts."""
-        model, monotonic, lock = self._model, self._monotonic, self._lock
+        """Count a fast success in the rate window: lock-free unless a new bucket starts.
+        (``protect`` inlines the same steps through ``window`` and ``roll_window``.)"""
+        model, monotonic, roll = self._model, self._monotonic, self.roll_window
 
         def tally() -> None:
             if monotonic() * 1000.0 >= model.bucket_end_ms:
-                with lock:
-                    model.roll(monotonic())
+                roll()
             model.ok()
 
         return tally
+
+    def roll_window(self) -> None:
+        with self._lock:
+            self._model.roll(self._monotonic())
 
     def acquire(self) -> int:
         # Open (or forced open) with the deadline ahead: reject without the lock.

@@ -34,6 +34,7 @@ from ...state import (
     OPEN,
     PASS,
     REJECT,
+    CircuitModel,
     CircuitSnapshot,
     CircuitState,
     Transition,
@@ -115,6 +116,7 @@ class RedisCircuit:
         self.flushed = 0
         self._pending_lock = threading.Lock()
         self.tally = self._tally if policy.counts_calls else None
+        self.window: CircuitModel | None = None  # successes go through tally (counted, flushed)
         if policy.counts_calls:
             flusher_for(backend).register(self)
 
@@ -137,6 +139,9 @@ class RedisCircuit:
             "1" if slow else "0",
             successes,
         ]
+
+    def roll_window(self) -> None:
+        """Unused: ``window`` is ``None`` (the rate window lives in Redis)."""
 
     def take_pending(self) -> int:
         """Successes counted here and not yet sent; they now count as sent."""
