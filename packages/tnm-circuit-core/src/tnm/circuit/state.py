@@ -126,6 +126,7 @@ class CircuitModel:
         "_ok",
         "_permits",
         "_pinned_ts",
+        "_totals",
         "_trial_successes",
         "bucket",
         "bucket_end_ms",
@@ -171,6 +172,8 @@ class CircuitModel:
         """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
         self._buckets: dict[int, list[int]] = {}
         """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
+        self._totals = [0, 0, 0]
+        """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
         self._ok = itertools.count()
         self.ok = self._ok.__next__
 
@@ -185,15 +188,20 @@ class CircuitModel:
         if bucket == self.bucket:
             return
         ok = counted(self._ok)
+        totals = self._totals
         if ok:
             self._entry(self.bucket)[0] += ok
+            totals[0] += ok
         self._ok = itertools.count()
         self.ok = self._ok.__next__
         self.bucket = bucket
         self.bucket_end_ms = (bucket + 1) * self.bucket_ms
         oldest = bucket - RATE_BUCKETS
         for old in [b for b in self._buckets if b <= oldest]:
-            del self._buckets[old]
+            calls, failures, slow = self._buckets.pop(old)
+            totals[0] -= calls
+            totals[1] -= failures
+            totals[2] -= slow
 
     def _entry(self, bucket: int) -> list[int]:
         entry = self._buckets.get(bucket)
@@ -201,32 +209,30 @@ class CircuitModel:
             entry = self._buckets[bucket] = [0, 0, 0]
         return entry
 
-    def count_call(self, now: float, failed: bool, slow: bool) -> None:
-        """Count one completed call that is not a fast success."""
-        self.roll(now)
-        entry = self._entry(self.bucket)
+    def count_call(self, now: float, failed: bool, slow: bool) -> bool:
+        """Count one completed call that is not a fast success; True if a rate trigger is due."""
+        if int(now * 1000.0) // self.bucket_ms != self.bucket:
+            self.roll(now)
+        entry, totals = self._entry(self.bucket), self._totals
         entry[0] += 1
         entry[1] += failed
         entry[2] += slow
+        totals[0] += 1
+        totals[1] += failed
+        totals[2] += slow
+        return rate_trip_due(self.policy, totals[0] + counted(self._ok), totals[1], totals[2])
 
     def window_counts(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window ending at ``now``."""
         self.roll(now)
-        calls, failures, slow = counted(self._ok), 0, 0
-        for entry in self._buckets.values():
-            calls += entry[0]
-            failures += entry[1]
-            slow += entry[2]
-        return calls, failures, slow
+        calls, failures, slow = self._totals
+        return calls + counted(self._ok), failures, slow
 
     def _clear_window(self) -> None:
         self._buckets.clear()
+        self._totals = [0, 0, 0]
         self._ok = itertools.count()
         self.ok = self._ok.__next__
-
-    def rate_trip_if_due(self, now: float, changes: list[Transition]) -> None:
-        if self.state is CLOSED and rate_trip_due(self.policy, *self.window_counts(now)):
-            self._open(now, changes)
 
     # -- reads ---------------------------------------------------------------
 
@@ -350,7 +356,12 @@ class CircuitModel:
             self._permits.pop(token, None)
 
     def record_failure(
-        self, now: float, reason: str, token: int, changes: list[Transition], slow: bool = False
+        self,
+        now: float,
+        reason: str | BaseException,
+        token: int,
+        changes: list[Transition],
+        slow: bool = False,
     ) -> None:
         # The common case (closed, no permit) skips refresh and release.
         if self.state is not CLOSED:
@@ -364,9 +375,8 @@ class CircuitModel:
         if state is CLOSED:
             if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
-            if self.counts_calls and self.state is CLOSED:
-                self.count_call(now, True, slow)
-                self.rate_trip_if_due(now, changes)
+            if self.counts_calls and self.state is CLOSED and self.count_call(now, True, slow):
+                self._open(now, changes)
         elif state is HALF_OPEN:
             self.reopenings += 1
             self._open(now, changes)
@@ -465,9 +475,8 @@ class CircuitModel:
         if state is CLOSED:
             self.dirty = False
             self._failures.clear()
-            if self.counts_calls:
-                self.count_call(now, False, True)
-                self.rate_trip_if_due(now, changes)
+            if self.counts_calls and self.count_call(now, False, True):
+                self._open(now, changes)
         elif state is HALF_OPEN:
             self.reopenings += 1
             self._open(now, changes)

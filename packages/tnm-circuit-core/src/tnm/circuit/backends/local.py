@@ -178,7 +178,16 @@ class LocalCircuit:
             self._notify(EventKind.FAILURE, changes, reason)
 
     def _failure_of(self, token: int, exc: BaseException) -> None:
-        self.on_failure(token, exception_reason(exc))
+        if self._listeners.callbacks or self.state is DISABLED:
+            self.on_failure(token, exception_reason(exc))
+            return
+        # Nobody listens: the reason stays the exception until someone reads it.
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.record_failure(self._monotonic(), exc, token, changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
     def _trip(self, now: float, exc: BaseException) -> None:
         changes: list[Transition] = []
