@@ -238,6 +238,14 @@ class TestObserveMode:
         assert await breaker.execute_async("svc", work) == "ran"
         assert await breaker.protect("svc")(work)() == "ran"
 
+    def test_guards_let_work_through(self, make_breaker: MakeBreaker) -> None:
+        """is_available() answers True in observe mode, so up-front guards refuse nothing either."""
+        breaker = make_breaker(max_failures=1, mode="observe")
+        run(breaker, "F")
+        assert breaker.state("svc").state is CircuitState.OPEN
+        assert breaker.is_available("svc")
+        assert asyncio.run(breaker.ais_available("svc"))
+
     def test_metrics_count_would_reject(self, make_breaker: MakeBreaker) -> None:
         """Metrics count the calls that would have been rejected, under their own outcome."""
         from prometheus_client import CollectorRegistry

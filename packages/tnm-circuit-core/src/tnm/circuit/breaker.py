@@ -374,12 +374,18 @@ class CircuitBreaker:
     # -- manual control and inspection -------------------------------------------
 
     def is_available(self, service: str) -> bool:
-        """Would a call to ``service`` go through now? Never takes a half-open trial permit."""
-        return self._circuit(service).is_available()
+        """Would a call to ``service`` go through now? Never takes a half-open trial permit.
+
+        Always True in observe mode (nothing is rejected), so guards that refuse work up
+        front let it through too; ``state()`` shows the circuit's real state.
+        """
+        circuit = self._circuit(service)
+        return circuit.is_available() or circuit.policy.mode == "observe"
 
     async def ais_available(self, service: str) -> bool:
         """``is_available`` for async code: a shared backend's I/O does not block the loop."""
-        return await self._circuit(service).ais_available()
+        circuit = self._circuit(service)
+        return await circuit.ais_available() or circuit.policy.mode == "observe"
 
     def open_error(self, service: str) -> CircuitError:
         """The error a call to ``service`` rejected now would raise (for adapters that
