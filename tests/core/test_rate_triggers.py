@@ -293,3 +293,4 @@ def test_open_error_of_a_rate_circuit_reads_well(make_breaker: MakeBreaker) -> N
     with pytest.raises(CircuitOpenError) as info:
         breaker.execute("svc", lambda: None)
     assert "None" not in str(info.value)
+    assert str(info.value).startswith("circuit 'svc' is open; last failure: OSError: down; retry after")
