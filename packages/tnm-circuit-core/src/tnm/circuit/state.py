@@ -261,8 +261,9 @@ class CircuitModel:
             return live < self.policy.half_open_max_calls
         return False
 
-    def last_failure_at(self, now: float, wall: float) -> dict[str, Any] | None:
-        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now).
+    def last_failure_at(self, now: float, wall: float | Callable[[], float]) -> dict[str, Any] | None:
+        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now,
+        or the wall clock, read only the first time a failure is read).
 
         ``ts`` is worked out from the two clocks once per failure and kept: every read of
         one failure gives the same ``ts`` (the failure path itself reads no wall clock).
@@ -270,11 +271,12 @@ class CircuitModel:
         last = self.last_failure
         if last is None:
             return None
-        if not isinstance(last[0], str):
-            last = self.last_failure = (exception_reason(last[0]), last[1])
         pinned = self._pinned_ts
         if pinned is None or pinned[0] is not last:
-            pinned = self._pinned_ts = (last, wall - (now - last[1]))
+            if not isinstance(last[0], str):
+                last = self.last_failure = (exception_reason(last[0]), last[1])
+            wall_now = wall() if callable(wall) else wall
+            pinned = self._pinned_ts = (last, wall_now - (now - last[1]))
         return {"reason": last[0], "ts": pinned[1]}
 
     def snapshot(self, now: float, wall: float) -> CircuitSnapshot:

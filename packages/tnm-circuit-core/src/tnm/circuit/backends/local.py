@@ -298,7 +298,7 @@ class LocalCircuit:
         return CircuitOpenError(
             self.service,
             retry_after,
-            model.last_failure_at(now, self._clock.time()),
+            model.last_failure_at(now, self._clock.time),
             state,
             len(model._failures),
             policy.max_failures or 0,
