@@ -290,10 +290,10 @@ def sync_wrapper(
             if listeners.callbacks:
                 count_success()
             if window is not None:  # tally(), inlined: a rate policy on the local backend
-                if circuit.state is closed:
-                    if monotonic() * 1000.0 >= window.bucket_end_ms:
-                        roll()
-                    window.ok()
+                # (closed, or disabled: a disabled window shows nothing and reset clears it)
+                if monotonic() * 1000.0 >= window.bucket_end_ms:
+                    roll()
+                window.ok()
             elif tally is not None and circuit.state is closed:
                 tally()
         return result
@@ -381,10 +381,9 @@ def async_wrapper(
             if listeners.callbacks:
                 count_success()
             if window is not None:
-                if circuit.state is closed:
-                    if monotonic() * 1000.0 >= window.bucket_end_ms:
-                        roll()
-                    window.ok()
+                if monotonic() * 1000.0 >= window.bucket_end_ms:
+                    roll()
+                window.ok()
             elif tally is not None and circuit.state is closed:
                 tally()
         return result

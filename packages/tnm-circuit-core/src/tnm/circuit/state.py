@@ -283,7 +283,8 @@ class CircuitModel:
         calls = failure_rate = slow_rate = None
         failures = self.failures_in_window(now) if self._max_failures else 0
         if self.counts_calls:
-            calls, failed, slow = self.window_counts(now)
+            # Disabled records nothing (successes counted meanwhile are cleared by reset).
+            calls, failed, slow = (0, 0, 0) if self.state is DISABLED else self.window_counts(now)
             failure_rate = failed / calls if calls else 0.0
             if self.policy.slow_call_rate_threshold is not None:
                 slow_rate = slow / calls if calls else 0.0
