@@ -45,6 +45,26 @@ def test_nothing_else_leaks_into_the_root() -> None:
     assert public == set(tnm.circuit.__all__)
 
 
+def test_states_and_event_kinds() -> None:
+    """The states and event kinds users match on, by value (disabled and would_reject included)."""
+    assert [s.value for s in tnm.circuit.CircuitState] == [
+        "closed",
+        "open",
+        "half_open",
+        "forced_open",
+        "disabled",
+    ]
+    assert tnm.circuit.EventKind("would_reject") is tnm.circuit.EventKind.WOULD_REJECT
+    assert tnm.circuit.policies.MODES == ("enforce", "observe")
+    assert set(tnm.circuit.policies.__all__) == {
+        "MODES",
+        "RATE_BUCKETS",
+        "UNSET",
+        "ReturnValuePolicy",
+        "ServicePolicy",
+    }
+
+
 def test_exception_tree() -> None:
     """Every error is a CircuitError; config errors are also ValueError / TypeError."""
     exc = tnm.circuit.exceptions

@@ -180,6 +180,29 @@ class TestBackgroundSuccesses:
             breaker.close()
 
 
+class TestObserveOnRedis:
+    def test_open_circuit_runs_calls_without_a_round_trip(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """Observe mode on Redis: an open circuit runs every call, reports would_reject, asks nothing."""
+        from tnm.circuit import EventKind
+        from tnm.circuit.testing import capture_events
+
+        breaker = _breaker(redis_url, "observe", max_failures=2, mode="observe")
+        for _ in range(2):
+            with pytest.raises(OSError):
+                breaker.execute("svc", _boom)
+        assert breaker.state("svc").state is CircuitState.OPEN
+        before = int(redis_server.client().info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        with capture_events(breaker) as events:
+            results = [breaker.execute("svc", lambda: "ran") for _ in range(20)]
+        after = int(redis_server.client().info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        breaker.close()
+        assert results == ["ran"] * 20
+        assert [e.kind for e in events] == [EventKind.WOULD_REJECT] * 20
+        assert after - before <= 1  # a background refresh at most
+
+
 class LocalAndRedisAgreeOnRates(RuleBasedStateMachine):
     """Random calls, slow calls, time steps and overrides give the same states and rates on both backends."""
 
