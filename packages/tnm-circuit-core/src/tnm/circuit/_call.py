@@ -221,6 +221,20 @@ def call_sync(
 # healthy path, one less frame for an exception to cross): ``protect`` returns them.
 
 
+def failure_recorder(
+    circuit: CircuitHandle, fixed_reason: str | None
+) -> Callable[[int, BaseException], None]:
+    """What the call path calls with a failure's token and exception (every one counts)."""
+    if fixed_reason is None:
+        return circuit.on_exception
+    on_failure = circuit.on_failure
+
+    def with_fixed_reason(token: int, _exc: BaseException) -> None:
+        on_failure(token, fixed_reason)
+
+    return with_fixed_reason
+
+
 def sync_wrapper(
     func: Callable[..., R],
     circuit: CircuitHandle,
@@ -238,9 +252,7 @@ def sync_wrapper(
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     counts_all = rules.counts_all
-    fixed_reason = rules.failure_reason
-    on_failure = circuit.on_failure
-    on_exception = circuit.on_exception
+    fail = failure_recorder(circuit, rules.failure_reason)
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
@@ -269,10 +281,7 @@ def sync_wrapper(
         except Exception as exc:
             if counts_all:  # record_exception, inlined for the common case
                 try:
-                    if fixed_reason:
-                        on_failure(token, fixed_reason)
-                    else:
-                        on_exception(token, exc)  # the reason is worked out only if read
+                    fail(token, exc)  # the reason is worked out only if read
                 except Exception:
                     _log_breaker_error(circuit)
             else:
@@ -319,9 +328,7 @@ def async_wrapper(
     has_retval_policy = rules.retval_policy is not None
     io_free = circuit.io_free
     counts_all = rules.counts_all
-    fixed_reason = rules.failure_reason
-    on_failure = circuit.on_failure
-    on_exception = circuit.on_exception
+    fail = failure_recorder(circuit, rules.failure_reason)
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
@@ -351,10 +358,7 @@ def async_wrapper(
         except Exception as exc:
             if io_free and counts_all:  # record_exception, inlined for the common case
                 try:
-                    if fixed_reason:
-                        on_failure(token, fixed_reason)
-                    else:
-                        on_exception(token, exc)
+                    fail(token, exc)
                 except Exception:
                     _log_breaker_error(circuit)
             elif io_free:

@@ -424,10 +424,13 @@ class CircuitModel:
             return other
 
         def on_exception(token: int, exc: BaseException) -> None:
-            if token or handle.state is not closed or listeners.call_callbacks:
+            if token or handle.state is not closed:
                 other(token, exc)
                 return
             if listeners.callbacks:
+                if listeners.call_callbacks:
+                    other(token, exc)
+                    return
                 counted()
             now = monotonic()
             failures.append(now)
