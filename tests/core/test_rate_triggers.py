@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -284,6 +285,20 @@ class TestDisable:
         breaker.disable("new")
         assert breaker.last_failure("new")["reason"] == "disabled"  # type: ignore[index]
         assert breaker.state("new").to_dict()["state"] == "disabled"
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"max_failures": None, "failure_rate_threshold": 0.5, "minimum_calls": 7},
+        {"max_failures": None, "slow_call_seconds": 1, "slow_call_rate_threshold": 0.5, "minimum_calls": 7},
+    ],
+)
+def test_trip_helper_opens_rate_circuits(make_breaker: MakeBreaker, policy: dict[str, Any]) -> None:
+    """testing.trip() opens a circuit whose only trigger is a rate, failure or slow-call."""
+    from tnm.circuit.testing import trip
+
+    assert trip(make_breaker(**policy), "svc").state is CircuitState.OPEN
 
 
 def test_open_error_of_a_rate_circuit_reads_well(make_breaker: MakeBreaker) -> None:
