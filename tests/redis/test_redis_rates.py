@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import time
 from typing import Any
 
@@ -178,6 +179,37 @@ class TestBackgroundSuccesses:
         assert wait_for(lambda: circuit.state is CircuitState.CLOSED)
         for breaker in (ops, app):
             breaker.close()
+
+
+def _child_succeeds(breaker: CircuitBreaker, count: int, done: Any) -> None:
+    for _ in range(count):
+        breaker.execute("svc", lambda: None)
+    breaker.close()  # the last flush
+    done.put("ok")
+
+
+class TestAfterFork:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+    def test_a_forked_child_sends_its_own_successes_once(self, redis_url: str) -> None:
+        """A breaker made before fork(): the child's successes reach Redis; the parent's are sent once."""
+        breaker = _breaker(redis_url, "forked-rates", failure_rate_threshold=0.5)
+        flusher = flusher_for(breaker.backend)  # type: ignore[arg-type]
+        flusher.stop(5)  # the parent's 10 successes stay unsent until after the fork
+        for _ in range(10):
+            breaker.execute("svc", lambda: None)
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Queue()
+        child = ctx.Process(target=_child_succeeds, args=(breaker, 25, done))
+        child.start()
+        assert done.get(timeout=30) == "ok"
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        raw = breaker.backend.client()  # type: ignore[attr-defined]
+        key = breaker.backend.circuits["svc"].keys[3]  # type: ignore[attr-defined]
+        assert sum(int(v) for v in raw.hvals(key)) == 25
+        flusher.flush()
+        assert sum(int(v) for v in raw.hvals(key)) == 35
+        breaker.close()
 
 
 class TestObserveOnRedis:
