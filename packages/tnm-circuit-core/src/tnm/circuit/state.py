@@ -438,9 +438,10 @@ class CircuitModel:
             if len(failures) == max_failures and failures[0] > now - window:
                 trip(now, exc)
                 return
-            model.dirty = True
-            if handle.state is closed:
-                handle.dirty = True
+            if not handle.dirty:  # already marked: a success clears both after its own mark
+                model.dirty = True
+                if handle.state is closed:
+                    handle.dirty = True
 
         return on_exception
 
