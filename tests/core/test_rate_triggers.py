@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, EventKind, ServicePolicy
+from tnm.circuit.state import CircuitModel
 from tnm.circuit.testing import ManualClock, capture_events
 
 MakeBreaker = Callable[..., CircuitBreaker]
@@ -309,3 +313,16 @@ def test_open_error_of_a_rate_circuit_reads_well(make_breaker: MakeBreaker) -> N
         breaker.execute("svc", lambda: None)
     assert "None" not in str(info.value)
     assert str(info.value).startswith("circuit 'svc' is open; last failure: OSError: down; retry after")
+
+
+@given(ms=st.integers(0, 10**13), window_ms=st.integers(10, 6_000_000))
+@example(ms=1_001_987, window_ms=10)  # 1001.988 s: the float just below it times 1000 rounds up
+def test_no_time_before_a_bucket_end_falls_in_the_next_bucket(ms: int, window_ms: int) -> None:
+    """A success before the current bucket's end (a float in seconds) is counted in that bucket,
+    whatever the rounding of the bucket arithmetic in milliseconds."""
+    policy = ServicePolicy(window_seconds=window_ms / 1000, max_failures=None, failure_rate_threshold=0.5)
+    model = CircuitModel("svc", policy)
+    model.roll(ms / 1000.0)
+    just_before = math.nextafter(model.bucket_end, -math.inf)
+    assert model.bucket_of(just_before) <= model.bucket
+    assert model.bucket_of(model.bucket_end + policy.bucket_ms / 1000.0) > model.bucket

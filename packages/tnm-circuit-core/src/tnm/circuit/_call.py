@@ -300,7 +300,7 @@ def sync_wrapper(
                 count_success()
             if window is not None:  # tally(), inlined: a rate policy on the local backend
                 # (closed, or disabled: a disabled window shows nothing and reset clears it)
-                if monotonic() * 1000.0 >= window.bucket_end_ms:
+                if monotonic() >= window.bucket_end:
                     roll()
                 window.ok()
             elif tally is not None and circuit.state is closed:
@@ -385,7 +385,7 @@ def async_wrapper(
             if listeners.callbacks:
                 count_success()
             if window is not None:
-                if monotonic() * 1000.0 >= window.bucket_end_ms:
+                if monotonic() >= window.bucket_end:
                     roll()
                 window.ok()
             elif tally is not None and circuit.state is closed:

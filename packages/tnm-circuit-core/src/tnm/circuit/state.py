@@ -129,7 +129,7 @@ class CircuitModel:
         "_totals",
         "_trial_successes",
         "bucket",
-        "bucket_end_ms",
+        "bucket_end",
         "bucket_ms",
         "counts_calls",
         "dirty",
@@ -167,8 +167,9 @@ class CircuitModel:
         """A rate trigger is set: every completed call is counted in its time bucket."""
         self.bucket_ms = policy.bucket_ms
         self.bucket = -1
-        self.bucket_end_ms = -math.inf
-        """Where ``bucket`` ends, in ms: a success at or after it rolls the window first."""
+        self.bucket_end = -math.inf
+        """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
+        after it rolls the window first, and a success before it belongs to ``bucket``."""
         """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
         self._buckets: dict[int, list[int]] = {}
         """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
@@ -195,7 +196,12 @@ class CircuitModel:
         self._ok = itertools.count()
         self.ok = self._ok.__next__
         self.bucket = bucket
-        self.bucket_end_ms = (bucket + 1) * self.bucket_ms
+        # Seconds, so that a success compares without converting; a few float steps early, so
+        # that no time before it can fall in the next bucket by ``bucket_of``'s rounding.
+        end = (bucket + 1) * self.bucket_ms / 1000.0
+        for _ in range(4):
+            end = math.nextafter(end, -math.inf)
+        self.bucket_end = end
         oldest = bucket - RATE_BUCKETS
         for old in [b for b in self._buckets if b <= oldest]:
             calls, failures, slow = self._buckets.pop(old)

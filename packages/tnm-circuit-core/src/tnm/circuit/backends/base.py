@@ -46,7 +46,7 @@ class CircuitHandle(Protocol):
     """The clock slow calls are timed with."""
     window: CircuitModel | None
     """The model whose rate window ``tally`` counts into, when the call path may count a fast
-    success itself (``ok()``, after ``roll_window()`` once ``bucket_end_ms`` has passed);
+    success itself (``ok()``, after ``roll_window()`` once ``bucket_end`` has passed);
     ``None`` otherwise (then ``tally``, if set, is called)."""
 
     def roll_window(self) -> None:

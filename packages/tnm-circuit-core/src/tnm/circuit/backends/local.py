@@ -109,7 +109,7 @@ class LocalCircuit:
         model, monotonic, roll = self._model, self._monotonic, self.roll_window
 
         def tally() -> None:
-            if monotonic() * 1000.0 >= model.bucket_end_ms:
+            if monotonic() >= model.bucket_end:
                 roll()
             model.ok()
 
