@@ -212,6 +212,37 @@ class TestAfterFork:
         breaker.close()
 
 
+class TestWhileRedisIsDown:
+    def test_the_process_decides_on_its_own_rate(self, redis_url: str, redis_server: RedisServer) -> None:
+        """With Redis down, a rate policy still counts this process's calls: successes keep a
+        low failure rate closed, and a high one opens the circuit."""
+        breaker = CircuitBreaker(
+            "redis",
+            redis_url=redis_url,
+            namespace="down",
+            socket_timeout=0.2,
+            default_policy=ServicePolicy(**{**RATE, "failure_rate_threshold": 0.5}),
+        )
+        breaker.initialize()
+        breaker.execute("svc", lambda: None)
+        redis_server.stop()
+        with pytest.raises(OSError):
+            breaker.execute("svc", _boom)  # notices the outage
+        assert not breaker.storage_available
+        for _ in range(12):
+            breaker.execute("svc", lambda: None)
+        for _ in range(4):
+            with pytest.raises(OSError):
+                breaker.execute("svc", _boom)
+        snap = breaker.state("svc")  # this process's own view
+        assert (snap.state, snap.calls, snap.failures) == (CircuitState.CLOSED, 17, 5)
+        for _ in range(12):
+            with contextlib.suppress(OSError, CircuitOpenError):
+                breaker.execute("svc", _boom)
+        assert breaker.state("svc").state is CircuitState.OPEN
+        breaker.close()
+
+
 class TestObserveOnRedis:
     def test_open_circuit_runs_calls_without_a_round_trip(
         self, redis_url: str, redis_server: RedisServer

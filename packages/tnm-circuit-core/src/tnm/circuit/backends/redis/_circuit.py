@@ -160,8 +160,8 @@ class RedisCircuit:
     def _tally(self) -> None:
         """A fast success while closed: counted in memory, added to Redis in the background."""
         self.pending.increment()
-        if self._health.degraded:
-            self.fallback.on_success(0)
+        if self._health.degraded and self.fallback.tally is not None:
+            self.fallback.tally()  # deciding alone meanwhile: the local window counts it too
 
     def mirror(
         self,
