@@ -38,8 +38,8 @@ class Reference:
 
     def window(self, now: float) -> tuple[int, int, int]:
         """Calls, failures and slow calls in the newest RATE_BUCKETS buckets of bucket_ms."""
-        current = int(now * 1000) // self.p.bucket_ms
-        live = [c for c in self.calls if int(c[0] * 1000) // self.p.bucket_ms > current - RATE_BUCKETS]
+        current = round(now * 1000) // self.p.bucket_ms
+        live = [c for c in self.calls if round(c[0] * 1000) // self.p.bucket_ms > current - RATE_BUCKETS]
         return len(live), sum(c[1] for c in live), sum(c[2] for c in live)
 
     def _count_call(self, now: float, failed: bool, slow: bool) -> None:

@@ -316,7 +316,7 @@ def test_open_error_of_a_rate_circuit_reads_well(make_breaker: MakeBreaker) -> N
 
 
 @given(ms=st.integers(0, 10**13), window_ms=st.integers(10, 6_000_000))
-@example(ms=1_001_987, window_ms=10)  # 1001.988 s: the float just below it times 1000 rounds up
+@example(ms=1_099_913, window_ms=10)  # the float just below 1099.9135 s, times 1000, rounds up
 def test_no_time_before_a_bucket_end_falls_in_the_next_bucket(ms: int, window_ms: int) -> None:
     """A success before the current bucket's end (a float in seconds) is counted in that bucket,
     whatever the rounding of the bucket arithmetic in milliseconds."""

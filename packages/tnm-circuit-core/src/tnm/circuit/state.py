@@ -167,10 +167,10 @@ class CircuitModel:
         """A rate trigger is set: every completed call is counted in its time bucket."""
         self.bucket_ms = policy.bucket_ms
         self.bucket = -1
+        """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
         self.bucket_end = -math.inf
         """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
         after it rolls the window first, and a success before it belongs to ``bucket``."""
-        """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
         self._buckets: dict[int, list[int]] = {}
         """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
         self._totals = [0, 0, 0]
@@ -181,7 +181,9 @@ class CircuitModel:
     # -- the rate window (owner holds the lock, except for ``ok``) ------------------
 
     def bucket_of(self, now: float) -> int:
-        return int(now * 1000.0) // self.bucket_ms
+        """The bucket of ``now`` (seconds), from whole milliseconds as the Redis backend counts
+        them (``round``, as it stamps a test clock's times for the script)."""
+        return round(now * 1000.0) // self.bucket_ms
 
     def roll(self, now: float) -> None:
         """Move the current bucket to ``now``'s, dropping buckets that left the window."""
@@ -196,9 +198,9 @@ class CircuitModel:
         self._ok = itertools.count()
         self.ok = self._ok.__next__
         self.bucket = bucket
-        # Seconds, so that a success compares without converting; a few float steps early, so
-        # that no time before it can fall in the next bucket by ``bucket_of``'s rounding.
-        end = (bucket + 1) * self.bucket_ms / 1000.0
+        # Seconds, so that a success compares without converting; half a millisecond and a few
+        # float steps early, so that no time before it can fall in the next bucket by rounding.
+        end = ((bucket + 1) * self.bucket_ms - 0.5) / 1000.0
         for _ in range(4):
             end = math.nextafter(end, -math.inf)
         self.bucket_end = end
@@ -217,7 +219,7 @@ class CircuitModel:
 
     def count_call(self, now: float, failed: bool, slow: bool) -> bool:
         """Count one completed call that is not a fast success; True if a rate trigger is due."""
-        if int(now * 1000.0) // self.bucket_ms != self.bucket:
+        if self.bucket_of(now) != self.bucket:
             self.roll(now)
         entry, totals = self._entry(self.bucket), self._totals
         entry[0] += 1
@@ -415,12 +417,12 @@ class CircuitModel:
         listeners: Any,
         other: Callable[[int, BaseException], None],
         trip: Callable[[float, BaseException], None],
-        counted: Callable[[], object],
+        count_failure: Callable[[], object],
     ) -> Callable[[int, BaseException], None]:
         """``count_closed_failure`` as one closure for the call path (one Python call per
         failure instead of three): a failure while ``handle`` shows closed, with no trial
         permit, no listener that wants per-call events and no rate trigger, keeps the
-        exception as the reason (formatted when read), calls ``counted`` if anyone listens
+        exception as the reason (formatted when read), calls ``count_failure`` if anyone listens
         (metrics), and ``trip`` when the count may be due. Any other failure goes to
         ``other``. The hypothesis tests hold both paths to one reference.
         """
@@ -437,7 +439,7 @@ class CircuitModel:
                 if listeners.call_callbacks:
                     other(token, exc)
                     return
-                counted()
+                count_failure()
             now = monotonic()
             failures.append(now)
             model.last_failure = (exc, now)

@@ -80,13 +80,13 @@ class LocalCircuit:
         self._count_fast = not policy.counts_calls
         """No rate trigger: a closed failure is counted without the lock."""
         self.tally = self._make_tally() if policy.counts_calls else None
+        """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
         self.on_exception = self._model.exception_path(
             self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
         )
         """A failure whose reason is the exception's: the common one takes no lock, and the
         reason is formatted only when someone reads the last failure."""
-        """What a fast success while closed, with nothing else to record, must still do."""
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"
