@@ -326,3 +326,34 @@ def test_no_time_before_a_bucket_end_falls_in_the_next_bucket(ms: int, window_ms
     just_before = math.nextafter(model.bucket_end, -math.inf)
     assert model.bucket_of(just_before) <= model.bucket
     assert model.bucket_of(model.bucket_end + policy.bucket_ms / 1000.0) > model.bucket
+
+
+def test_rate_window_is_exact_under_threads() -> None:
+    """8 threads of mixed calls: every success and failure lands in the window (no lost count)."""
+    import threading
+
+    breaker = CircuitBreaker(
+        default_policy=ServicePolicy(
+            window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
+        )
+    )
+    ok = breaker.protect("svc")(lambda: None)
+    bad = breaker.protect("svc")(boom)
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait(10)
+        for i in range(1000):
+            if i % 4 == 0:
+                with contextlib.suppress(OSError):
+                    bad()
+            else:
+                ok()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    snap = breaker.state("svc")
+    assert (snap.calls, snap.failures) == (8000, 2000)
