@@ -63,6 +63,19 @@ def tnm_sync(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     return breaker.protect("svc")(func)
 
 
+def tnm_rate(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+    """tnm protect with a failure-rate policy (every call counted in the rate window)."""
+    if threshold == NEVER:  # counts every call, never trips
+        policy = ServicePolicy(
+            window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=NEVER
+        )
+    else:
+        policy = ServicePolicy(
+            window_seconds=3600, max_failures=None, failure_rate_threshold=0.5, minimum_calls=threshold
+        )
+    return CircuitBreaker(default_policy=policy).protect("svc")(func)
+
+
 def tnm_metrics(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     """tnm protect with Prometheus metrics attached (on a private registry)."""
     from prometheus_client import CollectorRegistry
@@ -115,6 +128,7 @@ OPEN_ERRORS = (
 SYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
     ("bare", None),
     ("tnm protect", tnm_sync),
+    ("tnm rate policy", tnm_rate),
     ("tnm + metrics", tnm_metrics),
     ("tnm execute", tnm_execute),
     ("circuitbreaker", cb_make),
@@ -124,6 +138,7 @@ SYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
 ASYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
     ("bare", None),
     ("tnm protect", tnm_sync),
+    ("tnm rate policy", tnm_rate),
     ("tnm + metrics", tnm_metrics),
     ("circuitbreaker", cb_make),
     ("aiobreaker", aiob_make),
@@ -194,11 +209,11 @@ def run_paths(
         bare = rows[0][1]
         reference = dict(rows).get("circuitbreaker", bare) - bare
         print(f"\n{kind} {path} path ({n} calls, best of {repeat})")
-        print(f"  {'implementation':<16}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
+        print(f"  {'implementation':<18}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
         for name, seconds in rows:
             overhead = seconds - bare
             ratio = f"{overhead / reference:.2f}x" if name != "bare" and reference > 0 else ""
-            print(f"  {name:<16}{seconds * 1e9:>10.0f}{overhead * 1e9:>13.0f}{ratio:>20}")
+            print(f"  {name:<18}{seconds * 1e9:>10.0f}{overhead * 1e9:>13.0f}{ratio:>20}")
 
 
 def threaded_throughput(calls_per_thread: int) -> None:

@@ -265,6 +265,36 @@ async def ameasure(
     return seconds, trips.count / counted
 
 
+def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> tuple[float, float, int]:
+    """Healthy calls under a failure-rate policy at ``rate`` calls/s for ``seconds``.
+
+    Counts every command any client of this process sends meanwhile (the background flushes
+    of successes and the refresher's rounds included) and the calls' own time.
+    """
+    breaker = CircuitBreaker(
+        "redis",
+        redis_url=url,
+        namespace=f"bench:{time.monotonic_ns()}",
+        default_policy=ServicePolicy(window_seconds=60, max_failures=None, failure_rate_threshold=0.5),
+    )
+    breaker.initialize()
+    call = breaker.protect("svc")(ok)
+    call()
+    batch = rate // 100  # one batch every 10 ms
+    calls, busy = 0, 0.0
+    with RoundTrips(server).measure() as trips:
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            for _ in range(batch):
+                call()
+            busy += time.perf_counter() - now
+            calls += batch
+            time.sleep(max(0.0, start + calls / rate - time.perf_counter()))
+        elapsed = time.perf_counter() - start
+        breaker.close()  # its last flush is counted too
+    return trips.count / calls, busy / calls, int(calls / elapsed)
+
+
 def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
     reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
     print(f"{kind} {path} path ({n} calls)")
@@ -287,6 +317,11 @@ def main() -> None:
         ping_client = redis.Redis.from_url(url)
         ping = measure(server, ping_client.ping, n, False)
         print(f"redis-py PING: {ping[0] * 1e6:.1f} us per call, {ping[1]:.2f} round trips per call\n")
+        per_call, cost, achieved = paced_commands(server, url, 10_000, 3.0 if args.quick else 10.0)
+        print(
+            f"failure-rate policy, healthy calls at {achieved} calls/s: {per_call:.4f} Redis commands"
+            f" per call (flushes and refreshes included), {cost * 1e6:.2f} us per call\n"
+        )
         old = run_old_tnm(server, n)
         for path in ("success", "failure", "rejection"):
             threshold = 3 if path == "rejection" else NEVER

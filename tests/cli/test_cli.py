@@ -218,6 +218,24 @@ class TestControls:
         assert app.state("pg").failures == 0
         app.close()
 
+    def test_disable_is_fleet_wide(self, redis_url: str) -> None:
+        """disable lets the app's calls through with the reason shown; close ends it."""
+        app = seed(redis_url)
+        app.record_failure("pg", "x")
+        runner = CliRunner()
+        args = [*redis_args(redis_url), "disable", "pg", "--reason", "flaky, keep calling"]
+        disabled = runner.invoke(cli, args)
+        assert disabled.exit_code == 0, disabled.stderr
+        assert disabled.stdout.strip() == "pg: disabled"
+        assert app.state("pg").state is CircuitState.DISABLED
+        assert app.last_failure("pg")["reason"] == "flaky, keep calling"  # type: ignore[index]
+        check = runner.invoke(cli, [*redis_args(redis_url), "status", "--check"])
+        assert check.exit_code == 2
+        assert "pg (disabled)" in check.stderr
+        assert runner.invoke(cli, [*redis_args(redis_url), "close", "pg"]).stdout.strip() == "pg: closed"
+        assert app.state("pg").state is CircuitState.CLOSED
+        app.close()
+
     def test_unknown_service_is_one_line_on_stderr(self, redis_url: str) -> None:
         """Closing or resetting an unknown service is a one-line error on stderr with a non-zero exit."""
         seed(redis_url).record_failure("known", "x")
@@ -380,7 +398,7 @@ class TestHelpAndVersion:
     def test_status_help_documents_check_and_exit_codes(self) -> None:
         """status --help says --check exits 2 for half-open and forced open too, and 1 when unreachable."""
         text = " ".join(CliRunner().invoke(cli, ["status", "--help"]).stdout.split())
-        assert "Exit 2 if any circuit is not closed (open, half-open or forced open)" in text
+        assert "Exit 2 if any circuit is not closed (open, half-open, forced open or disabled)" in text
         assert "1 the backend could not be reached or is misconfigured" in text
         assert "2 status --check only" in text
 

@@ -44,7 +44,7 @@ PUBLIC_MODULES: dict[str, set[str]] = {
         "InvalidConfigTypeError",
         "ReturnValuePolicyError",
     },
-    "tnm.circuit.policies": {"UNSET", "ReturnValuePolicy", "ServicePolicy"},
+    "tnm.circuit.policies": {"MODES", "RATE_BUCKETS", "UNSET", "ReturnValuePolicy", "ServicePolicy"},
     "tnm.circuit.state": {"CircuitSnapshot", "CircuitState"},
     "tnm.circuit.testing": {
         "ManualClock",
@@ -72,7 +72,16 @@ PACKAGES = ["tnm.circuit", "tnm.circuit.backends", "tnm.circuit.backends.redis",
 # or added here on purpose.
 INTERNAL: dict[str, set[str]] = {
     "tnm.circuit.events": {"ListenerList"},
-    "tnm.circuit.state": {"CircuitModel", "CLOSED", "FORCED_OPEN", "HALF_OPEN", "OPEN"},
+    "tnm.circuit.state": {
+        "CircuitModel",
+        "CLOSED",
+        "DISABLED",
+        "FORCED_OPEN",
+        "HALF_OPEN",
+        "OPEN",
+        "counted",
+        "rate_trip_due",
+    },
 }
 
 # Loaded on first access (each needs its own extra), so absent from the namespace until then.
@@ -176,3 +185,23 @@ def test_pytest_plugin_exports_its_fixtures() -> None:
         if not name.startswith("_") and getattr(value, "__module__", None) == plugin.__name__
     }
     assert defined == set(plugin.__all__)
+
+
+def test_states_and_event_kinds() -> None:
+    """The states and event kinds users match on, by value (disabled and would_reject included)."""
+    assert [s.value for s in tnm.circuit.CircuitState] == [
+        "closed",
+        "open",
+        "half_open",
+        "forced_open",
+        "disabled",
+    ]
+    assert tnm.circuit.EventKind("would_reject") is tnm.circuit.EventKind.WOULD_REJECT
+    assert tnm.circuit.policies.MODES == ("enforce", "observe")
+    assert set(tnm.circuit.policies.__all__) == {
+        "MODES",
+        "RATE_BUCKETS",
+        "UNSET",
+        "ReturnValuePolicy",
+        "ServicePolicy",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 import pytest
@@ -28,6 +29,7 @@ class TestIdleCircuits:
             for step in range(2):  # idle for more than a whole meta_ttl_seconds
                 clock.advance(61)
                 breaker.execute(f"new-{step}", lambda: 1)
+            gc.collect()  # circuits hold reference cycles (a model and its failure recorder)
             left = tracemalloc.get_traced_memory()[0] - base
         finally:
             tracemalloc.stop()

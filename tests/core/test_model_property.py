@@ -1,9 +1,10 @@
 """Property test: the breaker follows a small, obviously-correct reference model.
 
-Hypothesis drives random sequences of failures, successes, trial permits, time steps
-and manual overrides through a real ``CircuitBreaker`` and through ``Reference``
-(which keeps every failure time and recomputes everything from scratch), and
-requires the same state, count, availability and retry_after after every step.
+Hypothesis drives random sequences of failures, successes, slow calls, trial permits,
+time steps and manual overrides through a real ``CircuitBreaker`` and through
+``Reference`` (which keeps every failure and call time and recomputes everything from
+scratch), and requires the same state, count, rates, availability and retry_after
+after every step.
 
 Calls go through every public entry point (``protect`` on a sync and on an async
 function, ``execute`` and ``execute_async``): each holds its own inlined copy of the
@@ -21,7 +22,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit.policies import RATE_BUCKETS
 from tnm.circuit.testing import ManualClock
+
+
+def _raise() -> None:
+    raise OSError("down")
 
 
 class Reference:
@@ -34,6 +40,26 @@ class Reference:
         self.permits: dict[int, float] = {}
         self.successes = 0
         self.tokens = 0
+        self.calls: list[tuple[float, bool, bool]] = []  # (time, failed, slow), rate triggers only
+
+    def window(self, now: float) -> tuple[int, int, int]:
+        """Calls, failures and slow calls in the newest RATE_BUCKETS buckets of bucket_ms."""
+        current = round(now * 1000) // self.p.bucket_ms
+        live = [c for c in self.calls if round(c[0] * 1000) // self.p.bucket_ms > current - RATE_BUCKETS]
+        return len(live), sum(c[1] for c in live), sum(c[2] for c in live)
+
+    def _count_call(self, now: float, failed: bool, slow: bool) -> None:
+        if not self.p.counts_calls or self.state != "closed":
+            return
+        self.calls.append((now, failed, slow))
+        if not (failed or slow):
+            return  # a success never opens a circuit: the rates are checked at failures and slow calls
+        calls, failures, slows = self.window(now)
+        frt, srt = self.p.failure_rate_threshold, self.p.slow_call_rate_threshold
+        if calls >= self.p.minimum_calls and (
+            (frt is not None and failures >= frt * calls) or (srt is not None and slows >= srt * calls)
+        ):
+            self._open(now)
 
     def tick(self, now: float) -> None:
         if self.state == "open" and now >= self.open_until:
@@ -44,14 +70,14 @@ class Reference:
     def _open(self, now: float) -> None:
         duration = self.p.open_seconds * self.p.backoff_multiplier**self.reopenings  # type: ignore[operator]
         self.open_until = now + min(duration, self.p.max_open_seconds)  # type: ignore[type-var]
-        self.state, self.permits, self.successes = "open", {}, 0
+        self.state, self.permits, self.successes, self.calls = "open", {}, 0, []
 
     def in_window(self, now: float) -> int:
         return len([t for t in self.failures if t > now - self.p.window_seconds])
 
     def acquire(self, now: float) -> int:
         self.tick(now)
-        if self.state == "closed":
+        if self.state in ("closed", "disabled"):
             return 0
         if self.state == "half_open" and len(self.permits) < self.p.half_open_max_calls:
             self.tokens += 1
@@ -59,13 +85,17 @@ class Reference:
             return self.tokens
         return -1
 
-    def failure(self, now: float, token: int) -> None:
+    def failure(self, now: float, token: int, slow: bool = False) -> None:
         self.tick(now)
+        if self.state == "disabled":
+            return
         self.permits.pop(token, None)
         if self.state == "closed":
-            self.failures.append(now)
-            if self.in_window(now) >= self.p.max_failures:
-                self._open(now)
+            if self.p.max_failures is not None:
+                self.failures.append(now)
+                if self.in_window(now) >= self.p.max_failures:
+                    self._open(now)
+            self._count_call(now, True, slow)
         elif self.state == "half_open":
             self.reopenings += 1
             self._open(now)
@@ -75,17 +105,29 @@ class Reference:
         self.permits.pop(token, None)
         if self.state == "closed":
             self.failures = []
+            self._count_call(now, False, False)
         elif self.state == "half_open":
             self.successes += 1
             if self.successes >= self.p.success_threshold:
                 self.reset()
 
+    def slow_success(self, now: float, token: int) -> None:
+        self.tick(now)
+        self.permits.pop(token, None)
+        if self.state == "closed":
+            self.failures = []
+            self._count_call(now, False, True)
+        elif self.state == "half_open":
+            self.reopenings += 1
+            self._open(now)
+
     def reset(self) -> None:
         self.state, self.failures, self.permits, self.successes, self.reopenings = "closed", [], {}, 0, 0
+        self.calls = []
 
     def available(self, now: float) -> bool:
         self.tick(now)
-        if self.state == "closed":
+        if self.state in ("closed", "disabled"):
             return True
         return self.state == "half_open" and len(self.permits) < self.p.half_open_max_calls
 
@@ -100,21 +142,32 @@ class Reference:
         return 0.0
 
 
-policies = st.builds(
-    ServicePolicy,
-    window_seconds=st.sampled_from([1.0, 5.0, 10.0]),
-    max_failures=st.integers(1, 4),
-    open_seconds=st.sampled_from([0.0, 1.0, 3.0]),
-    half_open_max_calls=st.integers(1, 3),
-    success_threshold=st.integers(1, 3),
-    backoff_multiplier=st.sampled_from([1.0, 2.0]),
-    max_open_seconds=st.just(10.0),
-    trial_timeout_seconds=st.sampled_from([2.0, 5.0]),
-)
+@st.composite
+def policies(draw: st.DrawFn) -> ServicePolicy:
+    """Count-only policies as before, and policies with rate triggers (the count one on or off)."""
+    failure_rate = draw(st.sampled_from([None, None, 0.5, 1.0]))
+    slow_rate = draw(st.sampled_from([None, 0.3, 0.5]))
+    max_failures = draw(st.integers(1, 4))
+    if failure_rate is not None or slow_rate is not None:
+        max_failures = draw(st.sampled_from([None, max_failures]))
+    return ServicePolicy(
+        window_seconds=draw(st.sampled_from([1.0, 5.0, 10.0])),
+        max_failures=max_failures,
+        open_seconds=draw(st.sampled_from([0.0, 1.0, 3.0])),
+        half_open_max_calls=draw(st.integers(1, 3)),
+        success_threshold=draw(st.integers(1, 3)),
+        backoff_multiplier=draw(st.sampled_from([1.0, 2.0])),
+        max_open_seconds=10.0,
+        trial_timeout_seconds=draw(st.sampled_from([2.0, 5.0])),
+        failure_rate_threshold=failure_rate,
+        minimum_calls=draw(st.integers(1, 4)),
+        slow_call_seconds=1.0,
+        slow_call_rate_threshold=slow_rate,
+    )
 
 
 class BreakerMatchesReference(RuleBasedStateMachine):
-    @initialize(policy=policies)
+    @initialize(policy=policies())
     def setup(self, policy: ServicePolicy) -> None:
         self.clock = ManualClock()
         self.breaker = CircuitBreaker(clock=self.clock, default_policy=policy)
@@ -164,6 +217,33 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         self.ref.success(self.now, 0)
 
     @rule()
+    def failing_call(self) -> None:
+        """A failure through the call path (the closure that counts it without the lock)."""
+        try:
+            self.breaker.execute("svc", _raise)
+        except (OSError, CircuitOpenError):
+            pass
+        else:  # pragma: no cover - _raise always raises
+            raise AssertionError
+        token = self.ref.acquire(self.now)
+        if token >= 0:
+            self.ref.failure(self.now, token)
+
+    @rule()
+    def slow_success(self) -> None:
+        self.circuit.on_slow_success(0)
+        self.ref.slow_success(self.now, 0)
+
+    @rule()
+    def slow_failure(self) -> None:
+        self.circuit.on_failure(0, "slow", True)
+        self.ref.failure(self.now, 0, slow=True)
+
+    @rule(step=st.sampled_from([0.05, 0.1, 0.3]))
+    def small_step(self, step: float) -> None:
+        self.clock.advance(step)
+
+    @rule()
     def acquire(self) -> None:
         real = self.circuit.acquire()
         expected = self.ref.acquire(self.now)
@@ -189,12 +269,15 @@ class BreakerMatchesReference(RuleBasedStateMachine):
             self.ref.failure(self.now, expected)
 
     @precondition(lambda self: self.trials)
-    @rule(ok=st.booleans(), which=st.integers(0, 10))
-    def finish_trial(self, ok: bool, which: int) -> None:
+    @rule(ok=st.sampled_from(["ok", "slow", "failed"]), which=st.integers(0, 10))
+    def finish_trial(self, ok: str, which: int) -> None:
         real, expected = self.trials.pop(which % len(self.trials))
-        if ok:
+        if ok == "ok":
             self.circuit.on_success(real)
             self.ref.success(self.now, expected)
+        elif ok == "slow":
+            self.circuit.on_slow_success(real)
+            self.ref.slow_success(self.now, expected)
         else:
             self.circuit.on_failure(real, "trial failed")
             self.ref.failure(self.now, expected)
@@ -209,7 +292,13 @@ class BreakerMatchesReference(RuleBasedStateMachine):
     @rule()
     def force_open(self) -> None:
         self.breaker.force_open("svc", "ops")
-        self.ref.state, self.ref.permits = "forced_open", {}
+        self.ref.state, self.ref.permits, self.ref.calls = "forced_open", {}, []
+
+    @rule()
+    def disable(self) -> None:
+        self.breaker.disable("svc", "ops")
+        self.ref.reset()
+        self.ref.state = "disabled"
 
     @rule()
     def reset(self) -> None:
@@ -224,8 +313,14 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         assert self.breaker.is_available("svc") == self.ref.available(now)
         snap = self.breaker.state("svc")
         assert snap.state.value == self.ref.state
-        if self.ref.state == "closed":
+        if self.ref.state == "closed" and self.ref.p.max_failures is not None:
             assert snap.failures == self.ref.in_window(now)
+        if self.ref.p.counts_calls:
+            calls, failures, slow = self.ref.window(now)
+            assert snap.calls == calls
+            assert snap.failure_rate == (failures / calls if calls else 0.0)
+            if self.ref.p.slow_call_rate_threshold is not None:
+                assert snap.slow_call_rate == (slow / calls if calls else 0.0)
         assert snap.retry_after == self.ref.retry_after(now)
 
 

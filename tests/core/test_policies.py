@@ -37,6 +37,19 @@ class TestServicePolicyValidation:
             ({"on_exceptions": [int]}, "on_exceptions"),
             ({"on_exceptions": "ValueError"}, "on_exceptions"),
             ({"on_retval_policy": {"retval": None}}, "on_retval_policy"),
+            ({"failure_rate_threshold": 0}, "failure_rate_threshold"),
+            ({"failure_rate_threshold": 1.5}, "failure_rate_threshold"),
+            ({"failure_rate_threshold": -0.1}, "failure_rate_threshold"),
+            ({"failure_rate_threshold": "0.5"}, "failure_rate_threshold"),
+            ({"failure_rate_threshold": 0.5, "minimum_calls": 0}, "minimum_calls"),
+            ({"minimum_calls": 2.5}, "minimum_calls"),
+            ({"slow_call_rate_threshold": 0.5}, "slow_call_rate_threshold"),
+            ({"slow_call_seconds": 1, "slow_call_rate_threshold": 0}, "slow_call_rate_threshold"),
+            ({"slow_call_seconds": 1, "slow_call_rate_threshold": 2}, "slow_call_rate_threshold"),
+            ({"slow_call_seconds": 0}, "slow_call_seconds"),
+            ({"slow_call_seconds": -1}, "slow_call_seconds"),
+            ({"mode": "dry-run"}, "mode"),
+            ({"max_failures": None}, "max_failures"),
         ],
     )
     def test_invalid_field_is_named(self, kwargs: dict[str, Any], field: str) -> None:
@@ -47,6 +60,21 @@ class TestServicePolicyValidation:
         assert field in str(info.value)
         assert isinstance(info.value, CircuitError)
         assert isinstance(info.value, ValueError)
+
+    def test_rate_fields_accept_their_ranges(self) -> None:
+        """Rates in (0, 1], minimum_calls >= 1, both modes, and max_failures=None beside a rate trigger."""
+        policy = ServicePolicy(
+            max_failures=None,
+            failure_rate_threshold=1,
+            minimum_calls=1,
+            slow_call_seconds=0.5,
+            slow_call_rate_threshold=0.25,
+            mode="observe",
+        )
+        assert (policy.failure_rate_threshold, policy.slow_call_rate_threshold) == (1.0, 0.25)
+        assert policy.counts_calls
+        assert ServicePolicy().mode == "enforce"
+        assert not ServicePolicy().counts_calls
 
     def test_type_errors_are_type_errors(self) -> None:
         """A non-exception class in an exception list is also a TypeError."""

@@ -329,6 +329,9 @@ class TestManualControl:
             "last_failure": None,
             "trials_in_flight": 0,
             "reopenings": 0,
+            "calls": None,
+            "failure_rate": None,
+            "slow_call_rate": None,
         }
         fail(breaker, times=3)
         snap = breaker.state("svc")

@@ -40,7 +40,14 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
-EXPECTED_CALLS = {"success": 4, "failure": 2, "ignored": 1, "rejected": 1, "fallback": 1}
+EXPECTED_CALLS = {
+    "success": 4,
+    "failure": 2,
+    "ignored": 1,
+    "rejected": 1,
+    "fallback": 1,
+    "would_reject": 0,
+}
 EXPECTED_TRANSITIONS = {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
 
 
@@ -88,7 +95,7 @@ class TestPrometheus:
             for (name, labels), value in samples.items()
             if name == "tnm_circuit_state"
         }
-        assert states == {"closed": 1.0, "open": 0.0, "half_open": 0.0, "forced_open": 0.0}
+        assert states == {"closed": 1.0, "open": 0.0, "half_open": 0.0, "forced_open": 0.0, "disabled": 0.0}
         opened = [
             v for (name, _), v in samples.items() if name == "tnm_circuit_last_opened_timestamp_seconds"
         ]
@@ -169,24 +176,33 @@ def test_missing_extra_names_it(
 
 
 def test_metrics_overhead_is_counted_not_evented() -> None:
-    """With metrics on, a successful call builds no event: successes come from a counter."""
-    breaker = CircuitBreaker()
+    """With metrics on, no call builds an event, whatever its outcome: outcomes come from counters."""
+    breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=50, ignore_exceptions=[KeyError]))
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(breaker, registry=registry)
     seen: list[Any] = []
     original = metrics.stats._on_event
     metrics.stats._on_event = lambda event: (seen.append(event), original(event))  # type: ignore[method-assign]
     breaker.remove_listener(original)
-    breaker.add_listener(metrics.stats._on_event, successes=False)
+    breaker.add_listener(metrics.stats._on_event, successes=False, calls=False)
     for _ in range(100):
         breaker.execute("svc", lambda: None)
-    assert seen == []
-    assert (
-        scrape(registry)[
-            ("tnm_circuit_calls_total", (("namespace", ""), ("outcome", "success"), ("service", "svc")))
+    for exc in [OSError("down")] * 49 + [KeyError("x")] * 3:
+        with pytest.raises((OSError, KeyError)):
+            breaker.execute("svc", _raise, exc)
+    breaker.force_open("svc")
+    for _ in range(4):
+        with pytest.raises(CircuitOpenError):
+            breaker.execute("svc", lambda: None)
+    assert [e.kind.value for e in seen] == ["state_change"]  # the forced opening only
+    samples = scrape(registry)
+
+    def calls(outcome: str) -> float:
+        return samples[
+            ("tnm_circuit_calls_total", (("namespace", ""), ("outcome", outcome), ("service", "svc")))
         ]
-        == 100
-    )
+
+    assert (calls("success"), calls("failure"), calls("ignored"), calls("rejected")) == (100, 49, 3, 4)
 
 
 class TestPrometheusRegistration:

@@ -55,9 +55,11 @@ def subscribers(server: RedisServer, breaker: CircuitBreaker) -> int:
 
 
 def wait_until_listening(server: RedisServer, breaker: CircuitBreaker, timeout: float = 5.0) -> bool:
-    """Wait until Redis has processed ``breaker``'s SUBSCRIBE: with the refresher's next round
-    far off, its background threads then send nothing until something changes."""
-    return wait_for(lambda: subscribers(server, breaker) == 1, timeout)
+    """Wait until Redis has processed ``breaker``'s SUBSCRIBE and the read that follows it is
+    done: with the refresher's next round far off, its background threads then send nothing
+    until something changes."""
+    refresher = breaker.backend.refresher  # type: ignore[attr-defined]
+    return wait_for(lambda: subscribers(server, breaker) == 1 and refresher.read_done.is_set(), timeout)
 
 
 ROOT = Path(__file__).resolve().parents[2]

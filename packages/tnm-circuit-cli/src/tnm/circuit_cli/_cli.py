@@ -24,7 +24,7 @@ Exit status:
   0  done (status: read every circuit)
   1  the backend could not be reached or is misconfigured
      (status --check: also when the store became unreachable while reading)
-  2  status --check only: a circuit is not closed (open, half-open or forced open)
+  2  status --check only: a circuit is not closed (open, half-open, forced open or disabled)
 """
 
 
@@ -88,7 +88,7 @@ def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitB
 @click.option(
     "--check",
     is_flag=True,
-    help="Exit 2 if any circuit is not closed (open, half-open or forced open); "
+    help="Exit 2 if any circuit is not closed (open, half-open, forced open or disabled); "
     "exit 1 if the store is unreachable.",
 )
 @pass_breaker
@@ -158,6 +158,8 @@ def _apply(breaker: CircuitBreaker, targets: list[str], act: str, reason: str | 
         try:
             if act == "open":
                 breaker.force_open(target, reason)
+            elif act == "disable":
+                breaker.disable(target, reason)
             else:
                 breaker.reset(target)
         except CircuitError as exc:
@@ -193,9 +195,29 @@ def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, r
 @_SERVICE
 @_ALL
 @_YES
+@click.option(
+    "--reason", default="disabled by an operator", show_default=True, help="Shown as the last failure."
+)
+@pass_breaker
+def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
+    """Let every call to SERVICE through and record nothing, until close or reset.
+
+    For a dependency known to be flaky when rejecting calls would hurt more. Any
+    service name may be disabled, even one no process has used yet.
+    """
+    targets, unused = _targets(breaker, service, all_, yes, "Disable", any_name=True)
+    _apply(breaker, targets, "disable", reason)
+    for name in unused:
+        click.echo(f"note: no process has used {name!r} here yet; it is disabled for them anyway", err=True)
+
+
+@cli.command()
+@_SERVICE
+@_ALL
+@_YES
 @pass_breaker
 def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
-    """Close SERVICE's circuit (ends a forced open; same as reset)."""
+    """Close SERVICE's circuit (ends a forced open or a disable; same as reset)."""
     _apply(breaker, _targets(breaker, service, all_, yes, "Close")[0], "close", None)
 
 

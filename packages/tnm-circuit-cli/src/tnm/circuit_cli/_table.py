@@ -34,13 +34,20 @@ def table_rows(snapshots: Sequence[CircuitSnapshot], now: float) -> list[tuple[s
             (
                 snap.service,
                 snap.state.value,
-                f"{snap.failures}/{snap.max_failures}",
+                f"{snap.failures}/{snap.max_failures}" if snap.max_failures else _rate(snap),
                 retry,
                 "-" if last is None else str(last["reason"])[:60],
                 "-" if last is None else _age(max(0.0, now - float(last["ts"]))),
             )
         )
     return rows
+
+
+def _rate(snap: CircuitSnapshot) -> str:
+    """Failures column of a circuit with rate triggers only: the count and the share of calls."""
+    if snap.failure_rate is None:
+        return str(snap.failures)
+    return f"{snap.failures} ({snap.failure_rate:.0%} of {snap.calls})"
 
 
 def render_table(snapshots: Sequence[CircuitSnapshot], now: float) -> str:

@@ -38,7 +38,7 @@ class CallRules:
     (the service policy being the default policy when the service has none).
     """
 
-    __slots__ = ("counts_all", "failure_reason", "ignore", "on", "retval_policy")
+    __slots__ = ("counts_all", "failure_reason", "ignore", "observe", "on", "retval_policy", "slow_after")
 
     def __init__(
         self,
@@ -68,6 +68,10 @@ class CallRules:
         if failure_reason is not None and not isinstance(failure_reason, str):
             raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
         self.failure_reason = None if failure_reason is None else _validate.bounded_reason(failure_reason)
+        self.observe = policy.mode == "observe"
+        """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
+        self.slow_after = policy.slow_call_seconds
+        """Calls are timed only when this is set (a slow-call policy)."""
 
     def is_failure(self, exc: BaseException) -> bool:
         ignore, on = self.ignore, self.on
@@ -78,31 +82,34 @@ class CallRules:
         return exception_reason(exc)
 
 
-def exception_reason(exc: BaseException) -> str:
-    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
-    message = str(exc)
-    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return reason if len(reason) <= _validate.MAX_REASON_LENGTH else _validate.bounded_reason(reason)
+exception_reason = _validate.exception_reason
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
     logger.exception("tnm-circuit could not record an outcome for %r", circuit.service)
 
 
-def record_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception) -> None:
+def record_exception(
+    circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool = False
+) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc))
+            if slow:
+                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc), True)
+            else:
+                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc))
         else:
             circuit.on_ignored(token)
     except Exception:
         _log_breaker_error(circuit)
 
 
-async def arecord_exception(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception) -> None:
+async def arecord_exception(
+    circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool = False
+) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc))
+            await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc), slow)
         else:
             await circuit.aon_ignored(token)
     except Exception:
@@ -125,23 +132,30 @@ def retval_error(circuit: CircuitHandle, rules: CallRules, result: Any) -> Retur
     return ReturnValuePolicyError(circuit.service, result, policy, rules.failure_reason or reason)
 
 
-def check_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
+def check_retval(
+    circuit: CircuitHandle, rules: CallRules, token: int, result: Any, slow: bool = False
+) -> None:
     """Raise ``ReturnValuePolicyError`` (after recording the failure) if ``result`` is one."""
     error = retval_error(circuit, rules, result)
     if error is not None:
         try:
-            circuit.on_failure(token, error.reason)
+            if slow:
+                circuit.on_failure(token, error.reason, True)
+            else:
+                circuit.on_failure(token, error.reason)
         except Exception:
             _log_breaker_error(circuit)
         raise error
 
 
-async def acheck_retval(circuit: CircuitHandle, rules: CallRules, token: int, result: Any) -> None:
+async def acheck_retval(
+    circuit: CircuitHandle, rules: CallRules, token: int, result: Any, slow: bool = False
+) -> None:
     """``check_retval`` on the async path: a shared store records without blocking the loop."""
     error = retval_error(circuit, rules, result)
     if error is not None:
         try:
-            await circuit.aon_failure(token, error.reason)
+            await circuit.aon_failure(token, error.reason, slow)
         except Exception:
             _log_breaker_error(circuit)
         raise error
@@ -225,10 +239,16 @@ def call_sync(
 ) -> R:
     """One call through ``circuit`` for ``execute``: the path of ``sync_wrapper`` without
     building a closure per call (which would cost more than the call path itself)."""
+    if rules.slow_after is not None:
+        return timed_call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
     token = 0
     if circuit.state is not CLOSED:
         token = circuit.acquire()
         if token < 0:
+            if rules.observe:
+                if listeners.callbacks:
+                    circuit.on_rejected(False, True)
+                return func(*args, **kwargs)
             if listeners.callbacks:
                 circuit.on_rejected(fallback is not None)
             if fallback is None:
@@ -247,13 +267,32 @@ def call_sync(
         return settle(result, circuit, rules, listeners, token)  # type: ignore[arg-type, return-value]
     if rules.retval_policy is not None:
         check_retval(circuit, rules, token, result)
-    if token or circuit.dirty or listeners.callbacks:
+    if token or circuit.dirty or listeners.success_callbacks:
         record_success(circuit, token)
+    else:  # closed (or disabled) with nothing to reset: count it, no event
+        if listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None and circuit.state is CLOSED:
+            circuit.tally()
     return result
 
 
 # The two wrappers below hold the whole call path inline (no helper frame on the
 # healthy path, one less frame for an exception to cross): ``protect`` returns them.
+
+
+def failure_recorder(
+    circuit: CircuitHandle, fixed_reason: str | None
+) -> Callable[[int, BaseException], None]:
+    """What the call path calls with a failure's token and exception (every one counts)."""
+    if fixed_reason is None:
+        return circuit.on_exception
+    on_failure = circuit.on_failure
+
+    def with_fixed_reason(token: int, _exc: BaseException) -> None:
+        on_failure(token, fixed_reason)
+
+    return with_fixed_reason
 
 
 def sync_wrapper(
@@ -264,20 +303,36 @@ def sync_wrapper(
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., R]:
     """Wrap a sync ``func`` so that each call goes through ``circuit``."""
+    if rules.slow_after is not None:
+
+        def timed(*args: Any, **kwargs: Any) -> R:
+            return timed_call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
+
+        return timed
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     counts_all = rules.counts_all
-    fixed_reason = rules.failure_reason
-    on_failure = circuit.on_failure
-    max_reason = _validate.MAX_REASON_LENGTH
+    fail = failure_recorder(circuit, rules.failure_reason)
+    observe = rules.observe
+    tally = circuit.tally
+    count_success = circuit.counts.success.increment
+    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
+    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
     def run(*args: Any, **kwargs: Any) -> R:
         token = 0
         if circuit.state is not closed:
             token = circuit.acquire()
             if token < 0:
+                if observe:
+                    if listeners.callbacks:
+                        circuit.on_rejected(False, True)
+                    return func(*args, **kwargs)
                 if listeners.callbacks:
-                    circuit.on_rejected(fallback is not None)
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(fallback is not None)
+                    else:
+                        count_rejected()  # metrics alone: a counter, no event
                 if fallback is None:
                     raise circuit.open_error()
                 return fallback(*args, **kwargs)  # type: ignore[no-any-return]
@@ -286,14 +341,7 @@ def sync_wrapper(
         except Exception as exc:
             if counts_all:  # record_exception, inlined for the common case
                 try:
-                    if fixed_reason:
-                        reason = fixed_reason
-                    else:
-                        message = str(exc)
-                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-                        if len(reason) > max_reason:
-                            reason = _validate.bounded_reason(reason)
-                    on_failure(token, reason)
+                    fail(token, exc)  # the reason is worked out only if read
                 except Exception:
                     _log_breaker_error(circuit)
             else:
@@ -307,8 +355,18 @@ def sync_wrapper(
             return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
         if has_retval_policy:
             check_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.callbacks:
+        if token or circuit.dirty or listeners.success_callbacks:
             record_success(circuit, token)
+        else:  # closed (or disabled) with nothing to reset: count it, no event
+            if listeners.callbacks:
+                count_success()
+            if window is not None:  # tally(), inlined: a rate policy on the local backend
+                # (closed, or disabled: a disabled window shows nothing and reset clears it)
+                if monotonic() >= window.bucket_end:
+                    roll()
+                window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
         return result
 
     return run
@@ -322,21 +380,37 @@ def async_wrapper(
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., Awaitable[R]]:
     """Wrap an async ``func``; storage I/O on this path uses the backend's async methods."""
+    if rules.slow_after is not None:
+
+        async def timed(*args: Any, **kwargs: Any) -> R:
+            return await timed_call_async(func, circuit, rules, listeners, fallback, args, kwargs)
+
+        return timed
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     io_free = circuit.io_free
     counts_all = rules.counts_all
-    fixed_reason = rules.failure_reason
-    on_failure = circuit.on_failure
-    max_reason = _validate.MAX_REASON_LENGTH
+    fail = failure_recorder(circuit, rules.failure_reason)
+    observe = rules.observe
+    tally = circuit.tally
+    count_success = circuit.counts.success.increment
+    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
+    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
         if circuit.state is not closed:
             token = circuit.acquire() if io_free else await circuit.aacquire()
             if token < 0:
+                if observe:
+                    if listeners.callbacks:
+                        circuit.on_rejected(False, True)
+                    return await func(*args, **kwargs)
                 if listeners.callbacks:
-                    circuit.on_rejected(fallback is not None)
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(fallback is not None)
+                    else:
+                        count_rejected()
                 if fallback is None:
                     raise circuit.open_error()
                 served = fallback(*args, **kwargs)
@@ -346,14 +420,7 @@ def async_wrapper(
         except Exception as exc:
             if io_free and counts_all:  # record_exception, inlined for the common case
                 try:
-                    if fixed_reason:
-                        reason = fixed_reason
-                    else:
-                        message = str(exc)
-                        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-                        if len(reason) > max_reason:
-                            reason = _validate.bounded_reason(reason)
-                    on_failure(token, reason)
+                    fail(token, exc)
                 except Exception:
                     _log_breaker_error(circuit)
             elif io_free:
@@ -371,14 +438,128 @@ def async_wrapper(
                 check_retval(circuit, rules, token, result)
             else:
                 await acheck_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.callbacks:
+        if token or circuit.dirty or listeners.success_callbacks:
             if io_free:
                 record_success(circuit, token)
             else:
                 await arecord_success(circuit, token)
+        else:
+            if listeners.callbacks:
+                count_success()
+            if window is not None:
+                if monotonic() >= window.bucket_end:
+                    roll()
+                window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
         return result
 
     return run
+
+
+# Slow-call policies: the same paths with the call timed (only these pay for the clock).
+
+
+def _reject(
+    circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, fallback: Callable[..., Any] | None
+) -> bool:
+    """Tell listeners about a rejected call; True if it runs anyway (observe mode)."""
+    if listeners.callbacks:
+        circuit.on_rejected(fallback is not None and not rules.observe, rules.observe)
+    if rules.observe:
+        return True
+    if fallback is None:
+        raise circuit.open_error()
+    return False
+
+
+def timed_call_sync(
+    func: Callable[..., R],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """One call through ``circuit`` with its duration measured against ``slow_call_seconds``."""
+    token = 0
+    if circuit.state is not CLOSED:
+        token = circuit.acquire()
+        if token < 0:
+            if _reject(circuit, rules, listeners, fallback):
+                return func(*args, **kwargs)
+            return fallback(*args, **kwargs)  # type: ignore[misc,no-any-return]
+    monotonic = circuit.monotonic
+    limit: float = rules.slow_after  # type: ignore[assignment]
+    start = monotonic()
+    try:
+        result = func(*args, **kwargs)
+    except Exception as exc:
+        record_exception(circuit, rules, token, exc, monotonic() - start > limit)
+        raise
+    except BaseException:
+        if token:
+            release(circuit, token)
+        raise
+    slow = monotonic() - start > limit
+    if rules.retval_policy is not None:
+        check_retval(circuit, rules, token, result, slow)
+    if slow:
+        try:
+            circuit.on_slow_success(token)
+        except Exception:
+            _log_breaker_error(circuit)
+    elif token or circuit.dirty or listeners.callbacks:
+        record_success(circuit, token)
+    elif circuit.tally is not None:
+        circuit.tally()
+    return result
+
+
+async def timed_call_async(
+    func: Callable[..., Awaitable[R]],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """``timed_call_sync`` for coroutine functions; a shared store's I/O never blocks the loop."""
+    token = 0
+    if circuit.state is not CLOSED:
+        token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+        if token < 0:
+            if _reject(circuit, rules, listeners, fallback):
+                return await func(*args, **kwargs)
+            served = fallback(*args, **kwargs)  # type: ignore[misc]
+            return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
+    monotonic = circuit.monotonic
+    limit: float = rules.slow_after  # type: ignore[assignment]
+    start = monotonic()
+    try:
+        result = await func(*args, **kwargs)
+    except Exception as exc:
+        await arecord_exception(circuit, rules, token, exc, monotonic() - start > limit)
+        raise
+    except BaseException:
+        if token:
+            release(circuit, token)
+        raise
+    slow = monotonic() - start > limit
+    if rules.retval_policy is not None:
+        await acheck_retval(circuit, rules, token, result, slow)
+    if slow:
+        try:
+            await circuit.aon_slow_success(token)
+        except Exception:
+            _log_breaker_error(circuit)
+    elif token or circuit.dirty or listeners.callbacks:
+        await arecord_success(circuit, token)
+    elif circuit.tally is not None:
+        circuit.tally()
+    return result
 
 
 def protected(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-__all__ = ["AtomicCounter"]
+__all__ = ["AtomicCounter", "CallCounts"]
 
 
 class AtomicCounter:
@@ -21,3 +21,18 @@ class AtomicCounter:
     def value(self) -> int:
         # repr is "count(N)": N is the next value, i.e. how many increments happened.
         return int(repr(self._count)[6:-1])
+
+
+class CallCounts:
+    """Per-circuit outcome counters that metrics read: bumped (only while some listener is
+    registered) instead of building an event per call."""
+
+    __slots__ = ("failure", "fallback", "ignored", "rejected", "success", "would_reject")
+
+    def __init__(self) -> None:
+        self.success = AtomicCounter()
+        self.failure = AtomicCounter()
+        self.ignored = AtomicCounter()
+        self.rejected = AtomicCounter()
+        self.fallback = AtomicCounter()
+        self.would_reject = AtomicCounter()

@@ -47,6 +47,16 @@ def duration(field: str, value: object, *, allow_zero: bool) -> float:
     return seconds
 
 
+def rate(field: str, value: object) -> float:
+    """A share of calls: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidConfigTypeError(field, f"must be a number in (0, 1], got {value!r}")
+    share = float(value)
+    if not (0.0 < share <= 1.0):
+        raise InvalidConfigError(field, f"must be in (0, 1], got {value!r}")
+    return share
+
+
 def positive_int(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidConfigTypeError(field, f"must be an int, got {value!r}")
@@ -69,6 +79,13 @@ def exception_classes(field: str, value: object) -> tuple[type[BaseException], .
             raise InvalidConfigTypeError(field, f"{item!r} is not an exception class")
         classes.append(item)
     return tuple(classes)
+
+
+def exception_reason(exc: BaseException) -> str:
+    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
+    message = str(exc)
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return reason if len(reason) <= MAX_REASON_LENGTH else bounded_reason(reason)
 
 
 def bounded_reason(reason: Any) -> str:

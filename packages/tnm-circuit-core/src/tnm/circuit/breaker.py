@@ -26,6 +26,7 @@ _R = TypeVar("_R")
 
 _BACKENDS = ("local", "redis")
 _FORCED_OPEN = "forced open"
+_DISABLED = "disabled"
 
 
 # Options the breaker passes to a backend itself: never the user's to give.
@@ -475,12 +476,18 @@ class CircuitBreaker:
     # -- manual control and inspection -------------------------------------------
 
     def is_available(self, service: str) -> bool:
-        """Would a call to ``service`` go through now? Never takes a half-open trial permit."""
-        return self._circuit(service).is_available()
+        """Would a call to ``service`` go through now? Never takes a half-open trial permit.
+
+        Always True in observe mode (nothing is rejected), so guards that refuse work up
+        front let it through too; ``state()`` shows the circuit's real state.
+        """
+        circuit = self._circuit(service)
+        return circuit.is_available() or circuit.policy.mode == "observe"
 
     async def ais_available(self, service: str) -> bool:
         """``is_available`` for async code: a shared backend's I/O does not block the loop."""
-        return await self._circuit(service).ais_available()
+        circuit = self._circuit(service)
+        return await circuit.ais_available() or circuit.policy.mode == "observe"
 
     def open_error(self, service: str) -> CircuitError:
         """The error a call to ``service`` rejected now would raise (for adapters that
@@ -533,20 +540,30 @@ class CircuitBreaker:
             _validate.bounded_reason(_FORCED_OPEN if reason is None else reason)
         )
 
+    def disable(self, service: str, reason: str | None = None) -> None:
+        """Let every call to ``service`` through and record nothing, until ``reset``.
+
+        For a dependency known to be flaky, when rejecting would hurt more than calling.
+        Fleet-wide on Redis, like ``force_open``. ``reason`` (``None``: ``"disabled"``)
+        shows as the circuit's last failure.
+        """
+        self._circuit(service).disable(_validate.bounded_reason(_DISABLED if reason is None else reason))
+
     def reset(self, service: str) -> None:
-        """Close ``service``'s circuit and clear its failure count.
+        """Close ``service``'s circuit and clear its failure count (ends ``force_open`` and ``disable``).
 
         Raises ``CircuitBackendError`` if a shared store cannot take the change.
         """
         self._circuit(service).reset()
 
-    def add_listener(self, listener: Listener, *, successes: bool = True) -> None:
+    def add_listener(self, listener: Listener, *, successes: bool = True, calls: bool = True) -> None:
         """Call ``listener(event)`` for each ``CircuitEvent`` (see ``tnm.circuit.events``).
 
-        With ``successes=False`` it gets no event per successful call (cheaper; metrics
-        count successes from each circuit's counter instead).
+        With ``successes=False`` it gets no event per successful call; with
+        ``calls=False`` no event per call at all, only state changes and storage events
+        (cheaper: metrics read each circuit's ``counts`` instead).
         """
-        self._listeners.add(listener, successes=successes)
+        self._listeners.add(listener, successes=successes, calls=calls)
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)

@@ -47,6 +47,8 @@ class EventKind(str, enum.Enum):
     IGNORED = "ignored"
     REJECTED = "rejected"
     FALLBACK = "fallback"
+    WOULD_REJECT = "would_reject"
+    """Observe mode: the circuit would have rejected this call; it ran."""
     STORAGE_DEGRADED = "storage_degraded"
     STORAGE_RECOVERED = "storage_recovered"
     STORAGE_RESET = "storage_reset"
@@ -80,34 +82,50 @@ class CircuitEvent:
 Listener = Callable[[CircuitEvent], object]
 
 
-class ListenerList:
-    """The breaker's listeners. The call path checks ``callbacks`` (a plain tuple) before
-    building any event, so having none costs one attribute read. Listeners added with
-    ``successes=False`` (metrics, which count successes from ``CircuitHandle.successes``)
-    get no event for each successful call, the most frequent and cheapest outcome."""
+_PER_CALL = frozenset(
+    {EventKind.FAILURE, EventKind.IGNORED, EventKind.REJECTED, EventKind.FALLBACK, EventKind.WOULD_REJECT}
+)
 
-    __slots__ = ("callbacks", "success_callbacks")
+
+class ListenerList:
+    """The breaker's listeners. The call path checks ``callbacks`` (a plain tuple: every
+    listener) before counting an outcome or building any event, so having none costs one
+    attribute read. Listeners added with ``successes=False`` get no event per successful
+    call, and with ``calls=False`` no event per call at all (metrics, which read each
+    circuit's ``counts`` instead); every listener gets state changes and storage events."""
+
+    __slots__ = ("call_callbacks", "callbacks", "success_callbacks")
 
     def __init__(self) -> None:
         self.callbacks: tuple[Listener, ...] = ()
+        self.call_callbacks: tuple[Listener, ...] = ()
         self.success_callbacks: tuple[Listener, ...] = ()
 
-    def add(self, listener: Listener, *, successes: bool = True) -> None:
+    def add(self, listener: Listener, *, successes: bool = True, calls: bool = True) -> None:
         if not callable(listener):
             raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
         # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
         self.callbacks = (*self.callbacks, listener)
-        if successes:
+        if calls:
+            self.call_callbacks = (*self.call_callbacks, listener)
+        if successes and calls:
             self.success_callbacks = (*self.success_callbacks, listener)
 
     def remove(self, listener: Listener) -> None:
         items = list(self.callbacks)
         items.remove(listener)
         self.callbacks = tuple(items)
+        self.call_callbacks = tuple(item for item in self.call_callbacks if item != listener)
         self.success_callbacks = tuple(item for item in self.success_callbacks if item != listener)
 
     def emit(self, event: CircuitEvent) -> None:
-        targets = self.success_callbacks if event.kind is EventKind.SUCCESS else self.callbacks
+        kind = event.kind
+        if kind is EventKind.SUCCESS:
+            targets = self.success_callbacks
+        elif kind in _PER_CALL:
+            targets = self.call_callbacks
+        else:
+            targets = self.callbacks
         for listener in targets:
             try:
                 listener(event)
@@ -125,10 +143,10 @@ class ListenerList:
     ) -> None:
         """Emit a ``kind`` event (if any) and the state ``changes``; ``now`` gives the wall time,
         read only if something is emitted."""
-        if not changes and not self.callbacks:
+        if not changes and not self.call_callbacks:
             return
         ts = now()
-        if kind is not None and self.callbacks:
+        if kind is not None and self.call_callbacks:
             self.emit(CircuitEvent(kind, service, state, ts, reason=reason))
         if changes:
             self.emit_transitions(service, changes, ts, reason)

@@ -152,10 +152,13 @@ class CircuitOpenError(CircuitError):
         return self._arg(6, 0.0)  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
-        parts = [
-            f"circuit {self.service!r} is {self.state}: {self.failures} failure(s) "
-            f"in a {self.window_seconds:g}s window (threshold {self.max_failures})"
-        ]
+        if self.max_failures:
+            parts = [
+                f"circuit {self.service!r} is {self.state}: {self.failures} failure(s) "
+                f"in a {self.window_seconds:g}s window (threshold {self.max_failures})"
+            ]
+        else:  # opened by a rate trigger, by an operator, or no count given
+            parts = [f"circuit {self.service!r} is {self.state}"]
         if self.last_failure is not None:
             parts.append(f"last failure: {self.last_failure.get('reason')}")
         if self.retry_after is None:

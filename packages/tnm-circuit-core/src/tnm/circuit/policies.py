@@ -7,6 +7,7 @@ start-up with an ``InvalidConfigError`` naming the field, never at the first out
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -14,7 +15,7 @@ from typing import Any, Final
 from . import _validate
 from .exceptions import InvalidConfigError, InvalidConfigTypeError
 
-__all__ = ["UNSET", "ReturnValuePolicy", "ServicePolicy"]
+__all__ = ["MODES", "RATE_BUCKETS", "UNSET", "ReturnValuePolicy", "ServicePolicy"]
 
 logger = logging.getLogger("tnm.circuit")
 
@@ -28,6 +29,13 @@ class _Unset:
 
 UNSET: Final = _Unset()
 """Marks ``ReturnValuePolicy.retval`` as not given (``None`` is a valid value to match)."""
+
+MODES: Final = ("enforce", "observe")
+"""``ServicePolicy.mode`` values: reject calls while open, or only watch what would be rejected."""
+
+RATE_BUCKETS: Final = 10
+"""The rate triggers' window is kept as this many time buckets (``window_seconds / 10`` each):
+calls older than the window leave it one bucket at a time, as in Polly's sampling windows."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +140,22 @@ class ReturnValuePolicy:
 class ServicePolicy:
     """When a service's circuit opens and how it recovers.
 
-    Counting: the circuit opens when ``max_failures`` failures fall inside a sliding
-    window of ``window_seconds``; a success while closed resets the count.
+    Triggers (whichever fires first opens the circuit):
+
+    * count: ``max_failures`` failures inside a sliding window of ``window_seconds``;
+      a success while closed resets that count. ``max_failures=None`` turns it off.
+    * failure rate: with ``failure_rate_threshold`` (in (0, 1]), once at least
+      ``minimum_calls`` calls completed in the window, a share of failures at or
+      above the threshold. Successes lower the rate; they do not reset it.
+    * slow-call rate: a call that takes longer than ``slow_call_seconds`` is slow,
+      whatever its outcome; with ``slow_call_rate_threshold``, a share of slow calls
+      at or above it (with ``minimum_calls``) opens the circuit. A slow trial call in
+      half-open counts as a failed trial. Time is only measured when
+      ``slow_call_seconds`` is set.
+
+    ``mode="observe"`` runs circuits as usual (they open and close, events and metrics
+    flow) but rejects no call: a call that would have been rejected runs, and
+    listeners see a ``would_reject`` event.
 
     Recovery: it stays open ``open_seconds`` (default: ``window_seconds``), then lets
     ``half_open_max_calls`` trial calls run at once. ``success_threshold`` trial
@@ -148,7 +170,7 @@ class ServicePolicy:
     """
 
     window_seconds: float = 60.0
-    max_failures: int = 5
+    max_failures: int | None = 5
     ignore_exceptions: Iterable[type[BaseException]] = ()
     on_exceptions: Iterable[type[BaseException]] = ()
     on_retval_policy: ReturnValuePolicy | None = None
@@ -158,12 +180,53 @@ class ServicePolicy:
     backoff_multiplier: float = 1.0
     max_open_seconds: float | None = None
     trial_timeout_seconds: float = 30.0
+    failure_rate_threshold: float | None = None
+    minimum_calls: int = 10
+    slow_call_seconds: float | None = None
+    slow_call_rate_threshold: float | None = None
+    mode: str = "enforce"
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         window = _validate.duration("window_seconds", self.window_seconds, allow_zero=False)
         setattr_(self, "window_seconds", window)
-        _validate.positive_int("max_failures", self.max_failures)
+        if self.max_failures is not None:
+            _validate.positive_int("max_failures", self.max_failures)
+        if self.failure_rate_threshold is not None:
+            setattr_(
+                self,
+                "failure_rate_threshold",
+                _validate.rate("failure_rate_threshold", self.failure_rate_threshold),
+            )
+        _validate.positive_int("minimum_calls", self.minimum_calls)
+        if self.slow_call_seconds is not None:
+            setattr_(
+                self,
+                "slow_call_seconds",
+                _validate.duration("slow_call_seconds", self.slow_call_seconds, allow_zero=False),
+            )
+        if self.slow_call_rate_threshold is not None:
+            if self.slow_call_seconds is None:
+                raise InvalidConfigError(
+                    "slow_call_rate_threshold", "needs slow_call_seconds: what counts as a slow call"
+                )
+            setattr_(
+                self,
+                "slow_call_rate_threshold",
+                _validate.rate("slow_call_rate_threshold", self.slow_call_rate_threshold),
+            )
+        if self.mode not in MODES:
+            raise InvalidConfigError("mode", f"must be one of {MODES}, got {self.mode!r}")
+        if (
+            self.max_failures is None
+            and self.failure_rate_threshold is None
+            and (self.slow_call_rate_threshold is None)
+        ):
+            raise InvalidConfigError(
+                "max_failures",
+                "None turns the count trigger off: set failure_rate_threshold or "
+                "slow_call_rate_threshold, or the circuit could never open",
+            )
         setattr_(
             self,
             "ignore_exceptions",
@@ -201,6 +264,16 @@ class ServicePolicy:
             "trial_timeout_seconds",
             _validate.duration("trial_timeout_seconds", self.trial_timeout_seconds, allow_zero=False),
         )
+
+    @property
+    def counts_calls(self) -> bool:
+        """True if a rate trigger is set: every call is counted in time buckets."""
+        return self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+
+    @property
+    def bucket_ms(self) -> int:
+        """Width of one rate bucket, whole milliseconds (the same on every backend)."""
+        return max(1, math.ceil(self.window_seconds * 1000 / RATE_BUCKETS))
 
     def open_duration(self, reopenings: int) -> float:
         """How long the circuit stays open after ``reopenings`` consecutive failed trials."""

@@ -5,21 +5,30 @@ change to ``changes``; the backend that owns a model supplies time and mutual
 exclusion. The Redis backend implements the same transitions in Lua, and the tests
 hold both to the same reference model.
 
-    CLOSED --max_failures in window--> OPEN --open time elapsed--> HALF_OPEN
+    CLOSED --max_failures in window, or a rate trigger--> OPEN --open time elapsed--> HALF_OPEN
     HALF_OPEN --success_threshold successes--> CLOSED
-    HALF_OPEN --a failure--> OPEN (open time grows by backoff_multiplier)
+    HALF_OPEN --a failure, or a slow call--> OPEN (open time grows by backoff_multiplier)
     any --force_open--> FORCED_OPEN --reset--> CLOSED
+    any --disable--> DISABLED (every call passes, nothing is recorded) --reset--> CLOSED
+
+The rate triggers count calls in ``RATE_BUCKETS`` time buckets of ``policy.bucket_ms``
+(bucket ``b`` holds the calls made in ``[b * bucket_ms, (b + 1) * bucket_ms)``); the
+window is the current bucket and the ``RATE_BUCKETS - 1`` before it. The Lua script
+keeps the same buckets in Redis.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .policies import ServicePolicy
+from ._validate import exception_reason
+from .policies import RATE_BUCKETS, ServicePolicy
 
 __all__ = ["CircuitSnapshot", "CircuitState"]
 
@@ -29,6 +38,7 @@ class CircuitState(str, enum.Enum):
     OPEN = "open"
     HALF_OPEN = "half_open"
     FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
 
     def __str__(self) -> str:
         return self.value
@@ -38,6 +48,7 @@ CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
+DISABLED = CircuitState.DISABLED
 
 Transition = tuple[CircuitState, CircuitState]
 
@@ -53,12 +64,18 @@ class CircuitSnapshot:
     service: str
     state: CircuitState
     failures: int
-    max_failures: int
+    max_failures: int | None
     window_seconds: float
     retry_after: float | None
     last_failure: dict[str, Any] | None
     trials_in_flight: int = 0
     reopenings: int = 0
+    calls: int | None = None
+    """Calls completed in the window; ``None`` unless a rate trigger is set."""
+    failure_rate: float | None = None
+    """Share of those calls that failed (0.0 with no call); ``None`` unless a rate trigger is set."""
+    slow_call_rate: float | None = None
+    """Share of those calls that were slow; ``None`` unless ``slow_call_rate_threshold`` is set."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (state as its string value)."""
@@ -72,7 +89,25 @@ class CircuitSnapshot:
             "last_failure": self.last_failure,
             "trials_in_flight": self.trials_in_flight,
             "reopenings": self.reopenings,
+            "calls": self.calls,
+            "failure_rate": self.failure_rate,
+            "slow_call_rate": self.slow_call_rate,
         }
+
+
+def counted(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on a fresh ``itertools.count()`` (without advancing it)."""
+    return int(repr(counter)[6:-1])
+
+
+def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -> bool:
+    """Do these window counts open a closed circuit under ``policy``'s rate triggers?"""
+    if calls < policy.minimum_calls:
+        return False
+    failure_rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
+    return (failure_rate is not None and failures >= failure_rate * calls) or (
+        slow_rate is not None and slow >= slow_rate * calls
+    )
 
 
 class CircuitModel:
@@ -84,14 +119,22 @@ class CircuitModel:
     """
 
     __slots__ = (
+        "_buckets",
         "_failures",
         "_max_failures",
         "_next_token",
+        "_ok",
         "_permits",
         "_pinned_ts",
+        "_totals",
         "_trial_successes",
+        "bucket",
+        "bucket_end",
+        "bucket_ms",
+        "counts_calls",
         "dirty",
         "last_failure",
+        "ok",
         "open_until",
         "policy",
         "reopenings",
@@ -108,17 +151,96 @@ class CircuitModel:
         """True while closed with failures recorded, so that a success has a count to reset."""
         self.open_until = 0.0
         """While open: when a trial may run; forced open: infinity (both monotonic)."""
-        self.last_failure: tuple[str, float] | None = None
-        """(reason, monotonic time): turned into wall-clock ``ts`` only when read."""
-        self._pinned_ts: tuple[tuple[str, float], float] | None = None
+        self.last_failure: tuple[str | BaseException, float] | None = None
+        """(reason, monotonic time): turned into wall-clock ``ts`` only when read. The reason
+        may be the exception itself, formatted only when read (the failure path stays cheap)."""
+        self._pinned_ts: tuple[tuple[str | BaseException, float], float] | None = None
         """``last_failure`` and its wall-clock ``ts``, worked out once (at the first read)."""
         self.reopenings = 0
-        self._failures: deque[float] = deque(maxlen=policy.max_failures)
-        self._max_failures = policy.max_failures  # copies read on every failure
+        self._failures: deque[float] = deque(maxlen=policy.max_failures or 1)
+        self._max_failures = policy.max_failures or 0  # copies read on every failure
         self.window = policy.window_seconds
         self._permits: dict[int, float] = {}
         self._trial_successes = 0
         self._next_token = 0
+        self.counts_calls = policy.counts_calls
+        """A rate trigger is set: every completed call is counted in its time bucket."""
+        self.bucket_ms = policy.bucket_ms
+        self.bucket = -1
+        """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
+        self.bucket_end = -math.inf
+        """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
+        after it rolls the window first, and a success before it belongs to ``bucket``."""
+        self._buckets: dict[int, list[int]] = {}
+        """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
+        self._totals = [0, 0, 0]
+        """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+
+    # -- the rate window (owner holds the lock, except for ``ok``) ------------------
+
+    def bucket_of(self, now: float) -> int:
+        """The bucket of ``now`` (seconds), from whole milliseconds as the Redis backend counts
+        them (``round``, as it stamps a test clock's times for the script)."""
+        return round(now * 1000.0) // self.bucket_ms
+
+    def roll(self, now: float) -> None:
+        """Move the current bucket to ``now``'s, dropping buckets that left the window."""
+        bucket = self.bucket_of(now)
+        if bucket == self.bucket:
+            return
+        ok = counted(self._ok)
+        totals = self._totals
+        if ok:
+            self._entry(self.bucket)[0] += ok
+            totals[0] += ok
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+        self.bucket = bucket
+        # Seconds, so that a success compares without converting; half a millisecond and a few
+        # float steps early, so that no time before it can fall in the next bucket by rounding.
+        end = ((bucket + 1) * self.bucket_ms - 0.5) / 1000.0
+        for _ in range(4):
+            end = math.nextafter(end, -math.inf)
+        self.bucket_end = end
+        oldest = bucket - RATE_BUCKETS
+        for old in [b for b in self._buckets if b <= oldest]:
+            calls, failures, slow = self._buckets.pop(old)
+            totals[0] -= calls
+            totals[1] -= failures
+            totals[2] -= slow
+
+    def _entry(self, bucket: int) -> list[int]:
+        entry = self._buckets.get(bucket)
+        if entry is None:
+            entry = self._buckets[bucket] = [0, 0, 0]
+        return entry
+
+    def count_call(self, now: float, failed: bool, slow: bool) -> bool:
+        """Count one completed call that is not a fast success; True if a rate trigger is due."""
+        if self.bucket_of(now) != self.bucket:
+            self.roll(now)
+        entry, totals = self._entry(self.bucket), self._totals
+        entry[0] += 1
+        entry[1] += failed
+        entry[2] += slow
+        totals[0] += 1
+        totals[1] += failed
+        totals[2] += slow
+        return rate_trip_due(self.policy, totals[0] + counted(self._ok), totals[1], totals[2])
+
+    def window_counts(self, now: float) -> tuple[int, int, int]:
+        """(calls, failures, slow calls) in the window ending at ``now``."""
+        self.roll(now)
+        calls, failures, slow = self._totals
+        return calls + counted(self._ok), failures, slow
+
+    def _clear_window(self) -> None:
+        self._buckets.clear()
+        self._totals = [0, 0, 0]
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
 
     # -- reads ---------------------------------------------------------------
 
@@ -138,7 +260,7 @@ class CircuitModel:
     def available(self, now: float) -> bool:
         """Would a call be let through now? Takes no permit."""
         state = self.state
-        if state is CLOSED:
+        if state is CLOSED or state is DISABLED:
             return True
         if state is OPEN:
             return now >= self.open_until
@@ -147,8 +269,9 @@ class CircuitModel:
             return live < self.policy.half_open_max_calls
         return False
 
-    def last_failure_at(self, now: float, wall: float) -> dict[str, Any] | None:
-        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now).
+    def last_failure_at(self, now: float, wall: float | Callable[[], float]) -> dict[str, Any] | None:
+        """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now,
+        or the wall clock, read only the first time a failure is read).
 
         ``ts`` is worked out from the two clocks once per failure and kept: every read of
         one failure gives the same ``ts`` (the failure path itself reads no wall clock).
@@ -158,20 +281,36 @@ class CircuitModel:
             return None
         pinned = self._pinned_ts
         if pinned is None or pinned[0] is not last:
-            pinned = self._pinned_ts = (last, wall - (now - last[1]))
+            if not isinstance(last[0], str):
+                last = self.last_failure = (exception_reason(last[0]), last[1])
+            wall_now = wall() if callable(wall) else wall
+            pinned = self._pinned_ts = (last, wall_now - (now - last[1]))
         return {"reason": last[0], "ts": pinned[1]}
 
     def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
+        calls = failure_rate = slow_rate = None
+        failures = self.failures_in_window(now) if self._max_failures else 0
+        if self.counts_calls:
+            # Disabled records nothing (successes counted meanwhile are cleared by reset).
+            calls, failed, slow = (0, 0, 0) if self.state is DISABLED else self.window_counts(now)
+            failure_rate = failed / calls if calls else 0.0
+            if self.policy.slow_call_rate_threshold is not None:
+                slow_rate = slow / calls if calls else 0.0
+            if not self._max_failures:
+                failures = failed
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
-            failures=self.failures_in_window(now),
+            failures=failures,
             max_failures=self.policy.max_failures,
             window_seconds=self.policy.window_seconds,
             retry_after=self.retry_after(now),
             last_failure=self.last_failure_at(now, wall),
             trials_in_flight=len(self._permits),
             reopenings=self.reopenings,
+            calls=calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_rate,
         )
 
     # -- transitions ---------------------------------------------------------
@@ -186,6 +325,8 @@ class CircuitModel:
         self.dirty = False
         self._permits.clear()
         self._trial_successes = 0
+        if self.counts_calls:
+            self._clear_window()
         self._enter(OPEN, changes)
 
     def _close(self, changes: list[Transition]) -> None:
@@ -195,6 +336,8 @@ class CircuitModel:
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
+        if self.counts_calls:
+            self._clear_window()
         self._enter(CLOSED, changes)
 
     def refresh(self, now: float, changes: list[Transition]) -> None:
@@ -210,7 +353,7 @@ class CircuitModel:
         """Decide a call: ``PASS``, ``REJECT``, or a positive trial permit token."""
         self.refresh(now, changes)
         state = self.state
-        if state is CLOSED:
+        if state is CLOSED or state is DISABLED:
             return PASS
         if state is HALF_OPEN and len(self._permits) < self.policy.half_open_max_calls:
             self._next_token += 1
@@ -223,23 +366,34 @@ class CircuitModel:
         if token > 0:
             self._permits.pop(token, None)
 
-    def record_failure(self, now: float, reason: str, token: int, changes: list[Transition]) -> None:
+    def record_failure(
+        self,
+        now: float,
+        reason: str | BaseException,
+        token: int,
+        changes: list[Transition],
+        slow: bool = False,
+    ) -> None:
         # The common case (closed, no permit) skips refresh and release.
         if self.state is not CLOSED:
+            if self.state is DISABLED:
+                return
             self.refresh(now, changes)
         if token:
             self.release(token)
         self.last_failure = (reason, now)
         state = self.state
         if state is CLOSED:
-            if self.count_closed_failure(now, reason):
+            if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
+            if self.counts_calls and self.state is CLOSED and self.count_call(now, True, slow):
+                self._open(now, changes)
         elif state is HALF_OPEN:
             self.reopenings += 1
             self._open(now, changes)
         # OPEN / FORCED_OPEN: a late failure of a call admitted earlier changes nothing more.
 
-    def count_closed_failure(self, now: float, reason: str) -> bool:
+    def count_closed_failure(self, now: float, reason: str | BaseException) -> bool:
         """The lock-free part of a failure while closed; True if the circuit may now trip.
 
         Safe without the owner's lock because each step is one atomic operation on a
@@ -255,6 +409,49 @@ class CircuitModel:
             return True
         self.dirty = True
         return False
+
+    def exception_path(
+        self,
+        monotonic: Callable[[], float],
+        handle: Any,
+        listeners: Any,
+        other: Callable[[int, BaseException], None],
+        trip: Callable[[float, BaseException], None],
+        count_failure: Callable[[], object],
+    ) -> Callable[[int, BaseException], None]:
+        """``count_closed_failure`` as one closure for the call path (one Python call per
+        failure instead of three): a failure while ``handle`` shows closed, with no trial
+        permit, no listener that wants per-call events and no rate trigger, keeps the
+        exception as the reason (formatted when read), calls ``count_failure`` if anyone listens
+        (metrics), and ``trip`` when the count may be due. Any other failure goes to
+        ``other``. The hypothesis tests hold both paths to one reference.
+        """
+        failures, max_failures, window, model = self._failures, self._max_failures, self.window, self
+        closed = CLOSED
+        if self.counts_calls or not max_failures:
+            return other
+
+        def on_exception(token: int, exc: BaseException) -> None:
+            if token or handle.state is not closed:
+                other(token, exc)
+                return
+            if listeners.callbacks:
+                if listeners.call_callbacks:
+                    other(token, exc)
+                    return
+                count_failure()
+            now = monotonic()
+            failures.append(now)
+            model.last_failure = (exc, now)
+            if len(failures) == max_failures and failures[0] > now - window:
+                trip(now, exc)
+                return
+            if not handle.dirty:  # already marked: a success clears both after its own mark
+                model.dirty = True
+                if handle.state is closed:
+                    handle.dirty = True
+
+        return on_exception
 
     def trip_if_due(self, now: float, changes: list[Transition]) -> None:
         """Open if closed with ``max_failures`` failures in the window (owner holds the lock)."""
@@ -273,16 +470,52 @@ class CircuitModel:
         if state is CLOSED:
             self.dirty = False  # before clear(): a failure counted concurrently re-marks it
             self._failures.clear()
+            if self.counts_calls:
+                self.roll(now)
+                self.ok()
         elif state is HALF_OPEN:
             self._trial_successes += 1
             if self._trial_successes >= self.policy.success_threshold:
                 self._close(changes)
+
+    def record_slow_success(self, now: float, token: int, changes: list[Transition]) -> None:
+        """A call that succeeded but took longer than ``slow_call_seconds``.
+
+        Closed: a success for the count trigger and a slow call for the rate window.
+        Half-open: a failed trial (the service is not well yet).
+        """
+        self.refresh(now, changes)
+        self.release(token)
+        state = self.state
+        if state is CLOSED:
+            self.dirty = False
+            self._failures.clear()
+            if self.counts_calls and self.count_call(now, False, True):
+                self._open(now, changes)
+        elif state is HALF_OPEN:
+            self.reopenings += 1
+            self._open(now, changes)
+
+    def disable(self, now: float, reason: str, changes: list[Transition]) -> None:
+        """Let every call through and record nothing until ``reset``."""
+        self.last_failure = (reason, now)
+        self.open_until = 0.0
+        self.dirty = False
+        self._failures.clear()
+        self._permits.clear()
+        self._trial_successes = 0
+        self.reopenings = 0
+        if self.counts_calls:
+            self._clear_window()
+        self._enter(DISABLED, changes)
 
     def force_open(self, now: float, reason: str, changes: list[Transition]) -> None:
         self.last_failure = (reason, now)
         self.open_until = math.inf
         self.dirty = False
         self._permits.clear()
+        if self.counts_calls:
+            self._clear_window()
         self._enter(FORCED_OPEN, changes)
 
     def reset(self, changes: list[Transition]) -> None:
@@ -299,6 +532,8 @@ class CircuitModel:
         self.dirty = False
         self.reopenings = reopenings
         self.state = state
+        if self.counts_calls:
+            self._clear_window()
         self.open_until = math.inf if state is FORCED_OPEN else open_until if state is OPEN else 0.0
         if last_failure is not None:
             self.last_failure = last_failure

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ._validate import bounded_reason
 from .breaker import CircuitBreaker
 from .events import CircuitEvent
 from .exceptions import InvalidConfigTypeError
@@ -62,9 +63,13 @@ class ManualClock:
 
 
 def trip(breaker: CircuitBreaker, service: str, reason: str = "tripped by a test") -> CircuitSnapshot:
-    """Open ``service``'s circuit the way real failures would (its policy's threshold)."""
-    for _ in range(breaker.policy_for(service).max_failures):
-        breaker.record_failure(service, reason)
+    """Open ``service``'s circuit the way real failures would: its policy's count, or enough
+    failures for its failure-rate trigger, or enough slow failures for its slow-call trigger."""
+    policy = breaker.policy_for(service)
+    slow = policy.max_failures is None and policy.failure_rate_threshold is None
+    circuit = breaker._circuit(service)
+    for _ in range(policy.max_failures or policy.minimum_calls):
+        circuit.on_failure(0, bounded_reason(reason), slow)
     return breaker.state(service)
 
 

@@ -2,20 +2,28 @@
 -- The same state machine as tnm/circuit/state.py, in milliseconds.
 --
 -- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline),
---       4 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
+--       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
+--       5 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
--- ARGV: 1 op (acquire|failure|success|release|force_open|reset|read)
+-- ARGV: 1 op (acquire|failure|slow|success|release|force_open|disable|reset|read|touch|probe)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
 --       11 meta_ttl_ms  12 pub/sub channel  13 service name  14 token  15 reason
 --       16 the caller's last good state, 17 its open_until_ms ("" if none): what a
 --          corrupt circuit is rewritten from
+--       18 failure_rate_threshold ("" if none)  19 slow_call_rate_threshold ("" if none)
+--       20 minimum_calls  21 bucket_ms  22 buckets in the window  23 "1" if the call was slow
+--       24 the caller's successes not yet added to the buckets (carried by failure and slow)
+--       max_failures 0 turns the count trigger off. Bucket b holds the calls made in
+--       [b * bucket_ms, (b + 1) * bucket_ms); the window is the newest 22 buckets.
+--       Fast successes are not sent here: each process adds them to the buckets in the
+--       background (backends/redis/_buckets.py); failures and slow calls come here.
 -- ops: touch is a read that also keeps an in-use circuit listed for meta_ttl.
 -- Returns: {state, open_until_ms, failures_in_window, now_ms, result, reopenings,
 --           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms,
 --           states passed through (for events), max_failures, window_ms, repaired,
---           version}
+--           version, calls, failed calls and slow calls in the rate window}
 -- Published on a change others must mirror: {service, state, open_until_ms,
 --           failures, now_ms, permits_in_use, earliest_permit_deadline_ms, version}
 -- version counts the writes: mirrors order what they hear by (now_ms, version), so
@@ -43,7 +51,7 @@ if op == 'probe' then
   redis.call('PTTL', state_key)
   redis.call('PERSIST', state_key)
   redis.call('DEL', state_key, failures_key, permits_key)
-  if KEYS[4] then redis.call('INCRBY', KEYS[4], 0) end
+  if KEYS[5] then redis.call('INCRBY', KEYS[5], 0) end
   redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
   return 'ok'
 end
@@ -64,6 +72,15 @@ local success_threshold = tonumber(ARGV[9])
 local trial_timeout_ms = tonumber(ARGV[10])
 local ttl_ms = tonumber(ARGV[11])
 local token = tonumber(ARGV[14]) or 0
+local calls_key = KEYS[4]
+local failure_rate = tonumber(ARGV[18] or '')
+local slow_rate = tonumber(ARGV[19] or '')
+local minimum_calls = tonumber(ARGV[20] or '') or 1
+local bucket_ms = tonumber(ARGV[21] or '') or 1
+local buckets = tonumber(ARGV[22] or '') or 10
+local slow_call = ARGV[23] == '1'
+local counts_calls = calls_key ~= nil and (failure_rate ~= nil or slow_rate ~= nil)
+local carried = tonumber(ARGV[24] or '') or 0
 
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
@@ -84,8 +101,10 @@ end
 if not keep_type(state_key, 'hash') then state_lost = true end
 keep_type(failures_key, 'zset')
 keep_type(permits_key, 'zset')
+if calls_key then keep_type(calls_key, 'hash') end
+if calls_key then keep_type(calls_key, 'hash') end
 
-local STATES = {closed = true, open = true, half_open = true, forced_open = true}
+local STATES = {closed = true, open = true, half_open = true, forced_open = true, disabled = true}
 local function is_int_or_nil(v)
   return v == false or v == nil or (tonumber(v) ~= nil and string.match(v, '^%-?%d+$') ~= nil)
 end
@@ -140,6 +159,52 @@ local function in_window()
   return redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
 end
 
+-- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets.
+local function window_counts()
+  if not counts_calls then return 0, 0, 0 end
+  local current = math.floor(now / bucket_ms)
+  local fields = {}
+  for b = current - buckets + 1, current do
+    fields[#fields + 1] = b .. ':c'
+    fields[#fields + 1] = b .. ':f'
+    fields[#fields + 1] = b .. ':s'
+  end
+  local v = redis.call('HMGET', calls_key, unpack(fields))
+  local c, f, sl = 0, 0, 0
+  for i = 1, #v, 3 do
+    c = c + (tonumber(v[i]) or 0)
+    f = f + (tonumber(v[i + 1]) or 0)
+    sl = sl + (tonumber(v[i + 2]) or 0)
+  end
+  return c, f, sl
+end
+
+local function count_call(failed, slow)
+  local current = math.floor(now / bucket_ms)
+  redis.call('HINCRBY', calls_key, current .. ':c', 1 + carried)
+  carried = 0
+  if failed then redis.call('HINCRBY', calls_key, current .. ':f', 1) end
+  if slow then redis.call('HINCRBY', calls_key, current .. ':s', 1) end
+  -- Drop buckets that left the window (late background additions can land there).
+  if redis.call('HLEN', calls_key) > 3 * (buckets + 1) then
+    local oldest = current - buckets
+    for _, field in ipairs(redis.call('HKEYS', calls_key)) do
+      local b = tonumber(string.match(field, '^(%-?%d+):'))
+      if b == nil or b <= oldest then redis.call('HDEL', calls_key, field) end
+    end
+  end
+end
+
+local function rate_trip_due()
+  local c, f, sl = window_counts()
+  if c < minimum_calls then return false end
+  return (failure_rate ~= nil and f >= failure_rate * c) or (slow_rate ~= nil and sl >= slow_rate * c)
+end
+
+local function clear_window()
+  if calls_key then redis.call('DEL', calls_key) end
+end
+
 local function open_circuit()
   local duration = open_ms
   if reopenings > 0 and multiplier ~= 1 then
@@ -148,6 +213,7 @@ local function open_circuit()
   open_until = now + duration
   successes = 0
   redis.call('DEL', permits_key)
+  clear_window()
   set_state('open')
 end
 
@@ -156,6 +222,7 @@ local function close_circuit()
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
+  clear_window()
   set_state('closed')
 end
 
@@ -175,7 +242,11 @@ end
 -- while they are all in use): publish when that count changes.
 local permits_before = redis.call('ZCARD', permits_key)
 
-if op == 'acquire' then
+if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disable' then
+  -- Disabled: every call passes and nothing is recorded.
+  if op == 'release' or op == 'failure' or op == 'slow' or op == 'success' then release() end
+  result = 0
+elseif op == 'acquire' then
   if state == 'closed' then
     result = 0
   elseif state == 'half_open' and redis.call('ZCARD', permits_key) < half_open_max then
@@ -188,10 +259,29 @@ elseif op == 'failure' then
   release()
   last_reason, last_ms = ARGV[15], now
   if state == 'closed' then
-    local seq = redis.call('HINCRBY', state_key, 'fc', 1)
-    redis.call('ZADD', failures_key, now, seq)
-    redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
-    if in_window() >= max_failures then open_circuit() end
+    if max_failures > 0 then
+      local seq = redis.call('HINCRBY', state_key, 'fc', 1)
+      redis.call('ZADD', failures_key, now, seq)
+      redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
+      if in_window() >= max_failures then open_circuit() end
+    end
+    if counts_calls and state == 'closed' then
+      count_call(true, slow_call)
+      if rate_trip_due() then open_circuit() end
+    end
+  elseif state == 'half_open' then
+    reopenings = reopenings + 1
+    open_circuit()
+  end
+elseif op == 'slow' then
+  -- A success slower than slow_call_seconds: a slow call in the window, a failed trial.
+  release()
+  if state == 'closed' then
+    redis.call('DEL', failures_key)
+    if counts_calls then
+      count_call(false, true)
+      if rate_trip_due() then open_circuit() end
+    end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
     open_circuit()
@@ -209,8 +299,17 @@ elseif op == 'release' then
 elseif op == 'force_open' then
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)
+  clear_window()
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
+elseif op == 'disable' then
+  last_reason, last_ms = ARGV[15], now
+  open_until = 0
+  reopenings = 0
+  successes = 0
+  redis.call('DEL', failures_key, permits_key)
+  clear_window()
+  set_state('disabled')
 elseif op == 'reset' then
   close_circuit()
 end
@@ -220,15 +319,18 @@ if state == 'closed' or op == 'read' or op == 'touch' then failures = in_window(
 local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
 local permits = redis.call('ZCARD', permits_key)
 if not ((op == 'read' or op == 'touch') and repaired == 0) then version = version + 1 end
+local window_calls, window_failed, window_slow = 0, 0, 0
+if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
-  permits, first[2] or '', path, max_failures, window_ms, repaired, version}
+  permits, first[2] or '', path, max_failures, window_ms, repaired, version,
+  window_calls, window_failed, window_slow}
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
     if redis.call('EXISTS', state_key) == 0 then
       redis.call('HSET', state_key, 's', state, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms)
     end
-    if state ~= 'forced_open' and redis.call('PTTL', state_key) < ttl_ms then
+    if state ~= 'forced_open' and state ~= 'disabled' and redis.call('PTTL', state_key) < ttl_ms then
       redis.call('PEXPIRE', state_key, ttl_ms)
     end
   end
@@ -241,7 +343,7 @@ redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 't
 
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
-if state == 'forced_open' then
+if state == 'forced_open' or state == 'disabled' then
   redis.call('PERSIST', state_key)
 else
   local keep = ttl_ms
@@ -251,14 +353,15 @@ else
   redis.call('PEXPIRE', state_key, keep)
   redis.call('PEXPIRE', failures_key, math.max(keep, window_ms))
   redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
+  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(keep, window_ms)) end
 end
 
 if changed or repaired == 1 or permits ~= permits_before
     or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
-  if KEYS[4] and type(redis.pcall('INCR', KEYS[4])) == 'table' then
-    redis.call('SET', KEYS[4], 1)  -- not a counter any more: start it again
+  if KEYS[5] and type(redis.pcall('INCR', KEYS[5])) == 'table' then
+    redis.call('SET', KEYS[5], 1)  -- not a counter any more: start it again
   end
 end
 return reply

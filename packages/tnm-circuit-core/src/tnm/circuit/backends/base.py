@@ -17,14 +17,15 @@ raise ``CircuitBackendError`` when the store could not take the change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._counter import AtomicCounter
+from .._counter import AtomicCounter, CallCounts
 from ..clock import Clock
 from ..events import ListenerList
 from ..exceptions import CircuitError
 from ..policies import ServicePolicy
-from ..state import CircuitSnapshot, CircuitState
+from ..state import CircuitModel, CircuitSnapshot, CircuitState
 
 __all__ = ["Backend", "CircuitHandle"]
 
@@ -40,13 +41,37 @@ class CircuitHandle(Protocol):
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
     successes: AtomicCounter
     """Successful calls counted while a listener is registered (metrics read it)."""
+    counts: CallCounts
+    """Every outcome counted while a listener is registered (metrics read them, no event)."""
+    tally: Callable[[], None] | None
+    """Set when a rate trigger needs every success counted: the call path calls it for a
+    fast success while closed that has nothing else to record. Never does I/O."""
+    monotonic: Callable[[], float]
+    """The clock slow calls are timed with."""
+    window: CircuitModel | None
+    """The model whose rate window ``tally`` counts into, when the call path may count a fast
+    success itself (``ok()``, after ``roll_window()`` once ``bucket_end`` has passed);
+    ``None`` otherwise (then ``tally``, if set, is called)."""
+
+    def roll_window(self) -> None:
+        """Start the rate window's new bucket (``window`` is set)."""
+        ...
 
     def acquire(self) -> int:
         """``0``: let the call through; ``-1``: reject; ``> 0``: a trial permit token."""
         ...
 
     def on_success(self, token: int) -> None: ...
-    def on_failure(self, token: int, reason: str) -> None: ...
+    def on_failure(self, token: int, reason: str, slow: bool = False) -> None: ...
+    def on_exception(self, token: int, exc: BaseException) -> None:
+        """``on_failure`` with the reason ``"Type: message"`` of ``exc``, worked out only
+        when needed (a backend that stores it, or a reader)."""
+        ...
+
+    def on_slow_success(self, token: int) -> None:
+        """A success that took longer than the policy's ``slow_call_seconds``."""
+        ...
+
     def on_ignored(self, token: int) -> None: ...
     def on_release(self, token: int) -> None:
         """Give back a permit whose call ended without an outcome (e.g. cancelled).
@@ -55,13 +80,15 @@ class CircuitHandle(Protocol):
         """
         ...
 
-    def on_rejected(self, fallback: bool) -> None:
-        """Tell listeners that a call was rejected (and whether a fallback served it)."""
+    def on_rejected(self, fallback: bool, observed: bool = False) -> None:
+        """Tell listeners that a call was rejected (and whether a fallback served it, or, in
+        observe mode, whether it ran anyway)."""
         ...
 
     async def aacquire(self) -> int: ...
     async def aon_success(self, token: int) -> None: ...
-    async def aon_failure(self, token: int, reason: str) -> None: ...
+    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None: ...
+    async def aon_slow_success(self, token: int) -> None: ...
     async def aon_ignored(self, token: int) -> None: ...
 
     def is_available(self) -> bool: ...
@@ -80,6 +107,11 @@ class CircuitHandle(Protocol):
 
     def reset(self) -> None:
         """Close the circuit; ``CircuitBackendError`` if the store could not take it."""
+        ...
+
+    def disable(self, reason: str) -> None:
+        """Let every call through, recording nothing, until ``reset``; ``CircuitBackendError``
+        if the store could not take it."""
         ...
 
 

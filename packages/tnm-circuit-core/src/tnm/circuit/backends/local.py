@@ -9,18 +9,22 @@ no files and opens no sockets.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from .._counter import AtomicCounter
+from .._counter import CallCounts
+from .._validate import exception_reason
 from ..clock import Clock
 from ..events import EventKind, ListenerList
 from ..exceptions import CircuitOpenError
 from ..policies import ServicePolicy
 from ..state import (
     CLOSED,
+    DISABLED,
     FORCED_OPEN,
     HALF_OPEN,
     OPEN,
+    PASS,
     REJECT,
     CircuitModel,
     CircuitSnapshot,
@@ -39,16 +43,22 @@ class LocalCircuit:
 
     __slots__ = (
         "_clock",
+        "_count_fast",
         "_listeners",
         "_lock",
         "_model",
         "_monotonic",
+        "counts",
         "dirty",
+        "monotonic",
+        "on_exception",
         "open_until",
         "policy",
         "service",
         "state",
         "successes",
+        "tally",
+        "window",
     )
 
     def __init__(self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList) -> None:
@@ -60,10 +70,23 @@ class LocalCircuit:
         self._model = CircuitModel(service, policy)
         self._clock = clock
         self._monotonic = clock.monotonic  # bound once: the failure path reads it per call
+        self.monotonic = clock.monotonic
+        """The clock slow calls are timed with."""
         self._listeners = listeners
         self._lock = threading.Lock()
-        self.successes = AtomicCounter()
-        """Successful calls seen while a listener was registered (for metrics)."""
+        self.counts = CallCounts()
+        """Outcomes seen while a listener was registered (for metrics)."""
+        self.successes = self.counts.success
+        self._count_fast = not policy.counts_calls
+        """No rate trigger: a closed failure is counted without the lock."""
+        self.tally = self._make_tally() if policy.counts_calls else None
+        """What a fast success while closed, with nothing else to record, must still do."""
+        self.window = self._model if policy.counts_calls else None
+        self.on_exception = self._model.exception_path(
+            self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
+        )
+        """A failure whose reason is the exception's: the common one takes no lock, and the
+        reason is formatted only when someone reads the last failure."""
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"
@@ -80,10 +103,28 @@ class LocalCircuit:
 
     # -- the call path ---------------------------------------------------------
 
+    def _make_tally(self) -> Callable[[], None]:
+        """Count a fast success in the rate window: lock-free unless a new bucket starts.
+        (``protect`` inlines the same steps through ``window`` and ``roll_window``.)"""
+        model, monotonic, roll = self._model, self._monotonic, self.roll_window
+
+        def tally() -> None:
+            if monotonic() >= model.bucket_end:
+                roll()
+            model.ok()
+
+        return tally
+
+    def roll_window(self) -> None:
+        with self._lock:
+            self._model.roll(self._monotonic())
+
     def acquire(self) -> int:
         # Open (or forced open) with the deadline ahead: reject without the lock.
         if self.state is not HALF_OPEN and self._monotonic() < self.open_until:
             return REJECT
+        if self.state is DISABLED:
+            return PASS
         changes: list[Transition] = []
         with self._lock:
             token = self._model.admit(self._monotonic(), changes)
@@ -93,8 +134,11 @@ class LocalCircuit:
         return token
 
     def on_success(self, token: int) -> None:
-        self.successes.increment()
+        if self._listeners.callbacks:
+            self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
+            if self.tally is not None:
+                self.tally()
             if self._listeners.success_callbacks:
                 self._notify(EventKind.SUCCESS, [])
             return
@@ -105,32 +149,71 @@ class LocalCircuit:
         if changes or self._listeners.callbacks:
             self._notify(EventKind.SUCCESS, changes)
 
-    def on_failure(self, token: int, reason: str) -> None:
+    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
         model = self._model
-        if not token and self.state is CLOSED:
+        listening = self._listeners.callbacks
+        if listening:
+            self.counts.failure.increment()
+        if not token and self.state is CLOSED and self._count_fast:
             # The common failure: counted without the lock; the lock only to trip.
             now = self._monotonic()
             if not model.count_closed_failure(now, reason):
                 if self.state is CLOSED:
                     self.dirty = True
-                if self._listeners.callbacks:
+                if listening:
                     self._notify(EventKind.FAILURE, [], reason)
                 return
             changes: list[Transition] = []
             with self._lock:
                 model.trip_if_due(now, changes)
                 self._publish()
+        elif self.state is DISABLED:
+            return
         else:
             changes = []
             with self._lock:
-                model.record_failure(self._monotonic(), reason, token, changes)
+                model.record_failure(self._monotonic(), reason, token, changes, slow)
                 self._publish()
-        if changes or self._listeners.callbacks:
+        if changes or listening:
             self._notify(EventKind.FAILURE, changes, reason)
+
+    def _failure_of(self, token: int, exc: BaseException) -> None:
+        if self._listeners.callbacks or self.state is DISABLED:
+            self.on_failure(token, exception_reason(exc))
+            return
+        # Nobody listens: the reason stays the exception until someone reads it.
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.record_failure(self._monotonic(), exc, token, changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+
+    def _trip(self, now: float, exc: BaseException) -> None:
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.trip_if_due(now, changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+
+    def on_slow_success(self, token: int) -> None:
+        """A success that took longer than ``slow_call_seconds``."""
+        if self._listeners.callbacks:
+            self.successes.increment()
+        if self.state is DISABLED:
+            return
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.record_slow_success(self._monotonic(), token, changes)
+            self._publish()
+        if changes or self._listeners.callbacks:
+            self._notify(EventKind.SUCCESS, changes)
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
         if self._listeners.callbacks:
+            self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 
     def on_release(self, token: int) -> None:
@@ -138,9 +221,23 @@ class LocalCircuit:
             with self._lock:
                 self._model.release(token)
 
-    def on_rejected(self, fallback: bool) -> None:
+    def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
-            self._notify(EventKind.FALLBACK if fallback else EventKind.REJECTED, [])
+            counts = self.counts
+            if observed:
+                counts.would_reject.increment()
+                kind = EventKind.WOULD_REJECT
+            elif fallback:
+                counts.fallback.increment()
+                kind = EventKind.FALLBACK
+            else:
+                counts.rejected.increment()
+                kind = EventKind.REJECTED
+            if self._listeners.call_callbacks:
+                self._notify(kind, [])
+
+    async def aon_slow_success(self, token: int) -> None:
+        self.on_slow_success(token)
 
     async def aacquire(self) -> int:
         return self.acquire()
@@ -148,8 +245,8 @@ class LocalCircuit:
     async def aon_success(self, token: int) -> None:
         self.on_success(token)
 
-    async def aon_failure(self, token: int, reason: str) -> None:
-        self.on_failure(token, reason)
+    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
+        self.on_failure(token, reason, slow)
 
     async def aon_ignored(self, token: int) -> None:
         self.on_ignored(token)
@@ -163,7 +260,7 @@ class LocalCircuit:
         return changes
 
     def is_available(self) -> bool:
-        if self.state is CLOSED:
+        if self.state is CLOSED or self.state is DISABLED:
             return True
         with self._lock:
             changes = self._refreshed()
@@ -201,10 +298,10 @@ class LocalCircuit:
         return CircuitOpenError(
             self.service,
             retry_after,
-            model.last_failure_at(now, self._clock.time()),
+            model.last_failure_at(now, self._clock.time),
             state,
             len(model._failures),
-            policy.max_failures,
+            policy.max_failures or 0,
             policy.window_seconds,
         )
 
@@ -215,6 +312,13 @@ class LocalCircuit:
         changes: list[Transition] = []
         with self._lock:
             self._model.force_open(self._monotonic(), reason, changes)
+            self._publish()
+        self._notify(None, changes, reason)
+
+    def disable(self, reason: str) -> None:
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.disable(self._monotonic(), reason, changes)
             self._publish()
         self._notify(None, changes, reason)
 

@@ -13,13 +13,7 @@ from ..state import CircuitSnapshot, CircuitState
 
 __all__ = ["OUTCOMES", "CircuitStats", "ServiceStats"]
 
-OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback")
-_EVENT_OUTCOMES = {
-    EventKind.FAILURE: "failure",
-    EventKind.IGNORED: "ignored",
-    EventKind.REJECTED: "rejected",
-    EventKind.FALLBACK: "fallback",
-}
+OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject")
 
 
 @dataclass(frozen=True)
@@ -33,22 +27,22 @@ class ServiceStats:
 class CircuitStats:
     """Counts a breaker's outcomes and transitions, cheaply, for exporters to read.
 
-    Successes are read from each circuit's own counter (no event per successful call);
-    every other outcome and each transition comes from the breaker's events. Storage
-    health comes from ``storage_degraded`` / ``storage_recovered`` events.
+    Call outcomes are read from each circuit's own atomic counters (``counts``): no
+    event is built per call, whatever its outcome. Transitions come from the breaker's
+    state-change events, storage health from ``storage_degraded`` /
+    ``storage_recovered`` events.
     """
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.breaker = breaker
         backend = breaker.backend
         self.namespace: str = getattr(backend, "namespace", "") or ""
-        self._counts: dict[tuple[str, str], AtomicCounter] = {}
         self._transitions: dict[tuple[str, str, str], AtomicCounter] = {}
         self._last_opened: dict[str, float] = {}
         self._lock = threading.Lock()
         self.storage_degraded = False
         self.storage_degradations = AtomicCounter()
-        breaker.add_listener(self._on_event, successes=False)
+        breaker.add_listener(self._on_event, successes=False, calls=False)
 
     def close(self) -> None:
         """Stop listening (the counts keep their values)."""
@@ -63,10 +57,7 @@ class CircuitStats:
 
     def _on_event(self, event: CircuitEvent) -> None:
         kind = event.kind
-        outcome = _EVENT_OUTCOMES.get(kind)
-        if outcome is not None:
-            self._counter(self._counts, (event.service, outcome)).increment()
-        elif kind is EventKind.STATE_CHANGE and event.previous_state is not None and event.state is not None:
+        if kind is EventKind.STATE_CHANGE and event.previous_state is not None and event.state is not None:
             key = (event.service, event.previous_state.value, event.state.value)
             self._counter(self._transitions, key).increment()
             if event.state is CircuitState.OPEN:
@@ -80,16 +71,14 @@ class CircuitStats:
     def services(self) -> Iterator[ServiceStats]:
         """Current counts for every service this process has a circuit for."""
         circuits = self.breaker.circuits()
-        names = set(circuits) | {s for s, _ in self._counts} | {s for s, _, _ in self._transitions}
+        names = set(circuits) | {s for s, _, _ in self._transitions}
         for service in sorted(names):
             calls = {outcome: 0 for outcome in OUTCOMES}
             circuit = circuits.get(service)
             if circuit is not None:
-                calls["success"] = circuit.successes.value
-            for outcome in OUTCOMES[1:]:
-                counter = self._counts.get((service, outcome))
-                if counter is not None:
-                    calls[outcome] = counter.value
+                counts = circuit.counts
+                for outcome in OUTCOMES:
+                    calls[outcome] = getattr(counts, outcome).value
             transitions = {(f, t): c.value for (s, f, t), c in self._transitions.items() if s == service}
             yield ServiceStats(service, calls, transitions, self._last_opened.get(service))
 

@@ -24,6 +24,7 @@ STATE_TEXT = {
     "open": "open",
     "half_open": "half-open",
     "forced_open": "forced open",
+    "disabled": "disabled",
 }
 
 
@@ -73,8 +74,11 @@ def _state(state: str) -> str:
 
 
 def _failures(s: CircuitSnapshot) -> str:
-    shown = min(s.failures, s.max_failures)
     window = f"{s.window_seconds:g}"
+    if s.max_failures is None:  # rate triggers only: no count threshold to draw
+        rate = "" if s.failure_rate is None else f" ({s.failure_rate:.0%} of {s.calls} calls)"
+        return f'<span class="count">{s.failures}</span>{rate} in {escape(window)} s'
+    shown = min(s.failures, s.max_failures)
     # Green below threshold - 1, amber one failure short of opening, red at the threshold.
     low, high = max(s.max_failures - 1.5, 0), max(s.max_failures - 0.5, 0)
     return (

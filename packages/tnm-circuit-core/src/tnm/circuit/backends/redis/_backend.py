@@ -17,6 +17,7 @@ from ...clock import Clock, SystemClock
 from ...events import ListenerList
 from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError, _masked_copy
 from ...policies import ServicePolicy
+from ._buckets import start_flusher, stop_flusher
 from ._circuit import RedisCircuit
 from ._clients import STORAGE_ERRORS, aclose_client, close_client, is_cluster, make_async_client, make_client
 from ._derive import async_client_like
@@ -227,6 +228,7 @@ class RedisBackend:
                 self._running = True
             self.listener.start()
             self.refresher.start()
+            start_flusher(self)  # rate policies' successes (see _buckets.py)
 
     def aclient(self) -> Any:
         """The async client of the running event loop (one per loop)."""
@@ -290,6 +292,7 @@ class RedisBackend:
         timeout = self.socket_timeout + self.refresh_interval + 1
         self.listener.stop(timeout)
         self.refresher.stop(timeout)
+        stop_flusher(self, timeout)  # one last flush of counted successes (see _buckets.py)
         if self._client is not None and self._given_client is None:
             close_client(self._client)
             self._client = None

@@ -20,12 +20,26 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ..._counter import AtomicCounter
+from ..._counter import AtomicCounter, CallCounts
+from ..._validate import exception_reason
 from ...events import EventKind
 from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
-from ...policies import ServicePolicy
-from ...state import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, REJECT, CircuitSnapshot, CircuitState, Transition
+from ...policies import RATE_BUCKETS, ServicePolicy
+from ...state import (
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    PASS,
+    REJECT,
+    CircuitModel,
+    CircuitSnapshot,
+    CircuitState,
+    Transition,
+)
 from ..local import LocalCircuit
+from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
 from ._script import BadReply, Reply, aeval, eval_script
 
@@ -36,6 +50,8 @@ __all__ = ["RedisCircuit"]
 
 _MS = 1000.0
 _STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
+_CARRY = frozenset({"failure", "slow"})
+"""Operations that add the process's unsent successes to the rate window first."""
 
 
 class RedisCircuit:
@@ -54,10 +70,15 @@ class RedisCircuit:
         self._health = backend.health
         self._clock = backend.clock
         self._monotonic = backend.clock.monotonic
+        self.monotonic = backend.clock.monotonic
+        """The clock slow calls are timed with."""
         self._listeners = backend.listeners
-        self.keys = backend.keys.for_service(service, cluster=backend.cluster)
+        base = backend.keys.for_service(service, cluster=True)  # state, failures, permits
+        # Then the rate buckets, and (one server only) the namespace's change counter.
+        changes = () if backend.cluster else (backend.keys.changes,)
+        self.keys: tuple[str, ...] = (*base, calls_key(base[0]), *changes)
         self._args: list[Any] = [
-            policy.max_failures,
+            policy.max_failures or 0,
             int(policy.window_seconds * _MS),
             int(policy.open_seconds * _MS),  # type: ignore[operator]
             policy.backoff_multiplier,
@@ -69,6 +90,17 @@ class RedisCircuit:
             backend.keys.channel,
             service,
         ]
+        rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
+        self._rate_args: list[Any] = [
+            "" if rate is None else repr(rate),
+            "" if slow_rate is None else repr(slow_rate),
+            policy.minimum_calls,
+            policy.bucket_ms,
+            RATE_BUCKETS,
+        ]
+        self.bucket_ms = policy.bucket_ms
+        self.window_ms = int(policy.window_seconds * _MS)
+        self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
         self._seen: tuple[float, int] = (-math.inf, 0)  # (server ms, version) of the newest news
         self._last: tuple[str, float] | None = None  # (reason, server ms)
         self._failures = 0
@@ -78,18 +110,62 @@ class RedisCircuit:
         self._news_lock = threading.Lock()
         self._shown_max_failures = policy.max_failures
         self._shown_window = policy.window_seconds
-        self.successes = AtomicCounter()
-        """Successful calls seen while a listener was registered (for metrics)."""
+        self.counts = CallCounts()
+        """Outcomes seen while a listener was registered (for metrics)."""
+        self.successes = self.counts.success
         self.fallback = LocalCircuit(service, policy, backend.clock, backend.listeners)
         """Decides calls while Redis is unreachable: same policy, this process only."""
+        self.pending = AtomicCounter()
+        """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
+        self.flushed = 0
+        self._pending_lock = threading.Lock()
+        self.tally = self._tally if policy.counts_calls else None
+        self.window: CircuitModel | None = None  # successes go through tally (counted, flushed)
+        if policy.counts_calls:
+            flusher_for(backend).register(self)
 
     def __repr__(self) -> str:
         return f"<RedisCircuit {self.service!r} {'cold' if self.cold else self.state.value}>"
 
     # -- the mirror ---------------------------------------------------------------
 
-    def script_args(self, op: str, token: int = 0, reason: str = "") -> list[Any]:
-        return [op, self._backend.now_arg(), *self._args, token, reason, *self._good]
+    def script_args(
+        self, op: str, token: int = 0, reason: str = "", slow: bool = False, successes: int = 0
+    ) -> list[Any]:
+        return [
+            op,
+            self._backend.now_arg(),
+            *self._args,
+            token,
+            reason,
+            *self._good,
+            *self._rate_args,
+            "1" if slow else "0",
+            successes,
+        ]
+
+    def roll_window(self) -> None:
+        """Unused: ``window`` is ``None`` (the rate window lives in Redis)."""
+
+    def take_pending(self) -> int:
+        """Successes counted here and not yet sent; they now count as sent."""
+        with self._pending_lock:
+            total = self.pending.value
+            taken = total - self.flushed
+            self.flushed = total
+            return taken
+
+    def give_back(self, successes: int) -> None:
+        """Successes that could not be sent: the next flush or failure sends them."""
+        if successes:
+            with self._pending_lock:
+                self.flushed -= successes
+
+    def _tally(self) -> None:
+        """A fast success while closed: counted in memory, added to Redis in the background."""
+        self.pending.increment()
+        if self._health.degraded and self.fallback.tally is not None:
+            self.fallback.tally()  # deciding alone meanwhile: the local window counts it too
 
     def mirror(
         self,
@@ -163,6 +239,7 @@ class RedisCircuit:
             self._last = reply.last
             self._shown_max_failures = reply.max_failures
             self._shown_window = reply.window_seconds
+            self._window = (reply.calls, reply.window_failures, reply.slow_calls)
         if reply.repaired:
             self._health.bad_data(
                 self.service, "stored state was unreadable; rewritten from the last good one"
@@ -223,30 +300,41 @@ class RedisCircuit:
         # operators), as its first call would.
         return "touch" if op == "read" and self.cold else op
 
-    def run(self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None) -> int | None:
+    def run(
+        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
+    ) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
             return None
         self._backend.start_threads()
+        # A failure or slow call carries this process's unsent successes (no extra trip).
+        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
             raw = eval_script(
-                self._backend.client(), self.keys, self.script_args(self._op(op), token, reason)
+                self._backend.client(),
+                self.keys,
+                self.script_args(self._op(op), token, reason, slow, successes),
             )
         except _STORE_FAILED as exc:
+            self.give_back(successes)
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)
 
     async def arun(
-        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None
+        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
     ) -> int | None:
         if self._health.degraded:
             return None
         self._backend.start_threads()
+        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
             client = self._backend.aclient()
-            raw = await aeval(client, self.keys, self.script_args(self._op(op), token, reason))
+            raw = await aeval(
+                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes)
+            )
         except _STORE_FAILED as exc:
+            self.give_back(successes)
             self._backend.storage_failed(exc)
             return None
         return self._finish(raw, op, reason, kind)
@@ -263,12 +351,16 @@ class RedisCircuit:
     def acquire(self) -> int:
         if self._monotonic() < self.open_until:
             return REJECT  # open, forced open, or every trial permit taken: known locally
+        if self.state is DISABLED:
+            return PASS
         token = self.run("acquire")
         return self._alone_acquire() if token is None else token
 
     async def aacquire(self) -> int:
         if self._monotonic() < self.open_until:
             return REJECT
+        if self.state is DISABLED:
+            return PASS
         if self._health.degraded:
             return self._alone_acquire()
         # Shielded: if the caller is cancelled while the reply is in flight, a permit the
@@ -296,44 +388,85 @@ class RedisCircuit:
             if token is not None and token > 0:
                 self.on_release(token)
 
-    def _settled_success(self, token: int) -> bool:
-        """Count a success; True if the store has nothing to learn from it (closed, clean)."""
-        self.successes.increment()
-        if not token and not self.dirty and self.state is CLOSED:
-            if self._listeners.success_callbacks:
-                self._notify(EventKind.SUCCESS, [])
-            return True
-        return False
+    def _closed_success(self, token: int) -> bool:
+        """Count a success; True if nothing else is to be done (no round trip)."""
+        if self._listeners.callbacks:
+            self.successes.increment()
+        if token or self.state is not CLOSED:
+            return self.state is DISABLED
+        if self.tally is not None:
+            self.tally()
+        if self.dirty:
+            return False
+        if self._listeners.success_callbacks:
+            self._notify(EventKind.SUCCESS, [])
+        return True
 
     def _alone_success(self, token: int) -> None:
         self.fallback.on_success(token)
         self.copy_fallback()
 
     def on_success(self, token: int) -> None:
-        if not self._settled_success(token):
-            kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-            if self.run("success", token, kind=kind) is None:
-                self._alone_success(token)
+        if self._closed_success(token):
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if self.run("success", token, kind=kind) is None:
+            self._alone_success(token)
 
     async def aon_success(self, token: int) -> None:
-        if not self._settled_success(token):
-            kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-            if await self._settle(self.arun("success", token, kind=kind), token) is None:
-                self._alone_success(token)
+        if self._closed_success(token):
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if await self._settle(self.arun("success", token, kind=kind), token) is None:
+            self._alone_success(token)
 
-    def on_failure(self, token: int, reason: str) -> None:
-        if self.run("failure", token, reason, EventKind.FAILURE) is None:
-            self.fallback.on_failure(token, reason)
+    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+        if self._listeners.callbacks:
+            self.counts.failure.increment()
+        if self.state is DISABLED:
+            return  # records nothing, costs no round trip
+        kind = EventKind.FAILURE if self._listeners.call_callbacks else None
+        if self.run("failure", token, reason, kind, slow) is None:
+            self.fallback.on_failure(token, reason, slow)
             self.copy_fallback()
 
-    async def aon_failure(self, token: int, reason: str) -> None:
-        if await self._settle(self.arun("failure", token, reason, EventKind.FAILURE), token) is None:
-            self.fallback.on_failure(token, reason)
+    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
+        if self._listeners.callbacks:
+            self.counts.failure.increment()
+        if self.state is DISABLED:
+            return
+        kind = EventKind.FAILURE if self._listeners.call_callbacks else None
+        if await self._settle(self.arun("failure", token, reason, kind, slow), token) is None:
+            self.fallback.on_failure(token, reason, slow)
+            self.copy_fallback()
+
+    def on_exception(self, token: int, exc: BaseException) -> None:
+        self.on_failure(token, exception_reason(exc))
+
+    def on_slow_success(self, token: int) -> None:
+        if self._listeners.callbacks:
+            self.successes.increment()
+        if self.state is DISABLED:
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if self.run("slow", token, kind=kind) is None:
+            self.fallback.on_slow_success(token)
+            self.copy_fallback()
+
+    async def aon_slow_success(self, token: int) -> None:
+        if self._listeners.callbacks:
+            self.successes.increment()
+        if self.state is DISABLED:
+            return
+        kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
+        if await self._settle(self.arun("slow", token, kind=kind), token) is None:
+            self.fallback.on_slow_success(token)
             self.copy_fallback()
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
         if self._listeners.callbacks:
+            self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 
     async def aon_ignored(self, token: int) -> None:
@@ -346,9 +479,20 @@ class RedisCircuit:
             self.fallback.on_release(token)
             self._backend.submit(lambda: self.run("release", token))
 
-    def on_rejected(self, fallback: bool) -> None:
+    def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
-            self._notify(EventKind.FALLBACK if fallback else EventKind.REJECTED, [])
+            counts = self.counts
+            if observed:
+                counts.would_reject.increment()
+                kind = EventKind.WOULD_REJECT
+            elif fallback:
+                counts.fallback.increment()
+                kind = EventKind.FALLBACK
+            else:
+                counts.rejected.increment()
+                kind = EventKind.REJECTED
+            if self._listeners.call_callbacks:
+                self._notify(kind, [])
 
     # -- inspection and manual control ------------------------------------------------------
 
@@ -358,7 +502,7 @@ class RedisCircuit:
             return None
         if self._monotonic() < self.open_until:
             return False
-        if self.state is CLOSED or self.state is HALF_OPEN:
+        if self.state is CLOSED or self.state is HALF_OPEN or self.state is DISABLED:
             return True
         return None  # open past its deadline (half-open now) or unknown: ask
 
@@ -367,7 +511,7 @@ class RedisCircuit:
             if self._health.on_storage_error != "local":
                 return False
             return self.fallback.is_available()
-        if self.state is CLOSED:
+        if self.state is CLOSED or self.state is DISABLED:
             return True
         if self.state is HALF_OPEN:
             return self._permits < self.policy.half_open_max_calls
@@ -392,16 +536,28 @@ class RedisCircuit:
         return self._snapshot()
 
     def _snapshot(self) -> CircuitSnapshot:
+        calls = failure_rate = slow_rate = None
+        failures = self._failures
+        if self.policy.counts_calls:
+            calls, failed, slow = self._window
+            failure_rate = failed / calls if calls else 0.0
+            if self.policy.slow_call_rate_threshold is not None:
+                slow_rate = slow / calls if calls else 0.0
+            if not self._shown_max_failures:
+                failures = failed
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
-            failures=self._failures,
-            max_failures=self._shown_max_failures,
+            failures=failures,
+            max_failures=self._shown_max_failures or None,
             window_seconds=self._shown_window,
             retry_after=self._retry_after(),
             last_failure=self._last_failure(),
             trials_in_flight=self._permits,
             reopenings=self._reopenings,
+            calls=calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_rate,
         )
 
     def _retry_after(self) -> float | None:
@@ -425,14 +581,15 @@ class RedisCircuit:
             )
         if health.degraded and health.on_storage_error == "local":
             return self.fallback.open_error()
-        failures = self.policy.max_failures if self.state is OPEN else self._failures
+        max_failures = self.policy.max_failures or 0
+        failures = max_failures if self.state is OPEN else self._failures
         return CircuitOpenError(
             self.service,
             None if health.degraded else self._retry_after(),
             self._last_failure(),
             self.state,
             failures,
-            self.policy.max_failures,
+            max_failures,
             self.policy.window_seconds,
         )
 
@@ -452,6 +609,10 @@ class RedisCircuit:
         if self.run("force_open", reason=reason) is None:
             raise self._unavailable("force open")
         self._backend.remember_forced(self.service, reason)
+
+    def disable(self, reason: str) -> None:
+        if self.run("disable", reason=reason) is None:
+            raise self._unavailable("disable")
 
     def reset(self) -> None:
         if self.run("reset") is None:

@@ -65,6 +65,8 @@ class Refresher(Worker):
         self.epoch: str | None = None
         self.forced: dict[str, str] = {}
         """Forced-open services and reasons, as of the last refresh (survives a data loss)."""
+        self.read_done = threading.Event()
+        """Set once no full read is owed (tests wait on it before counting commands)."""
         self.pending: dict[str, str] = {}
         """Forced-open circuits to restore after a data loss, until each has been."""
         self.tasks: deque[Callable[[], object]] = deque()
@@ -87,6 +89,7 @@ class Refresher(Worker):
 
     def resync_soon(self) -> None:
         """Re-read every mirror at once (notices may have been missed)."""
+        self.read_done.clear()
         self._full_needed = True
         self._resync_now = True
         self._wake.set()
@@ -216,6 +219,8 @@ class Refresher(Worker):
             circuit.apply(reply)
         for circuit in list(backend.circuits.values()):
             circuit.rejoin()  # one first used during the outage asks Redis on its next call
+        if not self._full_needed:
+            self.read_done.set()
 
     def refresh(self) -> None:
         try:

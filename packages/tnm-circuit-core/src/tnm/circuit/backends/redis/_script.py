@@ -88,6 +88,10 @@ class Reply(NamedTuple):
     window_seconds: float
     repaired: bool
     version: int
+    calls: int = 0
+    """Calls in the rate window (closed circuits with a rate policy; else 0)."""
+    window_failures: int = 0
+    slow_calls: int = 0
 
     @classmethod
     def parse(cls, raw: Any) -> Reply:
@@ -108,9 +112,21 @@ class Reply(NamedTuple):
                 window_seconds=_number(raw[12]) / 1000.0,
                 repaired=bool(int(_number(raw[13]))),
                 version=int(_number(raw[14])),
+                **_window(raw),
             )
         except (IndexError, TypeError) as exc:
             raise BadReply(f"malformed script reply ({exc})") from None
+
+
+def _window(raw: Any) -> dict[str, int]:
+    """The rate window's counts, appended after the 15 original fields of a reply."""
+    if len(raw) < 18:
+        return {}
+    return {
+        "calls": int(_number(raw[15])),
+        "window_failures": int(_number(raw[16])),
+        "slow_calls": int(_number(raw[17])),
+    }
 
 
 class Notice(NamedTuple):
