@@ -706,3 +706,14 @@ class TestReviewedEdges:
 
         asyncio.run(main())
         assert wait_for(lambda: other.state("svc").state is CircuitState.CLOSED, 3)
+
+
+def test_a_disabled_circuit_survives_a_data_loss(
+    make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+) -> None:
+    """An operator's disable is restored after FLUSHALL, like a force_open."""
+    app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
+    make_redis_breaker().disable("search", "known flaky")
+    assert wait_for(lambda: "search" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
+    redis_server.client().flushall()
+    assert wait_for(lambda: make_redis_breaker().state("search").state is CircuitState.DISABLED, 5)

@@ -22,7 +22,7 @@ from ._circuit import RedisCircuit
 from ._clients import STORAGE_ERRORS, aclose_client, close_client, is_cluster, make_async_client, make_client
 from ._derive import async_client_like
 from ._health import StorageHealth
-from ._keys import Keys
+from ._keys import DISABLED_MARK, Keys
 from ._listener import Listener
 from ._refresher import Refresher
 from ._script import SCRIPT, BadReply, Reply, decode, eval_script
@@ -375,9 +375,15 @@ class RedisBackend:
             self.storage_failed(exc)
 
     def restore_forced(self, service: str, reason: str) -> None:
-        """Force ``service`` open again after a data loss (a policy-less handle if not in use here)."""
+        """Force ``service`` open (or disable it) again after a data loss (a policy-less handle if
+        not in use here). ``reason`` is the registry's value."""
         circuit = self.circuits.get(service) or RedisCircuit(self, service, ServicePolicy())
-        raw = eval_script(self.client(), circuit.keys, circuit.script_args("force_open", reason=reason))
+        op, shown = (
+            ("disable", reason[len(DISABLED_MARK) :])
+            if reason.startswith(DISABLED_MARK)
+            else ("force_open", reason)
+        )
+        raw = eval_script(self.client(), circuit.keys, circuit.script_args(op, reason=shown))
         try:
             circuit.apply(Reply.parse(raw))
         except BadReply as exc:

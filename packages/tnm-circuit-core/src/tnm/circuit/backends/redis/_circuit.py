@@ -41,6 +41,7 @@ from ...state import (
 from ..local import LocalCircuit
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
+from ._keys import DISABLED_MARK
 from ._script import BadReply, Reply, aeval, eval_script
 
 if TYPE_CHECKING:
@@ -258,7 +259,8 @@ class RedisCircuit:
         """The store is gone: the per-process circuit starts from the last shared state (or,
         for a circuit never read, from the fleet's forced-open registry)."""
         if self.cold:
-            if self.service in self._backend.refresher.forced:
+            decision = self._backend.refresher.forced.get(self.service)
+            if decision is not None and not decision.startswith(DISABLED_MARK):
                 self.fallback.assume(FORCED_OPEN, math.inf, 0, None)
         else:
             now = self._monotonic()
@@ -613,6 +615,7 @@ class RedisCircuit:
     def disable(self, reason: str) -> None:
         if self.run("disable", reason=reason) is None:
             raise self._unavailable("disable")
+        self._backend.remember_forced(self.service, DISABLED_MARK + reason)
 
     def reset(self) -> None:
         if self.run("reset") is None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-__all__ = ["Keys"]
+__all__ = ["DISABLED_MARK", "Keys"]
+
+DISABLED_MARK = "\x1fdisabled\x1f"
+"""Starts a value of the forced-open registry that records ``disable`` rather than ``force_open``."""
 
 # Braces would end the Redis Cluster hash tag early; escape them (and %) so the key
 # still names exactly one service. The name itself is stored verbatim in the hash.
@@ -30,7 +33,8 @@ class Keys:
         self.epoch = f"{namespace}:epoch"
         """A random value set once: when it disappears, the store lost its data."""
         self.forced = f"{namespace}:forced"
-        """Hash of service -> reason for every forced-open circuit (restored after a data loss)."""
+        """Hash of service -> reason for every forced-open (or, marked, disabled) circuit: an
+        operator's decision, restored after a data loss."""
         self.changes = f"{namespace}:changes"
         """Bumped by every published change (one server only: a Cluster script can't reach it)."""
         self.state_pattern = _glob_escape(f"{namespace}:{{") + "*}:state"

@@ -39,6 +39,7 @@ from redis.exceptions import (
 )
 
 from ._clients import STORAGE_ERRORS, is_cluster
+from ._keys import DISABLED_MARK
 from ._script import BadReply, Reply, decode, eval_many
 from ._worker import Worker
 
@@ -159,8 +160,12 @@ class Refresher(Worker):
         """
         backend = self.backend
         for name, circuit in list(backend.circuits.items()):
-            if circuit.state.value == "forced_open" and name not in self.pending:
+            if name in self.pending:
+                continue
+            if circuit.state.value == "forced_open":
                 self.pending[name] = circuit.last_known_reason() or "forced open"
+            elif circuit.state.value == "disabled":
+                self.pending[name] = DISABLED_MARK + (circuit.last_known_reason() or "disabled")
         restored = 0
         for name, reason in list(self.pending.items()):
             backend.restore_forced(name, reason)
