@@ -153,7 +153,6 @@ class TestRecovery:
         of Redis answering, with one storage_recovered event and one "back" line."""
         options = {"socket_timeout": 0.2, "refresh_interval": 0.5}
         app = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
-        other = make_redis_breaker(max_failures=2, use_clock=False)
         app.execute("svc", lambda: 1)
         sleeper = threading.Thread(
             target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "0.6")
@@ -172,6 +171,7 @@ class TestRecovery:
         kinds = [e.kind for e in events if e.service == "*"]
         assert kinds == [EventKind.STORAGE_DEGRADED, EventKind.STORAGE_RECOVERED]
         assert len([r for r in caplog.records if "shared state resumes" in r.getMessage()]) == 1
+        other = make_redis_breaker(max_failures=2, use_clock=False)  # a process that never saw the stall
         other.record_failure("svc", "x")
         other.record_failure("svc", "x")  # opens, fleet-wide again
         assert wait_for(lambda: not app.is_available("svc"), 2)
