@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.redis_server import RedisServer
 from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
-from tnm.circuit.testing import mirror_state
 
 POLICY = ServicePolicy(max_failures=1, window_seconds=60, open_seconds=600)
 TRIPS = 50
@@ -37,14 +36,15 @@ def measure(count: int) -> tuple[float, float, float, float]:
         tripper = CircuitBreaker("redis", redis_url=server.url, namespace="scale", default_policy=POLICY)
         names = [f"svc-{n}" for n in range(count)]
         started = time.perf_counter()
-        for name in names:
-            idle.circuits()  # nothing: handles are made below without a round trip each
-            idle.backend.circuit(name, POLICY, idle.clock, idle._listeners)  # type: ignore[attr-defined]
+        backend = idle.backend
+        for name in names:  # the circuits a process has used, made without a round trip each
+            backend.circuit(name, POLICY, idle.clock, idle._listeners)  # type: ignore[attr-defined]
         idle.initialize()  # one pipelined read of every circuit
         tripper.initialize()
         warm = time.perf_counter() - started
         admin = server.client()
-        time.sleep(1.5)  # the read that follows the listener's subscription is over
+        backend.refresher.read_done.wait(120)  # type: ignore[attr-defined]  # the read after subscribing
+        time.sleep(0.5)
         before = int(admin.info("stats")["total_commands_processed"])
         time.sleep(5.0)
         per_second = (int(admin.info("stats")["total_commands_processed"]) - before - 1) / 5.0
@@ -53,7 +53,8 @@ def measure(count: int) -> tuple[float, float, float, float]:
             name = names[(n * 7919) % count]
             started = time.perf_counter()
             tripper.record_failure(name, "down")
-            while mirror_state(idle, name) is not CircuitState.OPEN:
+            mirror = backend.circuits[name]  # type: ignore[attr-defined]
+            while mirror.state is not CircuitState.OPEN:
                 if time.perf_counter() - started > 5:
                     break
             delays.append(time.perf_counter() - started)

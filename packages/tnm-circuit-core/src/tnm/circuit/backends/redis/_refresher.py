@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["Refresher"]
 
 
+READ_BATCH = 500
+"""Circuits read per pipeline in a full read."""
+
+
 def _is_data_error(exc: Exception) -> bool:
     """An error about what one command did (a script error), not about reaching the store
     (redis-py strips the error code from the message: the class says it)."""
@@ -174,11 +178,20 @@ class Refresher(Worker):
         return restored
 
     def read_all(self, client: Any) -> list[tuple[Any, Reply]]:
-        """Read every mirrored circuit in one pipeline (``touch``: in-use circuits stay listed)."""
+        """Read every mirrored circuit (``touch``: in-use circuits stay listed).
+
+        In pipelines of ``READ_BATCH``: each reply then arrives well within
+        ``socket_timeout`` however many circuits there are, and the listener thread gets
+        the interpreter between batches, so a notice is never held up for a whole read.
+        """
         circuits = list(self.backend.circuits.values())
         if not circuits:
             return []
-        replies = eval_many(client, [(c.keys, c.script_args("touch")) for c in circuits])
+        replies: list[Any] = []
+        for start in range(0, len(circuits), READ_BATCH):
+            batch = circuits[start : start + READ_BATCH]
+            replies += eval_many(client, [(c.keys, c.script_args("touch")) for c in batch])
+            time.sleep(0)  # let the listener apply what arrived meanwhile
         outage = [r for r in replies if isinstance(r, STORAGE_ERRORS) and not _is_data_error(r)]
         if outage:
             raise outage[0]  # a lost connection or node: the store is down, not one circuit's data
