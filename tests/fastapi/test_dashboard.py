@@ -278,6 +278,7 @@ class TestOperator:
             assert "<form" not in html
             assert "<button" not in html
             assert client.post("/circuits/open", params={"service": "payments"}).status_code == 404
+            assert client.post("/circuits/disable", params={"service": "payments"}).status_code == 404
             assert client.post("/circuits/reset", params={"service": "payments"}).status_code == 404
         assert breaker.state("payments").state.value == "open"
 
@@ -315,6 +316,13 @@ class TestOperator:
             )
             assert reset.json()["state"] == "closed"
             assert client.post("/circuits/open", params={"service": "nope"}, headers=ADMIN).status_code == 404
+            disabled = client.post(
+                "/circuits/disable",
+                params={"service": "payments"},
+                headers={**ADMIN, "Accept": "application/json"},
+            )
+            assert disabled.json()["state"] == "disabled"
+            assert 'action="disable?service=payments"' not in client.get("/circuits/", headers=ADMIN).text
 
     def test_cross_site_posts_refused(
         self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI]

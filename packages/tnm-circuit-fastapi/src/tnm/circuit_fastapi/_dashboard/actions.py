@@ -1,4 +1,4 @@
-"""The operator routes (open, reset): only built when the user passes an authorization dependency."""
+"""The operator routes (open, disable, reset): only built when the user passes an authorization dependency."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .._dependencies import BreakerDep
 __all__ = ["add_operator_routes", "same_origin"]
 
 OPEN_REASON = "opened from the dashboard"
+DISABLE_REASON = "disabled from the dashboard"
 
 
 def same_origin(request: Request) -> None:
@@ -61,9 +62,10 @@ def _answer(request: Request, breaker: CircuitBreaker, service: str, expose_reas
 
 
 def add_operator_routes(router: APIRouter, authorize: Callable[..., Any], expose_reasons: bool) -> None:
-    """``POST open?service=…`` (fleet-wide force open) and ``POST reset?service=…``.
+    """``POST open?service=…`` (fleet-wide force open), ``POST disable?service=…`` (fleet-wide:
+    every call passes, nothing counted) and ``POST reset?service=…``.
 
-    Both run ``authorize`` first, then the same-origin check. They are plain ``def``:
+    Each runs ``authorize`` first, then the same-origin check. They are plain ``def``:
     the breaker's operations are synchronous, so FastAPI runs them in its thread pool.
     """
     guard = authorize if isinstance(authorize, DependsParam) else Depends(authorize)
@@ -72,6 +74,11 @@ def add_operator_routes(router: APIRouter, authorize: Callable[..., Any], expose
     @router.post("/open", dependencies=dependencies, name="circuit_dashboard_open")
     def open_circuit(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
         breaker.force_open(service, OPEN_REASON)
+        return _answer(request, breaker, service, expose_reasons)
+
+    @router.post("/disable", dependencies=dependencies, name="circuit_dashboard_disable")
+    def disable_circuit(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
+        breaker.disable(service, DISABLE_REASON)
         return _answer(request, breaker, service, expose_reasons)
 
     @router.post("/reset", dependencies=dependencies, name="circuit_dashboard_reset")

@@ -122,6 +122,12 @@ def _actions(s: CircuitSnapshot) -> str:
             f'data-confirm="Open {name} for every process until it is reset?">'
             f'<button type="submit" class="danger">Open</button></form>'
         )
+    if s.state.value != "disabled":
+        forms.append(
+            f'<form method="post" action="disable?service={service}" '
+            f'data-confirm="Disable {name} for every process (every call passes, nothing is counted) '
+            f'until it is reset?"><button type="submit">Disable</button></form>'
+        )
     if s.state.value != "closed" or s.failures:
         forms.append(
             f'<form method="post" action="reset?service={service}" '

@@ -266,7 +266,7 @@ class RedisBackend:
                 raise CircuitBackendError(
                     f"the Redis user at {self.describe()} lacks a grant the breaker needs"
                     f"{_named_grant(exc, self.keys.channel)}: {self.health.describe(exc)}"
-                    " (the guide's 'Production Redis' lists the grants)"
+                    " (docs/production-redis.md lists the grants)"
                 ) from None
             raise CircuitBackendError(
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
