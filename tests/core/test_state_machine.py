@@ -356,3 +356,21 @@ class TestPolicies:
 
 def _raiser(exc: BaseException) -> None:
     raise exc
+
+
+def test_hold_open_on_the_local_backend(
+    make_breaker: Callable[..., CircuitBreaker], clock: ManualClock
+) -> None:
+    """hold_open stretches an open circuit (capped, never shorter) and ignores a closed one."""
+    breaker = make_breaker(max_failures=1, open_seconds=2, max_open_seconds=60)
+    breaker.hold_open("svc", 30)
+    assert breaker.state("svc").state is CircuitState.CLOSED
+    breaker.record_failure("svc", "HTTP 503")
+    breaker.hold_open("svc", 30)
+    assert breaker.state("svc").retry_after == pytest.approx(30)
+    breaker.hold_open("svc", 5)
+    assert breaker.state("svc").retry_after == pytest.approx(30)
+    breaker.hold_open("svc", 600)
+    assert breaker.state("svc").retry_after == pytest.approx(60)
+    clock.advance(60)
+    assert breaker.is_available("svc")

@@ -1,4 +1,4 @@
-"""The Retry-After reader kept ready for when the core can stretch an open time."""
+"""The Retry-After reader: seconds or an HTTP date, anything else ignored."""
 
 from __future__ import annotations
 

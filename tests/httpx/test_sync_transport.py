@@ -209,3 +209,32 @@ class TestLifecycle:
     def test_default_inner_transport_is_httpx(self, breaker: CircuitBreaker) -> None:
         """Without transport=, requests go through httpx's own HTTPTransport."""
         assert isinstance(CircuitBreakerTransport(breaker).transport, httpx.HTTPTransport)
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(("cap", "expected"), [(60, 7), (5, 5)])
+    def test_retry_after_stretches_the_open_time(
+        self, make_breaker: MakeBreaker, upstream: Upstream, cap: float, expected: float
+    ) -> None:
+        """A counted 503 with Retry-After: 7 that opens the circuit keeps it open 7 s (not the
+        policy's 2 s), capped by max_open_seconds; the rejection's retry_after says so."""
+        breaker = make_breaker(max_failures=2, open_seconds=2, max_open_seconds=cap)
+        with httpx.Client(transport=CircuitBreakerTransport(breaker), timeout=10.0) as client:
+            for _ in range(2):
+                assert client.get(f"{upstream.url}/status/503").status_code == 503
+            with pytest.raises(CircuitOpenRequestError) as caught:
+                client.get(f"{upstream.url}/ok")
+        assert caught.value.retry_after == pytest.approx(expected)
+        assert upstream.hits() == 2
+
+    def test_without_retry_after_the_policy_decides(
+        self, make_breaker: MakeBreaker, upstream: Upstream
+    ) -> None:
+        """A 500 carries no Retry-After: the circuit opens for the policy's own time."""
+        breaker = make_breaker(max_failures=2, open_seconds=2, max_open_seconds=60)
+        with httpx.Client(transport=CircuitBreakerTransport(breaker), timeout=10.0) as client:
+            for _ in range(2):
+                client.get(f"{upstream.url}/status/500")
+            with pytest.raises(CircuitOpenRequestError) as caught:
+                client.get(f"{upstream.url}/ok")
+        assert caught.value.retry_after == pytest.approx(2)

@@ -717,3 +717,22 @@ def test_a_disabled_circuit_survives_a_data_loss(
     assert wait_for(lambda: "search" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
     redis_server.client().flushall()
     assert wait_for(lambda: make_redis_breaker().state("search").state is CircuitState.DISABLED, 5)
+
+
+class TestHoldOpen:
+    def test_hold_open_stretches_an_open_circuit_fleet_wide(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """hold_open keeps an open circuit open longer for every process, capped, never shorter,
+        and does nothing to a closed one."""
+        app = make_redis_breaker(max_failures=1, open_seconds=2, max_open_seconds=60)
+        other = make_redis_breaker(max_failures=1, open_seconds=2, max_open_seconds=60)
+        app.hold_open("svc", 30)  # closed: nothing to hold
+        assert app.state("svc").state is CircuitState.CLOSED
+        app.record_failure("svc", "HTTP 503")
+        app.hold_open("svc", 30)
+        assert other.state("svc").retry_after == pytest.approx(30)
+        app.hold_open("svc", 10)  # never shortened
+        assert other.state("svc").retry_after == pytest.approx(30)
+        app.hold_open("svc", 600)  # capped
+        assert other.state("svc").retry_after == pytest.approx(60)

@@ -528,6 +528,19 @@ class CircuitBreaker:
         names = set(self._backend.services()) | set(self._circuits) | set(self._idle)
         return [self.state(name) for name in sorted(names)]
 
+    def hold_open(self, service: str, seconds: float) -> None:
+        """If ``service``'s circuit is open, keep it open at least ``seconds`` more.
+
+        For a downstream that says how long to stay away (an HTTP ``Retry-After``): capped by
+        the policy's ``max_open_seconds``, never shortening the open time, fleet-wide on Redis
+        (one round trip). Does nothing to a circuit that is not open.
+        """
+        self._circuit(service).hold_open(_validate.duration("seconds", seconds, allow_zero=True))
+
+    async def ahold_open(self, service: str, seconds: float) -> None:
+        """``hold_open`` for async code: a shared backend's I/O does not block the loop."""
+        await self._circuit(service).ahold_open(_validate.duration("seconds", seconds, allow_zero=True))
+
     def force_open(self, service: str, reason: str | None = None) -> None:
         """Hold ``service``'s circuit open until ``reset``: every call is rejected.
 

@@ -509,6 +509,18 @@ class CircuitModel:
             self._clear_window()
         self._enter(DISABLED, changes)
 
+    def hold_open(self, now: float, seconds: float) -> bool:
+        """If open, stay open at least ``seconds`` from ``now`` (capped by ``max_open_seconds``,
+        never shortened); True if the deadline moved. For a server's ``Retry-After``."""
+        if self.state is not OPEN:
+            return False
+        cap = self.policy.max_open_seconds
+        until = now + (seconds if cap is None else min(seconds, cap))
+        if until <= self.open_until:
+            return False
+        self.open_until = until
+        return True
+
     def force_open(self, now: float, reason: str, changes: list[Transition]) -> None:
         self.last_failure = (reason, now)
         self.open_until = math.inf

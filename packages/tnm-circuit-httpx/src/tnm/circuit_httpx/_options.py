@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import NoReturn
 
 import httpx
@@ -9,6 +10,7 @@ import httpx
 from tnm.circuit import CircuitBreaker, CircuitOpenError, InvalidConfigTypeError, ReturnValuePolicyError
 
 from ._errors import CircuitOpenRequestError
+from ._retry_after import retry_after_seconds
 
 __all__ = ["check_breaker", "counted_response", "refuse"]
 
@@ -17,6 +19,17 @@ def check_breaker(breaker: object) -> CircuitBreaker:
     if not isinstance(breaker, CircuitBreaker):
         raise InvalidConfigTypeError("breaker", f"must be a tnm.circuit.CircuitBreaker, got {breaker!r}")
     return breaker
+
+
+ASKS_TO_WAIT = frozenset({429, 503})
+"""Statuses whose ``Retry-After`` the circuit honours (when the status is counted)."""
+
+
+def asked_wait(response: httpx.Response) -> float | None:
+    """Seconds a counted 503 or 429 asked clients to stay away (``Retry-After``), if it did."""
+    if response.status_code not in ASKS_TO_WAIT:
+        return None
+    return retry_after_seconds(response.headers.get("retry-after"), time.time())
 
 
 def counted_response(error: ReturnValuePolicyError) -> httpx.Response:

@@ -1,8 +1,7 @@
 """Reading a ``Retry-After`` header: how long the upstream asked clients to stay away.
 
-Not used by the transports yet: stretching a circuit's open time to the server's request
-needs a core hook that records a failure together with a minimum open time. Until the
-core has one, a counted 503 or 429 opens the circuit for the policy's own open time.
+When a counted 503 or 429 opens the circuit, the transports hold it open that long
+(``CircuitBreaker.hold_open``, capped by the policy's ``max_open_seconds``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import httpx
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, ReturnValuePolicyError
 
-from ._options import check_breaker, counted_response, refuse
+from ._options import asked_wait, check_breaker, counted_response, refuse
 from ._service import ServiceName, service_namer
 from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 
@@ -63,7 +63,11 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         try:
             return send(request)
         except ReturnValuePolicyError as error:
-            return counted_response(error)
+            response = counted_response(error)
+            wait = asked_wait(response)
+            if wait:  # if this failure opened the circuit, it stays open as long as the server asked
+                self.breaker.hold_open(service, wait)
+            return response
         except CircuitOpenError as error:
             refuse(error, request)
 

@@ -5,7 +5,7 @@
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
 --       5 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
--- ARGV: 1 op (acquire|failure|slow|success|release|force_open|disable|reset|read|touch|probe)
+-- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|force_open|disable|reset|read|touch|probe)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
@@ -134,7 +134,7 @@ local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
 local version = tonumber(h[11]) or 0
-if op == 'read' or op == 'touch' or op == 'force_open' or op == 'reset' then
+if op == 'read' or op == 'touch' or op == 'force_open' or op == 'reset' or op == 'hold_open' then
   -- Report (and keep) the thresholds of the processes that call the service: an
   -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures
@@ -296,6 +296,15 @@ elseif op == 'success' then
   end
 elseif op == 'release' then
   release()
+elseif op == 'hold_open' then
+  -- Open at least ARGV[15] ms more (a server's Retry-After), capped, never shortened.
+  if state == 'open' then
+    local held = now + math.min(tonumber(ARGV[15]) or 0, max_open_ms)
+    if held > open_until then
+      open_until = held
+      changed = true
+    end
+  end
 elseif op == 'force_open' then
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)

@@ -308,6 +308,14 @@ class LocalCircuit:
     def last_failure(self) -> dict[str, Any] | None:
         return self._model.last_failure_at(self._monotonic(), self._clock.time())
 
+    def hold_open(self, seconds: float) -> None:
+        with self._lock:
+            self._model.hold_open(self._monotonic(), seconds)
+            self._publish()
+
+    async def ahold_open(self, seconds: float) -> None:
+        self.hold_open(seconds)
+
     def force_open(self, reason: str) -> None:
         changes: list[Transition] = []
         with self._lock:

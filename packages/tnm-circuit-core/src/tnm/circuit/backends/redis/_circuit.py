@@ -607,6 +607,20 @@ class RedisCircuit:
             service=self.service,
         )
 
+    def hold_open(self, seconds: float) -> None:
+        if self.state is not OPEN:  # as mirrored: nothing to hold, no round trip
+            return
+        if self.run("hold_open", reason=str(int(seconds * _MS))) is None:
+            self.fallback.hold_open(seconds)
+            self.copy_fallback()
+
+    async def ahold_open(self, seconds: float) -> None:
+        if self.state is not OPEN:
+            return
+        if await self.arun("hold_open", reason=str(int(seconds * _MS))) is None:
+            self.fallback.hold_open(seconds)
+            self.copy_fallback()
+
     def force_open(self, reason: str) -> None:
         if self.run("force_open", reason=reason) is None:
             raise self._unavailable("force open")
