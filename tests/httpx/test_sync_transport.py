@@ -238,3 +238,21 @@ class TestRetryAfter:
             with pytest.raises(CircuitOpenRequestError) as caught:
                 client.get(f"{upstream.url}/ok")
         assert caught.value.retry_after == pytest.approx(2)
+
+
+def test_slow_answers_count_as_slow_calls(upstream: Upstream) -> None:
+    """With slow_call_seconds in the policy, answers slower than that open the circuit by the slow rate."""
+    policy = ServicePolicy(
+        max_failures=None,
+        slow_call_seconds=0.1,
+        slow_call_rate_threshold=0.5,
+        minimum_calls=2,
+        open_seconds=30,
+    )
+    breaker = CircuitBreaker(default_policy=policy)  # real time: the transport times the answers
+    with httpx.Client(transport=CircuitBreakerTransport(breaker), timeout=10.0) as client:
+        for _ in range(2):
+            assert client.get(f"{upstream.url}/slow").text == "slow"
+        with pytest.raises(CircuitOpenRequestError):
+            client.get(f"{upstream.url}/ok")
+    assert upstream.hits("/ok") == 0

@@ -1,9 +1,10 @@
 """A real HTTP upstream for the transport tests: uvicorn on a free loopback port, in a thread.
 
-Paths: ``/ok``; ``/status/<code>`` (503 and 429 carry ``Retry-After: 7``); ``/stall``, which
-never answers and returns once the client hangs up; ``/stream``, which sends its headers and a
-first chunk, then waits for ``gate`` before the last one. Every request is counted by path
-as it arrives, so a test can prove that a refused request never reached the server.
+Paths: ``/ok``; ``/slow`` (200 after 0.3 s); ``/status/<code>`` (503 and 429 carry
+``Retry-After: 7``); ``/stall``, which never answers and returns once the client hangs up;
+``/stream``, which sends its headers and a first chunk, then waits for ``gate`` before the
+last one. Every request is counted by path as it arrives, so a test can prove that a refused
+request never reached the server.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class Upstream:
             self._changed.notify_all()
         if path == "/stall":
             await self._until_disconnect(receive)
+            return
+        if path == "/slow":  # answers after 0.3 s
+            await asyncio.sleep(0.3)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"slow"})
             return
         if path == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
