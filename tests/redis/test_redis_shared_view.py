@@ -667,8 +667,10 @@ class TestReviewedEdges:
         """A hash where the epoch belongs is removed with a warning; the process stays shared."""
         app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
         admin = redis_server.client()
-        admin.delete("test:circuit:epoch")
-        admin.hset("test:circuit:epoch", "x", "y")
+        swap = admin.pipeline(transaction=True)  # atomic: the refresher writes the epoch meanwhile
+        swap.delete("test:circuit:epoch")
+        swap.hset("test:circuit:epoch", "x", "y")
+        swap.execute()
         time.sleep(0.3)  # a few refresh rounds meet it
         assert not app.backend.degraded  # type: ignore[attr-defined]
         assert admin.type("test:circuit:epoch") == b"string"
