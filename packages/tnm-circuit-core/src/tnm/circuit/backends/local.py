@@ -35,6 +35,26 @@ from ..state import (
 __all__ = ["LocalBackend", "LocalCircuit"]
 
 
+def _report_rejection(circuit: Any, listeners: ListenerList, fallback: bool, observed: bool) -> None:
+    """Count a rejected call (or, in observe mode, one that would have been) and tell listeners.
+
+    Shared by every circuit handle (the Redis one imports it); the caller has checked that
+    someone listens.
+    """
+    counts = circuit.counts
+    if observed:
+        counts.would_reject.increment()
+        kind = EventKind.WOULD_REJECT
+    elif fallback:
+        counts.fallback.increment()
+        kind = EventKind.FALLBACK
+    else:
+        counts.rejected.increment()
+        kind = EventKind.REJECTED
+    if listeners.call_callbacks:
+        circuit._notify(kind, [])
+
+
 class LocalCircuit:
     """A service's circuit owned by this process."""
 
@@ -223,18 +243,7 @@ class LocalCircuit:
 
     def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
-            counts = self.counts
-            if observed:
-                counts.would_reject.increment()
-                kind = EventKind.WOULD_REJECT
-            elif fallback:
-                counts.fallback.increment()
-                kind = EventKind.FALLBACK
-            else:
-                counts.rejected.increment()
-                kind = EventKind.REJECTED
-            if self._listeners.call_callbacks:
-                self._notify(kind, [])
+            _report_rejection(self, self._listeners, fallback, observed)
 
     async def aon_slow_success(self, token: int) -> None:
         self.on_slow_success(token)

@@ -38,7 +38,7 @@ from ...state import (
     CircuitState,
     Transition,
 )
-from ..local import LocalCircuit
+from ..local import LocalCircuit, _report_rejection
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
 from ._keys import DISABLED_MARK
@@ -483,18 +483,7 @@ class RedisCircuit:
 
     def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
-            counts = self.counts
-            if observed:
-                counts.would_reject.increment()
-                kind = EventKind.WOULD_REJECT
-            elif fallback:
-                counts.fallback.increment()
-                kind = EventKind.FALLBACK
-            else:
-                counts.rejected.increment()
-                kind = EventKind.REJECTED
-            if self._listeners.call_callbacks:
-                self._notify(kind, [])
+            _report_rejection(self, self._listeners, fallback, observed)
 
     # -- inspection and manual control ------------------------------------------------------
 
