@@ -1,4 +1,4 @@
-"""The test files shown in the guide's "Testing your own code" section pass as users would run them."""
+"""The test files shown in the guide's "Testing your own code" page pass as users would run them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide" / "testing.md"
 OPTIONS = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function")
 
 
 def section() -> str:
-    text = GUIDE.read_text(encoding="utf-8")
-    start = text.index("## Testing your own code")
-    return text[start : text.index("\n## ", start + 1)]
+    return GUIDE.read_text(encoding="utf-8")
 
 
 def python_blocks() -> list[str]:
@@ -34,7 +32,7 @@ def guide_test_files() -> dict[str, str]:
 
 
 def test_the_guide_shows_the_three_test_files() -> None:
-    """The section shows a shared-breaker test, a FastAPI route's test and a Celery task's test."""
+    """The page shows a shared-breaker test, a FastAPI route's test and a Celery task's test."""
     assert sorted(guide_test_files()) == ["test_payments.py", "test_publish_task.py", "test_search_api.py"]
 
 

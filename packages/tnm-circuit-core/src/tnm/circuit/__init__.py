@@ -8,7 +8,7 @@ breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=60, max_fai
 def load(user_id): ...
 
 The breaker logs on the ``tnm.circuit`` logger and, as a library, configures no
-output: configure logging in your app to see its lines (see docs/guide.md).
+output: configure logging in your app to see its lines (see the guide's Operations page, docs/guide/operations.md).
 
 Everything an application needs is importable from here. The public modules, each
 exporting what its ``__all__`` names, are: ``breaker``, ``policies``, ``state``,

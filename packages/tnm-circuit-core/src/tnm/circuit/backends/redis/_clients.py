@@ -14,6 +14,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
+import redis.asyncio.retry as aioretry
 import redis.asyncio.sentinel as aiosentinel
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -53,7 +54,7 @@ def make_client(target: Target, socket_timeout: float) -> Any:
     timeouts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
     if target.kind == "cluster":
         return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call,unused-ignore]
             ssl=target.ssl,
             retry=Retry(NoBackoff(), 1),
             **timeouts,
@@ -61,8 +62,8 @@ def make_client(target: Target, socket_timeout: float) -> Any:
             **target.options,
         )
     if target.kind == "sentinel":
-        sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call,unused-ignore]
+        client = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
             target.master, db=target.db, ssl=target.ssl, **timeouts, **_auth(target), **target.options
         )
         client._tnm_sentinels = sentinel.sentinels  # closed with the client
@@ -76,14 +77,14 @@ def make_async_client(target: Target, socket_timeout: float, max_connections: in
         return aiocluster.RedisCluster(
             startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in target.nodes],
             ssl=target.ssl,
-            retry=Retry(NoBackoff(), 1),  # type: ignore[arg-type]
+            retry=aioretry.Retry(NoBackoff(), 1),  # the asyncio client takes the asyncio Retry
             max_connections=max_connections,
             **timeouts,
             **_auth(target),
             **target.options,
         )
     if target.kind == "sentinel":
-        sentinel = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = aiosentinel.Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(target.nodes), sentinel_kwargs=dict(timeouts), **timeouts
         )
         client = sentinel.master_for(
