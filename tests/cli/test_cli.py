@@ -274,7 +274,8 @@ class TestControls:
             assert "--reason" not in runner.invoke(cli, [verb, "--help"]).stdout
             misuse = runner.invoke(cli, [verb, "svc", "--reason", "x"])
             assert misuse.exit_code == 2
-            assert "No such option '--reason'" in misuse.stderr
+            assert "No such option" in misuse.stderr  # Click's wording varies between releases
+            assert "--reason" in misuse.stderr
         assert "--reason" in runner.invoke(cli, ["open", "--help"]).stdout
 
     def test_all_needs_confirmation(self, redis_url: str) -> None:
