@@ -63,7 +63,7 @@ class Drill:
     @property
     def after_seconds(self) -> float:
         """Traffic after the upstream's return: the open time, one trial and room to see it."""
-        return self.policy.open_seconds + 3.0
+        return self.policy.open_seconds + 2.0
 
     @property
     def run_seconds(self) -> float:

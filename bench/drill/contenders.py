@@ -31,8 +31,6 @@ from tnm.circuit_httpx import AsyncCircuitBreakerTransport
 
 from .config import Policy
 
-LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-
 
 class UpstreamFailure(Exception):
     """The upstream answered 5xx (raised for the peers, whose decorators count exceptions)."""
@@ -42,7 +40,9 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     """The network transport, noting when each failure came back (before any breaker sees it)."""
 
     def __init__(self, failures: list[float]) -> None:
-        self.inner = httpx.AsyncHTTPTransport(limits=LIMITS)
+        # httpx's default limits, as an app would have them (they also keep httpcore's pool, whose
+        # upkeep grows with the square of its idle connections, small after a stall).
+        self.inner = httpx.AsyncHTTPTransport()
         self.failures = failures
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -43,21 +43,21 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class Target:
-    """One worker: its address and its idle keep-alive connections."""
+    """One server (a worker, or the upstream for the drill's switches): its idle keep-alive connections."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.request = f"GET /call HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
         self.idle: list[Connection] = []
 
-    async def get(self) -> int:
-        """Send ``GET /call`` and return the status (the connection is reused if it stays open)."""
+    async def get(self, path: str = "/call", method: str = "GET") -> int:
+        """Send a request and return the status (the connection is reused if it stays open)."""
+        request = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: 0\r\n\r\n"
         if self.idle:
             reader, writer = self.idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
-            writer.write(self.request)
+            writer.write(request.encode())
             status_line = await reader.readline()
             if not status_line:
                 raise ConnectionError("the worker closed the connection")
@@ -79,6 +79,11 @@ class Target:
         else:
             writer.close()
         return status
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        return cls(host, int(port))
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -104,10 +109,7 @@ async def generate(
     """Send ``rate`` requests per second for ``seconds`` to the workers; run ``events`` on time."""
     samples: list[Sample] = []
     total = int(rate * seconds)
-    targets = []
-    for url in worker_urls:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        targets.append(Target(host, int(port)))
+    targets = [Target.of(url) for url in worker_urls]
     start = time.monotonic()
     tasks: set[asyncio.Task[None]] = set()
     event_tasks = [asyncio.create_task(_at(start + event.at, event.action)) for event in events]

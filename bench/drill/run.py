@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from .config import WORKER_TIMEOUT_EXTRA, Drill
-from .load import Event, Sample, generate
+from .load import Event, Sample, Target, generate
 from .measures import RunRecord
 from .processes import Child, Children, DrillError
 
@@ -92,14 +92,19 @@ def child_log(client: httpx.Client, url: str) -> dict[str, Any]:
 
 
 async def _load(drill: Drill, scenario: str, worker_urls: list[str], upstream: str) -> list[Sample]:
-    async with httpx.AsyncClient(base_url=upstream, timeout=5.0) as control:
+    control = Target.of(upstream)  # the same lean client as the load, so a switch does not stall it
+    try:
 
         async def switch(mode: str) -> None:
-            response = await control.post("/_mode", params={"mode": mode, "hold": drill.stall_hold_seconds})
-            response.raise_for_status()
+            path = f"/_mode?mode={mode}&hold={drill.stall_hold_seconds}"
+            status = await asyncio.wait_for(control.get(path, "POST"), 5.0)
+            if status != 200:
+                raise DrillError(f"the upstream refused to switch to {mode} ({status})")
 
         events = [
             Event(drill.warmup_seconds, lambda: switch(scenario)),
             Event(drill.warmup_seconds + drill.outage_seconds, lambda: switch("ok")),
         ]
         return await generate(worker_urls, drill.rate, drill.run_seconds, events)
+    finally:
+        control.close()
