@@ -32,7 +32,8 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason=
 
 
 def marked_processes(mark: str) -> list[int]:
-    """Processes whose environment carries ``mark`` (every process the drill starts inherits it)."""
+    """Processes whose environment carries ``mark``: every process the drill starts inherits it, but
+    redis-server rewrites that memory for its title, so tests also follow the drill's descendants."""
     needle = f"{MARK}={mark}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -44,6 +45,35 @@ def marked_processes(mark: str) -> list[int]:
             continue
         if needle in environ.split(b"\0"):
             found.append(int(entry.name))
+    return found
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or ``None`` if it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int | None]:
+    """Every living descendant of ``root``, with its start time (to tell a reused pid apart)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: dict[int, int | None] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = start_time(pid)
+                frontier.append(pid)
     return found
 
 
@@ -116,30 +146,33 @@ class TestRun:
             "--rate",
             "20",
         ]
-        process = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, str(DRILL), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-        )
-        try:
-            assert process.stdout is not None
-            deadline = time.monotonic() + 60
-            for line in process.stdout:
-                if line.startswith("running"):
-                    break
-                assert time.monotonic() < deadline, "the drill never started a run"
-            started = marked_processes(mark)
-            assert len(started) >= 5  # the drill, redis-server, the upstream, two workers (starting)
-            process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        ) as process:
+            try:
+                assert process.stdout is not None
+                deadline = time.monotonic() + 60
+                for line in process.stdout:
+                    if line.startswith("running"):
+                        break
+                    assert time.monotonic() < deadline, "the drill never started a run"
+                started = descendants(process.pid)
+                while len(started) < 4:  # redis-server, the upstream, two workers
+                    assert time.monotonic() < deadline, f"the fleet never started: {started}"
+                    time.sleep(0.1)
+                    started = descendants(process.pid)
+                process.send_signal(signal.SIGINT)
+                _, stderr = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
         assert process.returncode == 130
         assert "interrupted" in stderr
+        assert [pid for pid, start in started.items() if start_time(pid) == start] == []
         assert marked_processes(mark) == []
 
     @pytest.mark.timeout(150)
