@@ -22,7 +22,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tnm.circuit_fastapi import install
+from tnm.circuit_fastapi import install, open_error_response
+from tnm.circuit_httpx import CircuitOpenRequestError
 
 from .config import Policy
 from .contenders import Contender, make_contender
@@ -43,6 +44,14 @@ def build_app(contender: Contender) -> FastAPI:
 
     for refusal in contender.refusals:
         app.add_exception_handler(refusal, unavailable)
+    if contender.breaker is not None:
+        # The transport's rejection is also an httpx.TransportError, which comes first in its
+        # class order: give it tnm-circuit-fastapi's 503 (with Retry-After) explicitly.
+        async def open_circuit(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, CircuitOpenRequestError)
+            return open_error_response(exc)
+
+        app.add_exception_handler(CircuitOpenRequestError, open_circuit)
 
     @app.get("/call")
     async def call() -> Response:
