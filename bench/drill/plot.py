@@ -20,6 +20,8 @@ COLORS = {
     "tnm-local": "#2ca02c",
     "tnm-redis": "#d62728",
 }
+STYLES = {"none": ":", "circuitbreaker": "--", "tnm-local": "--", "pybreaker-redis": "-", "tnm-redis": "-"}
+"""Dashed: each process decides alone; solid: the fleet shares one view; dotted: no breaker."""
 BIN_SECONDS = 0.5
 
 
@@ -31,7 +33,7 @@ def draw(path: Path, records: dict[str, dict[str, RunRecord]], title: str, hold:
     import matplotlib.pyplot as plt
 
     panels = [s for s in ("error", "stall") if s in records]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.4 + 3.6 * len(panels)), squeeze=False)
     for ax, scenario in zip((row[0] for row in axes), panels, strict=True):
         runs = records[scenario]
         first = next(iter(runs.values()))
@@ -43,8 +45,16 @@ def draw(path: Path, records: dict[str, dict[str, RunRecord]], title: str, hold:
                 xs, ys = rate_series(runs[name], BIN_SECONDS)
             else:
                 xs, ys = p99_series(runs[name], BIN_SECONDS)
-            width = 2.2 if name == "tnm-redis" else 1.3
-            ax.plot(xs, ys, label=name, color=COLORS[name], linewidth=width, drawstyle="steps-mid")
+            width = 2.4 if name == "tnm-redis" else 1.4
+            ax.plot(
+                xs,
+                ys,
+                label=name,
+                color=COLORS[name],
+                linestyle=STYLES[name],
+                linewidth=width,
+                drawstyle="steps-mid",
+            )
         ax.set_xlabel("seconds from the upstream's failure")
         if scenario == "error":
             ax.set_yscale("symlog", linthresh=2)
@@ -55,8 +65,9 @@ def draw(path: Path, records: dict[str, dict[str, RunRecord]], title: str, hold:
             ax.set_ylabel("callers' p99 latency (ms)")
             ax.set_title(f"stall scenario: the upstream holds each request {hold:g} s, then answers 503")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize="small", ncol=3, loc="upper right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
     fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=80)
     plt.close(fig)
