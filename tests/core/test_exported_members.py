@@ -15,6 +15,7 @@ import tnm.circuit.exceptions
 PUBLIC_MODULES: dict[str, set[str]] = {
     "tnm.circuit": {
         "__version__",
+        "Caller",
         "CircuitBackendError",
         "CircuitBreaker",
         "CircuitError",
@@ -33,7 +34,7 @@ PUBLIC_MODULES: dict[str, set[str]] = {
         "SystemClock",
         "get_breaker",
     },
-    "tnm.circuit.breaker": {"CircuitBreaker", "get_breaker"},
+    "tnm.circuit.breaker": {"Caller", "CircuitBreaker", "get_breaker"},
     "tnm.circuit.clock": {"Clock", "SystemClock"},
     "tnm.circuit.events": {"CircuitEvent", "EventKind", "Listener"},
     "tnm.circuit.exceptions": {

@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import CallRules, async_wrapper, call_sync, protected
+from ._caller import Caller
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
@@ -19,7 +20,7 @@ from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["CircuitBreaker", "get_breaker"]
+__all__ = ["Caller", "CircuitBreaker", "get_breaker"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -319,6 +320,24 @@ class CircuitBreaker:
             return protected(func, circuit, rules, listeners, fallback)
 
         return decorator
+
+    def caller(
+        self,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+    ) -> Caller:
+        """A ``Caller``: calls through the circuit of a service named at each call, with these
+        overrides resolved once (``caller.call(service, func, *args)``,
+        ``await caller.acall(service, coro_func, *args)``).
+
+        For code that picks the service per call from an unbounded set (one circuit per
+        upstream host): unlike ``protect``, nothing is kept per service, so a service no
+        longer called is dropped after ``meta_ttl_seconds`` like any idle circuit.
+        """
+        return Caller(self, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
 
     def _rules(
         self,
