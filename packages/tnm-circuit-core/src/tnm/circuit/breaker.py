@@ -520,6 +520,11 @@ class CircuitBreaker:
         """
         self._circuit(service).on_failure(0, "" if reason is None else _validate.bounded_reason(reason))
 
+    async def arecord_failure(self, service: str, reason: str | None = "") -> None:
+        """``record_failure`` for async code: a shared backend's I/O does not block the loop."""
+        reason = "" if reason is None else _validate.bounded_reason(reason)
+        await self._circuit(service).aon_failure(0, reason)
+
     def record_success(self, service: str) -> None:
         """Count one success: resets the failure count while closed; closes a half-open circuit."""
         self._circuit(service).on_success(0)
