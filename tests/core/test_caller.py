@@ -137,3 +137,42 @@ class TestNothingKept:
             clock.advance(61)
             call(f"new-{step}", lambda: 1)
         assert set(breaker.circuits()) == {"new-0", "new-1"}
+
+
+class TestAdmit:
+    def test_outcome_reported_later(self, make_breaker: MakeBreaker) -> None:
+        """admit() lets a call start; failures reported on it count, and an open circuit refuses."""
+        breaker = make_breaker(max_failures=2)
+        caller = breaker.caller()
+        for _ in range(2):
+            caller.admit("a").failure("stream broke")
+        assert breaker.state("a").last_failure == {
+            "reason": "stream broke",
+            "ts": pytest.approx(1.7e9, rel=0.1),
+        }
+        with pytest.raises(CircuitOpenError):
+            caller.admit("a")
+
+    def test_trial_permit_held_until_the_outcome(self, make_breaker: MakeBreaker) -> None:
+        """In half-open, an admitted trial holds its permit until its success closes the circuit;
+        a released one gives it back without an outcome."""
+        breaker = make_breaker(max_failures=1, half_open_max_calls=1)
+        caller = breaker.caller()
+        half_open(breaker, "a")
+        trial = caller.admit("a")
+        with pytest.raises(CircuitOpenError):
+            caller.admit("a")  # the one permit is taken
+        trial.release()
+        trial = caller.admit("a")
+        trial.success()
+        assert breaker.state("a").state is CircuitState.CLOSED
+
+    @pytest.mark.asyncio
+    async def test_async_admit(self, make_breaker: MakeBreaker) -> None:
+        """aadmit() and the async outcomes behave as the sync ones."""
+        breaker = make_breaker(max_failures=1)
+        caller = breaker.caller()
+        await (await caller.aadmit("a")).asuccess()
+        await (await caller.aadmit("a")).afailure("down")
+        with pytest.raises(CircuitOpenError):
+            await caller.aadmit("a")

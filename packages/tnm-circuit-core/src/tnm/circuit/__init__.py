@@ -23,7 +23,7 @@ import logging as _logging
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .breaker import Caller, CircuitBreaker, get_breaker
+from .breaker import Admitted, Caller, CircuitBreaker, get_breaker
 from .clock import Clock, SystemClock
 from .events import CircuitEvent, EventKind, Listener
 from .exceptions import (
@@ -48,6 +48,7 @@ _logging.getLogger("tnm.circuit").addHandler(_logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "Admitted",
     "Caller",
     "CircuitBackendError",
     "CircuitBreaker",

@@ -12,13 +12,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._call import CallRules, call_async, call_sync
+from . import _validate
+from ._call import (
+    CallRules,
+    _log_breaker_error,
+    _reject,
+    arecord_success,
+    call_async,
+    call_sync,
+    record_success,
+    release,
+)
+from .backends.base import CircuitHandle
+from .events import ListenerList
 from .policies import ReturnValuePolicy, ServicePolicy
+from .state import CLOSED
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
 
-__all__ = ["Caller"]
+__all__ = ["Admitted", "Caller"]
 
 R = TypeVar("R")
 
@@ -35,6 +48,10 @@ class Caller:
     service: a service it no longer calls is dropped after ``meta_ttl_seconds`` unless
     its circuit is open, failing or forced, and a later call finds the breaker's circuit
     for that name, never a second one.
+
+    For a call whose outcome is known later than its function returns (a streamed
+    response, a future), ``admit(service)`` (or ``await aadmit(service)``) lets it through
+    or raises ``CircuitOpenError``, and the ``Admitted`` it returns takes the outcome once.
     """
 
     __slots__ = ("_breaker", "_overrides", "_rules")
@@ -82,3 +99,87 @@ class Caller:
         circuit = self._breaker._circuit(service)
         rules = self._rules_for(circuit.policy)
         return await call_async(func, circuit, rules, self._breaker._listeners, args, kwargs)
+
+    def admit(self, service: str) -> Admitted:
+        """Let one call to ``service`` start (taking a half-open trial permit if needed), or raise
+        ``CircuitOpenError``; report its outcome on the returned ``Admitted``, exactly once."""
+        breaker = self._breaker
+        circuit = breaker._circuit(service)
+        token = 0
+        if circuit.state is not CLOSED:
+            token = circuit.acquire()
+            if token < 0:
+                _reject(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
+                return Admitted(circuit, breaker._listeners, 0, recording=False)  # observe mode
+        return Admitted(circuit, breaker._listeners, token)
+
+    async def aadmit(self, service: str) -> Admitted:
+        """``admit`` for async code: a shared store's I/O never blocks the loop."""
+        breaker = self._breaker
+        circuit = breaker._circuit(service)
+        token = 0
+        if circuit.state is not CLOSED:
+            token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+            if token < 0:
+                _reject(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
+                return Admitted(circuit, breaker._listeners, 0, recording=False)
+        return Admitted(circuit, breaker._listeners, token)
+
+
+class Admitted:
+    """A call ``Caller.admit`` let through, whose outcome is reported when it is known.
+
+    Call one of ``success()``, ``failure(reason)`` or ``release()`` (no outcome: cancelled),
+    or their async twins, once. None of them raises: a breaker that cannot record logs it.
+    A call that ran only because the circuit is in observe mode records nothing.
+    """
+
+    __slots__ = ("_circuit", "_listeners", "_recording", "_token")
+
+    def __init__(
+        self, circuit: CircuitHandle, listeners: ListenerList, token: int, recording: bool = True
+    ) -> None:
+        self._circuit = circuit
+        self._listeners = listeners
+        self._token = token
+        self._recording = recording
+
+    def _quiet_success(self) -> bool:
+        """Count a closed circuit's success that needs no store (True), as the call paths do."""
+        circuit = self._circuit
+        if self._token or circuit.dirty or self._listeners.success_callbacks:
+            return False
+        if self._listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None and circuit.state is CLOSED:
+            circuit.tally()
+        return True
+
+    def success(self) -> None:
+        if self._recording and not self._quiet_success():
+            record_success(self._circuit, self._token)
+
+    async def asuccess(self) -> None:
+        if self._recording and not self._quiet_success():
+            if self._circuit.io_free:
+                record_success(self._circuit, self._token)
+            else:
+                await arecord_success(self._circuit, self._token)
+
+    def failure(self, reason: str) -> None:
+        if self._recording:
+            try:
+                self._circuit.on_failure(self._token, _validate.bounded_reason(reason))
+            except Exception:
+                _log_breaker_error(self._circuit)
+
+    async def afailure(self, reason: str) -> None:
+        if self._recording:
+            try:
+                await self._circuit.aon_failure(self._token, _validate.bounded_reason(reason))
+            except Exception:
+                _log_breaker_error(self._circuit)
+
+    def release(self) -> None:
+        if self._recording and self._token:
+            release(self._circuit, self._token)

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import CallRules, async_wrapper, call_sync, protected
-from ._caller import Caller
+from ._caller import Admitted, Caller
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
@@ -20,7 +20,7 @@ from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["Caller", "CircuitBreaker", "get_breaker"]
+__all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
