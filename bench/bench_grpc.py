@@ -9,8 +9,11 @@ It starts a minimal gRPC server (one unary method, bytes in and out) in a separa
 free loopback port, then makes the same unary calls through a bare channel and through one with
 the breaker (``CircuitBreakerInterceptor`` on a sync channel, ``aio_interceptors`` on a
 ``grpc.aio`` channel; local backend, healthy server), alternating in rounds so that drift hits
-both alike. It prints the median time per call, the ratio to bare and the difference, and the
-load average before and after.
+both alike, beside a channel with an interceptor that does nothing (what gRPC's own
+interception costs, paid by any interceptor). It prints the median time per call, the ratio
+to bare and the difference, and the load average before and after; then the sync
+interceptor's own cost measured without the network (a stub continuation returning a finished
+call), for a healthy call.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -74,10 +79,33 @@ def report(label: str, times: dict[str, list[float]]) -> None:
     )
 
 
+class Noop(grpc.UnaryUnaryClientInterceptor):
+    """An interceptor that does nothing: what gRPC's interception itself costs."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(details, request)
+
+
+class AioNoop(aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+
+def rounds_of(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each round runs every variant once, in an order that rotates between rounds."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            times[name].append(calls[name]())
+    return times
+
+
 def sync_calls(target: str, rounds: int, n: int) -> None:
     interceptor = CircuitBreakerInterceptor(breaker(), target=target)
     channels = {
         "bare": grpc.insecure_channel(target),
+        "noop": grpc.intercept_channel(grpc.insecure_channel(target), Noop()),
         "tnm": grpc.intercept_channel(grpc.insecure_channel(target), interceptor),
     }
     calls: dict[str, Callable[..., bytes]] = {name: ch.unary_unary(METHOD) for name, ch in channels.items()}
@@ -91,11 +119,11 @@ def sync_calls(target: str, rounds: int, n: int) -> None:
             call(b"x", timeout=10)
         return (time.perf_counter() - start) / n
 
-    times: dict[str, list[float]] = {"bare": [], "tnm": []}
-    for i in range(rounds):
-        for name in ("bare", "tnm") if i % 2 == 0 else ("tnm", "bare"):
-            times[name].append(one_round(calls[name]))
+    times = rounds_of({name: (lambda call=call: one_round(call)) for name, call in calls.items()}, rounds)
     report("sync channel, unary", times)
+    report(
+        "sync channel, a no-op interceptor (gRPC's own cost)", {"bare": times["bare"], "tnm": times["noop"]}
+    )
     for channel in channels.values():
         channel.close()
 
@@ -103,6 +131,7 @@ def sync_calls(target: str, rounds: int, n: int) -> None:
 async def aio_calls(target: str, rounds: int, n: int) -> None:
     channels = {
         "bare": aio.insecure_channel(target),
+        "noop": aio.insecure_channel(target, interceptors=[AioNoop()]),
         "tnm": aio.insecure_channel(target, interceptors=aio_interceptors(breaker(), target=target)),
     }
     calls = {name: ch.unary_unary(METHOD) for name, ch in channels.items()}
@@ -116,13 +145,44 @@ async def aio_calls(target: str, rounds: int, n: int) -> None:
             await call(b"x", timeout=10)
         return (time.perf_counter() - start) / n
 
-    times: dict[str, list[float]] = {"bare": [], "tnm": []}
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(rounds):
-        for name in ("bare", "tnm") if i % 2 == 0 else ("tnm", "bare"):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             times[name].append(await one_round(calls[name]))
     report("`grpc.aio` channel, unary", times)
+    report(
+        "`grpc.aio` channel, a no-op interceptor (gRPC's own cost)",
+        {"bare": times["bare"], "tnm": times["noop"]},
+    )
     for channel in channels.values():
         await channel.close()
+
+
+class Finished:
+    """What a continuation returns for a finished unary call (as gRPC's own outcome objects)."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        fn(self)
+
+
+def interceptor_alone(n: int, repeat: int) -> None:
+    finished = Finished()
+
+    def continuation(details: Any, request: Any) -> Finished:
+        return finished
+
+    interceptor = CircuitBreakerInterceptor(breaker(), target="upstream.test:50051")
+    base = min(timeit.repeat(lambda: continuation(None, b"x"), number=n, repeat=repeat)) / n
+    run = interceptor.intercept_unary_unary
+    cost = min(timeit.repeat(lambda: run(continuation, None, b"x"), number=n, repeat=repeat)) / n  # type: ignore[arg-type]
+    print(f"\nThe sync interceptor alone (stub continuation, best of {repeat} x {n} calls)")
+    print("| path | stub ns | with the interceptor ns | added ns |")
+    print("| --- | --- | --- | --- |")
+    print(f"| healthy unary | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
 
 
 def main() -> None:
@@ -147,6 +207,7 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=20)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    interceptor_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ It starts a minimal uvicorn app in a separate process on a free loopback port, t
 the same requests through a bare ``requests.Session`` and through one with
 ``CircuitBreakerAdapter`` mounted (local backend, healthy upstream), alternating in rounds
 so that drift hits both alike. It prints the median time per request, the ratio to bare and
-the difference, and the load average before and after.
+the difference, and the load average before and after; then the adapter's own cost measured
+without the network (requests' ``HTTPAdapter.send`` replaced by a stub returning a ready
+response), for a healthy request.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from tnm.circuit import CircuitBreaker, ServicePolicy
 from tnm.circuit_requests import CircuitBreakerAdapter
@@ -76,6 +80,31 @@ def one_round(session: requests.Session, url: str, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
+def adapter_alone(n: int, repeat: int) -> None:
+    """The adapter's own cost per request: ``send`` with requests' own replaced by a stub."""
+    ready = requests.Response()
+    ready.status_code = 200
+    request = requests.Request("GET", "http://upstream.test/").prepare()
+    stub = lambda *args, **kwargs: ready  # noqa: E731
+    bare = HTTPAdapter()
+    guarded = CircuitBreakerAdapter(sessions_breaker())
+    original = HTTPAdapter.send
+    HTTPAdapter.send = stub  # type: ignore[method-assign]
+    try:
+        base = min(timeit.repeat(lambda: bare.send(request), number=n, repeat=repeat)) / n
+        cost = min(timeit.repeat(lambda: guarded.send(request), number=n, repeat=repeat)) / n
+    finally:
+        HTTPAdapter.send = original  # type: ignore[method-assign]
+    print(f"\nThe adapter alone (stub send, best of {repeat} x {n} calls)")
+    print("| path | stub send ns | with the adapter ns | added ns |")
+    print("| --- | --- | --- | --- |")
+    print(f"| healthy 200 | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+
+
+def sessions_breaker() -> CircuitBreaker:
+    return CircuitBreaker(default_policy=ServicePolicy(max_failures=NEVER, window_seconds=3600))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -110,6 +139,7 @@ def main() -> None:
         f"| {(tnm - bare) * 1e6:+.1f} | {spread * 100:.1f}% |"
     )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    adapter_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 
 
 if __name__ == "__main__":
