@@ -15,6 +15,8 @@ import tnm.circuit.exceptions
 PUBLIC_MODULES: dict[str, set[str]] = {
     "tnm.circuit": {
         "__version__",
+        "Admitted",
+        "Caller",
         "CircuitBackendError",
         "CircuitBreaker",
         "CircuitError",
@@ -33,7 +35,7 @@ PUBLIC_MODULES: dict[str, set[str]] = {
         "SystemClock",
         "get_breaker",
     },
-    "tnm.circuit.breaker": {"CircuitBreaker", "get_breaker"},
+    "tnm.circuit.breaker": {"Admitted", "Caller", "CircuitBreaker", "get_breaker"},
     "tnm.circuit.clock": {"Clock", "SystemClock"},
     "tnm.circuit.events": {"CircuitEvent", "EventKind", "Listener"},
     "tnm.circuit.exceptions": {

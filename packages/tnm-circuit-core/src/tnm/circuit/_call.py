@@ -220,6 +220,8 @@ async def settle(
             record_success(circuit, token)
         else:
             await arecord_success(circuit, token)
+    elif circuit.tally is not None and circuit.state is CLOSED:
+        circuit.tally()  # a rate policy counts every success
     return result
 
 
@@ -275,6 +277,26 @@ def call_sync(
         if circuit.tally is not None and circuit.state is CLOSED:
             circuit.tally()
     return result
+
+
+async def call_async(
+    func: Callable[..., Awaitable[R]],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """One call of a coroutine function through ``circuit``, no fallback: the async twin of
+    ``call_sync`` for ``Caller.acall`` (no closure built per call)."""
+    if rules.slow_after is not None:
+        return await timed_call_async(func, circuit, rules, listeners, None, args, kwargs)
+    token = 0
+    if circuit.state is not CLOSED:
+        token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+        if token < 0 and _reject(circuit, rules, listeners, None):
+            return await func(*args, **kwargs)  # observe mode
+    return await settle(func(*args, **kwargs), circuit, rules, listeners, token)  # type: ignore[no-any-return]
 
 
 # The two wrappers below hold the whole call path inline (no helper frame on the

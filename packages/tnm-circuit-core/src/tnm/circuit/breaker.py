@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import CallRules, async_wrapper, call_sync, protected
+from ._caller import Admitted, Caller
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
@@ -19,7 +20,7 @@ from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["CircuitBreaker", "get_breaker"]
+__all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -320,6 +321,24 @@ class CircuitBreaker:
 
         return decorator
 
+    def caller(
+        self,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[type[BaseException]] | None = None,
+        on_exceptions: Iterable[type[BaseException]] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+    ) -> Caller:
+        """A ``Caller``: calls through the circuit of a service named at each call, with these
+        overrides resolved once (``caller.call(service, func, *args)``,
+        ``await caller.acall(service, coro_func, *args)``).
+
+        For code that picks the service per call from an unbounded set (one circuit per
+        upstream host): unlike ``protect``, nothing is kept per service, so a service no
+        longer called is dropped after ``meta_ttl_seconds`` like any idle circuit.
+        """
+        return Caller(self, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
+
     def _rules(
         self,
         circuit: CircuitHandle,
@@ -500,6 +519,11 @@ class CircuitBreaker:
         ``reason`` (``None`` for none) is stored as text, at most 500 characters.
         """
         self._circuit(service).on_failure(0, "" if reason is None else _validate.bounded_reason(reason))
+
+    async def arecord_failure(self, service: str, reason: str | None = "") -> None:
+        """``record_failure`` for async code: a shared backend's I/O does not block the loop."""
+        reason = "" if reason is None else _validate.bounded_reason(reason)
+        await self._circuit(service).aon_failure(0, reason)
 
     def record_success(self, service: str) -> None:
         """Count one success: resets the failure count while closed; closes a half-open circuit."""
