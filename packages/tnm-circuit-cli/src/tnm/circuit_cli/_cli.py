@@ -25,6 +25,8 @@ Exit status:
   1  the backend could not be reached or is misconfigured
      (status --check: also when the store became unreachable while reading)
   2  status --check only: a circuit is not closed (open, half-open, forced open or disabled)
+  3  status --check only: nothing known: no breaker ever used this namespace
+     (a typo in --namespace?); --allow-empty makes that exit 0
 """
 
 
@@ -45,7 +47,8 @@ def cli() -> None:
     """See and steer circuit breakers (tnm-circuit).
 
     Giving --redis-url (or TNM_CIRCUIT_REDIS_URL) selects the shared Redis backend;
-    without one, state lives in this process only.
+    without one, state lives in this process only. The connection options may be
+    given before or after the command: tnm-circuit status --redis-url URL.
     """
 
 
@@ -60,25 +63,25 @@ def _store_note(breaker: CircuitBreaker) -> str | None:
     """A warning when the shared store became unreachable (the states are then this process's own)."""
     if breaker.storage_available:
         return None
-    describe = getattr(breaker.backend, "describe", None)
-    where = f" at {describe()}" if callable(describe) else ""
-    return f"warning: circuit store{where} unreachable: these states are this process's, not the fleet's"
+    where = breaker.backend.describe()
+    return f"warning: circuit store at {where} unreachable: these states are this process's, not the fleet's"
 
 
-def _empty(breaker: CircuitBreaker) -> str:
-    where = (
-        "this process (the local backend keeps no shared state)"
-        if breaker.backend.name == "local"
-        else "this namespace"
-    )
-    return f"no circuits known in {where}"
+def _empty(breaker: CircuitBreaker, never_used: bool = False) -> str:
+    if breaker.backend.name == "local":
+        return "no circuits known in this process (the local backend keeps no shared state)"
+    if never_used:
+        return "no circuits known: no breaker has used this namespace"
+    return "no circuits known in this namespace"
 
 
-def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitBreaker) -> None:
+def _show(
+    snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitBreaker, never_used: bool = False
+) -> None:
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in snapshots], indent=2))
     elif not snapshots:
-        click.echo(_empty(breaker))
+        click.echo(_empty(breaker, never_used))
     else:
         click.echo(render_table(snapshots, time.time()))
 
@@ -89,11 +92,32 @@ def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitB
     "--check",
     is_flag=True,
     help="Exit 2 if any circuit is not closed (open, half-open, forced open or disabled); "
-    "exit 1 if the store is unreachable.",
+    "exit 1 if the store is unreachable; exit 3 if no breaker ever used this namespace.",
 )
-@pass_breaker
-def status(breaker: CircuitBreaker, as_json: bool, check: bool) -> None:
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="With --check: exit 0, not 3, when no breaker ever used this namespace.",
+)
+@breaker_options
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, check: bool, allow_empty: bool) -> None:
     """Every circuit: state, failures/threshold, retry in, last failure and its age."""
+    config = BreakerConfig.of(ctx)
+    assert config is not None
+    if not _namespace_used(config):
+        # Nothing to show, and nothing written: a typo'd namespace stays unused.
+        _show([], as_json, config.build(), never_used=True)
+        if check and not allow_empty:
+            click.echo(
+                f"nothing known: no breaker has used namespace {config.namespace!r} "
+                f"at {config.build().backend.describe()} (check --namespace; "
+                "--allow-empty accepts an empty namespace)",
+                err=True,
+            )
+            raise SystemExit(3)
+        return
+    breaker = config.breaker
     snapshots = _snapshots(breaker)
     _show(snapshots, as_json, breaker)
     note = _store_note(breaker)
@@ -109,11 +133,20 @@ def status(breaker: CircuitBreaker, as_json: bool, check: bool) -> None:
         raise SystemExit(2)
 
 
+def _namespace_used(config: BreakerConfig) -> bool:
+    """Whether any breaker ever used the configured store, read without writing to it."""
+    try:
+        return config.build().namespace_used()
+    except CircuitError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.command()
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds.")
 @click.option(
     "--count", default=0, type=click.IntRange(min=0), help="Refreshes before exiting (0: until Ctrl-C)."
 )
+@breaker_options
 @pass_breaker
 def watch(breaker: CircuitBreaker, interval: float, count: int) -> None:
     """The status table, refreshed: redrawn in place, in colour, on a terminal.
@@ -133,7 +166,17 @@ def _targets(
     breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, verb: str, *, any_name: bool = False
 ) -> tuple[list[str], list[str]]:
     """The services to act on, and the names among them that no process has used yet."""
-    known = [s.service for s in _snapshots(breaker)]
+    if breaker.backend.name == "local":
+        # Nothing this command changes would outlive it: refuse rather than look done.
+        raise click.ClickException(
+            f"{verb.lower()} changes nothing on the local backend (its state ends with this "
+            "command): pass --redis-url (or set TNM_CIRCUIT_REDIS_URL) to change the circuits "
+            "your processes share"
+        )
+    try:
+        known = breaker.services()
+    except CircuitError as exc:
+        raise click.ClickException(str(exc)) from None
     if all_:
         if service is not None:
             raise click.UsageError("give a SERVICE or --all, not both")
@@ -179,6 +222,7 @@ _YES = click.option("--yes", is_flag=True, help="Do not ask for confirmation wit
 @click.option(
     "--reason", default="held open by an operator", show_default=True, help="Shown as the last failure."
 )
+@breaker_options
 @pass_breaker
 def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
     """Hold SERVICE's circuit open (every call rejected) until close or reset.
@@ -198,6 +242,7 @@ def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, r
 @click.option(
     "--reason", default="disabled by an operator", show_default=True, help="Shown as the last failure."
 )
+@breaker_options
 @pass_breaker
 def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
     """Let every call to SERVICE through and record nothing, until close or reset.
@@ -215,6 +260,7 @@ def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool,
 @_SERVICE
 @_ALL
 @_YES
+@breaker_options
 @pass_breaker
 def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit (ends a forced open or a disable; same as reset)."""
@@ -225,6 +271,7 @@ def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -
 @_SERVICE
 @_ALL
 @_YES
+@breaker_options
 @pass_breaker
 def reset(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit and clear its failure count."""
@@ -232,13 +279,14 @@ def reset(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -
 
 
 @cli.command()
+@breaker_options
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """A flaky dependency driven through closed -> open -> half-open -> closed (a few seconds).
 
     Runs on the local backend by default; with --redis-url it uses shared state.
     """
-    config = ctx.find_object(BreakerConfig)
+    config = BreakerConfig.of(ctx)
     assert config is not None
     # The demo prints each transition itself; keep the breaker's own log lines quiet.
     logging.getLogger("tnm.circuit").setLevel(logging.ERROR)

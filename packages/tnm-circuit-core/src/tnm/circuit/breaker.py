@@ -545,12 +545,24 @@ class CircuitBreaker:
         """This process's circuit handles by service (for integrations such as metrics)."""
         return {**self._idle, **self._circuits}
 
+    def services(self) -> list[str]:
+        """Every service with a circuit, sorted: those the backend knows (written by any
+        process, on a shared store) and this process's own."""
+        return sorted(set(self._backend.services()) | set(self._circuits) | set(self._idle))
+
     def states(self) -> list[CircuitSnapshot]:
         """Snapshots of every circuit the backend knows, sorted by service name."""
         with self._lock:
             self._sweep_if_due()
-        names = set(self._backend.services()) | set(self._circuits) | set(self._idle)
-        return [self.state(name) for name in sorted(names)]
+        return [self.state(name) for name in self.services()]
+
+    def namespace_used(self) -> bool:
+        """Whether any breaker ever used this store: on Redis, whether the namespace holds
+        any trace of one (even after every circuit's keys expired); locally, whether this
+        process has a circuit. Reads without writing and needs no ``initialize``; a store
+        that cannot be reached raises ``CircuitBackendError``."""
+        used = getattr(self._backend, "namespace_used", None)
+        return bool(used()) if callable(used) else bool(self.services())
 
     def hold_open(self, service: str, seconds: float) -> None:
         """If ``service``'s circuit is open, keep it open at least ``seconds`` more.

@@ -134,7 +134,8 @@ local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
 local version = tonumber(h[11]) or 0
-if op == 'read' or op == 'touch' or op == 'force_open' or op == 'reset' or op == 'hold_open' then
+if op == 'read' or op == 'touch' or op == 'force_open' or op == 'disable' or op == 'reset'
+  or op == 'hold_open' then
   -- Report (and keep) the thresholds of the processes that call the service: an
   -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures

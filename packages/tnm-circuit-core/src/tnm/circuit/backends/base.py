@@ -134,8 +134,15 @@ class Backend(Protocol):
         """Names of the services this backend knows a circuit for."""
         ...
 
+    def describe(self) -> str:
+        """Where the state lives, with every secret masked (shown to operators)."""
+        ...
+
     # Optional: ``forget(service, circuit)`` drops an idle circuit (closed, no failures)
     # so that memory follows the services in use; the breaker calls it when present.
+    # Optional: ``degraded`` (bool), True while a shared store is unreachable
+    # (``CircuitBreaker.storage_available`` reads it); ``namespace_used()``, whether any
+    # breaker ever used the store, read without writing (``CircuitBreaker.namespace_used``).
 
     def initialize(self) -> None: ...
     def close(self) -> None: ...

@@ -382,6 +382,9 @@ class LocalBackend:
     def services(self) -> list[str]:
         return sorted(self._circuits)
 
+    def describe(self) -> str:
+        return "this process"
+
     def forget(self, service: str, circuit: LocalCircuit) -> None:
         """Drop an idle circuit (the breaker only hands over closed ones with no failures)."""
         with self._lock:

@@ -81,6 +81,8 @@ class StorageHealth:
     def describe(self, exc: BaseException) -> str:
         """``Type: message`` of a storage error, with every secret masked."""
         text = self.secrets.scrub(str(exc).strip())
+        if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
+            text += " (this Redis needs a password (or ACL user) in the URL: redis://[user]:password@host:port/db)"
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def degrade(self, exc: BaseException) -> None:
