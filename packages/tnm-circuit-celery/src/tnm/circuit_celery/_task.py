@@ -15,6 +15,7 @@ from tnm.circuit import CircuitBreaker, CircuitError, CircuitOpenError, ReturnVa
 __all__ = ["APP_ATTRIBUTE", "CircuitBreakerTask", "setup"]
 
 APP_ATTRIBUTE = "tnm_circuit_breaker"
+"""The attribute of the Celery app where ``setup`` keeps the breaker."""
 
 # Celery's own control flow is never a failure of the downstream service.
 _CELERY_FLOW = (Retry, Ignore, Reject)

@@ -175,6 +175,7 @@ class CircuitBreaker:
 
     @property
     def backend(self) -> Backend:
+        """Where this breaker's circuits live (``backend.name``: ``"local"`` or ``"redis"``)."""
         return self._backend
 
     @property
@@ -200,15 +201,18 @@ class CircuitBreaker:
         self._initialized = True
 
     def close(self) -> None:
+        """Release the backend's connections and threads (a no-op for ``local``)."""
         self._backend.close()
         self._initialized = False
 
     async def aclose(self) -> None:
+        """``close`` for async apps: never blocks the event loop."""
         await self._backend.aclose()
         self._initialized = False
 
     @property
     def initialized(self) -> bool:
+        """True between ``initialize`` and ``close``."""
         return self._initialized
 
     def __enter__(self) -> CircuitBreaker:
@@ -615,6 +619,7 @@ class CircuitBreaker:
         self._listeners.add(listener, successes=successes, calls=calls)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (``ValueError`` if it was never added)."""
         self._listeners.remove(listener)
 
 

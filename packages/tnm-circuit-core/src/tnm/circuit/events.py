@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from .exceptions import InvalidConfigTypeError
 from .state import CircuitState, Transition
 
-__all__ = ["CircuitEvent", "EventKind", "Listener"]
+__all__ = ["CircuitEvent", "EventKind", "Listener", "ListenerList"]
 
 logger = logging.getLogger("tnm.circuit")
 
 
 class EventKind(str, enum.Enum):
+    """What a ``CircuitEvent`` reports; a ``str``, so it compares equal to its value."""
+
     STATE_CHANGE = "state_change"
     SUCCESS = "success"
     FAILURE = "failure"
@@ -80,6 +82,8 @@ class CircuitEvent:
 
 
 Listener = Callable[[CircuitEvent], object]
+"""What ``CircuitBreaker.add_listener`` takes: a callable given each ``CircuitEvent``
+(its return value is ignored; an exception it raises is logged, never seen by the call)."""
 
 
 _PER_CALL = frozenset(
@@ -102,6 +106,7 @@ class ListenerList:
         self.success_callbacks: tuple[Listener, ...] = ()
 
     def add(self, listener: Listener, *, successes: bool = True, calls: bool = True) -> None:
+        """Call ``listener`` for each event (see ``CircuitBreaker.add_listener``)."""
         if not callable(listener):
             raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
         # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
@@ -112,6 +117,7 @@ class ListenerList:
             self.success_callbacks = (*self.success_callbacks, listener)
 
     def remove(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (``ValueError`` if it was not added)."""
         items = list(self.callbacks)
         items.remove(listener)
         self.callbacks = tuple(items)
@@ -119,6 +125,8 @@ class ListenerList:
         self.success_callbacks = tuple(item for item in self.success_callbacks if item != listener)
 
     def emit(self, event: CircuitEvent) -> None:
+        """Give ``event`` to the listeners that asked for its kind; a listener that raises is
+        logged and never affects the call or the other listeners."""
         kind = event.kind
         if kind is EventKind.SUCCESS:
             targets = self.success_callbacks

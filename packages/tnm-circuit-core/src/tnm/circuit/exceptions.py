@@ -13,7 +13,7 @@ caller as they were raised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -89,6 +89,16 @@ def _masked_copy(exc: BaseException, message: str) -> BaseException:
     except Exception:
         copy = RuntimeError(f"{type(exc).__name__}: {message}")
     return copy.with_traceback(exc.__traceback__)
+
+
+def _chain_masked(
+    error: CircuitBackendError, cause: BaseException | None, scrub: Callable[[str], str]
+) -> CircuitBackendError:
+    """``error`` with ``cause`` (the store's own error, its text passed through ``scrub``) as
+    ``__cause__``, so a caller sees what the store said without a secret in it."""
+    if cause is not None:
+        error.__cause__ = _masked_copy(cause, scrub(str(cause)))
+    return error
 
 
 class CircuitOpenError(CircuitError):

@@ -34,6 +34,14 @@ __all__ = ["CircuitSnapshot", "CircuitState"]
 
 
 class CircuitState(str, enum.Enum):
+    """Where a circuit stands; a ``str``, so it compares equal to its value (``"open"``).
+
+    ``CLOSED``: calls go through and failures are counted. ``OPEN``: calls are rejected
+    until the open time ends. ``HALF_OPEN``: a few trial calls decide whether to close or
+    open again. ``FORCED_OPEN``: an operator rejects every call until ``reset``.
+    ``DISABLED``: an operator lets every call through, recording nothing, until ``reset``.
+    """
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

@@ -32,7 +32,7 @@ from ..state import (
     Transition,
 )
 
-__all__ = ["LocalBackend", "LocalCircuit"]
+__all__ = ["LocalBackend"]
 
 
 def _report_rejection(circuit: Any, listeners: ListenerList, fallback: bool, observed: bool) -> None:
@@ -380,9 +380,11 @@ class LocalBackend:
         return circuit
 
     def services(self) -> list[str]:
+        """The services with a circuit in this process."""
         return sorted(self._circuits)
 
     def describe(self) -> str:
+        """``"this process"``: the local backend shares nothing."""
         return "this process"
 
     def forget(self, service: str, circuit: LocalCircuit) -> None:

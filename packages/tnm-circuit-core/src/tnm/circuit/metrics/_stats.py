@@ -14,6 +14,7 @@ from ..state import CircuitSnapshot, CircuitState
 __all__ = ["OUTCOMES", "CircuitStats", "ServiceStats"]
 
 OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject")
+"""Every outcome a call is counted under (the ``outcome`` label of the call metrics)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..._counter import AtomicCounter, CallCounts
 from ..._validate import exception_reason
 from ...events import EventKind
-from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
+from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError, _chain_masked
 from ...policies import RATE_BUCKETS, ServicePolicy
 from ...state import (
     CLOSED,
@@ -590,11 +590,13 @@ class RedisCircuit:
         return self._last_failure()
 
     def _unavailable(self, what: str) -> CircuitBackendError:
-        return CircuitBackendError(
+        health = self._health
+        error = CircuitBackendError(
             f"cannot {what} {self.service!r}: circuit store at {self._backend.describe()} unavailable"
-            f" ({self._health.last_error})",
+            f" ({health.last_error})",
             service=self.service,
         )
+        return _chain_masked(error, health.last_exception, health.secrets.scrub)
 
     def hold_open(self, seconds: float) -> None:
         if self.state is not OPEN:  # as mirrored: nothing to hold, no round trip

@@ -72,6 +72,8 @@ class StorageHealth:
         self._on_degrade = on_degrade
         self.degraded = False
         self.last_error = ""
+        self.last_exception: BaseException | None = None
+        """The store's last error itself, to chain (masked) under the error an operator gets."""
         """What the store said last time it failed (secrets masked)."""
         self._outages = RateLimit(warn_interval)
         self._outage_reported = False
@@ -88,6 +90,7 @@ class StorageHealth:
     def degrade(self, exc: BaseException) -> None:
         """The store failed a command: decide calls without it until it answers again."""
         self.last_error = self.describe(exc)
+        self.last_exception = exc
         with self._lock:
             if self.degraded:
                 return
