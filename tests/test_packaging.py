@@ -94,3 +94,35 @@ class TestRepositoryReadme:
         text = (ROOT / "README.md").read_text()
         assert "127.0.0.1:6379" in text.split("examples/celery_app.py", 1)[1].split("\n\n", 1)[0]
         assert "uv run tnm-circuit" in text.split("### Operators", 1)[1].split("\n## ", 1)[0]
+
+
+# Guide pages documenting something added after the last release, and what each must mark.
+MARKED = {
+    "policies.md": "failure_rate_threshold",
+    "operations.md": "would_reject",
+    "httpx.md": "Retry-After",
+    "testing.md": "mirror_state",
+    "redis.md": "Sentinel",
+    "fastapi.md": "InvalidConfigTypeError",
+    "celery.md": "autoretry_for",
+    "cli.md": "--allow-empty",
+}
+
+
+class TestGuideMarkers:
+    def test_markers_name_a_version_after_the_last_release(self) -> None:
+        """Every "New in"/"Changed in" marker names a released version or the next one, never older."""
+        changelog = (ROOT / "CHANGELOG.md").read_text()
+        released = re.findall(r"^## (\d+)\.(\d+)\.\d+", changelog, re.MULTILINE)
+        latest = max((int(a), int(b)) for a, b in released)
+        for page in (ROOT / "docs" / "guide").glob("*.md"):
+            for major, minor in re.findall(r"(?:New|Changed) in (\d+)\.(\d+)", page.read_text()):
+                assert (int(major), int(minor)) <= (latest[0], latest[1] + 1), page.name
+
+    @pytest.mark.parametrize(("page", "feature"), sorted(MARKED.items()))
+    def test_new_features_are_marked(self, page: str, feature: str) -> None:
+        """A page that documents a feature added after the last release says so next to it."""
+        text = (ROOT / "docs" / "guide" / page).read_text()
+        marked = [m.start() for m in re.finditer(r"\*(?:New|Changed) in 0\.4", text)]
+        assert marked, page
+        assert any(abs(text.find(feature, max(0, at - 1500)) - at) < 1500 for at in marked), page
