@@ -100,6 +100,18 @@ class TestCheckOnAnUnknownNamespace:
             assert "nothing known" in result.stderr
             assert "'typo'" in result.stderr
 
+    def test_reading_commands_leave_no_trace(self, redis_url: str, redis_server: RedisServer) -> None:
+        """watch, close and reset on a namespace no breaker used write nothing: --check still exits 3."""
+        runner = CliRunner()
+        target = ["--redis-url", redis_url, "--namespace", "typo"]
+        assert runner.invoke(cli, [*target, "watch", "--count", "1", "--interval", "0.1"]).exit_code == 0
+        for verb in ("close", "reset"):
+            refused = runner.invoke(cli, [*target, verb, "payments"])
+            assert refused.exit_code == 1
+            assert "unknown service 'payments'" in refused.stderr
+        assert redis_server.client().keys("typo*") == []
+        assert runner.invoke(cli, [*target, "status", "--check"]).exit_code == 3
+
     def test_allow_empty_exits_0(self, redis_url: str) -> None:
         """--allow-empty turns the unknown-namespace exit 3 into 0."""
         result = CliRunner().invoke(

@@ -103,8 +103,7 @@ def _show(
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, check: bool, allow_empty: bool) -> None:
     """Every circuit: state, failures/threshold, retry in, last failure and its age."""
-    config = BreakerConfig.of(ctx)
-    assert config is not None
+    config = _config(ctx)
     if not _namespace_used(config):
         # Nothing to show, and nothing written: a typo'd namespace stays unused.
         _show([], as_json, config.build(), never_used=True)
@@ -133,6 +132,18 @@ def status(ctx: click.Context, as_json: bool, check: bool, allow_empty: bool) ->
         raise SystemExit(2)
 
 
+def _config(ctx: click.Context) -> BreakerConfig:
+    config = BreakerConfig.of(ctx)
+    assert config is not None  # every command here has @breaker_options
+    return config
+
+
+def _reader(config: BreakerConfig) -> CircuitBreaker:
+    """A breaker to read with that leaves no trace in a namespace no breaker has used (it is
+    only initialized, which writes to the store, once the namespace is in use)."""
+    return config.breaker if _namespace_used(config) else config.build()
+
+
 def _namespace_used(config: BreakerConfig) -> bool:
     """Whether any breaker ever used the configured store, read without writing to it."""
     try:
@@ -147,13 +158,14 @@ def _namespace_used(config: BreakerConfig) -> bool:
     "--count", default=0, type=click.IntRange(min=0), help="Refreshes before exiting (0: until Ctrl-C)."
 )
 @breaker_options
-@pass_breaker
-def watch(breaker: CircuitBreaker, interval: float, count: int) -> None:
+@click.pass_context
+def watch(ctx: click.Context, interval: float, count: int) -> None:
     """The status table, refreshed: redrawn in place, in colour, on a terminal.
 
     Piped or redirected, each refresh is printed as plain text; NO_COLOR turns colour
     off. Ctrl-C stops it (exit 0).
     """
+    breaker = _reader(_config(ctx))
 
     def read() -> Reading:
         snapshots = _snapshots(breaker)
@@ -261,9 +273,10 @@ def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool,
 @_ALL
 @_YES
 @breaker_options
-@pass_breaker
-def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+@click.pass_context
+def close(ctx: click.Context, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit (ends a forced open or a disable; same as reset)."""
+    breaker = _reader(_config(ctx))
     _apply(breaker, _targets(breaker, service, all_, yes, "Close")[0], "close", None)
 
 
@@ -272,9 +285,10 @@ def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -
 @_ALL
 @_YES
 @breaker_options
-@pass_breaker
-def reset(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+@click.pass_context
+def reset(ctx: click.Context, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit and clear its failure count."""
+    breaker = _reader(_config(ctx))
     _apply(breaker, _targets(breaker, service, all_, yes, "Reset")[0], "reset", None)
 
 
@@ -286,8 +300,7 @@ def demo(ctx: click.Context) -> None:
 
     Runs on the local backend by default; with --redis-url it uses shared state.
     """
-    config = BreakerConfig.of(ctx)
-    assert config is not None
+    config = _config(ctx)
     # The demo prints each transition itself; keep the breaker's own log lines quiet.
     logging.getLogger("tnm.circuit").setLevel(logging.ERROR)
 
