@@ -112,6 +112,13 @@ class TestCheckOnAnUnknownNamespace:
         assert redis_server.client().keys("typo*") == []
         assert runner.invoke(cli, [*target, "status", "--check"]).exit_code == 3
 
+    def test_check_on_the_local_backend_knows_nothing(self) -> None:
+        """status --check without a Redis URL exits 3 and says the local backend shares nothing."""
+        result = CliRunner().invoke(cli, ["--namespace", "typo", "status", "--check"])
+        assert result.exit_code == 3
+        assert "local backend" in result.stderr
+        assert "--redis-url" in result.stderr
+
     def test_allow_empty_exits_0(self, redis_url: str) -> None:
         """--allow-empty turns the unknown-namespace exit 3 into 0."""
         result = CliRunner().invoke(

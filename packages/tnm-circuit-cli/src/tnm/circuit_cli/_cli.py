@@ -108,12 +108,12 @@ def status(ctx: click.Context, as_json: bool, check: bool, allow_empty: bool) ->
         # Nothing to show, and nothing written: a typo'd namespace stays unused.
         _show([], as_json, config.build(), never_used=True)
         if check and not allow_empty:
-            click.echo(
-                f"nothing known: no breaker has used namespace {config.namespace!r} "
-                f"at {config.build().backend.describe()} (check --namespace; "
-                "--allow-empty accepts an empty namespace)",
-                err=True,
-            )
+            if config.backend == "local":
+                why = "the local backend keeps no shared state (pass --redis-url)"
+            else:
+                where = config.build().backend.describe()
+                why = f"no breaker has used namespace {config.namespace!r} at {where} (check --namespace)"
+            click.echo(f"nothing known: {why}; --allow-empty accepts an empty namespace", err=True)
             raise SystemExit(3)
         return
     breaker = config.breaker
