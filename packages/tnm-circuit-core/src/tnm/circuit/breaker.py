@@ -22,6 +22,9 @@ from .state import CircuitSnapshot, CircuitState
 
 __all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
 
+# Defined in a private module and exported from this one: they report this one (as httpx's do).
+Admitted.__module__ = Caller.__module__ = __name__
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
