@@ -9,7 +9,7 @@ from tnm.circuit import CircuitBreaker
 from tnm.circuit.backends import LocalBackend
 
 ROOT = Path(__file__).resolve().parents[2]
-ADAPTERS = ["tnm-circuit-cli", "tnm-circuit-fastapi", "tnm-circuit-celery", "tnm-circuit-httpx"]
+ADAPTERS = sorted(p.name for p in (ROOT / "packages").iterdir() if p.name != "tnm-circuit-core")
 
 
 class OtherProcesses(LocalBackend):
