@@ -23,7 +23,7 @@ from . import _validate
 from .backends.base import CircuitHandle
 from .events import ListenerList
 from .exceptions import InvalidConfigTypeError, ReturnValuePolicyError
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionMatcher, ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CLOSED
 
 logger = logging.getLogger("tnm.circuit")
@@ -38,26 +38,38 @@ class CallRules:
     (the service policy being the default policy when the service has none).
     """
 
-    __slots__ = ("counts_all", "failure_reason", "ignore", "observe", "on", "retval_policy", "slow_after")
+    __slots__ = (
+        "_counted",
+        "_ignored",
+        "counts_all",
+        "failure_reason",
+        "ignore",
+        "observe",
+        "on",
+        "retval_policy",
+        "slow_after",
+    )
 
     def __init__(
         self,
         policy: ServicePolicy,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
     ) -> None:
-        self.ignore: tuple[type[BaseException], ...] = (
-            _validate.exception_classes("ignore_exceptions", ignore_exceptions)
+        self.ignore: tuple[ExceptionRule, ...] = (
+            _validate.exception_rules("ignore_exceptions", ignore_exceptions)
             if ignore_exceptions is not None
             else tuple(policy.ignore_exceptions)
         )
-        self.on: tuple[type[BaseException], ...] = (
-            _validate.exception_classes("on_exceptions", on_exceptions)
+        self.on: tuple[ExceptionRule, ...] = (
+            _validate.exception_rules("on_exceptions", on_exceptions)
             if on_exceptions is not None
             else tuple(policy.on_exceptions)
         )
+        self._ignored = ExceptionMatcher(self.ignore) if self.ignore else None
+        self._counted = ExceptionMatcher(self.on) if self.on else None
         if on_retval_policy is not None and not isinstance(on_retval_policy, ReturnValuePolicy):
             raise InvalidConfigTypeError(
                 "on_retval_policy", f"must be a ReturnValuePolicy, got {on_retval_policy!r}"
@@ -74,8 +86,8 @@ class CallRules:
         """Calls are timed only when this is set (a slow-call policy)."""
 
     def is_failure(self, exc: BaseException) -> bool:
-        ignore, on = self.ignore, self.on
-        return not ((ignore and isinstance(exc, ignore)) or (on and not isinstance(exc, on)))
+        ignored, counted = self._ignored, self._counted
+        return not ((ignored is not None and ignored(exc)) or (counted is not None and not counted(exc)))
 
     @staticmethod
     def reason_for(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
 from .events import Listener, ListenerList
 from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
 __all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
@@ -296,8 +296,8 @@ class CircuitBreaker:
         service: str,
         *,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
@@ -350,8 +350,8 @@ class CircuitBreaker:
         self,
         circuit: CircuitHandle,
         failure_reason: str | None,
-        ignore_exceptions: Iterable[type[BaseException]] | None,
-        on_exceptions: Iterable[type[BaseException]] | None,
+        ignore_exceptions: Iterable[ExceptionRule] | None,
+        on_exceptions: Iterable[ExceptionRule] | None,
         on_retval_policy: ReturnValuePolicy | None,
         fallback: Callable[..., Any] | None,
     ) -> CallRules:
@@ -375,8 +375,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -405,8 +405,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -420,8 +420,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -435,8 +435,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -449,8 +449,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
