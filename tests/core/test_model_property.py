@@ -6,14 +6,17 @@ time steps and manual overrides through a real ``CircuitBreaker`` and through
 scratch), and requires the same state, count, rates, availability and retry_after
 after every step.
 
-Calls go through every public entry point (``protect`` on a sync and on an async
-function, ``execute`` and ``execute_async``): each holds its own inlined copy of the
-call path, so the same sequences prove that all four agree with the model.
+Calls go through every public entry point (``protect`` on a sync function, an async
+one, a generator and an async generator, ``execute``, ``execute_async`` and ``guard``
+with ``with`` and ``async with``): the two ``protect`` wrappers inline the call path and
+the others share one body, so the same sequences prove that all of them agree with the
+model.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -185,12 +188,35 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         async def abody(ok: bool) -> str:
             return body(ok)
 
+        def gen_body(ok: bool) -> Iterator[str]:
+            yield body(ok)
+
+        async def agen_body(ok: bool) -> AsyncIterator[str]:
+            yield body(ok)
+
+        def guarded(ok: bool) -> str:
+            with self.breaker.guard("svc"):
+                return body(ok)
+
+        async def aguarded(ok: bool) -> str:
+            async with self.breaker.guard("svc"):
+                return body(ok)
+
+        async def drain(agen: AsyncIterator[str]) -> str:
+            return "".join([item async for item in agen])
+
         self.paths: dict[str, Any] = {
             "protect sync": self.breaker.protect("svc")(body),
             "protect async": lambda ok: self.loop.run_until_complete(self.breaker.protect("svc")(abody)(ok)),
             "execute": lambda ok: self.breaker.execute("svc", body, ok),
             "execute_async": lambda ok: self.loop.run_until_complete(
                 self.breaker.execute_async("svc", abody, ok)
+            ),
+            "guard": guarded,
+            "async guard": lambda ok: self.loop.run_until_complete(aguarded(ok)),
+            "protect generator": lambda ok: "".join(self.breaker.protect("svc")(gen_body)(ok)),
+            "protect async generator": lambda ok: self.loop.run_until_complete(
+                drain(self.breaker.protect("svc")(agen_body)(ok))
             ),
         }
 
@@ -252,7 +278,19 @@ class BreakerMatchesReference(RuleBasedStateMachine):
             self.trials.append((real, expected))
 
     @rule(
-        path=st.sampled_from(["protect sync", "protect async", "execute", "execute_async"]), ok=st.booleans()
+        path=st.sampled_from(
+            [
+                "protect sync",
+                "protect async",
+                "execute",
+                "execute_async",
+                "guard",
+                "async guard",
+                "protect generator",
+                "protect async generator",
+            ]
+        ),
+        ok=st.booleans(),
     )
     def call(self, path: str, ok: bool) -> None:
         expected = self.ref.acquire(self.now)

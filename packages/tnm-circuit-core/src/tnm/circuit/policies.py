@@ -25,39 +25,6 @@ ExceptionRule: TypeAlias = "type[BaseException] | Callable[[BaseException], bool
 predicate that takes the exception and says whether it matches."""
 
 
-class ExceptionMatcher:
-    """Exception classes and predicates asked as one: does an exception match any of them?
-
-    A predicate that raises counts as "no match" (logged at WARNING): a broken rule must
-    never take the caller's own exception away.
-    """
-
-    __slots__ = ("classes", "predicates")
-
-    def __init__(self, rules: Iterable[ExceptionRule]) -> None:
-        rules = tuple(rules)
-        self.classes: tuple[type[BaseException], ...] = tuple(r for r in rules if isinstance(r, type))
-        self.predicates: tuple[Callable[[BaseException], bool], ...] = tuple(
-            r for r in rules if not isinstance(r, type)
-        )
-
-    def __call__(self, exc: BaseException) -> bool:
-        if isinstance(exc, self.classes):
-            return True
-        for predicate in self.predicates:
-            try:
-                if predicate(exc):
-                    return True
-            except Exception:
-                logger.warning(
-                    "exception predicate %r raised on %s; taken as no match",
-                    predicate,
-                    type(exc).__name__,
-                    exc_info=True,
-                )
-        return False
-
-
 class _Unset:
     __slots__ = ()
 
