@@ -47,6 +47,7 @@ EXPECTED_CALLS = {
     "rejected": 1,
     "fallback": 1,
     "would_reject": 0,
+    "disabled": 0,
 }
 EXPECTED_TRANSITIONS = {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
 

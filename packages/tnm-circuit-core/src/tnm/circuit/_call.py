@@ -24,7 +24,7 @@ from .backends.base import CircuitHandle
 from .events import ListenerList
 from .exceptions import InvalidConfigTypeError, ReturnValuePolicyError
 from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
-from .state import CLOSED
+from .state import CLOSED, DISABLED
 
 logger = logging.getLogger("tnm.circuit")
 
@@ -463,6 +463,7 @@ def sync_wrapper(
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
+    count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
@@ -504,9 +505,9 @@ def sync_wrapper(
             check_retval(circuit, rules, token, result)
         if token or circuit.dirty or listeners.success_callbacks:
             record_success(circuit, token)
-        else:  # closed (or disabled) with nothing to reset: count it, no event
+        else:  # closed (or disabled) with nothing to reset: count it (under its outcome), no event
             if listeners.callbacks:
-                count_success()
+                count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:  # tally(), inlined: a rate policy on the local backend
                 # (closed, or disabled: a disabled window shows nothing and reset clears it)
                 if monotonic() >= window.bucket_end:
@@ -541,6 +542,7 @@ def async_wrapper(
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
+    count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
@@ -592,7 +594,7 @@ def async_wrapper(
                 await arecord_success(circuit, token)
         else:
             if listeners.callbacks:
-                count_success()
+                count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:
                 if monotonic() >= window.bucket_end:
                     roll()

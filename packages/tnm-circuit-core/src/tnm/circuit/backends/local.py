@@ -153,7 +153,15 @@ class LocalCircuit:
             self._notify(None, changes)
         return token
 
+    def _disabled_call(self) -> None:
+        """A call through a disabled circuit: no event, no record, counted under its own outcome."""
+        if self._listeners.callbacks:
+            self.counts.disabled.increment()
+
     def on_success(self, token: int) -> None:
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         if self._listeners.callbacks:
             self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
@@ -170,6 +178,9 @@ class LocalCircuit:
             self._notify(EventKind.SUCCESS, changes)
 
     def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         model = self._model
         listening = self._listeners.callbacks
         if listening:
@@ -187,8 +198,6 @@ class LocalCircuit:
             with self._lock:
                 model.trip_if_due(now, changes)
                 self._publish()
-        elif self.state is DISABLED:
-            return
         else:
             changes = []
             with self._lock:
@@ -219,10 +228,11 @@ class LocalCircuit:
 
     def on_slow_success(self, token: int) -> None:
         """A success that took longer than ``slow_call_seconds``."""
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         changes: list[Transition] = []
         with self._lock:
             self._model.record_slow_success(self._monotonic(), token, changes)
@@ -232,7 +242,9 @@ class LocalCircuit:
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
-        if self._listeners.callbacks:
+        if self.state is DISABLED:
+            self._disabled_call()
+        elif self._listeners.callbacks:
             self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 

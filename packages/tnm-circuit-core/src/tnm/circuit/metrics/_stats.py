@@ -13,8 +13,9 @@ from ..state import CircuitSnapshot, CircuitState
 
 __all__ = ["OUTCOMES", "CircuitStats", "ServiceStats"]
 
-OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject")
-"""Every outcome a call is counted under (the ``outcome`` label of the call metrics)."""
+OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject", "disabled")
+"""Every outcome a call is counted under (the ``outcome`` label of the call metrics); ``disabled``
+is a call through a disabled circuit (let through, never counted a success or failure)."""
 
 
 @dataclass(frozen=True)

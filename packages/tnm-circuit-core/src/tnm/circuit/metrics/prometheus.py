@@ -29,7 +29,8 @@ class PrometheusMetrics:
 
     Series, each labelled ``service`` and ``namespace``:
 
-    - ``tnm_circuit_calls_total{outcome}``: success, failure, ignored, rejected, fallback
+    - ``tnm_circuit_calls_total{outcome}``: success, failure, ignored, rejected, fallback,
+      would_reject (observe mode), disabled (a call through a disabled circuit)
     - ``tnm_circuit_state{state}``: 1 for the circuit's current state, 0 for the others
     - ``tnm_circuit_transitions_total{from_state,to_state}``
     - ``tnm_circuit_last_opened_timestamp_seconds``
