@@ -81,6 +81,7 @@ class CallRules:
         "on",
         "retval_policy",
         "slow_after",
+        "trips",
     )
 
     def __init__(
@@ -107,8 +108,10 @@ class CallRules:
             raise InvalidConfigTypeError(
                 "on_retval_policy", f"must be a ReturnValuePolicy, got {on_retval_policy!r}"
             )
-        self.counts_all = not self.ignore and not self.on
-        """Every Exception is a failure: no class check needed."""
+        self.trips = ExceptionMatcher(policy.open_on) if policy.open_on else None
+        """The policy's ``open_on``: a failure it matches opens the circuit at once."""
+        self.counts_all = not self.ignore and not self.on and self.trips is None
+        """Every Exception is a failure and none opens at once: no check needed."""
         self.retval_policy = on_retval_policy or policy.on_retval_policy
         if failure_reason is not None and not isinstance(failure_reason, str):
             raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
@@ -139,10 +142,14 @@ def record_exception(
 ) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            if slow:
-                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc), True)
+            reason = rules.failure_reason or rules.reason_for(exc)
+            trips = rules.trips
+            if trips is not None and trips(exc):
+                circuit.on_failure(token, reason, slow, True)
+            elif slow:
+                circuit.on_failure(token, reason, True)
             else:
-                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc))
+                circuit.on_failure(token, reason)
         else:
             circuit.on_ignored(token)
     except Exception:
@@ -154,7 +161,9 @@ async def arecord_exception(
 ) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc), slow)
+            trips = rules.trips
+            reason = rules.failure_reason or rules.reason_for(exc)
+            await circuit.aon_failure(token, reason, slow, trips is not None and trips(exc))
         else:
             await circuit.aon_ignored(token)
     except Exception:

@@ -203,6 +203,12 @@ class ServicePolicy:
     ``ignore_exceptions`` are never failures (neither do they count as successes). Each
     entry of either is an exception class or a predicate taking the exception
     (``lambda e: getattr(e, "status", 0) >= 500``), like tenacity's ``retry_if_exception``.
+
+    ``open_on`` (classes or predicates, like ``on_exceptions``): one failure that is an
+    instance of a listed class, or that a listed predicate says yes to, opens a closed or
+    half-open circuit at once (fleet-wide on Redis), ``opened_by="open_on"`` (a quota
+    exhausted, an account suspended: waiting for more failures only wastes calls).
+    ``ignore_exceptions`` still wins: an ignored exception never opens anything.
     ``on_retval_policy`` makes chosen return values failures.
     """
 
@@ -222,6 +228,7 @@ class ServicePolicy:
     slow_call_seconds: float | None = None
     slow_call_rate_threshold: float | None = None
     mode: str = "enforce"
+    open_on: Iterable[ExceptionRule] = ()
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -270,6 +277,7 @@ class ServicePolicy:
             _validate.exception_rules("ignore_exceptions", self.ignore_exceptions),
         )
         setattr_(self, "on_exceptions", _validate.exception_rules("on_exceptions", self.on_exceptions))
+        setattr_(self, "open_on", _validate.exception_rules("open_on", self.open_on))
         if self.on_retval_policy is not None and not isinstance(self.on_retval_policy, ReturnValuePolicy):
             raise InvalidConfigTypeError(
                 "on_retval_policy", f"must be a ReturnValuePolicy, got {self.on_retval_policy!r}"

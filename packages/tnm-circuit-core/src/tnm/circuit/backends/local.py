@@ -119,7 +119,9 @@ class LocalCircuit:
         self.open_until = model.open_until
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
+        self._listeners.notify(
+            kind, self.service, self.state, changes, self._clock.time, reason, self._model.opened_by
+        )
 
     # -- the call path ---------------------------------------------------------
 
@@ -177,7 +179,7 @@ class LocalCircuit:
         if changes or self._listeners.callbacks:
             self._notify(EventKind.SUCCESS, changes)
 
-    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    def on_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
         if self.state is DISABLED:
             self._disabled_call()
             return
@@ -185,7 +187,7 @@ class LocalCircuit:
         listening = self._listeners.callbacks
         if listening:
             self.counts.failure.increment()
-        if not token and self.state is CLOSED and self._count_fast:
+        if not token and self.state is CLOSED and self._count_fast and not trip:
             # The common failure: counted without the lock; the lock only to trip.
             now = self._monotonic()
             if not model.count_closed_failure(now, reason):
@@ -201,7 +203,7 @@ class LocalCircuit:
         else:
             changes = []
             with self._lock:
-                model.record_failure(self._monotonic(), reason, token, changes, slow)
+                model.record_failure(self._monotonic(), reason, token, changes, slow, trip)
                 self._publish()
         if changes or listening:
             self._notify(EventKind.FAILURE, changes, reason)
@@ -266,8 +268,8 @@ class LocalCircuit:
     async def aon_success(self, token: int) -> None:
         self.on_success(token)
 
-    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
-        self.on_failure(token, reason, slow)
+    async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        self.on_failure(token, reason, slow, trip)
 
     async def aon_ignored(self, token: int) -> None:
         self.on_ignored(token)
@@ -316,14 +318,21 @@ class LocalCircuit:
             retry_after = max(0.0, model.open_until - now)
         else:
             retry_after = model.retry_after(now)
+        failures, calls, failure_rate, slow_rate = (
+            model.figures(now) if model.opened_by else (0, None, None, None)
+        )
         return CircuitOpenError(
             self.service,
             retry_after,
             model.last_failure_at(now, self._clock.time),
             state,
-            len(model._failures),
+            failures,
             policy.max_failures or 0,
             policy.window_seconds,
+            model.opened_by,
+            calls,
+            failure_rate,
+            slow_rate,
         )
 
     def last_failure(self) -> dict[str, Any] | None:
