@@ -76,7 +76,7 @@ class TestOpenedBy:
         assert (snap.opened_by, snap.calls, snap.slow_call_rate) == ("slow_call_rate", 2, 0.5)
 
     def test_count_opening_and_failed_trial(self, make_breaker: MakeBreaker, clock: ManualClock) -> None:
-        """A count opening says failures; after a failed trial, trial_failed with the first opening's figures."""
+        """A count opening says failures; after a failed trial, trial_failed with the first figures."""
         breaker = make_breaker(max_failures=3, window_seconds=10, open_seconds=5)
         run(breaker, "FFF")
         assert (breaker.state("svc").opened_by, breaker.state("svc").failures) == ("failures", 3)
