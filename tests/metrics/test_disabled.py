@@ -28,7 +28,7 @@ async def _aok() -> int:
     return 1
 
 
-@pytest.fixture(params=["local"])  # the Redis backend joins with its change
+@pytest.fixture(params=["local", "redis"])
 def breaker(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[CircuitBreaker]:
     policy = ServicePolicy(max_failures=2, ignore_exceptions=[KeyError])
     if request.param == "local":

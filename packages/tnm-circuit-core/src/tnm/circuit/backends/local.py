@@ -29,6 +29,7 @@ from ..state import (
     CircuitModel,
     CircuitSnapshot,
     CircuitState,
+    Figures,
     Transition,
 )
 
@@ -368,11 +369,16 @@ class LocalCircuit:
         self._notify(None, changes)
 
     def assume(
-        self, state: CircuitState, open_until: float, reopenings: int, last_failure: tuple[str, float] | None
+        self,
+        state: CircuitState,
+        open_until: float,
+        reopenings: int,
+        last_failure: tuple[str, float] | None,
+        opened: tuple[str | None, Figures | None] = (None, None),
     ) -> None:
         """Start from a state decided elsewhere (see ``CircuitModel.assume``); no event."""
         with self._lock:
-            self._model.assume(state, open_until, reopenings, last_failure)
+            self._model.assume(state, open_until, reopenings, last_failure, opened)
             self._publish()
 
 
