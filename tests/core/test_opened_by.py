@@ -10,6 +10,8 @@ import pytest
 from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, EventKind
 from tnm.circuit.testing import ManualClock, capture_events
 
+from .test_rate_triggers import run
+
 MakeBreaker = Callable[..., CircuitBreaker]
 
 RATE = {
@@ -23,16 +25,6 @@ RATE = {
 
 def _raise(exc: BaseException) -> None:
     raise exc
-
-
-def run(breaker: CircuitBreaker, pattern: str, service: str = "svc") -> None:
-    """S: a success, F: a failure (through execute)."""
-    for step in pattern:
-        if step == "S":
-            breaker.execute(service, lambda: None)
-        else:
-            with pytest.raises(OSError):
-                breaker.execute(service, _raise, OSError("down"))
 
 
 def open_error(breaker: CircuitBreaker, service: str = "svc") -> CircuitOpenError:
