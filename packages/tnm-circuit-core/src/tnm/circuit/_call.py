@@ -291,12 +291,12 @@ def finish(
             circuit.on_slow_success(token)
         except Exception:
             _log_breaker_error(circuit)
-    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is not CLOSED:
+    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
         record_success(circuit, token)
-    else:  # closed with nothing to reset: count it, no event
+    else:  # closed (or admitted while closed) with nothing to reset: count it, no event
         if listeners.callbacks:
             circuit.counts.success.increment()
-        if circuit.tally is not None:
+        if circuit.tally is not None and circuit.state is CLOSED:
             circuit.tally()
 
 
@@ -320,12 +320,12 @@ async def afinish(
             await circuit.aon_slow_success(token)
         except Exception:
             _log_breaker_error(circuit)
-    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is not CLOSED:
+    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
         await arecord_success(circuit, token)
     else:
         if listeners.callbacks:
             circuit.counts.success.increment()
-        if circuit.tally is not None:
+        if circuit.tally is not None and circuit.state is CLOSED:
             circuit.tally()
 
 
