@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _validate
 from ._call import (
-    CallRules,
     _log_breaker_error,
     aadmit,
     admit,
@@ -24,6 +23,7 @@ from ._call import (
     record_success,
     release,
 )
+from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
 from .policies import ReturnValuePolicy, ServicePolicy

@@ -19,7 +19,8 @@ import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
-from ._call import CallRules, aadmit, admit, afail, afinish, finish, is_slow, record_exception, release
+from ._call import aadmit, admit, afail, afinish, finish, is_slow, record_exception, release
+from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
 

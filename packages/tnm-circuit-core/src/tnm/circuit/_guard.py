@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
-from ._call import CallRules, aadmit, admit, afail, afinish, finish, is_slow, record_exception, release
+from ._call import aadmit, admit, afail, afinish, finish, is_slow, record_exception, release
+from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
 

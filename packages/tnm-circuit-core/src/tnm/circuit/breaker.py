@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
-from ._call import CallRules, call_async, call_sync, protected
+from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
 from ._guard import Guard
+from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock

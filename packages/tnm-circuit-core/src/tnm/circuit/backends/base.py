@@ -68,6 +68,11 @@ class OutcomeCounts(Protocol):
         """Calls that observe mode let through though the circuit would have rejected them."""
         ...
 
+    @property
+    def disabled(self) -> Counter:
+        """Calls through a disabled circuit, whatever their outcome (they are not recorded)."""
+        ...
+
 
 class RateWindow(Protocol):
     """The rate window a fast success may be counted into by the call path itself."""
