@@ -26,7 +26,7 @@ from ._call import (
 from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CLOSED
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ class Caller:
         self,
         breaker: CircuitBreaker,
         failure_reason: str | None,
-        ignore_exceptions: Iterable[type[BaseException]] | None,
-        on_exceptions: Iterable[type[BaseException]] | None,
+        ignore_exceptions: Iterable[ExceptionRule] | None,
+        on_exceptions: Iterable[ExceptionRule] | None,
         on_retval_policy: ReturnValuePolicy | None,
     ) -> None:
         self._breaker = breaker

@@ -334,8 +334,8 @@ class CircuitBreaker:
         self,
         *,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
     ) -> Caller:
         """A ``Caller``: calls through the circuit of a service named at each call, with these
