@@ -72,12 +72,15 @@ class TestStatus:
         table = runner.invoke(cli, [*redis_args(redis_url), "status"])
         assert table.exit_code == 0, table.stderr
         lines = table.stdout.splitlines()
-        assert lines[0].split() == ["SERVICE", "STATE", "FAILURES", "RETRY", "IN", "LAST", "FAILURE", "AGE"]
-        assert lines[1].split()[:3] == ["payments", "open", "2/2"]
+        assert lines[0].split() == [
+            "SERVICE", "STATE", "OPENED", "BY", "FAILURES", "RETRY", "IN", "LAST", "FAILURE", "AGE"
+        ]  # fmt: skip
+        assert lines[1].split()[:4] == ["payments", "open", "failures", "2/2"]
         assert "gateway timeout" in lines[1]
-        assert lines[2].split()[:3] == ["search", "closed", "1/2"]
+        assert lines[2].split()[:4] == ["search", "closed", "-", "1/2"]
         data = json.loads(runner.invoke(cli, [*redis_args(redis_url), "status", "--json"]).stdout)
         assert {d["service"]: d["state"] for d in data} == {"payments": "open", "search": "closed"}
+        assert {d["service"]: d["opened_by"] for d in data} == {"payments": "failures", "search": None}
         check = runner.invoke(cli, [*redis_args(redis_url), "status", "--check"])
         assert check.exit_code == 2
         assert "payments" in check.stderr

@@ -47,7 +47,7 @@ PUBLIC_MODULES: dict[str, set[str]] = {
         "ReturnValuePolicyError",
     },
     "tnm.circuit.policies": {"MODES", "RATE_BUCKETS", "UNSET", "ReturnValuePolicy", "ServicePolicy"},
-    "tnm.circuit.state": {"CircuitSnapshot", "CircuitState"},
+    "tnm.circuit.state": {"OPENED_BY", "CircuitSnapshot", "CircuitState"},
     "tnm.circuit.testing": {
         "ManualClock",
         "capture_events",

@@ -43,11 +43,14 @@ class CircuitOpenClientError(aiohttp.ClientConnectionError, CircuitOpenError):
         max_failures: int = 0,
         window_seconds: float = 0.0,
         /,
-        *,
+        *figures: Any,
         request: aiohttp.ClientRequest | None = None,
     ) -> None:
         # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them.
-        super().__init__(service, retry_after, last_failure, state, failures, max_failures, window_seconds)
+        # ``figures``: the later fields (opened_by, calls, failure_rate, slow_call_rate).
+        super().__init__(
+            service, retry_after, last_failure, state, failures, max_failures, window_seconds, *figures
+        )
         self.request = request
 
     __str__ = CircuitOpenError.__str__

@@ -59,8 +59,10 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
     abstract = True
     circuit_service: ClassVar[str | None] = None
     circuit_breaker: ClassVar[CircuitBreaker | None] = None
-    circuit_ignore_exceptions: ClassVar[Iterable[type[BaseException]]] = ()
-    circuit_on_exceptions: ClassVar[Iterable[type[BaseException]] | None] = None
+    circuit_ignore_exceptions: ClassVar[Iterable[type[BaseException] | Callable[[BaseException], bool]]] = ()
+    circuit_on_exceptions: ClassVar[
+        Iterable[type[BaseException] | Callable[[BaseException], bool]] | None
+    ] = None
     circuit_on_retval_policy: ClassVar[ReturnValuePolicy | None] = None
     circuit_waits_count_as_retries: ClassVar[bool] = True
     circuit_retry_jitter: ClassVar[float] = 0.2

@@ -14,18 +14,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _validate
 from ._call import (
-    CallRules,
     _log_breaker_error,
-    _reject,
+    aadmit,
+    admit,
     arecord_success,
     call_async,
     call_sync,
     record_success,
     release,
 )
+from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CLOSED
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ class Caller:
         self,
         breaker: CircuitBreaker,
         failure_reason: str | None,
-        ignore_exceptions: Iterable[type[BaseException]] | None,
-        on_exceptions: Iterable[type[BaseException]] | None,
+        ignore_exceptions: Iterable[ExceptionRule] | None,
+        on_exceptions: Iterable[ExceptionRule] | None,
         on_retval_policy: ReturnValuePolicy | None,
     ) -> None:
         self._breaker = breaker
@@ -98,7 +99,7 @@ class Caller:
         """Await ``func(*args, **kwargs)`` through ``service``'s circuit and return its result."""
         circuit = self._breaker._circuit(service)
         rules = self._rules_for(circuit.policy)
-        return await call_async(func, circuit, rules, self._breaker._listeners, args, kwargs)
+        return await call_async(func, circuit, rules, self._breaker._listeners, None, args, kwargs)  # type: ignore[no-any-return]
 
     def admit(self, service: str) -> Admitted:
         """Let one call to ``service`` start (taking a half-open trial permit if needed), or raise
@@ -107,9 +108,8 @@ class Caller:
         circuit = breaker._circuit(service)
         token = 0
         if circuit.state is not CLOSED:
-            token = circuit.acquire()
+            token = admit(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
             if token < 0:
-                _reject(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
                 return Admitted(circuit, breaker._listeners, 0, recording=False)  # observe mode
         return Admitted(circuit, breaker._listeners, token)
 
@@ -119,9 +119,8 @@ class Caller:
         circuit = breaker._circuit(service)
         token = 0
         if circuit.state is not CLOSED:
-            token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+            token = await aadmit(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
             if token < 0:
-                _reject(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
                 return Admitted(circuit, breaker._listeners, 0, recording=False)
         return Admitted(circuit, breaker._listeners, token)
 

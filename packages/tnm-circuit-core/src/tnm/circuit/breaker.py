@@ -10,14 +10,16 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
-from ._call import CallRules, async_wrapper, call_sync, protected
+from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
+from ._guard import Guard
+from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
 from .events import Listener, ListenerList
 from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
 __all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
@@ -296,8 +298,8 @@ class CircuitBreaker:
         service: str,
         *,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
@@ -332,8 +334,8 @@ class CircuitBreaker:
         self,
         *,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
     ) -> Caller:
         """A ``Caller``: calls through the circuit of a service named at each call, with these
@@ -350,8 +352,8 @@ class CircuitBreaker:
         self,
         circuit: CircuitHandle,
         failure_reason: str | None,
-        ignore_exceptions: Iterable[type[BaseException]] | None,
-        on_exceptions: Iterable[type[BaseException]] | None,
+        ignore_exceptions: Iterable[ExceptionRule] | None,
+        on_exceptions: Iterable[ExceptionRule] | None,
         on_retval_policy: ReturnValuePolicy | None,
         fallback: Callable[..., Any] | None,
     ) -> CallRules:
@@ -368,6 +370,29 @@ class CircuitBreaker:
             return rules
         return CallRules(circuit.policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
 
+    def guard(
+        self,
+        service: str,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
+    ) -> Guard:
+        """A context manager that runs a block as one call through ``service``'s circuit.
+
+        ``with breaker.guard("payments"):`` (or ``async with``) admits the block like
+        ``execute`` admits a call: ``CircuitOpenError`` is raised on entry when the circuit
+        rejects it, and a half-open circuit's trial permit is taken. An exception leaving
+        the block counts under the same rules as ``protect`` (``on_exceptions``,
+        ``ignore_exceptions``, ``failure_reason``) and always propagates unchanged; a
+        clean exit is a success; a slow-call policy times the block. A cancellation or
+        ``KeyboardInterrupt`` records nothing and gives a trial permit back. One guard
+        serves one block at a time (build one per block, or reuse it for blocks in turn).
+        """
+        circuit = self._circuit(service)
+        rules = self._rules(circuit, failure_reason, ignore_exceptions, on_exceptions, None, None)
+        return Guard(lambda: self._circuit(service), rules, self._listeners)
+
     def execute(
         self,
         service: str,
@@ -375,8 +400,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -405,8 +430,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -420,8 +445,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -435,8 +460,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -449,8 +474,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -480,20 +505,16 @@ class CircuitBreaker:
         else:
             raise InvalidConfigTypeError("call", f"must be a callable or an awaitable, got {call!r}")
 
-        async def invoke(*a: Any, **kw: Any) -> Any:
+        def invoke(*a: Any, **kw: Any) -> Any:
             nonlocal pending
             if pending is not None:
                 awaitable, pending = pending, None
-                return await awaitable
+                return awaitable
             assert target is not None
-            result = target(*a, **kw)
-            if inspect.isawaitable(result):
-                return await result
-            return result
+            return target(*a, **kw)
 
-        run: Callable[..., Awaitable[Any]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
         try:
-            return await run(*args, **kwargs)
+            return await call_async(invoke, circuit, rules, self._listeners, fallback, args, kwargs)
         finally:
             if inspect.iscoroutine(pending):
                 # Rejected before it ran: close it rather than leave it never awaited.

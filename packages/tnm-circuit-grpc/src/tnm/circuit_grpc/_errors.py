@@ -45,8 +45,10 @@ class CircuitOpenRpcError(AioRpcError, grpc.Call, grpc.Future, CircuitOpenError)
         max_failures: int = 0,
         window_seconds: float = 0.0,
         /,
+        *figures: Any,
     ) -> None:
-        fields = (service, retry_after, last_failure, state, failures, max_failures, window_seconds)
+        # ``figures``: the later fields (opened_by, calls, failure_rate, slow_call_rate).
+        fields = (service, retry_after, last_failure, state, failures, max_failures, window_seconds, *figures)
         self.args = fields  # CircuitOpenError reads its fields here: the message below needs them
         AioRpcError.__init__(
             self, grpc.StatusCode.UNAVAILABLE, Metadata(), Metadata(), CircuitOpenError.__str__(self)

@@ -41,12 +41,22 @@ class CircuitOpenRequestError(requests.ConnectionError, CircuitOpenError):
         max_failures: int = 0,
         window_seconds: float = 0.0,
         /,
-        *,
+        *figures: Any,
         request: requests.PreparedRequest | None = None,
     ) -> None:
         requests.ConnectionError.__init__(self, service, request=request)
-        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them.
-        self.args = (service, retry_after, last_failure, state, failures, max_failures, window_seconds)
+        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them;
+        # ``figures`` are the later ones (opened_by, calls, failure_rate, slow_call_rate).
+        self.args = (
+            service,
+            retry_after,
+            last_failure,
+            state,
+            failures,
+            max_failures,
+            window_seconds,
+            *figures,
+        )
 
     # OSError (a base of requests' errors) comes first in the MRO: keep the circuit's message.
     __str__ = CircuitOpenError.__str__

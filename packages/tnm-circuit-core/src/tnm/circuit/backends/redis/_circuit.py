@@ -36,6 +36,7 @@ from ...state import (
     CircuitModel,
     CircuitSnapshot,
     CircuitState,
+    Figures,
     Transition,
 )
 from ..local import LocalCircuit, _report_rejection
@@ -102,6 +103,8 @@ class RedisCircuit:
         self.bucket_ms = policy.bucket_ms
         self.window_ms = int(policy.window_seconds * _MS)
         self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
+        self._opened: tuple[str | None, tuple[int, int, int, int] | None] = (None, None)
+        """Why the circuit opened and (failures, calls, failed, slow) that did (last reply)."""
         self._seen: tuple[float, int] = (-math.inf, 0)  # (server ms, version) of the newest news
         self._last: tuple[str, float] | None = None  # (reason, server ms)
         self._failures = 0
@@ -131,7 +134,13 @@ class RedisCircuit:
     # -- the mirror ---------------------------------------------------------------
 
     def script_args(
-        self, op: str, token: int = 0, reason: str = "", slow: bool = False, successes: int = 0
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        slow: bool = False,
+        successes: int = 0,
+        trip: bool = False,
     ) -> list[Any]:
         return [
             op,
@@ -143,6 +152,7 @@ class RedisCircuit:
             *self._rate_args,
             "1" if slow else "0",
             successes,
+            "1" if trip else "0",
         ]
 
     def roll_window(self) -> None:
@@ -241,6 +251,7 @@ class RedisCircuit:
             self._shown_max_failures = reply.max_failures
             self._shown_window = reply.window_seconds
             self._window = (reply.calls, reply.window_failures, reply.slow_calls)
+            self._opened = (reply.opened_by, reply.opened_figures)
         if reply.repaired:
             self._health.bad_data(
                 self.service, "stored state was unreadable; rewritten from the last good one"
@@ -269,7 +280,7 @@ class RedisCircuit:
             if self._last is not None:
                 age = max(0.0, (self._backend.server_ms_now() - self._last[1]) / _MS)
                 last = (self._last[0], now - age)
-            self.fallback.assume(self.state, open_until, self._reopenings, last)
+            self.fallback.assume(self.state, open_until, self._reopenings, last, self._opened_view())
         self.copy_fallback()
 
     def copy_fallback(self) -> None:
@@ -281,7 +292,9 @@ class RedisCircuit:
             self.state, self.dirty, self.open_until = FORCED_OPEN, False, math.inf
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
+        self._listeners.notify(
+            kind, self.service, self.state, changes, self._clock.time, reason, self._opened[0]
+        )
 
     # -- one operation, sync and async -------------------------------------------------
 
@@ -303,7 +316,13 @@ class RedisCircuit:
         return "touch" if op == "read" and self.cold else op
 
     def run(
-        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        kind: EventKind | None = None,
+        slow: bool = False,
+        trip: bool = False,
     ) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
@@ -315,7 +334,7 @@ class RedisCircuit:
             raw = eval_script(
                 self._backend.client(),
                 self.keys,
-                self.script_args(self._op(op), token, reason, slow, successes),
+                self.script_args(self._op(op), token, reason, slow, successes, trip),
             )
         except _STORE_FAILED as exc:
             self.give_back(successes)
@@ -324,7 +343,13 @@ class RedisCircuit:
         return self._finish(raw, op, reason, kind)
 
     async def arun(
-        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        kind: EventKind | None = None,
+        slow: bool = False,
+        trip: bool = False,
     ) -> int | None:
         if self._health.degraded:
             return None
@@ -333,7 +358,7 @@ class RedisCircuit:
         try:
             client = self._backend.aclient()
             raw = await aeval(
-                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes)
+                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes, trip)
             )
         except _STORE_FAILED as exc:
             self.give_back(successes)
@@ -392,10 +417,14 @@ class RedisCircuit:
 
     def _closed_success(self, token: int) -> bool:
         """Count a success; True if nothing else is to be done (no round trip)."""
+        if self.state is DISABLED:  # untouched: no event, no record, its own outcome
+            if self._listeners.callbacks:
+                self.counts.disabled.increment()
+            return True
         if self._listeners.callbacks:
             self.successes.increment()
         if token or self.state is not CLOSED:
-            return self.state is DISABLED
+            return False
         if self.tally is not None:
             self.tally()
         if self.dirty:
@@ -422,44 +451,53 @@ class RedisCircuit:
         if await self._settle(self.arun("success", token, kind=kind), token) is None:
             self._alone_success(token)
 
-    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    def _disabled_call(self) -> bool:
+        """True (after counting it under its own outcome) for a call through a disabled circuit:
+        it records nothing, emits no event and costs no round trip."""
+        if self.state is not DISABLED:
+            return False
+        if self._listeners.callbacks:
+            self.counts.disabled.increment()
+        return True
+
+    def on_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.counts.failure.increment()
-        if self.state is DISABLED:
-            return  # records nothing, costs no round trip
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if self.run("failure", token, reason, kind, slow) is None:
-            self.fallback.on_failure(token, reason, slow)
+        if self.run("failure", token, reason, kind, slow, trip) is None:
+            self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
 
-    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.counts.failure.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if await self._settle(self.arun("failure", token, reason, kind, slow), token) is None:
-            self.fallback.on_failure(token, reason, slow)
+        if await self._settle(self.arun("failure", token, reason, kind, slow, trip), token) is None:
+            self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         self.on_failure(token, exception_reason(exc))
 
     def on_slow_success(self, token: int) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
         if self.run("slow", token, kind=kind) is None:
             self.fallback.on_slow_success(token)
             self.copy_fallback()
 
     async def aon_slow_success(self, token: int) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
         if await self._settle(self.arun("slow", token, kind=kind), token) is None:
             self.fallback.on_slow_success(token)
@@ -467,7 +505,7 @@ class RedisCircuit:
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
-        if self._listeners.callbacks:
+        if not self._disabled_call() and self._listeners.callbacks:
             self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 
@@ -526,16 +564,35 @@ class RedisCircuit:
             return self.fallback.snapshot()
         return self._snapshot()
 
+    def _opened_view(self) -> tuple[str | None, Figures | None]:
+        """Why the circuit opened and the figures that did, as a snapshot reports them."""
+        opened_by, frozen = self._opened
+        if opened_by is None or self.state not in (OPEN, HALF_OPEN, FORCED_OPEN):
+            return None, None
+        if frozen is None:
+            return opened_by, None
+        failures, calls, failed, slow = frozen
+        return opened_by, self._figures(failures, (calls, failed, slow))
+
+    def _figures(self, failures: int, window: tuple[int, int, int]) -> Figures:
+        calls, failed, slow = window
+        if not self.policy.counts_calls:
+            return failures, None, None, None
+        slow_rate = None
+        if self.policy.slow_call_rate_threshold is not None:
+            slow_rate = slow / calls if calls else 0.0
+        return (
+            failures if self._shown_max_failures else failed,
+            calls,
+            failed / calls if calls else 0.0,
+            slow_rate,
+        )
+
     def _snapshot(self) -> CircuitSnapshot:
-        calls = failure_rate = slow_rate = None
-        failures = self._failures
-        if self.policy.counts_calls:
-            calls, failed, slow = self._window
-            failure_rate = failed / calls if calls else 0.0
-            if self.policy.slow_call_rate_threshold is not None:
-                slow_rate = slow / calls if calls else 0.0
-            if not self._shown_max_failures:
-                failures = failed
+        opened_by, frozen = self._opened_view()
+        if frozen is None:
+            frozen = self._figures(self._failures, self._window)
+        failures, calls, failure_rate, slow_rate = frozen
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
@@ -549,6 +606,7 @@ class RedisCircuit:
             calls=calls,
             failure_rate=failure_rate,
             slow_call_rate=slow_rate,
+            opened_by=opened_by,
         )
 
     def _retry_after(self) -> float | None:
@@ -572,16 +630,22 @@ class RedisCircuit:
             )
         if health.degraded and health.on_storage_error == "local":
             return self.fallback.open_error()
-        max_failures = self.policy.max_failures or 0
-        failures = max_failures if self.state is OPEN else self._failures
+        opened_by, frozen = self._opened_view()
+        failures, calls, failure_rate, slow_rate = (
+            (self._failures, None, None, None) if frozen is None else frozen
+        )
         return CircuitOpenError(
             self.service,
             None if health.degraded else self._retry_after(),
             self._last_failure(),
             self.state,
             failures,
-            max_failures,
+            self.policy.max_failures or 0,
             self.policy.window_seconds,
+            opened_by,
+            calls,
+            failure_rate,
+            slow_rate,
         )
 
     def last_failure(self) -> dict[str, Any] | None:
