@@ -191,7 +191,7 @@ class TestDisableKeepsTheAppsThreshold:
         header, line = status.stdout.splitlines()[:2]
         starts = [header.index(name) for name in ("SERVICE", "STATE", "OPENED BY", "FAILURES", "RETRY IN")]
         columns = ("SERVICE", "STATE", "OPENED BY", "FAILURES")
-        row = {name: line[a:b].strip() for name, a, b in zip(columns, starts, starts[1:], strict=True)}
+        row = {name: line[a:b].strip() for name, a, b in zip(columns, starts[:-1], starts[1:], strict=True)}
         assert (row["SERVICE"], row["STATE"], row["FAILURES"]) == ("payments", "disabled", "0/3")
 
 
