@@ -76,6 +76,7 @@ class StorageHealth:
         self._outages = RateLimit(warn_interval)
         self._outage_reported = False
         self._corruption = RateLimit(warn_interval)
+        self._refusals = RateLimit(warn_interval)
         self._lock = threading.Lock()
 
     def describe(self, exc: BaseException) -> str:
@@ -135,6 +136,20 @@ class StorageHealth:
             )
         if service is not None:
             self.storage_event(EventKind.STORAGE_REPAIRED, service, what)
+
+    def refused(self, exc: BaseException) -> None:
+        """The store refused a command (a missing grant): a configuration error, logged at most
+        once per ``warn_interval``, never an outage (calls are decided here meanwhile)."""
+        held = self._refusals.allow()
+        if held is not None:
+            logger.error(
+                "circuit store at %s refused a command (a configuration error, not an outage:"
+                " grant the Redis user what docs/production-redis.md lists); deciding calls"
+                " per process meanwhile: %s%s",
+                self.where,
+                self.describe(exc),
+                _held(held),
+            )
 
     def listener_failed(self) -> None:
         """A bug in the background threads: logged with its traceback, rate-limited."""

@@ -50,7 +50,12 @@ if op == 'probe' then
   redis.call('PEXPIRE', state_key, 1000)
   redis.call('PTTL', state_key)
   redis.call('PERSIST', state_key)
-  redis.call('DEL', state_key, failures_key, permits_key)
+  redis.call('HINCRBY', KEYS[4], 'p', 1)
+  redis.call('HMGET', KEYS[4], 'p')
+  redis.call('HLEN', KEYS[4])
+  redis.call('HKEYS', KEYS[4])
+  redis.call('HDEL', KEYS[4], 'p')
+  redis.call('DEL', state_key, failures_key, permits_key, KEYS[4])
   if KEYS[5] then redis.call('INCRBY', KEYS[5], 0) end
   redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
   return 'ok'
@@ -290,6 +295,9 @@ elseif op == 'success' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    -- A trial that ends after its circuit closed is a call of the new window (as in
+    -- state.py); a success without a token was counted by the caller's process.
+    if counts_calls and token > 0 then count_call(false, false) end
   elseif state == 'half_open' then
     successes = successes + 1
     if successes >= success_threshold then close_circuit() end
