@@ -37,6 +37,8 @@ _MS = 1000.0
 _STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
 _CARRY = frozenset({"failure", "slow"})
 """Operations that add the process's unsent successes to the rate window first."""
+_OUTCOMES = frozenset({"success", "failure", "slow", "release"})
+"""Operations that end a trial: one that could not reach Redis is owed until it does."""
 
 
 class Operations(Mirror):
@@ -78,6 +80,12 @@ class Operations(Mirror):
         self.flushed = 0
         self._pending_lock = threading.Lock()
         self.tally = self._tally if policy.counts_calls else None
+        self._trials: set[int] = set()
+        """Trial permits Redis granted to this process's calls, not yet given back."""
+        self.owed: dict[int, tuple[str, str, bool]] = {}
+        """Trial outcomes Redis did not hear (token -> op, reason, slow): the refresher reports
+        them as soon as Redis answers, so the permit is not held until its deadline."""
+        self._owed_lock = threading.Lock()
         if policy.counts_calls:
             flusher_for(store).register(self)
 
@@ -136,12 +144,16 @@ class Operations(Mirror):
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
         self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
 
-    def _finish(self, raw: Any, op: str, reason: str, kind: EventKind | None) -> int | None:
+    def _finish(self, raw: Any, op: str, token: int, reason: str, kind: EventKind | None) -> int | None:
         try:
             result, changes = self.apply(Reply.parse(raw))
         except BadReply as exc:
             self._health.bad_data(self.service, str(exc))
             return None
+        if op == "acquire" and result > 0:
+            self._trials.add(result)
+        elif token > 0 and op in _OUTCOMES:
+            self._trials.discard(token)
         if op == "read":
             changes = []  # a read stores nothing; the next write makes (and reports) the change
         if changes or kind is not None:
@@ -152,6 +164,29 @@ class Operations(Mirror):
         # A process's first read of a circuit also lists it as in use (for status and
         # operators), as its first call would.
         return "touch" if op == "read" and self.cold else op
+
+    def _owe(self, op: str, token: int, reason: str, slow: bool) -> None:
+        """A trial's outcome Redis did not hear: kept until the refresher reports it."""
+        if token > 0 and op in _OUTCOMES and token in self._trials:
+            with self._owed_lock:
+                self.owed[token] = (op, reason, slow)
+
+    def settle_owed(self, client: Any) -> None:
+        """Report the trial outcomes Redis did not hear (the refresher's thread, once it answers).
+
+        Raises the store's error: what was not reported stays owed.
+        """
+        with self._owed_lock:
+            owed = list(self.owed.items())
+        for token, (op, reason, slow) in owed:
+            raw = eval_script(client, self.keys, self.script_args(op, token, reason, slow))
+            with self._owed_lock:
+                self.owed.pop(token, None)
+            self._trials.discard(token)
+            try:
+                self.apply(Reply.parse(raw))
+            except BadReply as exc:
+                self._health.bad_data(self.service, str(exc))
 
     def _failed(self, exc: Exception, successes: int) -> None:
         self.give_back(successes)
@@ -165,6 +200,7 @@ class Operations(Mirror):
     ) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
+            self._owe(op, token, reason, slow)
             return None
         self._store.start_threads()
         successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
@@ -176,13 +212,15 @@ class Operations(Mirror):
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)
+            self._owe(op, token, reason, slow)
             return None
-        return self._finish(raw, op, reason, kind)
+        return self._finish(raw, op, token, reason, kind)
 
     async def arun(
         self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
     ) -> int | None:
         if self._health.degraded:
+            self._owe(op, token, reason, slow)
             return None
         self._store.start_threads()
         successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
@@ -193,8 +231,9 @@ class Operations(Mirror):
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)
+            self._owe(op, token, reason, slow)
             return None
-        return self._finish(raw, op, reason, kind)
+        return self._finish(raw, op, token, reason, kind)
 
     def restore(self, op: str, reason: str) -> None:
         """Write an operator's override again after a data loss (the refresher's thread).

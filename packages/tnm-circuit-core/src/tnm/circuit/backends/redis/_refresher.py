@@ -202,6 +202,9 @@ class Refresher(Worker):
             restored = self._overrides.restore(self._circuit_for)
             if lost:
                 store.health.data_lost(restored)
+        for circuit in list(store.circuits.values()):
+            if circuit.owed:
+                circuit.settle_owed(client)  # trials that ended while Redis did not answer
         now = time.monotonic()
         if not (self._full_needed or store.health.degraded or now >= self._next_full):
             return
