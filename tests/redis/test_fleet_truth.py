@@ -3,7 +3,9 @@ application processes call a service, counting what reached the callers and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -11,8 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
+from tnm.circuit import (
+    CircuitBackendError,
+    CircuitBreaker,
+    CircuitEvent,
+    CircuitOpenError,
+    CircuitState,
+    EventKind,
+    ServicePolicy,
+)
+from tnm.circuit_cli import cli
 
 from ..redis_server import RedisServer
 from .helpers import redis_backend, traffic, wait_for
@@ -72,3 +84,98 @@ class TestTrialOutcomeDuringAnOutage:
             assert result["foreign"] == []
             assert [t for t in result["rejected"] if t > bound] == []
             assert [t for t in result["ran"] if t > bound]
+
+
+def _acl_user(server: RedisServer, name: str, namespace: str, registry: str) -> str:
+    """A user with every grant on ``namespace`` but ``registry`` access (``%R``, ``%RW``) to the
+    operators' registry; returns its URL."""
+    rules = ["on", ">pw", f"~{namespace}:{{*", f"~{namespace}:epoch", f"~{namespace}:changes"]
+    rules += [f"{registry}~{namespace}:forced", f"&{namespace}:events", "+@all"]
+    server.client().execute_command("ACL", "SETUSER", name, "reset", *rules)
+    return f"redis://{name}:pw@127.0.0.1:{server.port}/0"
+
+
+class TestRefusedOverrides:
+    def test_initialize_names_a_registry_it_may_not_write(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """initialize() fails, naming the command and the key, for a user that may only read the
+        operators' registry."""
+        url = _acl_user(redis_server, "readonly-registry", "acl1", "%R")
+        breaker = CircuitBreaker("redis", redis_url=url, namespace="acl1")
+        try:
+            with pytest.raises(CircuitBackendError) as info:
+                breaker.initialize()
+            assert "HSET" in str(info.value)
+            assert "'acl1:forced'" in str(info.value)
+            assert "pw@" not in str(info.value)
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("readonly-registry")
+
+    def test_force_open_refused_by_the_server_raises_and_the_cli_fails(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A grant taken away after start: force_open and disable raise CircuitBackendError naming
+        HSET and the registry key, nothing is forced open, the CLI exits non-zero, and no
+        storage_degraded event is emitted (a configuration error is not an outage)."""
+        url = _acl_user(redis_server, "revoked-registry", "acl2", "%RW")
+        breaker = CircuitBreaker("redis", redis_url=url, namespace="acl2", refresh_interval=0.05)
+        events: list[CircuitEvent] = []
+        breaker.add_listener(events.append)
+        breaker.initialize()
+        try:
+            _acl_user(redis_server, "revoked-registry", "acl2", "%R")
+            for act in (breaker.force_open, breaker.disable):
+                with pytest.raises(CircuitBackendError) as info:
+                    act("pg", "maintenance")
+                assert "HSET" in str(info.value)
+                assert "'acl2:forced'" in str(info.value)
+            assert breaker.state("pg").state is CircuitState.CLOSED
+            result = CliRunner().invoke(
+                cli, ["--backend", "redis", "--redis-url", url, "--namespace", "acl2", "open", "pg", "--yes"]
+            )
+            assert result.exit_code != 0
+            assert "forced_open" not in result.output
+            time.sleep(0.2)  # a few refresher rounds
+            assert not breaker.backend.degraded  # type: ignore[attr-defined]
+            assert [e for e in events if e.kind is EventKind.STORAGE_DEGRADED] == []
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("revoked-registry")
+
+    def test_a_call_refused_the_script_is_decided_locally(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the script refused, failures still open the circuit in this process (the service is
+        protected), the refusal is logged once as a configuration error, never as an outage."""
+        url = _acl_user(redis_server, "no-script", "acl3", "%RW")
+        breaker = CircuitBreaker(
+            "redis", redis_url=url, namespace="acl3", refresh_interval=0.05,
+            default_policy=ServicePolicy(max_failures=2),
+        )  # fmt: skip
+        events: list[CircuitEvent] = []
+        breaker.add_listener(events.append)
+        breaker.initialize()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        reached = 0
+
+        def down() -> None:
+            nonlocal reached
+            reached += 1
+            raise ConnectionError("down")
+
+        try:
+            redis_server.client().acl_setuser("no-script", enabled=True, commands=["-evalsha", "-eval"])
+            for _ in range(10):
+                with contextlib.suppress(ConnectionError, CircuitOpenError):
+                    breaker.execute("svc", down)
+            time.sleep(0.2)  # a few refresher rounds, each refused too
+            assert reached == 2
+            lines = [r for r in caplog.records if "redis://no-script:" in r.getMessage()]
+            assert len(lines) == 1
+            assert "configuration error" in lines[0].getMessage()
+            assert [e for e in events if e.kind is EventKind.STORAGE_DEGRADED] == []
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("no-script")

@@ -9,6 +9,7 @@ operators' controls, which record overrides through the registry (``_overrides.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -310,6 +311,13 @@ class RedisCircuit(Operations):
         return self._last_failure()
 
     def _unavailable(self, what: str) -> CircuitBackendError:
+        if self.refused:
+            return CircuitBackendError(
+                f"cannot {what} {self.service!r}: the Redis user at {self._store.where} may not run"
+                f" the circuit script (EVALSHA/EVAL on {self.keys[0]!r} and its neighbours):"
+                f" {self._health.last_refusal}",
+                service=self.service,
+            )
         return CircuitBackendError(
             f"cannot {what} {self.service!r}: circuit store at {self._store.where} unavailable"
             f" ({self._health.last_error})",
@@ -337,7 +345,10 @@ class RedisCircuit(Operations):
             raise self._unavailable(what)
         self._overrides.record(self.service, op, reason)
         if self.run(op, reason=reason) is None:
-            raise self._unavailable(what)
+            error = self._unavailable(what)
+            with contextlib.suppress(CircuitBackendError):
+                self._overrides.erase(self.service)  # not in the circuit's keys: not recorded
+            raise error
 
     def force_open(self, reason: str) -> None:
         self._override("force_open", reason, "force open")

@@ -77,6 +77,8 @@ class StorageHealth:
         self._outage_reported = False
         self._corruption = RateLimit(warn_interval)
         self._refusals = RateLimit(warn_interval)
+        self.last_refusal = ""
+        """What the store said last time it refused a command (secrets masked)."""
         self._lock = threading.Lock()
 
     def describe(self, exc: BaseException) -> str:
@@ -140,6 +142,7 @@ class StorageHealth:
     def refused(self, exc: BaseException) -> None:
         """The store refused a command (a missing grant): a configuration error, logged at most
         once per ``warn_interval``, never an outage (calls are decided here meanwhile)."""
+        self.last_refusal = self.describe(exc)
         held = self._refusals.allow()
         if held is not None:
             logger.error(

@@ -86,6 +86,8 @@ class Operations(Mirror):
         """Trial outcomes Redis did not hear (token -> op, reason, slow): the refresher reports
         them as soon as Redis answers, so the permit is not held until its deadline."""
         self._owed_lock = threading.Lock()
+        self.refused = False
+        """The last operation was refused by the server (a missing grant), not lost."""
         if policy.counts_calls:
             flusher_for(store).register(self)
 
@@ -191,6 +193,7 @@ class Operations(Mirror):
     def _failed(self, exc: Exception, successes: int) -> None:
         self.give_back(successes)
         if is_refusal(exc):
+            self.refused = True
             self._health.refused(exc)  # a configuration error, not an outage
         else:
             self._store.failed(exc)
@@ -203,6 +206,7 @@ class Operations(Mirror):
             self._owe(op, token, reason, slow)
             return None
         self._store.start_threads()
+        self.refused = False
         successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
             raw = eval_script(
@@ -223,6 +227,7 @@ class Operations(Mirror):
             self._owe(op, token, reason, slow)
             return None
         self._store.start_threads()
+        self.refused = False
         successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
         try:
             client = self._store.aclient()
