@@ -24,6 +24,7 @@ from tnm.circuit import (
     EventKind,
     ServicePolicy,
 )
+from tnm.circuit.backends.redis import RedisBackend
 from tnm.circuit_cli import cli
 
 from ..redis_server import RedisServer
@@ -179,3 +180,63 @@ class TestRefusedOverrides:
         finally:
             breaker.close()
             redis_server.client().acl_deluser("no-script")
+
+
+def _forged(service: str, state: str, server: RedisServer) -> str:
+    """A well-formed notice dated 4 s after the server's time, with a high version."""
+    seconds, micros = server.client().time()
+    now_ms = seconds * 1000 + micros // 1000 + 4000
+    open_until = -1 if state == "forced_open" else 0
+    return json.dumps([service, state, open_until, 0, now_ms, 0, "", 10**9])
+
+
+@pytest.mark.slow
+class TestForgedNotices:
+    def test_a_forged_notice_never_rejects_a_healthy_service(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """Forged 'forced open' notices published while three processes call a healthy service:
+        no call is rejected (each notice only makes the processes read the keys again)."""
+        extra = ("svc", json.dumps({"max_failures": 3}), "2")
+        with traffic(redis_url, "forged", 2.0, 3, worker="call_worker", extra=extra) as workers:
+            time.sleep(0.3)
+            channel = RedisBackend(redis_url, namespace="forged").channel
+            for _ in range(50):
+                redis_server.client().publish(channel, _forged("svc", "forced_open", redis_server))
+                time.sleep(0.01)
+            results = workers.results()
+        for result in results:
+            assert result["foreign"] == []
+            assert result["rejected"] == []
+            assert result["ran"]
+
+    def test_a_forged_notice_never_lets_calls_reach_a_down_service(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A forged 'closed' notice for an open circuit lets no call through, state() stays open,
+        and a real change made afterwards (an operator's reset) still reaches every mirror."""
+        operator = _breaker(redis_url, "forged2", max_failures=1, open_seconds=60)
+        app = _breaker(redis_url, "forged2", max_failures=1, open_seconds=60)
+        try:
+            app.is_available("down")
+            operator.record_failure("down", "boom")
+            assert wait_for(lambda: not app.is_available("down"), 5)
+            channel = redis_backend(app).channel
+            redis_server.client().publish(channel, _forged("down", "closed", redis_server))
+            reached = 0
+
+            def down() -> None:
+                nonlocal reached
+                reached += 1
+
+            for _ in range(40):
+                with contextlib.suppress(CircuitOpenError):
+                    app.execute("down", down)
+                time.sleep(0.005)
+            assert reached == 0
+            assert app.state("down").state is CircuitState.OPEN
+            operator.reset("down")
+            assert wait_for(lambda: app.is_available("down"), 5)
+        finally:
+            operator.close()
+            app.close()
