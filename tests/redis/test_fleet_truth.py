@@ -25,6 +25,7 @@ from tnm.circuit import (
     ServicePolicy,
 )
 from tnm.circuit.backends.redis import RedisBackend
+from tnm.circuit.testing import ManualClock
 from tnm.circuit_cli import cli
 
 from ..redis_server import RedisServer
@@ -240,3 +241,116 @@ class TestForgedNotices:
         finally:
             operator.close()
             app.close()
+
+
+class TestEviction:
+    def test_initialize_warns_when_the_store_may_evict_circuit_state(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A store with an evicting maxmemory-policy gets one warning at initialize() that names
+        the policy and the fix; noeviction gets none."""
+        admin = redis_server.client()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        try:
+            for policy in ("noeviction", "volatile-ttl", "allkeys-lru"):
+                admin.config_set("maxmemory-policy", policy)
+                caplog.clear()
+                _breaker(redis_url, "evict").close()
+                lines = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+                if policy == "noeviction":
+                    assert lines == []
+                else:
+                    assert len(lines) == 1
+                    assert policy in lines[0]
+                    assert "set maxmemory-policy noeviction" in lines[0]
+        finally:
+            admin.config_set("maxmemory-policy", "noeviction")
+
+    def test_an_open_circuit_whose_keys_vanish_is_reported_and_the_fleet_agrees(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """An open circuit's keys evicted alone: a running process reports storage_reset for that
+        service (once) and, like a new process, lets calls through again."""
+        tripper = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+        running = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+        events: list[CircuitEvent] = []
+        running.add_listener(events.append)
+        try:
+            running.is_available("down")
+            tripper.record_failure("down", "boom")
+            assert wait_for(lambda: not running.is_available("down"), 5)
+            redis_server.client().delete(*redis_backend(running).keys.for_service("down", cluster=True))
+            assert wait_for(lambda: running.is_available("down"), 5)
+            newcomer = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+            assert newcomer.is_available("down")
+            newcomer.close()
+            resets = [e for e in events if e.kind is EventKind.STORAGE_RESET]
+            assert [e.service for e in resets] == ["down"]
+        finally:
+            tripper.close()
+            running.close()
+
+    @pytest.mark.slow
+    def test_a_forced_circuit_whose_keys_and_registry_vanish_is_restored(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """An operator's force_open whose keys and registry entry are evicted mid-traffic is
+        written again by the processes that knew it: no call of three processes reaches the
+        service, and a new process sees it forced open."""
+        operator = _breaker(redis_url, "evict3")
+        operator.force_open("pg", "failover")
+        extra = ("pg", json.dumps({}), "2")
+        with traffic(redis_url, "evict3", 2.0, 3, worker="call_worker", extra=extra) as workers:
+            time.sleep(0.3)
+            keys = redis_backend(operator).keys
+            redis_server.client().delete(*keys.for_service("pg", cluster=True), keys.forced)
+            time.sleep(0.6)  # a few refresher rounds
+            newcomer = _breaker(redis_url, "evict3")
+            assert newcomer.state("pg").state is CircuitState.FORCED_OPEN
+            newcomer.close()
+            results = workers.results()
+        operator.close()
+        for result in results:
+            assert result["foreign"] == []
+            assert result["ran"] == []
+            assert result["rejected"]
+
+
+class TestFirstSuccessCounts:
+    def test_a_first_success_on_an_unread_circuit_counts_in_the_rate_window(self, redis_url: str) -> None:
+        """A process's first record_success, before it read the circuit, counts in the fleet's
+        rate window as it does on the local backend: two successes are two calls."""
+        policy = {"failure_rate_threshold": 0.5, "minimum_calls": 10, "window_seconds": 60}
+        local = CircuitBreaker(default_policy=ServicePolicy(**policy))  # type: ignore[arg-type]
+        shared = _breaker(redis_url, "first", **policy)
+        try:
+            for breaker in (local, shared):
+                breaker.record_success("svc")
+                breaker.record_success("svc")
+            assert wait_for(lambda: shared.state("svc").calls == 2, 5)
+            assert local.state("svc").calls == 2
+        finally:
+            shared.close()
+
+
+class TestReadyBackend:
+    def test_a_ready_backend_reports_to_the_breakers_listeners(self, redis_url: str) -> None:
+        """CircuitBreaker(RedisBackend(...)) delivers the same events as the local backend when a
+        circuit opens (listeners, so metrics, keep working), on the breaker's clock."""
+        heard: dict[str, list[str]] = {}
+        clock = ManualClock()
+        for name, backend in (("local", "local"), ("redis", RedisBackend(redis_url, namespace="ready"))):
+            breaker = CircuitBreaker(backend, default_policy=ServicePolicy(max_failures=2), clock=clock)
+            events: list[CircuitEvent] = []
+            breaker.add_listener(events.append)
+            breaker.initialize()
+            try:
+                for _ in range(2):
+                    breaker.record_failure("svc", "boom")
+                heard[name] = [e.kind.value for e in events]
+                if name == "redis":
+                    assert redis_backend(breaker).clock is clock
+            finally:
+                breaker.close()
+        assert heard["redis"] == heard["local"]
+        assert EventKind.STATE_CHANGE.value in heard["redis"]

@@ -246,6 +246,7 @@ class RedisBackend:
         try:
             client.ping()
             self._check_grants(client)
+            self.store.health.check_eviction(_eviction_policies(client))
             self.refresher.sync(client)
         except STORAGE_ERRORS as exc:
             if is_refusal(exc):
@@ -370,6 +371,17 @@ class RedisBackend:
         except STORAGE_ERRORS as exc:
             self.store.failed(exc)
         return sorted(names)
+
+
+def _eviction_policies(client: Any) -> set[str]:
+    """The ``maxmemory-policy`` of the store's servers, or nothing where CONFIG is not allowed."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except Exception:  # refused, renamed, or a managed service: nothing to check
+        return set()
+    replies = reply.values() if isinstance(reply, dict) and "maxmemory-policy" not in reply else [reply]
+    policies = {r.get("maxmemory-policy") for r in replies if isinstance(r, dict)}
+    return {decode(p) for p in policies if p is not None}
 
 
 def _after_fork(ref: weakref.ReferenceType[RedisBackend]) -> None:

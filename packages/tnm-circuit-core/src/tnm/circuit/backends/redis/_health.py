@@ -77,6 +77,7 @@ class StorageHealth:
         self._outage_reported = False
         self._corruption = RateLimit(warn_interval)
         self._refusals = RateLimit(warn_interval)
+        self._evictions = RateLimit(warn_interval)
         self.last_refusal = ""
         """What the store said last time it refused a command (secrets masked)."""
         self._lock = threading.Lock()
@@ -124,6 +125,36 @@ class StorageHealth:
             restored,
         )
         self.storage_event(EventKind.STORAGE_RESET, "*", f"{restored} forced-open circuit(s) restored")
+
+    def check_eviction(self, policies: set[str]) -> None:
+        """Warn if the store may evict the breaker's keys under memory pressure: every policy
+        but ``noeviction`` can (the library's keys carry TTLs, so ``volatile-*`` too)."""
+        unsafe = sorted(p for p in policies if p != "noeviction")
+        if unsafe:
+            logger.warning(
+                "circuit store at %s may evict circuit state under memory pressure"
+                " (maxmemory-policy %s): forced-open circuits and open circuits could silently"
+                " close; set maxmemory-policy noeviction on the server holding circuit state"
+                " (docs/production-redis.md)",
+                self.where,
+                ", ".join(unsafe),
+            )
+
+    def circuit_lost(self, service: str, restored: bool) -> None:
+        """One circuit's keys vanished while it held a state (evicted under memory pressure,
+        or deleted): a data loss of that circuit only."""
+        what = "the operator's override restored" if restored else "its state starts afresh"
+        held = self._evictions.allow()
+        if held is not None:
+            logger.warning(
+                "circuit store at %s lost the keys of circuit %r (evicted or deleted: keep"
+                " maxmemory-policy noeviction, see docs/production-redis.md); %s%s",
+                self.where,
+                service,
+                what,
+                _held(held),
+            )
+        self.storage_event(EventKind.STORAGE_RESET, service, f"keys lost; {what}")
 
     def bad_data(self, service: str | None, what: str) -> None:
         """Corrupt data in one circuit's keys or on the channel (never more than a warning)."""

@@ -72,6 +72,9 @@ class Mirror:
             seen = (reply.now_ms, reply.version)
             if seen < self._seen:
                 return False
+            if reply.version < self._seen[1] and not reply.repaired and self.must_exist():
+                # Versions only grow while the keys live: these were evicted or deleted.
+                self._store.lost[self.service] = self.held_override()
             self._seen = seen
             self._write(reply)
             self._reopenings = reply.reopenings
@@ -110,6 +113,20 @@ class Mirror:
         if self.state is DISABLED:
             return Override("disable", self.last_known_reason() or "disabled")
         return None
+
+    def keys_lost(self) -> None:
+        """Its keys were found missing: the next reply (version restarted) is not a loss again."""
+        with self._news_lock:
+            self._store.lost[self.service] = self.held_override()
+            self._seen = (self._seen[0], 0)
+
+    def must_exist(self) -> bool:
+        """True if the circuit's keys must be in Redis now (their loss is a loss of state):
+        forced open, disabled (kept until reset), or open before its deadline (kept past it)."""
+        state = self.state
+        if self.cold or state is CLOSED or state is HALF_OPEN:
+            return False
+        return state is not OPEN or self.fallback.monotonic() < self.open_until
 
     def rejoin(self) -> None:
         """The store is back: a circuit never read (first used during the outage) asks it next."""

@@ -122,6 +122,15 @@ class Operations(Mirror):
             with self._pending_lock:
                 self.flushed -= successes
 
+    def _successes(self, op: str, token: int) -> int:
+        """The successes a script run adds to the rate window: a failure or a slow call carries
+        the unsent ones; a first success, on a circuit not read yet, is itself one."""
+        if self.tally is None:
+            return 0
+        if op in _CARRY:
+            return self.take_pending()
+        return 1 if op == "success" and token == 0 and self.cold else 0
+
     def _tally(self) -> None:
         """A fast success while closed: counted in memory, added to Redis in the background."""
         self.pending.increment()
@@ -207,7 +216,7 @@ class Operations(Mirror):
             return None
         self._store.start_threads()
         self.refused = False
-        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
+        successes = self._successes(op, token)
         try:
             raw = eval_script(
                 self._store.client(),
@@ -228,7 +237,7 @@ class Operations(Mirror):
             return None
         self._store.start_threads()
         self.refused = False
-        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
+        successes = self._successes(op, token)
         try:
             client = self._store.aclient()
             raw = await aeval(

@@ -110,12 +110,13 @@ class Overrides:
         """The store lost its data: every override known here is to be written again."""
         self.pending.update(self.known)
 
-    def restore(self, circuit_for: Callable[[str], RedisCircuit]) -> int:
-        """Write every pending override again (and those this process's mirrors hold).
+    def restore(self, circuit_for: Callable[[str], RedisCircuit], *, everything: bool) -> int:
+        """Write every pending override again (after a loss of ``everything``, also those this
+        process's mirrors hold).
 
         Raises the store's error if one could not be restored; it stays pending.
         """
-        for name, circuit in list(self._store.circuits.items()):
+        for name, circuit in list(self._store.circuits.items()) if everything else ():
             if name in self.pending:
                 continue
             override = circuit.held_override()

@@ -5,8 +5,12 @@ Every ``refresh_interval`` (and at once when asked) it:
 1. probes the store with a write (``SET NX`` of the namespace epoch), so a store
    that stopped taking writes (out of memory, demoted) keeps the backend degraded;
 2. compares the epoch with the one it knew: a store that lost its data (``FLUSHALL``,
-   a restart without persistence) is reported as ``storage_reset``, and the
-   forced-open circuits the fleet knew of are forced open again;
+   a restart without persistence) is reported as ``storage_reset`` (service ``"*"``),
+   and the operators' overrides the fleet knew of are written again; and checks that
+   the keys of every circuit that must have them (forced open, disabled, open before
+   its deadline) still exist: one evicted or deleted alone is reported as
+   ``storage_reset`` with its service's name, its override (if any) is written again,
+   and every mirror is read afresh;
 3. re-reads every mirrored circuit in one pipeline (per node on a Cluster), but only
    when it may have missed a notice: the namespace's change counter moved (one
    server), the listener subscribed again, the store came back or lost its data, or
@@ -128,6 +132,13 @@ class Refresher(Worker):
         counter, which decides whether the mirrors need a full read.
         """
         keys = self._store.keys
+        # Circuits whose keys must exist (forced open, disabled, open before their deadline):
+        # one that is gone was evicted or deleted, and no notice says so.
+        watched = (
+            []
+            if self._store.health.degraded
+            else [c for c in self._store.circuits.values() if c.must_exist()]
+        )
         if is_cluster(client):  # keys in different slots, TIME on any node: one by one
             client.set(keys.epoch, secrets.token_hex(8), nx=True)
             epoch, forced, (seconds, micros) = (
@@ -135,6 +146,7 @@ class Refresher(Worker):
                 client.hgetall(keys.forced),
                 client.time(),
             )
+            exists = [client.exists(c.keys[0]) for c in watched]
         else:
             pipe = client.pipeline(transaction=False)
             pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
@@ -142,7 +154,9 @@ class Refresher(Worker):
             pipe.hgetall(keys.forced)
             pipe.time()
             pipe.get(keys.changes)
-            _, epoch, forced, (seconds, micros), changes = pipe.execute()
+            for circuit in watched:
+                pipe.exists(circuit.keys[0])
+            _, epoch, forced, (seconds, micros), changes, *exists = pipe.execute()
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
@@ -156,6 +170,9 @@ class Refresher(Worker):
             self._overrides.lost()
             return True
         self._overrides.read(forced)
+        for circuit, found in zip(watched, exists, strict=True):
+            if not found:
+                circuit.keys_lost()
         return False
 
     def read_all(self, client: Any) -> list[tuple[Any, Reply]]:
@@ -196,10 +213,17 @@ class Refresher(Worker):
         if self.check_epoch(client):
             self._full_needed = True
             lost = True
+            store.lost.clear()  # all of it: reported once, as such
         else:
             lost = False
+            for service in list(store.lost):
+                override = store.lost.pop(service)
+                if override is not None:
+                    self._overrides.pending[service] = override
+                store.health.circuit_lost(service, override is not None)
+                self._full_needed = True  # the fleet's view of it is read afresh
         if lost or self._overrides.pending:
-            restored = self._overrides.restore(self._circuit_for)
+            restored = self._overrides.restore(self._circuit_for, everything=lost)
             if lost:
                 store.health.data_lost(restored)
         for circuit in list(store.circuits.values()):

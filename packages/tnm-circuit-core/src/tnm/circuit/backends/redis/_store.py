@@ -26,6 +26,7 @@ from ._urls import Secrets, Target
 
 if TYPE_CHECKING:
     from ._circuit import RedisCircuit
+    from ._overrides import Override
 
 __all__ = ["Store"]
 
@@ -63,6 +64,9 @@ class Store:
         self.max_connections = max_connections
         self.circuits: dict[str, RedisCircuit] = {}
         """This process's mirrors, by service (the listener and the refresher keep them fresh)."""
+        self.lost: dict[str, Override | None] = {}
+        """Circuits whose keys vanished while they held a state, with the operator's override they
+        held (if any): the refresher reports them and writes the override again."""
         self.health = StorageHealth(
             where, on_storage_error, warn_interval, listeners, clock, secrets, self._start_alone
         )
