@@ -354,3 +354,58 @@ class TestReadyBackend:
                 breaker.close()
         assert heard["redis"] == heard["local"]
         assert EventKind.STATE_CHANGE.value in heard["redis"]
+
+
+class TestUserStringsAreData:
+    def test_a_reason_that_looks_like_a_marker_comes_back_as_written(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A force_open reason that starts with the registry's old disable marker is restored after
+        a FLUSHALL as a forced-open circuit with that very reason: no call runs."""
+        reason = "\x1fdisabled\x1fnot really"
+        app = _breaker(redis_url, "marks")
+        operator = _breaker(redis_url, "marks")
+        try:
+            operator.force_open("pg", reason)
+            assert wait_for(lambda: "pg" in redis_backend(app).overrides.known, 2)
+            redis_server.client().flushall()
+            newcomer = _breaker(redis_url, "marks")
+            assert wait_for(lambda: newcomer.state("pg").state is CircuitState.FORCED_OPEN, 5)
+            assert newcomer.state("pg").last_failure["reason"] == reason  # type: ignore[index]
+            ran: list[int] = []
+            with contextlib.suppress(CircuitOpenError):
+                newcomer.execute("pg", lambda: ran.append(1))
+            assert ran == []
+            newcomer.close()
+        finally:
+            app.close()
+            operator.close()
+
+    def test_a_service_named_like_the_probe_keeps_its_state(self, redis_url: str) -> None:
+        """A service named '__tnm_probe__' (or '%probe') is a service like any other: another
+        process's initialize() leaves its forced-open state alone."""
+        operator = _breaker(redis_url, "probe")
+        try:
+            for name in ("__tnm_probe__", "%probe"):
+                operator.force_open(name, "maintenance")
+            newcomer = _breaker(redis_url, "probe")
+            for name in ("__tnm_probe__", "%probe"):
+                assert newcomer.state(name).state is CircuitState.FORCED_OPEN
+            newcomer.close()
+        finally:
+            operator.close()
+
+    def test_an_override_recorded_by_an_earlier_release_is_still_read(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A registry entry in the earlier format (marked disable) is still restored as a disable."""
+        app = _breaker(redis_url, "legacy")
+        try:
+            app.is_available("pg")
+            redis_server.client().hset(redis_backend(app).keys.forced, "pg", "\x1fdisabled\x1fops")
+            assert wait_for(lambda: "pg" in redis_backend(app).overrides.known, 2)
+            redis_server.client().delete(*redis_backend(app).keys.for_service("pg", cluster=True))
+            redis_server.client().delete(redis_backend(app).keys.epoch)  # a data loss, for this process
+            assert wait_for(lambda: app.state("pg").state is CircuitState.DISABLED, 5)
+        finally:
+            app.close()
