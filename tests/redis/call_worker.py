@@ -1,7 +1,8 @@
 """One application process calling one service through a Redis-backed breaker, for fault tests.
 
 Run as ``python -m tests.redis.call_worker URL NAMESPACE SECONDS SERVICE POLICY_JSON [THREADS [GO]]``.
-The service always succeeds. It prints ``ready`` once its circuit is warm, waits (at
+The service succeeds, unless its name starts with ``down`` (then every call that runs
+raises ``ConnectionError``). It prints ``ready`` once its circuit is warm, waits (at
 most 30 s) until the file GO exists if given, calls the service from THREADS threads
 (every millisecond each) for SECONDS, then prints one JSON
 line: the wall times of calls that ran (``ran``) and of calls rejected (``rejected``),
@@ -38,10 +39,17 @@ def main() -> None:
     rejected: list[float] = []
     foreign: list[str] = []
 
+    def run() -> None:
+        ran.append(time.time())
+        if service.startswith("down"):
+            raise ConnectionError("down")
+
     def loop(deadline: float) -> None:
         while time.monotonic() < deadline:
             try:
-                breaker.execute(service, lambda: ran.append(time.time()))
+                breaker.execute(service, run)
+            except ConnectionError:
+                pass
             except CircuitOpenError:
                 rejected.append(time.time())
             except Exception as exc:

@@ -409,3 +409,29 @@ class TestUserStringsAreData:
             assert wait_for(lambda: app.state("pg").state is CircuitState.DISABLED, 5)
         finally:
             app.close()
+
+
+@pytest.mark.slow
+class TestThresholdBound:
+    def test_calls_reaching_a_down_service_stay_within_the_bound(
+        self, redis_url: str, tmp_path: Path
+    ) -> None:
+        """Six callers (three processes, two threads each) start on a down service at once: at
+        least max_failures and at most max_failures + callers - 1 calls reach it (each other
+        caller has at most one call admitted before it learns of the trip)."""
+        processes, threads, max_failures = 3, 2, 3
+        go = tmp_path / "go"
+        extra = (
+            "down",
+            json.dumps({"max_failures": max_failures, "open_seconds": 60}),
+            str(threads),
+            str(go),
+        )
+        with traffic(redis_url, "bound", 1.0, processes, worker="call_worker", extra=extra) as workers:
+            go.touch()
+            results = workers.results()
+        reached = sum(len(result["ran"]) for result in results)
+        assert max_failures <= reached <= max_failures + processes * threads - 1
+        for result in results:
+            assert result["foreign"] == []
+            assert result["rejected"]
