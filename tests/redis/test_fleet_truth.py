@@ -28,7 +28,7 @@ from tnm.circuit.backends.redis import RedisBackend
 from tnm.circuit.testing import ManualClock
 from tnm.circuit_cli import cli
 
-from ..redis_server import RedisServer
+from ..redis_server import ENGINE, RedisServer
 from .helpers import redis_backend, traffic, wait_for
 
 REFRESH = 0.2
@@ -435,3 +435,10 @@ class TestThresholdBound:
         for result in results:
             assert result["foreign"] == []
             assert result["rejected"]
+
+
+class TestEngine:
+    def test_the_server_is_the_engine_asked_for(self, redis_server: RedisServer) -> None:
+        """The session's server is the engine TNM_TEST_ENGINE names (so a Valkey pass runs on Valkey)."""
+        info = redis_server.client().info("server")
+        assert ("valkey_version" in info) is (ENGINE == "valkey")
