@@ -199,6 +199,12 @@ class Operations(Mirror):
             except BadReply as exc:
                 self._health.bad_data(self.service, str(exc))
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's trials and unreported outcomes are the parent's."""
+        self._owed_lock = threading.Lock()
+        self._trials = set()
+        self.owed = {}
+
     def _failed(self, exc: Exception, successes: int) -> None:
         self.give_back(successes)
         if is_refusal(exc):

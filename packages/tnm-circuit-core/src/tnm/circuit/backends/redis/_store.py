@@ -144,6 +144,8 @@ class Store:
         """In a forked child: new locks and connections (the parent's are the parent's)."""
         self.lock = threading.Lock()
         self._aclients = weakref.WeakKeyDictionary()
+        for circuit in self.circuits.values():
+            circuit.after_fork()
         if self._given_client is None and self._client is not None:
             assert self._target is not None
             self._client = make_client(self._target, self.socket_timeout)
