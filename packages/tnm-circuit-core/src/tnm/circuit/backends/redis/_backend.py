@@ -22,6 +22,7 @@ from ...policies import ServicePolicy
 from ._buckets import start_flusher, stop_flusher
 from ._circuit import RedisCircuit
 from ._clients import STORAGE_ERRORS, aclose_client, close_client
+from ._health import StorageHealth
 from ._keys import PROBE_FIELD, Keys
 from ._listener import Listener
 from ._overrides import Overrides
@@ -168,7 +169,7 @@ class RedisBackend:
         return self.store.clock
 
     @property
-    def health(self) -> Any:
+    def health(self) -> StorageHealth:
         return self.store.health
 
     @property

@@ -43,8 +43,6 @@ class Listener(Worker):
         self._store = store
         self._on_subscribed = on_subscribed
         self.subscribed = threading.Event()
-        self.reads = 0
-        """Pipelined reads made after notices (for tests)."""
 
     def noticed(self, data: Any) -> str | None:
         """The service a notice names, if this process mirrors it (else ``None``)."""
@@ -66,7 +64,6 @@ class Listener(Worker):
         circuits = [c for c in (store.circuits.get(s) for s in services) if c is not None]
         if not circuits:
             return
-        self.reads += 1
         replies = eval_many(store.client(), [(c.keys, c.script_args("read")) for c in circuits])
         for circuit, raw in zip(circuits, replies, strict=True):
             if isinstance(raw, Exception):
