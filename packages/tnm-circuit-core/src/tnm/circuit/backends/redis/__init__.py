@@ -1,6 +1,6 @@
 """The Redis backend: one shared, exact view of each circuit for every process and host.
 
-Where each part lives (each module imports only those below it in this list):
+Where each part lives (at run time, each module imports only those below it here):
 
 * ``_backend.py``: ``RedisBackend``, its options and lifecycle; it builds the parts below
   and hands each the store and the overrides (nothing imports it).
