@@ -15,12 +15,16 @@ from ._script import SCRIPT
 
 __all__ = ["is_refusal", "named_grant"]
 
-_MARKERS = ("NOPERM", "no permissions", "can't run this command", "can't access", "can't publish")
+_MARKERS = (
+    *("noperm", "no permissions", "acl failure"),
+    *("can't run this command", "can't access", "can't publish"),
+)
+"""How Redis and Valkey word a refusal (in lower case; inside a script neither gives the code)."""
 
 
 def is_refusal(exc: BaseException) -> bool:
     """True if the server refused the command for want of a grant."""
-    text = str(exc)
+    text = str(exc).lower()
     return isinstance(exc, NoPermissionError) or any(marker in text for marker in _MARKERS)
 
 
