@@ -291,6 +291,36 @@ class TestEviction:
             running.close()
 
     @pytest.mark.slow
+    def test_an_open_circuit_evicted_under_volatile_ttl_is_reported(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Real eviction (maxmemory with volatile-ttl, memory filled by another writer): the open
+        circuit's keys go first, and the process that mirrors it reports storage_reset for it."""
+        admin = redis_server.client()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        app = _breaker(redis_url, "evict4", max_failures=1, open_seconds=3600)
+        events: list[CircuitEvent] = []
+        app.add_listener(events.append)
+        try:
+            app.record_failure("down", "boom")
+            assert not app.is_available("down")
+            used = int(admin.info("memory")["used_memory"])
+            admin.config_set("maxmemory-policy", "volatile-ttl")
+            admin.config_set("maxmemory", used + 2_000_000)
+            filler = admin.pipeline(transaction=False)
+            for n in range(6000):  # ~6 MB, each expiring later than the circuit's keys
+                filler.set(f"filler:{n}", "x" * 1000, ex=10 * 3600)
+            filler.execute()
+            key = redis_backend(app).keys.for_service("down")[0]
+            assert admin.exists(key) == 0  # evicted
+            assert wait_for(lambda: any(e.kind is EventKind.STORAGE_RESET for e in events), 5)
+            assert [e.service for e in events if e.kind is EventKind.STORAGE_RESET] == ["down"]
+        finally:
+            admin.config_set("maxmemory", 0)
+            admin.config_set("maxmemory-policy", "noeviction")
+            app.close()
+
+    @pytest.mark.slow
     def test_a_forced_circuit_whose_keys_and_registry_vanish_is_restored(
         self, redis_url: str, redis_server: RedisServer
     ) -> None:
