@@ -320,6 +320,29 @@ class TestEviction:
             admin.config_set("maxmemory-policy", "noeviction")
             app.close()
 
+    def test_a_read_that_finds_a_forced_circuit_gone_keeps_it_forced(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A process that reads a forced-open circuit whose keys were just evicted keeps rejecting
+        its calls, reports the loss once and writes the override again."""
+        app = _breaker(redis_url, "evict5")
+        events: list[CircuitEvent] = []
+        app.add_listener(events.append)
+        try:
+            app.force_open("pg", "failover")
+            keys = redis_backend(app).keys
+            redis_server.client().delete(*keys.for_service("pg", cluster=True), keys.forced)
+            assert app.state("pg").state is CircuitState.FORCED_OPEN  # a read: the keys are gone
+            ran: list[int] = []
+            with contextlib.suppress(CircuitOpenError):
+                app.execute("pg", lambda: ran.append(1))
+            assert ran == []
+            assert wait_for(lambda: redis_server.client().exists(keys.for_service("pg")[0]) == 1, 5)
+            assert wait_for(lambda: redis_server.client().hexists(keys.forced, "pg"), 5)
+            assert [e.service for e in events if e.kind is EventKind.STORAGE_RESET] == ["pg"]
+        finally:
+            app.close()
+
     @pytest.mark.slow
     def test_a_forced_circuit_whose_keys_and_registry_vanish_is_restored(
         self, redis_url: str, redis_server: RedisServer

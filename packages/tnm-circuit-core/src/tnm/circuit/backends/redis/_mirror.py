@@ -72,9 +72,18 @@ class Mirror:
             seen = (reply.now_ms, reply.version)
             if seen < self._seen:
                 return False
-            if reply.version < self._seen[1] and not reply.repaired and self.must_exist():
+            if (
+                reply.version < self._seen[1]
+                and not reply.repaired
+                and reply.state is not self.state
+                and self.must_exist()
+            ):
                 # Versions only grow while the keys live: these were evicted or deleted.
-                self._store.lost[self.service] = self.held_override()
+                override = self.held_override()
+                self._store.lost[self.service] = override
+                self._store.resync_soon()
+                if override is not None:
+                    return False  # the operator's override holds here until it is written again
             self._seen = seen
             self._write(reply)
             self._reopenings = reply.reopenings

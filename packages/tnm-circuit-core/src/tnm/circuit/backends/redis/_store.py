@@ -87,6 +87,8 @@ class Store:
         """Run a task on the refresher thread (never blocks the caller)."""
         self.start_threads: Callable[[], None] = _nothing
         """Start the background threads if they are not running (never blocks)."""
+        self.resync_soon: Callable[[], None] = _nothing
+        """Ask the refresher for a round now (never blocks)."""
         self.use(clock, listeners)
 
     def use(self, clock: Clock, listeners: ListenerList) -> None:
