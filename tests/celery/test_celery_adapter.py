@@ -126,6 +126,27 @@ def make_app(broker: str, backend: str, breaker: CircuitBreaker, rec: Recorder) 
         return "third try"
 
     @app.task(
+        base=CircuitBreakerTask, circuit_service="rabbitmq", bind=True, name=f"{app.main}.autoretry_down",
+        autoretry_for=(ConnectionError,), retry_kwargs={"max_retries": 50, "countdown": 0.1},
+        default_retry_delay=0.2,
+    )  # fmt: skip
+    def autoretry_down(self: Any, n: int) -> int:
+        rec.ran(f"autoretry_down-{n}")
+        if rec.fail:
+            raise ConnectionError("broker down")
+        return n
+
+    @app.task(
+        base=CircuitBreakerTask, circuit_service="rabbitmq", bind=True, name=f"{app.main}.retry_exc",
+        max_retries=50,
+    )  # fmt: skip
+    def retry_exc(self: Any, n: int) -> int:
+        rec.ran(f"retry_exc-{n}")
+        if rec.fail:
+            raise self.retry(exc=ConnectionError("broker down"), countdown=0.1)
+        return n
+
+    @app.task(
         base=CircuitBreakerTask,
         circuit_service="rabbitmq",
         name=f"{app.main}.ignored",
@@ -266,6 +287,60 @@ class TestOnAWorker:
         assert task(worker_app, "manual").delay().get(timeout=TIMEOUT) == "ok"
 
 
+def wait_until(condition: Any, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+class TestRetriesCarryingTheDownstreamError:
+    @pytest.mark.parametrize("short", ["autoretry_down", "retry_exc"])
+    def test_carried_errors_open_the_circuit_then_tasks_wait_and_succeed(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder, short: str
+    ) -> None:
+        """The error an autoretry_for (or self.retry(exc=...)) Retry carries counts: the circuit
+        opens, retries then wait without running the body, and every task succeeds once back."""
+        rec.fail = True
+        with capture_events(breaker) as events:
+            results = [task(worker_app, short).delay(n) for n in range(5)]
+            wait_until(lambda: opened(events))
+            runs_when_open = len(rec.runs)
+            rec.fail = False
+            assert [r.get(timeout=TIMEOUT) for r in results] == list(range(5))
+        assert breaker.state("rabbitmq").state is CircuitState.CLOSED
+        # Counted failures stopped the bodies: at most the worker's 4 threads' in-flight
+        # runs after the third, then one run per task to finish (and one trial).
+        assert len(rec.runs) <= runs_when_open + 5 + 1
+        assert all(r.state == "SUCCESS" for r in results)
+
+    def test_circuit_waits_never_count(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
+    ) -> None:
+        """Waiting out a held-open circuit records no failure, whatever the task's autoretry_for."""
+        breaker.force_open("rabbitmq", "maintenance")
+        result = task(worker_app, "autoretry_down").delay(1)
+        wait_until(lambda: result.state == "RETRY")
+        breaker.reset("rabbitmq")
+        assert result.get(timeout=TIMEOUT) == 1
+        assert breaker.state("rabbitmq").failures == 0
+        assert rec.runs == ["autoretry_down-1"]
+
+    def test_wait_countdown_is_rounded(
+        self, worker_app: Celery, breaker: CircuitBreaker, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A wait's countdown is rounded up to a tenth of a second (Celery logs "Retry in 0.7s")."""
+        for _ in range(3):
+            breaker.record_failure("rabbitmq", "down")
+        with caplog.at_level("INFO", logger="celery.app.trace"):
+            assert task(worker_app, "publish").delay(1).get(timeout=TIMEOUT) == 1
+        retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
+        assert retries
+        for message in retries:
+            seconds = message.split("Retry in ", 1)[1].split("s", 1)[0]
+            assert len(seconds.split(".", 1)[-1]) <= 1, message
+
+
 def test_missing_breaker_is_a_clear_error() -> None:
     """A CircuitBreakerTask with no breaker anywhere fails with a CircuitError naming the fix."""
     app = Celery("nobreaker", set_as_current=False)
@@ -305,8 +380,8 @@ def test_prefork_workers_share_the_circuit(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """examples/celery_app.py on a prefork worker (2 processes, forked after the breaker exists):
-    failures open the shared circuit, a new task then waits without running, and succeeds once
-    the service is back."""
+    the publish errors its autoretry retries open the shared circuit, every task then waits
+    without running, and all succeed once the service is back."""
     base = redis_url.rsplit("/", 1)[0]
     down = tmp_path / "rabbitmq-down"
     down.touch()
@@ -333,18 +408,14 @@ def test_prefork_workers_share_the_circuit(
     example = importlib.reload(example)  # picks up this test's settings
     try:
         example.breaker.initialize()
-        failing = [example.publish_to_rabbit.apply_async(({"n": n},), retry=False) for n in range(3)]
-        for result in failing:
-            with pytest.raises(ConnectionError):
-                result.get(timeout=TIMEOUT)
-        assert example.breaker.state("rabbitmq").state is CircuitState.OPEN
-        waiting = example.publish_to_rabbit.delay({"n": 99})
+        results = [example.publish_to_rabbit.delay({"n": n}) for n in range(5)]
         deadline = time.monotonic() + TIMEOUT
-        while waiting.state != "RETRY":
-            assert time.monotonic() < deadline
+        while example.breaker.state("rabbitmq").state is not CircuitState.OPEN:
+            assert time.monotonic() < deadline, "the autoretried errors never opened the circuit"
             time.sleep(0.05)
+        assert all(r.state in ("PENDING", "RETRY") for r in results)  # none failed
         down.unlink()  # the service is back
-        assert waiting.get(timeout=TIMEOUT)["status"] == "ok"
+        assert [r.get(timeout=TIMEOUT)["status"] for r in results] == ["ok"] * 5
         assert example.breaker.state("rabbitmq").state is CircuitState.CLOSED
     finally:
         gc.collect()

@@ -12,3 +12,14 @@ def test_exported_members_are_exact() -> None:
     public = {name for name in vars(tnm.circuit_celery) if not name.startswith("_")}
     assert set(tnm.circuit_celery.__all__) == EXPECTED
     assert public == EXPECTED
+
+
+def test_public_members_report_the_package() -> None:
+    """Every exported class and function reports tnm.circuit_celery, not the private module defining it."""
+    import inspect
+
+    module = tnm.circuit_celery
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == "tnm.circuit_celery", name

@@ -72,12 +72,15 @@ class TestStatus:
         table = runner.invoke(cli, [*redis_args(redis_url), "status"])
         assert table.exit_code == 0, table.stderr
         lines = table.stdout.splitlines()
-        assert lines[0].split() == ["SERVICE", "STATE", "FAILURES", "RETRY", "IN", "LAST", "FAILURE", "AGE"]
-        assert lines[1].split()[:3] == ["payments", "open", "2/2"]
+        assert lines[0].split() == [
+            "SERVICE", "STATE", "OPENED", "BY", "FAILURES", "RETRY", "IN", "LAST", "FAILURE", "AGE"
+        ]  # fmt: skip
+        assert lines[1].split()[:4] == ["payments", "open", "failures", "2/2"]
         assert "gateway timeout" in lines[1]
-        assert lines[2].split()[:3] == ["search", "closed", "1/2"]
+        assert lines[2].split()[:4] == ["search", "closed", "-", "1/2"]
         data = json.loads(runner.invoke(cli, [*redis_args(redis_url), "status", "--json"]).stdout)
         assert {d["service"]: d["state"] for d in data} == {"payments": "open", "search": "closed"}
+        assert {d["service"]: d["opened_by"] for d in data} == {"payments": "failures", "search": None}
         check = runner.invoke(cli, [*redis_args(redis_url), "status", "--check"])
         assert check.exit_code == 2
         assert "payments" in check.stderr
@@ -245,13 +248,6 @@ class TestControls:
             assert result.stdout == ""
             assert result.stderr.strip() == "Error: unknown service 'nope' (known: known)"
 
-    def test_open_a_service_never_used_local(self) -> None:
-        """`open payments` works on a fresh local backend: any valid name may be taken out."""
-        result = CliRunner().invoke(cli, ["open", "payments", "--reason", "failover"])
-        assert result.exit_code == 0, result.stderr
-        assert result.stdout.strip() == "payments: forced_open"
-        assert "no process has used 'payments'" in result.stderr
-
     def test_open_a_service_never_used_redis(self, redis_url: str) -> None:
         """`open payments` on a fresh Redis namespace holds it open for the app's processes."""
         result = CliRunner().invoke(cli, [*redis_args(redis_url, "fresh"), "open", "payments"])
@@ -261,9 +257,9 @@ class TestControls:
         assert app.state("payments").state is CircuitState.FORCED_OPEN
         assert app.last_failure("payments")["reason"] == "held open by an operator"  # type: ignore[index]
 
-    def test_open_rejects_an_invalid_name(self) -> None:
+    def test_open_rejects_an_invalid_name(self, redis_url: str) -> None:
         """A blank or control-character name is still refused, naming the problem, exit 1."""
-        result = CliRunner().invoke(cli, ["open", "pay\nments"])
+        result = CliRunner().invoke(cli, [*redis_args(redis_url), "open", "pay\nments"])
         assert result.exit_code == 1
         assert result.stderr.startswith("Error: service: must not contain control characters")
 

@@ -22,3 +22,14 @@ def test_exported_members_are_exact() -> None:
     public = {name for name in vars(tnm.circuit_cli) if not name.startswith("_")}
     assert set(tnm.circuit_cli.__all__) == EXPECTED
     assert public == EXPECTED
+
+
+def test_public_members_report_the_package() -> None:
+    """Every exported class and function reports tnm.circuit_cli, not the private module defining it."""
+    import inspect
+
+    module = tnm.circuit_cli
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == "tnm.circuit_cli", name

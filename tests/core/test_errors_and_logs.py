@@ -98,7 +98,10 @@ class TestLogging:
         )
         assert out.returncode == 0, out.stderr
         lines = out.stderr.splitlines()
-        assert "WARNING tnm.circuit: circuit 'x' opened (was closed); last failure: Boom" in lines
+        assert (
+            "WARNING tnm.circuit: circuit 'x' opened (was closed; opened_by=failures); last failure: Boom"
+            in lines
+        )
         assert not any(line.rstrip().endswith(":") for line in lines)
 
     def test_library_logger_has_a_null_handler(self) -> None:

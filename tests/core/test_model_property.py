@@ -6,14 +6,17 @@ time steps and manual overrides through a real ``CircuitBreaker`` and through
 scratch), and requires the same state, count, rates, availability and retry_after
 after every step.
 
-Calls go through every public entry point (``protect`` on a sync and on an async
-function, ``execute`` and ``execute_async``): each holds its own inlined copy of the
-call path, so the same sequences prove that all four agree with the model.
+Calls go through every public entry point (``protect`` on a sync function, an async
+one, a generator and an async generator, ``execute``, ``execute_async`` and ``guard``
+with ``with`` and ``async with``): the two ``protect`` wrappers inline the call path and
+the others share one body, so the same sequences prove that all of them agree with the
+model.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +44,23 @@ class Reference:
         self.successes = 0
         self.tokens = 0
         self.calls: list[tuple[float, bool, bool]] = []  # (time, failed, slow), rate triggers only
+        self.opened_by: str | None = None
+        self.frozen: tuple[Any, ...] | None = None  # the figures that opened it, kept until it closes
+
+    def figures(self, now: float) -> tuple[Any, ...]:
+        """(failures, calls, failure_rate, slow_call_rate) as state() must report them."""
+        if self.frozen is not None:
+            return self.frozen
+        failures = self.in_window(now) if self.p.max_failures is not None else 0
+        calls = failure_rate = slow_rate = None
+        if self.p.counts_calls:
+            calls, failed, slow = self.window(now) if self.state != "disabled" else (0, 0, 0)
+            failure_rate = failed / calls if calls else 0.0
+            if self.p.slow_call_rate_threshold is not None:
+                slow_rate = slow / calls if calls else 0.0
+            if self.p.max_failures is None:
+                failures = failed
+        return failures, calls, failure_rate, slow_rate
 
     def window(self, now: float) -> tuple[int, int, int]:
         """Calls, failures and slow calls in the newest RATE_BUCKETS buckets of bucket_ms."""
@@ -56,10 +76,11 @@ class Reference:
             return  # a success never opens a circuit: the rates are checked at failures and slow calls
         calls, failures, slows = self.window(now)
         frt, srt = self.p.failure_rate_threshold, self.p.slow_call_rate_threshold
-        if calls >= self.p.minimum_calls and (
-            (frt is not None and failures >= frt * calls) or (srt is not None and slows >= srt * calls)
-        ):
-            self._open(now)
+        if calls >= self.p.minimum_calls:
+            if frt is not None and failures >= frt * calls:
+                self._open(now, "failure_rate")
+            elif srt is not None and slows >= srt * calls:
+                self._open(now, "slow_call_rate")
 
     def tick(self, now: float) -> None:
         if self.state == "open" and now >= self.open_until:
@@ -67,7 +88,10 @@ class Reference:
         if self.state == "half_open":
             self.permits = {t: d for t, d in self.permits.items() if d > now}
 
-    def _open(self, now: float) -> None:
+    def _open(self, now: float, trigger: str) -> None:
+        if self.frozen is None:
+            self.frozen = self.figures(now)
+        self.opened_by = trigger
         duration = self.p.open_seconds * self.p.backoff_multiplier**self.reopenings  # type: ignore[operator]
         self.open_until = now + min(duration, self.p.max_open_seconds)  # type: ignore[type-var]
         self.state, self.permits, self.successes, self.calls = "open", {}, 0, []
@@ -94,11 +118,11 @@ class Reference:
             if self.p.max_failures is not None:
                 self.failures.append(now)
                 if self.in_window(now) >= self.p.max_failures:
-                    self._open(now)
+                    self._open(now, "failures")
             self._count_call(now, True, slow)
         elif self.state == "half_open":
             self.reopenings += 1
-            self._open(now)
+            self._open(now, "trial_failed")
 
     def success(self, now: float, token: int) -> None:
         self.tick(now)
@@ -119,11 +143,16 @@ class Reference:
             self._count_call(now, False, True)
         elif self.state == "half_open":
             self.reopenings += 1
-            self._open(now)
+            self._open(now, "trial_failed")
 
     def reset(self) -> None:
         self.state, self.failures, self.permits, self.successes, self.reopenings = "closed", [], {}, 0, 0
-        self.calls = []
+        self.calls, self.opened_by, self.frozen = [], None, None
+
+    def force_open(self, now: float) -> None:
+        if self.frozen is None:
+            self.frozen = self.figures(now)
+        self.state, self.permits, self.calls, self.opened_by = "forced_open", {}, [], "operator"
 
     def available(self, now: float) -> bool:
         self.tick(now)
@@ -185,12 +214,35 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         async def abody(ok: bool) -> str:
             return body(ok)
 
+        def gen_body(ok: bool) -> Iterator[str]:
+            yield body(ok)
+
+        async def agen_body(ok: bool) -> AsyncIterator[str]:
+            yield body(ok)
+
+        def guarded(ok: bool) -> str:
+            with self.breaker.guard("svc"):
+                return body(ok)
+
+        async def aguarded(ok: bool) -> str:
+            async with self.breaker.guard("svc"):
+                return body(ok)
+
+        async def drain(agen: AsyncIterator[str]) -> str:
+            return "".join([item async for item in agen])
+
         self.paths: dict[str, Any] = {
             "protect sync": self.breaker.protect("svc")(body),
             "protect async": lambda ok: self.loop.run_until_complete(self.breaker.protect("svc")(abody)(ok)),
             "execute": lambda ok: self.breaker.execute("svc", body, ok),
             "execute_async": lambda ok: self.loop.run_until_complete(
                 self.breaker.execute_async("svc", abody, ok)
+            ),
+            "guard": guarded,
+            "async guard": lambda ok: self.loop.run_until_complete(aguarded(ok)),
+            "protect generator": lambda ok: "".join(self.breaker.protect("svc")(gen_body)(ok)),
+            "protect async generator": lambda ok: self.loop.run_until_complete(
+                drain(self.breaker.protect("svc")(agen_body)(ok))
             ),
         }
 
@@ -252,7 +304,19 @@ class BreakerMatchesReference(RuleBasedStateMachine):
             self.trials.append((real, expected))
 
     @rule(
-        path=st.sampled_from(["protect sync", "protect async", "execute", "execute_async"]), ok=st.booleans()
+        path=st.sampled_from(
+            [
+                "protect sync",
+                "protect async",
+                "execute",
+                "execute_async",
+                "guard",
+                "async guard",
+                "protect generator",
+                "protect async generator",
+            ]
+        ),
+        ok=st.booleans(),
     )
     def call(self, path: str, ok: bool) -> None:
         expected = self.ref.acquire(self.now)
@@ -292,7 +356,7 @@ class BreakerMatchesReference(RuleBasedStateMachine):
     @rule()
     def force_open(self) -> None:
         self.breaker.force_open("svc", "ops")
-        self.ref.state, self.ref.permits, self.ref.calls = "forced_open", {}, []
+        self.ref.force_open(self.now)
 
     @rule()
     def disable(self) -> None:
@@ -313,14 +377,12 @@ class BreakerMatchesReference(RuleBasedStateMachine):
         assert self.breaker.is_available("svc") == self.ref.available(now)
         snap = self.breaker.state("svc")
         assert snap.state.value == self.ref.state
-        if self.ref.state == "closed" and self.ref.p.max_failures is not None:
-            assert snap.failures == self.ref.in_window(now)
-        if self.ref.p.counts_calls:
-            calls, failures, slow = self.ref.window(now)
-            assert snap.calls == calls
-            assert snap.failure_rate == (failures / calls if calls else 0.0)
-            if self.ref.p.slow_call_rate_threshold is not None:
-                assert snap.slow_call_rate == (slow / calls if calls else 0.0)
+        assert snap.opened_by == self.ref.opened_by
+        assert (snap.failures, snap.calls, snap.failure_rate, snap.slow_call_rate) == self.ref.figures(now)
+        if self.ref.state in ("open", "half_open", "forced_open"):
+            error = self.breaker.open_error("svc")
+            assert isinstance(error, CircuitOpenError)
+            assert (error.failures, error.opened_by) == (snap.failures, snap.opened_by)
         assert snap.retry_after == self.ref.retry_after(now)
 
 

@@ -312,7 +312,10 @@ def test_open_error_of_a_rate_circuit_reads_well(make_breaker: MakeBreaker) -> N
     with pytest.raises(CircuitOpenError) as info:
         breaker.execute("svc", lambda: None)
     assert "None" not in str(info.value)
-    assert str(info.value).startswith("circuit 'svc' is open; last failure: OSError: down; retry after")
+    assert str(info.value).startswith(
+        "circuit 'svc' is open (opened by failure_rate): 10 of 10 call(s) failed (100%) in a 60s window; "
+        "last failure: OSError: down; retry after"
+    )
 
 
 @given(ms=st.integers(0, 10**13), window_ms=st.integers(10, 6_000_000))

@@ -332,6 +332,7 @@ class TestManualControl:
             "calls": None,
             "failure_rate": None,
             "slow_call_rate": None,
+            "opened_by": None,
         }
         fail(breaker, times=3)
         snap = breaker.state("svc")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from html import unescape
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.testclient import TestClient
 
-from tnm.circuit import CircuitBreaker, InvalidConfigError, ServicePolicy
+from tnm.circuit import CircuitBreaker, InvalidConfigError, InvalidConfigTypeError, ServicePolicy
 from tnm.circuit.testing import ManualClock, trip
 from tnm.circuit_fastapi import breaker_lifespan, circuit_dashboard_router, install
 
@@ -41,6 +42,15 @@ def admin_only(x_admin: str | None = Header(default=None)) -> None:
 
 
 ADMIN = {"X-Admin": "yes"}
+
+basic = HTTPBasic()
+
+
+def operator_login(credentials: Annotated[HTTPBasicCredentials, Depends(basic)]) -> str:
+    """A login-based authorization dependency: HTTP Basic, password "pw"."""
+    if credentials.password != "pw":
+        raise HTTPException(401, "login")
+    return credentials.username
 
 
 @pytest.fixture
@@ -283,14 +293,47 @@ class TestOperator:
         assert breaker.state("payments").state.value == "open"
 
     def test_buttons_with_authorize(self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI]) -> None:
-        """With authorize, each row has Open and (once not clean) Reset forms posting to the router."""
+        """With authorize, an operator sees Open and (once not clean) Reset forms posting to the router."""
         trip(breaker, "pay ments")
         breaker.state("search")
         with TestClient(make_app(authorize=admin_only)) as client:
-            html = client.get("/circuits/").text
+            html = client.get("/circuits/", headers=ADMIN).text
         assert 'action="open?service=pay%20ments"' in row(html, "pay ments")
         assert 'action="reset?service=pay%20ments"' in row(html, "pay ments")
         assert 'action="reset?service=search"' not in row(html, "search")  # nothing to reset
+
+    @pytest.mark.parametrize("path", ["/circuits/", "/circuits/live"])
+    def test_forms_only_for_who_passes_authorize(
+        self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI], path: str
+    ) -> None:
+        """A visitor authorize refuses gets the read-only page (200, no form); an operator gets the forms."""
+        trip(breaker, "payments")
+        with TestClient(make_app(authorize=admin_only)) as client:
+            anonymous = client.get(path)
+            operator = client.get(path, headers=ADMIN)
+        assert anonymous.status_code == 200
+        assert "<form" not in anonymous.text
+        assert "<button" not in anonymous.text
+        assert rows(anonymous.text) == {"payments": "open"}
+        assert 'action="disable?service=payments"' in operator.text
+
+    def test_forms_follow_a_security_scheme(self, breaker: CircuitBreaker) -> None:
+        """With an HTTP Basic authorize (a security sub-dependency that answers 401), only a
+        visitor with the right credentials sees forms; the page itself stays open to all."""
+        breaker.state("payments")
+        app = FastAPI()
+        install(app, breaker)
+        app.include_router(circuit_dashboard_router(authorize=operator_login))
+        with TestClient(app) as client:
+            pages = {
+                who: client.get("/circuits/", auth=auth)
+                for who, auth in (("anonymous", None), ("wrong", ("ops", "no")), ("operator", ("ops", "pw")))
+            }
+            assert client.post("/circuits/open", params={"service": "payments"}).status_code == 401
+        assert {who: page.status_code for who, page in pages.items()} == dict.fromkeys(pages, 200)
+        assert "<form" not in pages["anonymous"].text
+        assert "<form" not in pages["wrong"].text
+        assert 'action="open?service=payments"' in pages["operator"].text
 
     def test_routes_run_authorize(self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI]) -> None:
         """A caller the dependency refuses cannot open or reset, and learns nothing about names."""
@@ -366,3 +409,10 @@ class TestOptions:
         with pytest.raises(InvalidConfigError) as info:
             circuit_dashboard_router(**{option: value})
         assert info.value.field == option
+
+    @pytest.mark.parametrize("value", ["admin", 42, True])
+    def test_authorize_that_is_not_a_dependency(self, value: Any) -> None:
+        """authorize= that is not a callable or Depends(...) is refused at the call, naming authorize."""
+        with pytest.raises(InvalidConfigTypeError) as info:
+            circuit_dashboard_router(authorize=value)
+        assert info.value.field == "authorize"

@@ -11,6 +11,8 @@ from types import ModuleType
 import pytest
 from fastapi.testclient import TestClient
 
+from tnm.circuit.testing import trip
+
 from .test_dashboard import rows
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "dashboard.py"
@@ -53,7 +55,7 @@ def test_outage_shows_on_the_read_only_page(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_password_guards_page_and_adds_buttons(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With TNM_DASHBOARD_PASSWORD the page needs the operator's login and offers Open and Reset."""
+    """With TNM_DASHBOARD_PASSWORD the page needs the operator's login and offers its buttons."""
     monkeypatch.setenv("TNM_DASHBOARD_PASSWORD", "s3cret")
     monkeypatch.delenv("TNM_CIRCUIT_REDIS_URL", raising=False)
     example = load_example("dashboard_example_operator")
@@ -68,3 +70,22 @@ def test_password_guards_page_and_adds_buttons(monkeypatch: pytest.MonkeyPatch) 
         )
         assert opened.status_code == 303
         assert example.breaker.state("search").state.value == "forced_open"
+
+
+def test_docs_name_every_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's docstring and the guide name every button an operator's page renders."""
+    import re
+
+    monkeypatch.setenv("TNM_DASHBOARD_PASSWORD", "s3cret")
+    monkeypatch.delenv("TNM_CIRCUIT_REDIS_URL", raising=False)
+    example = load_example("dashboard_example_buttons")
+    login = ("operator", "s3cret")
+    with TestClient(example.app) as client:
+        wait_for(client, lambda states: "search" in states, auth=login)
+        trip(example.breaker, "payments")  # open: its row offers Reset
+        html = client.get("/circuits/", auth=login).text
+    buttons = sorted(set(re.findall(r"<button[^>]*>([^<]+)</button>", html)))
+    assert buttons == ["Disable", "Open", "Reset"]
+    guide = (EXAMPLE.parents[1] / "docs" / "guide" / "operations.md").read_text()
+    for text in (example.__doc__ or "", guide):
+        assert "Open, Disable and Reset buttons" in text

@@ -20,3 +20,14 @@ def test_public_names_are_exact() -> None:
     }
     assert public == expected
     assert set(tnm.circuit_fastapi.__all__) == expected
+
+
+def test_public_members_report_the_package() -> None:
+    """Every exported class and function reports tnm.circuit_fastapi, not the private module defining it."""
+    import inspect
+
+    module = tnm.circuit_fastapi
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == "tnm.circuit_fastapi", name

@@ -3,7 +3,8 @@
 Paths: ``/ok``; ``/slow`` (200 after 0.3 s); ``/status/<code>`` (503 and 429 carry
 ``Retry-After: 7``); ``/stall``, which never answers and returns once the client hangs up;
 ``/stream``, which sends its headers and a first chunk, then waits for ``gate`` before the
-last one. Every request is counted by path as it arrives, so a test can prove that a refused
+last one; ``/broken``, which sends its headers and a first chunk, then drops the connection.
+Every request is counted by path as it arrives, so a test can prove that a refused
 request never reached the server.
 """
 
@@ -21,6 +22,10 @@ import uvicorn
 
 STREAM_BODY = (b"first;", b"second")
 WAIT = 30.0  # the most any handler waits for a client or a gate
+
+
+class BrokenBody(Exception):
+    """Raised by ``/broken`` mid-body: the server drops the connection."""
 
 
 class Upstream:
@@ -100,6 +105,10 @@ class Upstream:
             await asyncio.to_thread(self.gate.wait, WAIT)
             await send({"type": "http.response.body", "body": STREAM_BODY[1]})
             return
+        if path == "/broken":  # the body breaks off after its first chunk
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": STREAM_BODY[0], "more_body": True})
+            raise BrokenBody
         status = int(path.removeprefix("/status/")) if path.startswith("/status/") else 200
         headers = [(b"retry-after", b"7")] if status in (429, 503) else []
         body = b"ok" if status == 200 else f"status {status}".encode()

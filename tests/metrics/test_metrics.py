@@ -47,8 +47,14 @@ EXPECTED_CALLS = {
     "rejected": 1,
     "fallback": 1,
     "would_reject": 0,
+    "disabled": 0,
 }
-EXPECTED_TRANSITIONS = {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
+EXPECTED_TRANSITIONS = {
+    ("closed", "open", "failures"): 1,
+    ("open", "half_open", ""): 1,
+    ("half_open", "closed", ""): 1,
+}
+"""(from_state, to_state, trigger): each opening is labelled with why it opened."""
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -85,7 +91,7 @@ class TestPrometheus:
             key = ("tnm_circuit_calls_total", (("namespace", ns), ("outcome", outcome), ("service", "pay")))
             assert samples[key] == value, outcome
         transitions = {
-            (dict(labels)["from_state"], dict(labels)["to_state"]): value
+            (dict(labels)["from_state"], dict(labels)["to_state"], dict(labels)["trigger"]): value
             for (name, labels), value in samples.items()
             if name == "tnm_circuit_transitions_total"
         }
@@ -134,7 +140,7 @@ class TestOpenTelemetry:
         calls = {p.attributes["outcome"]: p.value for p in points["tnm.circuit.calls"]}
         assert calls == EXPECTED_CALLS
         transitions = {
-            (p.attributes["from_state"], p.attributes["to_state"]): p.value
+            (p.attributes["from_state"], p.attributes["to_state"], p.attributes["trigger"]): p.value
             for p in points["tnm.circuit.transitions"]
         }
         assert transitions == EXPECTED_TRANSITIONS

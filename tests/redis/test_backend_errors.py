@@ -73,3 +73,30 @@ class TestBackendErrorDetails:
         """A CircuitBackendError survives pickling (Celery's result backend) with its ``service``."""
         copy = pickle.loads(pickle.dumps(CircuitBackendError("store down", service="pg")))
         assert (str(copy), copy.service) == ("store down", "pg")
+
+
+class TestOperatorOverrideCause:
+    @pytest.mark.parametrize("act", ["force_open", "disable", "reset"])
+    def test_override_failure_chains_the_store_error(self, act: str) -> None:
+        """force_open (and disable, reset) while a real Redis is down raise CircuitBackendError with
+        ``service`` and Redis's own error as ``__cause__``, its text free of the password."""
+        from ..redis_server import RedisServer
+
+        server = RedisServer(password=SECRET)
+        server.start()
+        breaker = CircuitBreaker("redis", redis_url=server.url, socket_timeout=0.3, warn_interval=0)
+        try:
+            breaker.initialize()
+            breaker.record_failure("payments", "x")
+            server.stop()  # the store goes away while the app runs
+            with pytest.raises(CircuitBackendError) as info:
+                getattr(breaker, act)("payments", *(() if act == "reset" else ("maintenance",)))
+        finally:
+            breaker.close()
+            server.cleanup()
+        assert info.value.service == "payments"
+        cause = info.value.__cause__
+        assert isinstance(cause, redis.RedisError)
+        assert str(cause)
+        assert SECRET not in str(cause)
+        assert SECRET not in str(info.value)

@@ -395,10 +395,11 @@ class LocalAndRedisAgreeOnRates(RuleBasedStateMachine):
         assert shared.state is local.state
         assert shared.retry_after == pytest.approx(local.retry_after)
         assert self.shared.is_available("svc") == self.local.is_available("svc")
-        if local.state is CircuitState.CLOSED:
-            assert (shared.failures, shared.calls) == (local.failures, local.calls)
-            assert shared.failure_rate == local.failure_rate
-            assert shared.slow_call_rate == local.slow_call_rate
+        # In every state: the live window while closed, the figures that opened it otherwise.
+        assert shared.opened_by == local.opened_by
+        assert (shared.failures, shared.calls) == (local.failures, local.calls)
+        assert shared.failure_rate == local.failure_rate
+        assert shared.slow_call_rate == local.slow_call_rate
 
 
 def test_local_and_redis_agree_on_rates(redis_server: RedisServer) -> None:

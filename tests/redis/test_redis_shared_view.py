@@ -24,7 +24,7 @@ from tnm.circuit import (
     InvalidConfigTypeError,
     ServicePolicy,
 )
-from tnm.circuit.backends.redis import RedisCircuit
+from tnm.circuit.backends.redis._circuit import RedisCircuit
 from tnm.circuit.testing import ManualClock, capture_events, mirror_state
 
 from ..redis_server import RedisServer, free_port

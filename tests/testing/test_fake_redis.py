@@ -220,13 +220,18 @@ class TestArguments:
             keys = fakeredis.FakeRedis(server=server).keys("shop:*")
         assert b"shop:{es}:state" in keys
 
-    @pytest.mark.parametrize("missing", ["fakeredis", "lupa"])
+    @pytest.mark.parametrize("missing", ["fakeredis", "lupa", "redis"])
     def test_missing_extra_says_what_to_install(self, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
-        """Without fakeredis or lupa, the error says to install tnm-circuit-core[testing]."""
+        """Without fakeredis, lupa or redis-py (only tnm-circuit-core installed), the first error
+        names the extra that makes it work: tnm-circuit-core[testing], never [redis]."""
         monkeypatch.setitem(sys.modules, missing, None)
+        if missing == "redis":  # as if never imported: nothing of redis-py is loaded
+            for name in [m for m in sys.modules if m.startswith(("tnm.circuit.backends.redis", "redis."))]:
+                monkeypatch.delitem(sys.modules, name)
         monkeypatch.delitem(sys.modules, "tnm.circuit._fake_redis")
-        with pytest.raises(ImportError, match=r"pip install 'tnm-circuit-core\[testing\]'"):
+        with pytest.raises(ImportError, match=r"pip install 'tnm-circuit-core\[testing\]'") as info:
             fake_redis_breaker()
+        assert "[redis]" not in str(info.value)
 
 
 class TestLifetime:

@@ -10,3 +10,8 @@ def publish(self, payload): ...
 from ._task import APP_ATTRIBUTE, CircuitBreakerTask, setup
 
 __all__ = ["APP_ATTRIBUTE", "CircuitBreakerTask", "setup"]
+
+# Exported classes and functions report this package (as httpx's do), not the private module.
+for _export in (CircuitBreakerTask, setup):
+    _export.__module__ = __name__
+del _export

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from celery import Celery, Task
@@ -14,6 +15,7 @@ from tnm.circuit import CircuitBreaker, CircuitError, CircuitOpenError, ReturnVa
 __all__ = ["APP_ATTRIBUTE", "CircuitBreakerTask", "setup"]
 
 APP_ATTRIBUTE = "tnm_circuit_breaker"
+"""The attribute of the Celery app where ``setup`` keeps the breaker."""
 
 # Celery's own control flow is never a failure of the downstream service.
 _CELERY_FLOW = (Retry, Ignore, Reject)
@@ -35,8 +37,10 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
     circuit's ``retry_after`` plus a little jitter, without running the body.
     Otherwise the body runs under the breaker: its exceptions and return values are
     counted with the service's policy (narrowed by ``circuit_ignore_exceptions`` /
-    ``circuit_on_exceptions`` / ``circuit_on_retval_policy``), while Celery's own
-    ``Retry``, ``Ignore`` and ``Reject`` (``self.retry()``, ``autoretry_for``) never count.
+    ``circuit_on_exceptions`` / ``circuit_on_retval_policy``). A ``Retry`` carrying the
+    downstream's error (``autoretry_for``, or ``self.retry(exc=error)`` in the body) counts
+    that error under the same rules, then goes on to Celery unchanged; ``Ignore``,
+    ``Reject``, a ``self.retry()`` without ``exc`` and the circuit's own waits never count.
 
     Options (task options, so class attributes):
 
@@ -55,8 +59,10 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
     abstract = True
     circuit_service: ClassVar[str | None] = None
     circuit_breaker: ClassVar[CircuitBreaker | None] = None
-    circuit_ignore_exceptions: ClassVar[Iterable[type[BaseException]]] = ()
-    circuit_on_exceptions: ClassVar[Iterable[type[BaseException]] | None] = None
+    circuit_ignore_exceptions: ClassVar[Iterable[type[BaseException] | Callable[[BaseException], bool]]] = ()
+    circuit_on_exceptions: ClassVar[
+        Iterable[type[BaseException] | Callable[[BaseException], bool]] | None
+    ] = None
     circuit_on_retval_policy: ClassVar[ReturnValuePolicy | None] = None
     circuit_waits_count_as_retries: ClassVar[bool] = True
     circuit_retry_jitter: ClassVar[float] = 0.2
@@ -80,16 +86,23 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
         # In a worker the tracer has pushed this request already: run the body directly
         # (as Celery's own tracer would) so that self.request stays the real one.
         body = self.run if self.request_stack.top is not None else super().__call__
-        return breaker.execute(
-            service,
-            body,
-            *args,
-            ignore_exceptions=ignore,
-            on_exceptions=self.circuit_on_exceptions,
-            on_retval_policy=self.circuit_on_retval_policy,
-            fallback=lambda *_a, **_k: self._wait_for_circuit(breaker, service),
-            **kwargs,
-        )
+        carried: list[Retry] = []  # per call: a task instance is shared by every request
+        try:
+            return breaker.execute(
+                service,
+                _unwrap_retry(body, carried),
+                *args,
+                ignore_exceptions=ignore,
+                on_exceptions=self.circuit_on_exceptions,
+                on_retval_policy=self.circuit_on_retval_policy,
+                fallback=lambda *_a, **_k: self._wait_for_circuit(breaker, service),
+                **kwargs,
+            )
+        except Exception as exc:
+            if carried and exc is carried[0].exc:
+                _restore(exc, carried[0])
+                raise carried[0] from None
+            raise
 
     def _wait_for_circuit(self, breaker: CircuitBreaker, service: str) -> Any:
         """The circuit refused the call: retry later without running the body."""
@@ -99,7 +112,9 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
             countdown = float(self.default_retry_delay)
         else:
             spread = max(0.5, retry_after * self.circuit_retry_jitter)
-            countdown = retry_after + random.uniform(0.0, spread)
+            # Rounded up to a tenth of a second: never before the circuit lets a trial
+            # through, and Celery's "Retry in 2.3s" stays readable.
+            countdown = math.ceil((retry_after + random.uniform(0.0, spread)) * 10) / 10
         if isinstance(error, CircuitOpenError) and not self.circuit_waits_count_as_retries:
             request = self.request
             if request.called_directly:
@@ -108,3 +123,34 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
             signature.apply_async()
             raise Retry(exc=error, when=countdown, sig=signature)
         raise self.retry(exc=error, countdown=countdown)
+
+
+_SAVED = "_tnm_circuit_saved"
+
+
+def _unwrap_retry(body: Callable[..., Any], carried: list[Retry]) -> Callable[..., Any]:
+    """``body``, raising the downstream error a ``Retry`` carries so the breaker counts it
+    under the task's rules (the ``Retry`` goes on to Celery afterwards, see ``__call__``)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except Retry as retry:
+            exc = retry.exc
+            if not isinstance(exc, Exception) or isinstance(exc, CircuitError):
+                raise
+            carried.append(retry)
+            # Raising it changes what the error links to: keep the originals to put back.
+            saved = (exc.__traceback__, exc.__context__, exc.__cause__, exc.__suppress_context__)
+            setattr(retry, _SAVED, saved)
+            raise exc from None
+
+    return run
+
+
+def _restore(exc: BaseException, retry: Retry) -> None:
+    """Put back what raising ``exc`` inside ``_unwrap_retry`` changed."""
+    tb, context, cause, suppress = getattr(retry, _SAVED)
+    delattr(retry, _SAVED)
+    exc.__traceback__, exc.__context__, exc.__cause__ = tb, context, cause
+    exc.__suppress_context__ = suppress

@@ -22,3 +22,17 @@ __all__ = [
     "render_table",
     "run_worker",
 ]
+
+# Exported classes and functions report this package (as httpx's do), not the private module.
+for _export in (
+    BreakerConfig,
+    WorkerExit,
+    WorkerResult,
+    breaker_options,
+    main,
+    pass_breaker,
+    render_table,
+    run_worker,
+):
+    _export.__module__ = __name__
+del _export

@@ -25,6 +25,8 @@ Exit status:
   1  the backend could not be reached or is misconfigured
      (status --check: also when the store became unreachable while reading)
   2  status --check only: a circuit is not closed (open, half-open, forced open or disabled)
+  3  status --check only: nothing known: no breaker ever used this namespace
+     (a typo in --namespace?); --allow-empty makes that exit 0
 """
 
 
@@ -45,7 +47,8 @@ def cli() -> None:
     """See and steer circuit breakers (tnm-circuit).
 
     Giving --redis-url (or TNM_CIRCUIT_REDIS_URL) selects the shared Redis backend;
-    without one, state lives in this process only.
+    without one, state lives in this process only. The connection options may be
+    given before or after the command: tnm-circuit status --redis-url URL.
     """
 
 
@@ -60,25 +63,25 @@ def _store_note(breaker: CircuitBreaker) -> str | None:
     """A warning when the shared store became unreachable (the states are then this process's own)."""
     if breaker.storage_available:
         return None
-    describe = getattr(breaker.backend, "describe", None)
-    where = f" at {describe()}" if callable(describe) else ""
-    return f"warning: circuit store{where} unreachable: these states are this process's, not the fleet's"
+    where = breaker.backend.describe()
+    return f"warning: circuit store at {where} unreachable: these states are this process's, not the fleet's"
 
 
-def _empty(breaker: CircuitBreaker) -> str:
-    where = (
-        "this process (the local backend keeps no shared state)"
-        if breaker.backend.name == "local"
-        else "this namespace"
-    )
-    return f"no circuits known in {where}"
+def _empty(breaker: CircuitBreaker, never_used: bool = False) -> str:
+    if breaker.backend.name == "local":
+        return "no circuits known in this process (the local backend keeps no shared state)"
+    if never_used:
+        return "no circuits known: no breaker has used this namespace"
+    return "no circuits known in this namespace"
 
 
-def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitBreaker) -> None:
+def _show(
+    snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitBreaker, never_used: bool = False
+) -> None:
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in snapshots], indent=2))
     elif not snapshots:
-        click.echo(_empty(breaker))
+        click.echo(_empty(breaker, never_used))
     else:
         click.echo(render_table(snapshots, time.time()))
 
@@ -89,11 +92,31 @@ def _show(snapshots: Sequence[CircuitSnapshot], as_json: bool, breaker: CircuitB
     "--check",
     is_flag=True,
     help="Exit 2 if any circuit is not closed (open, half-open, forced open or disabled); "
-    "exit 1 if the store is unreachable.",
+    "exit 1 if the store is unreachable; exit 3 if no breaker ever used this namespace.",
 )
-@pass_breaker
-def status(breaker: CircuitBreaker, as_json: bool, check: bool) -> None:
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="With --check: exit 0, not 3, when no breaker ever used this namespace.",
+)
+@breaker_options
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, check: bool, allow_empty: bool) -> None:
     """Every circuit: state, failures/threshold, retry in, last failure and its age."""
+    config = _config(ctx)
+    if not _namespace_used(config):
+        # Nothing to show, and nothing written: a typo'd namespace stays unused.
+        _show([], as_json, config.build(), never_used=True)
+        if check and not allow_empty:
+            if config.backend == "local":
+                why = "the local backend keeps no shared state (pass --redis-url)"
+            else:
+                where = config.build().backend.describe()
+                why = f"no breaker has used namespace {config.namespace!r} at {where} (check --namespace)"
+            click.echo(f"nothing known: {why}; --allow-empty accepts an empty namespace", err=True)
+            raise SystemExit(3)
+        return
+    breaker = config.breaker
     snapshots = _snapshots(breaker)
     _show(snapshots, as_json, breaker)
     note = _store_note(breaker)
@@ -109,18 +132,40 @@ def status(breaker: CircuitBreaker, as_json: bool, check: bool) -> None:
         raise SystemExit(2)
 
 
+def _config(ctx: click.Context) -> BreakerConfig:
+    config = BreakerConfig.of(ctx)
+    assert config is not None  # every command here has @breaker_options
+    return config
+
+
+def _reader(config: BreakerConfig) -> CircuitBreaker:
+    """A breaker to read with that leaves no trace in a namespace no breaker has used (it is
+    only initialized, which writes to the store, once the namespace is in use)."""
+    return config.breaker if _namespace_used(config) else config.build()
+
+
+def _namespace_used(config: BreakerConfig) -> bool:
+    """Whether any breaker ever used the configured store, read without writing to it."""
+    try:
+        return config.build().namespace_used()
+    except CircuitError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.command()
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds.")
 @click.option(
     "--count", default=0, type=click.IntRange(min=0), help="Refreshes before exiting (0: until Ctrl-C)."
 )
-@pass_breaker
-def watch(breaker: CircuitBreaker, interval: float, count: int) -> None:
+@breaker_options
+@click.pass_context
+def watch(ctx: click.Context, interval: float, count: int) -> None:
     """The status table, refreshed: redrawn in place, in colour, on a terminal.
 
     Piped or redirected, each refresh is printed as plain text; NO_COLOR turns colour
     off. Ctrl-C stops it (exit 0).
     """
+    breaker = _reader(_config(ctx))
 
     def read() -> Reading:
         snapshots = _snapshots(breaker)
@@ -133,7 +178,17 @@ def _targets(
     breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, verb: str, *, any_name: bool = False
 ) -> tuple[list[str], list[str]]:
     """The services to act on, and the names among them that no process has used yet."""
-    known = [s.service for s in _snapshots(breaker)]
+    if breaker.backend.name == "local":
+        # Nothing this command changes would outlive it: refuse rather than look done.
+        raise click.ClickException(
+            f"{verb.lower()} changes nothing on the local backend (its state ends with this "
+            "command): pass --redis-url (or set TNM_CIRCUIT_REDIS_URL) to change the circuits "
+            "your processes share"
+        )
+    try:
+        known = breaker.services()
+    except CircuitError as exc:
+        raise click.ClickException(str(exc)) from None
     if all_:
         if service is not None:
             raise click.UsageError("give a SERVICE or --all, not both")
@@ -179,6 +234,7 @@ _YES = click.option("--yes", is_flag=True, help="Do not ask for confirmation wit
 @click.option(
     "--reason", default="held open by an operator", show_default=True, help="Shown as the last failure."
 )
+@breaker_options
 @pass_breaker
 def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
     """Hold SERVICE's circuit open (every call rejected) until close or reset.
@@ -198,6 +254,7 @@ def open_(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, r
 @click.option(
     "--reason", default="disabled by an operator", show_default=True, help="Shown as the last failure."
 )
+@breaker_options
 @pass_breaker
 def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool, reason: str) -> None:
     """Let every call to SERVICE through and record nothing, until close or reset.
@@ -215,9 +272,11 @@ def disable(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool,
 @_SERVICE
 @_ALL
 @_YES
-@pass_breaker
-def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+@breaker_options
+@click.pass_context
+def close(ctx: click.Context, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit (ends a forced open or a disable; same as reset)."""
+    breaker = _reader(_config(ctx))
     _apply(breaker, _targets(breaker, service, all_, yes, "Close")[0], "close", None)
 
 
@@ -225,21 +284,23 @@ def close(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -
 @_SERVICE
 @_ALL
 @_YES
-@pass_breaker
-def reset(breaker: CircuitBreaker, service: str | None, all_: bool, yes: bool) -> None:
+@breaker_options
+@click.pass_context
+def reset(ctx: click.Context, service: str | None, all_: bool, yes: bool) -> None:
     """Close SERVICE's circuit and clear its failure count."""
+    breaker = _reader(_config(ctx))
     _apply(breaker, _targets(breaker, service, all_, yes, "Reset")[0], "reset", None)
 
 
 @cli.command()
+@breaker_options
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """A flaky dependency driven through closed -> open -> half-open -> closed (a few seconds).
 
     Runs on the local backend by default; with --redis-url it uses shared state.
     """
-    config = ctx.find_object(BreakerConfig)
-    assert config is not None
+    config = _config(ctx)
     # The demo prints each transition itself; keep the breaker's own log lines quiet.
     logging.getLogger("tnm.circuit").setLevel(logging.ERROR)
 

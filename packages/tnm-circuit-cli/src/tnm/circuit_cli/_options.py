@@ -50,8 +50,18 @@ def choose_backend(backend: str, backend_given: bool, redis_url: str | None) -> 
     return backend
 
 
+_CONFIG_KEY = "tnm.circuit_cli.config"
+"""Where the options keep their ``BreakerConfig``: ``ctx.meta``, which Click shares along the
+whole chain of contexts and leaves ``ctx.obj`` to the application (as Click's docs advise
+libraries)."""
+
+
 class BreakerConfig:
-    """What the options said, and the breaker built from it on first use (in ``ctx.obj``)."""
+    """What the options said, and the breaker built from it on first use.
+
+    It lives in ``ctx.meta`` (never ``ctx.obj``, which stays the application's); a command
+    gets it with ``BreakerConfig.of(ctx)``, or the breaker itself with ``pass_breaker``.
+    """
 
     def __init__(
         self,
@@ -66,12 +76,18 @@ class BreakerConfig:
         self.namespace = namespace
         self.default_policy = default_policy
         self.service_policies = service_policies
-        self._breaker: CircuitBreaker | None = None
+        self._built: CircuitBreaker | None = None
 
-    @property
-    def breaker(self) -> CircuitBreaker:
-        """The initialized breaker; configuration and connection errors become one-line CLI errors."""
-        if self._breaker is None:
+    @staticmethod
+    def of(ctx: click.Context) -> BreakerConfig | None:
+        """The configuration ``breaker_options`` made for this command (or a parent group)."""
+        given = ctx.meta.get(_CONFIG_KEY)
+        return given.config() if isinstance(given, _Given) else None
+
+    def build(self) -> CircuitBreaker:
+        """The breaker, not yet initialized (no connection made yet), built once and closed when
+        the command ends; configuration errors become one-line CLI errors naming the option."""
+        if self._built is None:
             try:
                 breaker = CircuitBreaker(
                     self.backend,
@@ -80,16 +96,85 @@ class BreakerConfig:
                     default_policy=self.default_policy,
                     service_policies=self.service_policies,
                 )
+            except InvalidConfigError as exc:
+                if exc.field == "backend" and self.backend == "redis" and "redis-py" in exc.message:
+                    # redis-py is missing: the operator gave a URL, and our own extra brings it.
+                    given = OPTION_NAMES["redis_url" if self.redis_url is not None else "backend"]
+                    raise click.ClickException(
+                        f"{given}: the redis backend needs redis-py: pip install 'tnm-circuit-cli[redis]'"
+                    ) from None
+                raise config_error(exc) from None
+            self._built = breaker
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.call_on_close(breaker.close)
+        return self._built
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The initialized breaker; configuration and connection errors become one-line CLI errors."""
+        breaker = self.build()
+        if not breaker.initialized:
+            try:
                 breaker.initialize()
             except InvalidConfigError as exc:
                 raise config_error(exc) from None
             except CircuitError as exc:
                 raise click.ClickException(str(exc)) from None
-            self._breaker = breaker
-            ctx = click.get_current_context(silent=True)
-            if ctx is not None:
-                ctx.call_on_close(breaker.close)
-        return self._breaker
+        return breaker
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """True if the user gave ``name`` (on the command line or in the environment)."""
+    return ctx.get_parameter_source(name) not in (
+        None,
+        click.core.ParameterSource.DEFAULT,
+        click.core.ParameterSource.DEFAULT_MAP,
+    )
+
+
+class _Given:
+    """The options as given along the chain of commands: a later command's given value wins,
+    so ``tnm-circuit --redis-url URL status`` and ``tnm-circuit status --redis-url URL`` agree."""
+
+    def __init__(self) -> None:
+        self.backend = "local"
+        self.backend_given = False
+        self.redis_url: str | None = None
+        self.namespace = "tnm:circuit"
+        self.default_policy: ServicePolicy | None = None
+        self.service_policies: Mapping[str, ServicePolicy] | None = None
+        self._config: BreakerConfig | None = None
+
+    def update(
+        self,
+        ctx: click.Context,
+        values: dict[str, Any],
+        first: bool,
+        default_policy: ServicePolicy | None,
+        service_policies: Mapping[str, ServicePolicy] | None,
+    ) -> None:
+        if first or _given(ctx, "backend"):
+            self.backend = values["backend"]
+            self.backend_given = self.backend_given or _given(ctx, "backend")
+        if first or values["redis_url"] is not None:
+            self.redis_url = values["redis_url"]
+        if first or _given(ctx, "namespace"):
+            self.namespace = values["namespace"]
+        self.default_policy = default_policy or self.default_policy
+        self.service_policies = service_policies or self.service_policies
+        self._config = None
+
+    def config(self) -> BreakerConfig:
+        if self._config is None:
+            self._config = BreakerConfig(
+                choose_backend(self.backend, self.backend_given, self.redis_url),
+                self.redis_url,
+                self.namespace,
+                self.default_policy,
+                self.service_policies,
+            )
+        return self._config
 
 
 @overload
@@ -116,29 +201,25 @@ def breaker_options(
     ``TNM_CIRCUIT_REDIS_URL``, ``TNM_CIRCUIT_NAMESPACE``). A Redis URL selects the
     Redis backend unless a backend is given; ``--backend local`` with a URL, or
     ``--backend redis`` without one, is a one-line error. The options end up in a
-    ``BreakerConfig`` in ``ctx.obj``; ``pass_breaker`` gives the command the breaker,
-    built once and closed when the command ends. Use bare (``@breaker_options``) or
-    with policies (``@breaker_options(default_policy=...)``).
+    ``BreakerConfig`` in ``ctx.meta`` (``ctx.obj`` stays yours); ``pass_breaker`` gives
+    the command the breaker, built once and closed when the command ends. Use bare
+    (``@breaker_options``) or with policies (``@breaker_options(default_policy=...)``).
+
+    Put on a group and on its commands, the options may be given before or after the
+    command's name (``cli --redis-url URL status`` or ``cli status --redis-url URL``);
+    the value given nearest the command wins.
     """
 
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def with_config(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
-            redis_url = kwargs.pop("redis_url")
-            source = ctx.get_parameter_source("backend")
-            given = source not in (
-                None,
-                click.core.ParameterSource.DEFAULT,
-                click.core.ParameterSource.DEFAULT_MAP,
-            )
-            ctx.obj = BreakerConfig(
-                choose_backend(kwargs.pop("backend"), given, redis_url),
-                redis_url,
-                kwargs.pop("namespace"),
-                default_policy,
-                service_policies,
-            )
+            given = ctx.meta.get(_CONFIG_KEY)
+            first = not isinstance(given, _Given)
+            if not isinstance(given, _Given):
+                given = ctx.meta[_CONFIG_KEY] = _Given()
+            values = {name: kwargs.pop(name) for name in ("backend", "redis_url", "namespace")}
+            given.update(ctx, values, first, default_policy, service_policies)
             return command(*args, **kwargs)
 
         options = [
@@ -179,7 +260,7 @@ def pass_breaker(command: F) -> F:
 
     @functools.wraps(command)
     def with_breaker(*args: Any, **kwargs: Any) -> Any:
-        config = click.get_current_context().find_object(BreakerConfig)
+        config = BreakerConfig.of(click.get_current_context())
         if config is None:
             raise click.UsageError("pass_breaker needs @breaker_options on the command or a parent group")
         return command(config.breaker, *args, **kwargs)

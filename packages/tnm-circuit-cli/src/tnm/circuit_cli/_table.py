@@ -8,7 +8,7 @@ from tnm.circuit import CircuitSnapshot
 
 __all__ = ["render_table"]
 
-HEADERS = ("SERVICE", "STATE", "FAILURES", "RETRY IN", "LAST FAILURE", "AGE")
+HEADERS = ("SERVICE", "STATE", "OPENED BY", "FAILURES", "RETRY IN", "LAST FAILURE", "AGE")
 
 
 def _age(seconds: float) -> str:
@@ -34,6 +34,7 @@ def table_rows(snapshots: Sequence[CircuitSnapshot], now: float) -> list[tuple[s
             (
                 snap.service,
                 snap.state.value,
+                snap.opened_by or "-",
                 f"{snap.failures}/{snap.max_failures}" if snap.max_failures else _rate(snap),
                 retry,
                 "-" if last is None else str(last["reason"])[:60],

@@ -31,6 +31,9 @@ class WorkerExit(enum.IntEnum):
 
 @dataclass
 class WorkerResult(Generic[T]):
+    """What ``run_worker`` did: why it stopped, and how many items it processed, saw fail
+    and requeued."""
+
     exit_code: WorkerExit
     processed: int = 0
     failed: int = 0

@@ -8,7 +8,8 @@ breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=60, max_fai
 def load(user_id): ...
 
 The breaker logs on the ``tnm.circuit`` logger and, as a library, configures no
-output: configure logging in your app to see its lines (see the guide's Operations page, docs/guide/operations.md).
+output: configure logging in your app to see its lines (see the guide's Operations
+page, docs/guide/operations.md).
 
 Everything an application needs is importable from here. The public modules, each
 exporting what its ``__all__`` names, are: ``breaker``, ``policies``, ``state``,
@@ -23,7 +24,7 @@ import logging as _logging
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .breaker import CircuitBreaker, get_breaker
+from .breaker import Admitted, Caller, CircuitBreaker, get_breaker
 from .clock import Clock, SystemClock
 from .events import CircuitEvent, EventKind, Listener
 from .exceptions import (
@@ -48,6 +49,8 @@ _logging.getLogger("tnm.circuit").addHandler(_logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "Admitted",
+    "Caller",
     "CircuitBackendError",
     "CircuitBreaker",
     "CircuitError",

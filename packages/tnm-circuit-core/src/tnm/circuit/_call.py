@@ -1,9 +1,12 @@
 """Running one protected call: admit, run, classify the outcome, record it.
 
-``sync_wrapper`` and ``async_wrapper`` build what ``protect`` returns, ``call_sync`` runs
-``execute``. The healthy path (circuit closed, nothing to reset, no listeners) reads
-two attributes and makes no other call. Recording never raises into the caller: whatever happens inside the
-breaker, the caller gets the protected call's own result or exception.
+``sync_wrapper`` and ``async_wrapper`` build what ``protect`` returns (the healthy path
+inlined); ``call_sync`` and ``call_async`` are the one generic body behind ``execute``,
+``execute_async`` and a slow-call policy's ``protect``, and ``admit`` / ``finish`` (with
+their async twins) are the halves ``guard`` and the generator wrappers use. The healthy
+path (circuit closed, nothing to reset, no listeners) reads two attributes and makes no
+other call. Recording never raises into the caller: whatever happens inside the breaker,
+the caller gets the protected call's own result or exception.
 
 Which wrapper a callable gets is decided once, by ``is_coroutine_callable``. A callable
 that is not recognisably async may still return an awaitable (a function decorated by
@@ -16,73 +19,18 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from . import _validate
+from ._rules import CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
-from .exceptions import InvalidConfigTypeError, ReturnValuePolicyError
-from .policies import ReturnValuePolicy, ServicePolicy
-from .state import CLOSED
+from .exceptions import ReturnValuePolicyError
+from .state import CLOSED, DISABLED
 
 logger = logging.getLogger("tnm.circuit")
 
 R = TypeVar("R")
-
-
-class CallRules:
-    """What counts as a failure for one decorated function or one ``execute`` call.
-
-    Each field is the per-call override if given, else the service policy's value
-    (the service policy being the default policy when the service has none).
-    """
-
-    __slots__ = ("counts_all", "failure_reason", "ignore", "observe", "on", "retval_policy", "slow_after")
-
-    def __init__(
-        self,
-        policy: ServicePolicy,
-        failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
-        on_retval_policy: ReturnValuePolicy | None = None,
-    ) -> None:
-        self.ignore: tuple[type[BaseException], ...] = (
-            _validate.exception_classes("ignore_exceptions", ignore_exceptions)
-            if ignore_exceptions is not None
-            else tuple(policy.ignore_exceptions)
-        )
-        self.on: tuple[type[BaseException], ...] = (
-            _validate.exception_classes("on_exceptions", on_exceptions)
-            if on_exceptions is not None
-            else tuple(policy.on_exceptions)
-        )
-        if on_retval_policy is not None and not isinstance(on_retval_policy, ReturnValuePolicy):
-            raise InvalidConfigTypeError(
-                "on_retval_policy", f"must be a ReturnValuePolicy, got {on_retval_policy!r}"
-            )
-        self.counts_all = not self.ignore and not self.on
-        """Every Exception is a failure: no class check needed."""
-        self.retval_policy = on_retval_policy or policy.on_retval_policy
-        if failure_reason is not None and not isinstance(failure_reason, str):
-            raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
-        self.failure_reason = None if failure_reason is None else _validate.bounded_reason(failure_reason)
-        self.observe = policy.mode == "observe"
-        """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
-        self.slow_after = policy.slow_call_seconds
-        """Calls are timed only when this is set (a slow-call policy)."""
-
-    def is_failure(self, exc: BaseException) -> bool:
-        ignore, on = self.ignore, self.on
-        return not ((ignore and isinstance(exc, ignore)) or (on and not isinstance(exc, on)))
-
-    @staticmethod
-    def reason_for(exc: BaseException) -> str:
-        return exception_reason(exc)
-
-
-exception_reason = _validate.exception_reason
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
@@ -94,10 +42,14 @@ def record_exception(
 ) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            if slow:
-                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc), True)
+            reason = rules.failure_reason or rules.reason_for(exc)
+            trips = rules.trips
+            if trips is not None and trips(exc):
+                circuit.on_failure(token, reason, slow, True)
+            elif slow:
+                circuit.on_failure(token, reason, True)
             else:
-                circuit.on_failure(token, rules.failure_reason or rules.reason_for(exc))
+                circuit.on_failure(token, reason)
         else:
             circuit.on_ignored(token)
     except Exception:
@@ -109,7 +61,9 @@ async def arecord_exception(
 ) -> None:
     try:
         if rules.counts_all or rules.is_failure(exc):
-            await circuit.aon_failure(token, rules.failure_reason or rules.reason_for(exc), slow)
+            trips = rules.trips
+            reason = rules.failure_reason or rules.reason_for(exc)
+            await circuit.aon_failure(token, reason, slow, trips is not None and trips(exc))
         else:
             await circuit.aon_ignored(token)
     except Exception:
@@ -188,44 +142,122 @@ def is_coroutine_callable(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(dunder_call)
 
 
+def admit(
+    circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, fallback: Callable[..., Any] | None
+) -> int:
+    """Decide a call that may not be on the fast path: ``0`` (run and record), a positive trial
+    permit (run, record and hand it back), or ``REJECT``: run anyway unrecorded (observe
+    mode) or serve ``fallback``. Raises ``CircuitOpenError`` when neither applies."""
+    if circuit.state is CLOSED:
+        return 0
+    token = circuit.acquire()
+    if token < 0:
+        _reject(circuit, rules, listeners, fallback)
+    return token
+
+
+async def aadmit(
+    circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, fallback: Callable[..., Any] | None
+) -> int:
+    """``admit`` for async callers: a shared store's I/O never blocks the loop."""
+    if circuit.state is CLOSED:
+        return 0
+    token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+    if token < 0:
+        _reject(circuit, rules, listeners, fallback)
+    return token
+
+
+def is_slow(circuit: CircuitHandle, rules: CallRules, start: float | None) -> bool:
+    """Did the work started at ``start`` (``None``: not timed) take longer than ``slow_call_seconds``?"""
+    return start is not None and circuit.monotonic() - start > rules.slow_after  # type: ignore[operator]
+
+
+def finish(
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    token: int,
+    result: Any,
+    slow: bool,
+    judge: bool = True,
+) -> None:
+    """Record a call that returned ``result``; raises ``ReturnValuePolicyError`` if it is a failure
+    (``judge=False``: there is no value to judge, a ``guard`` block's clean exit)."""
+    if judge and rules.retval_policy is not None:
+        check_retval(circuit, rules, token, result, slow)
+    if slow:
+        try:
+            circuit.on_slow_success(token)
+        except Exception:
+            _log_breaker_error(circuit)
+    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
+        record_success(circuit, token)
+    else:  # closed (or admitted while closed) with nothing to reset: count it, no event
+        if listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None and circuit.state is CLOSED:
+            circuit.tally()
+
+
+async def afinish(
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    token: int,
+    result: Any,
+    slow: bool,
+    judge: bool = True,
+) -> None:
+    """``finish`` for async callers."""
+    if circuit.io_free:
+        finish(circuit, rules, listeners, token, result, slow, judge)
+        return
+    if judge and rules.retval_policy is not None:
+        await acheck_retval(circuit, rules, token, result, slow)
+    if slow:
+        try:
+            await circuit.aon_slow_success(token)
+        except Exception:
+            _log_breaker_error(circuit)
+    elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
+        await arecord_success(circuit, token)
+    else:
+        if listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None and circuit.state is CLOSED:
+            circuit.tally()
+
+
+async def afail(circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool) -> None:
+    """``record_exception`` for async callers."""
+    if circuit.io_free:
+        record_exception(circuit, rules, token, exc, slow)
+    else:
+        await arecord_exception(circuit, rules, token, exc, slow)
+
+
 async def settle(
     awaitable: Awaitable[Any],
     circuit: CircuitHandle,
     rules: CallRules,
     listeners: ListenerList,
     token: int,
+    start: float | None = None,
 ) -> Any:
     """Await what a sync-looking callable returned, then record its outcome (the sync paths'
     way out when the result turns out to be awaitable)."""
-    io_free = circuit.io_free
     try:
         result = await awaitable
     except Exception as exc:
-        if io_free:
-            record_exception(circuit, rules, token, exc)
-        else:
-            await arecord_exception(circuit, rules, token, exc)
+        await afail(circuit, rules, token, exc, is_slow(circuit, rules, start))
         raise
     except BaseException:
         if token:
             release(circuit, token)
         raise
-    if rules.retval_policy is not None:
-        if io_free:
-            check_retval(circuit, rules, token, result)
-        else:
-            await acheck_retval(circuit, rules, token, result)
-    if token or circuit.dirty or listeners.callbacks:
-        if io_free:
-            record_success(circuit, token)
-        else:
-            await arecord_success(circuit, token)
+    await afinish(circuit, rules, listeners, token, result, is_slow(circuit, rules, start))
     return result
-
-
-def _is_awaitable(result: object) -> bool:
-    # ``hasattr`` first: a plain result costs one failed attribute lookup, not three isinstance checks.
-    return hasattr(result, "__await__") and inspect.isawaitable(result)
 
 
 def call_sync(
@@ -237,43 +269,86 @@ def call_sync(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> R:
-    """One call through ``circuit`` for ``execute``: the path of ``sync_wrapper`` without
-    building a closure per call (which would cost more than the call path itself)."""
-    if rules.slow_after is not None:
-        return timed_call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
+    """One call through ``circuit``: admit, run, record. ``execute`` and a slow-call policy's
+    ``protect`` run it; the timer runs only under a slow-call policy."""
     token = 0
     if circuit.state is not CLOSED:
-        token = circuit.acquire()
+        token = admit(circuit, rules, listeners, fallback)
         if token < 0:
             if rules.observe:
-                if listeners.callbacks:
-                    circuit.on_rejected(False, True)
                 return func(*args, **kwargs)
-            if listeners.callbacks:
-                circuit.on_rejected(fallback is not None)
-            if fallback is None:
-                raise circuit.open_error()
-            return fallback(*args, **kwargs)  # type: ignore[no-any-return]
+            return fallback(*args, **kwargs)  # type: ignore[misc,no-any-return]
+    start = None if rules.slow_after is None else circuit.monotonic()
     try:
         result = func(*args, **kwargs)
     except Exception as exc:
-        record_exception(circuit, rules, token, exc)
+        record_exception(circuit, rules, token, exc, start is not None and is_slow(circuit, rules, start))
         raise
     except BaseException:
         if token:
             release(circuit, token)
         raise
-    if _is_awaitable(result):
-        return settle(result, circuit, rules, listeners, token)  # type: ignore[arg-type, return-value]
-    if rules.retval_policy is not None:
-        check_retval(circuit, rules, token, result)
-    if token or circuit.dirty or listeners.success_callbacks:
-        record_success(circuit, token)
-    else:  # closed (or disabled) with nothing to reset: count it, no event
+    if hasattr(result, "__await__") and inspect.isawaitable(result):
+        return settle(result, circuit, rules, listeners, token, start)  # type: ignore[return-value]
+    if (
+        start is None
+        and rules.retval_policy is None
+        and not (token or circuit.dirty or listeners.success_callbacks)
+        and circuit.state is CLOSED
+    ):  # the healthy path, ``finish`` inlined: closed with nothing to reset, no event wanted
         if listeners.callbacks:
             circuit.counts.success.increment()
-        if circuit.tally is not None and circuit.state is CLOSED:
+        if circuit.tally is not None:
             circuit.tally()
+        return result
+    finish(circuit, rules, listeners, token, result, start is not None and is_slow(circuit, rules, start))
+    return result
+
+
+async def call_async(
+    func: Callable[..., Any],
+    circuit: CircuitHandle,
+    rules: CallRules,
+    listeners: ListenerList,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``call_sync`` for async callers (``execute_async``, a slow-call policy's async
+    ``protect``): ``func``'s result is awaited if awaitable; no I/O blocks the loop."""
+    token = 0
+    if circuit.state is not CLOSED:
+        token = await aadmit(circuit, rules, listeners, fallback)
+        if token < 0:
+            served = func(*args, **kwargs) if rules.observe else fallback(*args, **kwargs)  # type: ignore[misc]
+            return await served if inspect.isawaitable(served) else served
+    start = None if rules.slow_after is None else circuit.monotonic()
+    try:
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        await afail(circuit, rules, token, exc, start is not None and is_slow(circuit, rules, start))
+        raise
+    except BaseException:
+        # Cancelled or interrupted: no outcome, but the trial permit goes back now.
+        if token:
+            release(circuit, token)
+        raise
+    if (
+        start is None
+        and rules.retval_policy is None
+        and not (token or circuit.dirty or listeners.success_callbacks)
+        and circuit.state is CLOSED
+    ):
+        if listeners.callbacks:
+            circuit.counts.success.increment()
+        if circuit.tally is not None:
+            circuit.tally()
+        return result
+    await afinish(
+        circuit, rules, listeners, token, result, start is not None and is_slow(circuit, rules, start)
+    )
     return result
 
 
@@ -306,7 +381,7 @@ def sync_wrapper(
     if rules.slow_after is not None:
 
         def timed(*args: Any, **kwargs: Any) -> R:
-            return timed_call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
+            return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
 
         return timed
     closed = CLOSED
@@ -316,6 +391,7 @@ def sync_wrapper(
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
+    count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
@@ -357,9 +433,9 @@ def sync_wrapper(
             check_retval(circuit, rules, token, result)
         if token or circuit.dirty or listeners.success_callbacks:
             record_success(circuit, token)
-        else:  # closed (or disabled) with nothing to reset: count it, no event
+        else:  # closed (or disabled) with nothing to reset: count it (under its outcome), no event
             if listeners.callbacks:
-                count_success()
+                count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:  # tally(), inlined: a rate policy on the local backend
                 # (closed, or disabled: a disabled window shows nothing and reset clears it)
                 if monotonic() >= window.bucket_end:
@@ -383,7 +459,7 @@ def async_wrapper(
     if rules.slow_after is not None:
 
         async def timed(*args: Any, **kwargs: Any) -> R:
-            return await timed_call_async(func, circuit, rules, listeners, fallback, args, kwargs)
+            return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)  # type: ignore[no-any-return]
 
         return timed
     closed = CLOSED
@@ -394,6 +470,7 @@ def async_wrapper(
     observe = rules.observe
     tally = circuit.tally
     count_success = circuit.counts.success.increment
+    count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
 
@@ -445,7 +522,7 @@ def async_wrapper(
                 await arecord_success(circuit, token)
         else:
             if listeners.callbacks:
-                count_success()
+                count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:
                 if monotonic() >= window.bucket_end:
                     roll()
@@ -457,109 +534,15 @@ def async_wrapper(
     return run
 
 
-# Slow-call policies: the same paths with the call timed (only these pay for the clock).
-
-
 def _reject(
     circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, fallback: Callable[..., Any] | None
-) -> bool:
-    """Tell listeners about a rejected call; True if it runs anyway (observe mode)."""
+) -> None:
+    """Tell listeners about a rejected call; raise ``CircuitOpenError`` unless it runs anyway
+    (observe mode) or a fallback serves it."""
     if listeners.callbacks:
         circuit.on_rejected(fallback is not None and not rules.observe, rules.observe)
-    if rules.observe:
-        return True
-    if fallback is None:
+    if not rules.observe and fallback is None:
         raise circuit.open_error()
-    return False
-
-
-def timed_call_sync(
-    func: Callable[..., R],
-    circuit: CircuitHandle,
-    rules: CallRules,
-    listeners: ListenerList,
-    fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
-    """One call through ``circuit`` with its duration measured against ``slow_call_seconds``."""
-    token = 0
-    if circuit.state is not CLOSED:
-        token = circuit.acquire()
-        if token < 0:
-            if _reject(circuit, rules, listeners, fallback):
-                return func(*args, **kwargs)
-            return fallback(*args, **kwargs)  # type: ignore[misc,no-any-return]
-    monotonic = circuit.monotonic
-    limit: float = rules.slow_after  # type: ignore[assignment]
-    start = monotonic()
-    try:
-        result = func(*args, **kwargs)
-    except Exception as exc:
-        record_exception(circuit, rules, token, exc, monotonic() - start > limit)
-        raise
-    except BaseException:
-        if token:
-            release(circuit, token)
-        raise
-    slow = monotonic() - start > limit
-    if rules.retval_policy is not None:
-        check_retval(circuit, rules, token, result, slow)
-    if slow:
-        try:
-            circuit.on_slow_success(token)
-        except Exception:
-            _log_breaker_error(circuit)
-    elif token or circuit.dirty or listeners.callbacks:
-        record_success(circuit, token)
-    elif circuit.tally is not None:
-        circuit.tally()
-    return result
-
-
-async def timed_call_async(
-    func: Callable[..., Awaitable[R]],
-    circuit: CircuitHandle,
-    rules: CallRules,
-    listeners: ListenerList,
-    fallback: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
-    """``timed_call_sync`` for coroutine functions; a shared store's I/O never blocks the loop."""
-    token = 0
-    if circuit.state is not CLOSED:
-        token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
-        if token < 0:
-            if _reject(circuit, rules, listeners, fallback):
-                return await func(*args, **kwargs)
-            served = fallback(*args, **kwargs)  # type: ignore[misc]
-            return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
-    monotonic = circuit.monotonic
-    limit: float = rules.slow_after  # type: ignore[assignment]
-    start = monotonic()
-    try:
-        result = await func(*args, **kwargs)
-    except Exception as exc:
-        await arecord_exception(circuit, rules, token, exc, monotonic() - start > limit)
-        raise
-    except BaseException:
-        if token:
-            release(circuit, token)
-        raise
-    slow = monotonic() - start > limit
-    if rules.retval_policy is not None:
-        await acheck_retval(circuit, rules, token, result, slow)
-    if slow:
-        try:
-            await circuit.aon_slow_success(token)
-        except Exception:
-            _log_breaker_error(circuit)
-    elif token or circuit.dirty or listeners.callbacks:
-        await arecord_success(circuit, token)
-    elif circuit.tally is not None:
-        circuit.tally()
-    return result
 
 
 def protected(
@@ -569,7 +552,13 @@ def protected(
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., Any]:
-    """The wrapper ``protect`` returns: sync or ``async def`` like ``func``, with its metadata."""
+    """The wrapper ``protect`` returns: sync or ``async def`` like ``func`` (a generator function
+    for a generator function, see ``_generators``), with its metadata."""
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        from ._generators import async_generator_wrapper, generator_wrapper
+
+        wrap = async_generator_wrapper if inspect.isasyncgenfunction(func) else generator_wrapper
+        return wrap(func, circuit, rules, listeners, fallback)
     if is_coroutine_callable(func):
         return functools.wraps(func)(async_wrapper(func, circuit, rules, listeners, fallback))
     return functools.wraps(func)(sync_wrapper(func, circuit, rules, listeners, fallback))

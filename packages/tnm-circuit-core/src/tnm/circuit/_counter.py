@@ -27,7 +27,7 @@ class CallCounts:
     """Per-circuit outcome counters that metrics read: bumped (only while some listener is
     registered) instead of building an event per call."""
 
-    __slots__ = ("failure", "fallback", "ignored", "rejected", "success", "would_reject")
+    __slots__ = ("disabled", "failure", "fallback", "ignored", "rejected", "success", "would_reject")
 
     def __init__(self) -> None:
         self.success = AtomicCounter()
@@ -36,3 +36,5 @@ class CallCounts:
         self.rejected = AtomicCounter()
         self.fallback = AtomicCounter()
         self.would_reject = AtomicCounter()
+        self.disabled = AtomicCounter()
+        """Calls through a disabled circuit, whatever their outcome (they are not recorded)."""

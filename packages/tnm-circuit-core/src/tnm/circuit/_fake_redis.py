@@ -35,17 +35,18 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .backends.redis._listener import Listener
 from .breaker import CircuitBreaker
 from .exceptions import CircuitBackendError, InvalidConfigError
 
 _MISSING = (
-    "fake_redis_breaker and make_breaker(shared=True) need fakeredis with Lua:"
+    "fake_redis_breaker and make_breaker(shared=True) need redis-py and fakeredis with Lua:"
     " pip install 'tnm-circuit-core[testing]'"
 )
-try:
+try:  # the [testing] extra brings all three: name it, not [redis], whichever is missing
     import fakeredis
     from redis.exceptions import RedisError
+
+    from .backends.redis._listener import Listener
 except ImportError as exc:
     raise ImportError(_MISSING) from exc
 if importlib.util.find_spec("lupa") is None:  # fakeredis runs Lua scripts with it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .exceptions import InvalidConfigError, InvalidConfigTypeError
@@ -65,20 +65,35 @@ def positive_int(field: str, value: object) -> int:
     return value
 
 
-def exception_classes(field: str, value: object) -> tuple[type[BaseException], ...]:
-    """Normalise an iterable of exception classes (or one class) to a tuple."""
+def exception_rules(
+    field: str, value: object
+) -> tuple[type[BaseException] | Callable[[BaseException], bool], ...]:
+    """Normalise exception classes and predicates (or one of either) to a tuple.
+
+    An entry is an exception class, or a callable that is not a class (a predicate taking
+    the exception, ``lambda e: getattr(e, "status", 0) >= 500``); anything else, a class
+    that is not an exception class included, is an ``InvalidConfigTypeError`` naming ``field``.
+    """
     if value is None:
         return ()
-    if isinstance(value, type):
+    if isinstance(value, type) or (callable(value) and not isinstance(value, Iterable)):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidConfigTypeError(field, f"must be an iterable of exception classes, got {value!r}")
-    classes: list[type[BaseException]] = []
+        raise InvalidConfigTypeError(
+            field, f"must be an iterable of exception classes or predicates, got {value!r}"
+        )
+    rules: list[type[BaseException] | Callable[[BaseException], bool]] = []
     for item in value:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise InvalidConfigTypeError(field, f"{item!r} is not an exception class")
-        classes.append(item)
-    return tuple(classes)
+        if isinstance(item, type):
+            if not issubclass(item, BaseException):
+                raise InvalidConfigTypeError(field, f"{item!r} is not an exception class")
+        elif not callable(item):
+            raise InvalidConfigTypeError(
+                field,
+                f"{item!r} is neither an exception class nor a predicate (a callable taking the exception)",
+            )
+        rules.append(item)
+    return tuple(rules)
 
 
 def exception_reason(exc: BaseException) -> str:

@@ -10,16 +10,22 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
-from ._call import CallRules, async_wrapper, call_sync, protected
+from ._call import call_async, call_sync, protected
+from ._caller import Admitted, Caller
+from ._guard import Guard
+from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
 from .clock import Clock, SystemClock
 from .events import Listener, ListenerList
 from .exceptions import CircuitError, InvalidConfigError, InvalidConfigTypeError
-from .policies import ReturnValuePolicy, ServicePolicy
+from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CircuitSnapshot, CircuitState
 
-__all__ = ["CircuitBreaker", "get_breaker"]
+__all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
+
+# Defined in a private module and exported from this one: they report this one (as httpx's do).
+Admitted.__module__ = Caller.__module__ = __name__
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -182,6 +188,7 @@ class CircuitBreaker:
 
     @property
     def backend(self) -> Backend:
+        """Where this breaker's circuits live (``backend.name``: ``"local"`` or ``"redis"``)."""
         return self._backend
 
     @property
@@ -207,15 +214,18 @@ class CircuitBreaker:
         self._initialized = True
 
     def close(self) -> None:
+        """Release the backend's connections and threads (a no-op for ``local``)."""
         self._backend.close()
         self._initialized = False
 
     async def aclose(self) -> None:
+        """``close`` for async apps: never blocks the event loop."""
         await self._backend.aclose()
         self._initialized = False
 
     @property
     def initialized(self) -> bool:
+        """True between ``initialize`` and ``close``."""
         return self._initialized
 
     def __enter__(self) -> CircuitBreaker:
@@ -296,8 +306,8 @@ class CircuitBreaker:
         service: str,
         *,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
@@ -328,12 +338,30 @@ class CircuitBreaker:
 
         return decorator
 
+    def caller(
+        self,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+    ) -> Caller:
+        """A ``Caller``: calls through the circuit of a service named at each call, with these
+        overrides resolved once (``caller.call(service, func, *args)``,
+        ``await caller.acall(service, coro_func, *args)``).
+
+        For code that picks the service per call from an unbounded set (one circuit per
+        upstream host): unlike ``protect``, nothing is kept per service, so a service no
+        longer called is dropped after ``meta_ttl_seconds`` like any idle circuit.
+        """
+        return Caller(self, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
+
     def _rules(
         self,
         circuit: CircuitHandle,
         failure_reason: str | None,
-        ignore_exceptions: Iterable[type[BaseException]] | None,
-        on_exceptions: Iterable[type[BaseException]] | None,
+        ignore_exceptions: Iterable[ExceptionRule] | None,
+        on_exceptions: Iterable[ExceptionRule] | None,
         on_retval_policy: ReturnValuePolicy | None,
         fallback: Callable[..., Any] | None,
     ) -> CallRules:
@@ -350,6 +378,29 @@ class CircuitBreaker:
             return rules
         return CallRules(circuit.policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
 
+    def guard(
+        self,
+        service: str,
+        *,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
+    ) -> Guard:
+        """A context manager that runs a block as one call through ``service``'s circuit.
+
+        ``with breaker.guard("payments"):`` (or ``async with``) admits the block like
+        ``execute`` admits a call: ``CircuitOpenError`` is raised on entry when the circuit
+        rejects it, and a half-open circuit's trial permit is taken. An exception leaving
+        the block counts under the same rules as ``protect`` (``on_exceptions``,
+        ``ignore_exceptions``, ``failure_reason``) and always propagates unchanged; a
+        clean exit is a success; a slow-call policy times the block. A cancellation or
+        ``KeyboardInterrupt`` records nothing and gives a trial permit back. One guard
+        serves one block at a time (build one per block, or reuse it for blocks in turn).
+        """
+        circuit = self._circuit(service)
+        rules = self._rules(circuit, failure_reason, ignore_exceptions, on_exceptions, None, None)
+        return Guard(lambda: self._circuit(service), rules, self._listeners)
+
     def execute(
         self,
         service: str,
@@ -357,8 +408,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -387,8 +438,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -402,8 +453,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -417,8 +468,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -431,8 +482,8 @@ class CircuitBreaker:
         /,
         *args: Any,
         failure_reason: str | None = None,
-        ignore_exceptions: Iterable[type[BaseException]] | None = None,
-        on_exceptions: Iterable[type[BaseException]] | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
         on_retval_policy: ReturnValuePolicy | None = None,
         fallback: Callable[..., Any] | None = None,
         **kwargs: Any,
@@ -462,20 +513,16 @@ class CircuitBreaker:
         else:
             raise InvalidConfigTypeError("call", f"must be a callable or an awaitable, got {call!r}")
 
-        async def invoke(*a: Any, **kw: Any) -> Any:
+        def invoke(*a: Any, **kw: Any) -> Any:
             nonlocal pending
             if pending is not None:
                 awaitable, pending = pending, None
-                return await awaitable
+                return awaitable
             assert target is not None
-            result = target(*a, **kw)
-            if inspect.isawaitable(result):
-                return await result
-            return result
+            return target(*a, **kw)
 
-        run: Callable[..., Awaitable[Any]] = async_wrapper(invoke, circuit, rules, self._listeners, fallback)
         try:
-            return await run(*args, **kwargs)
+            return await call_async(invoke, circuit, rules, self._listeners, fallback, args, kwargs)
         finally:
             if inspect.iscoroutine(pending):
                 # Rejected before it ran: close it rather than leave it never awaited.
@@ -509,6 +556,11 @@ class CircuitBreaker:
         """
         self._circuit(service).on_failure(0, "" if reason is None else _validate.bounded_reason(reason))
 
+    async def arecord_failure(self, service: str, reason: str | None = "") -> None:
+        """``record_failure`` for async code: a shared backend's I/O does not block the loop."""
+        reason = "" if reason is None else _validate.bounded_reason(reason)
+        await self._circuit(service).aon_failure(0, reason)
+
     def record_success(self, service: str) -> None:
         """Count one success: resets the failure count while closed; closes a half-open circuit."""
         self._circuit(service).on_success(0)
@@ -529,12 +581,24 @@ class CircuitBreaker:
         """This process's circuit handles by service (for integrations such as metrics)."""
         return {**self._idle, **self._circuits}
 
+    def services(self) -> list[str]:
+        """Every service with a circuit, sorted: those the backend knows (written by any
+        process, on a shared store) and this process's own."""
+        return sorted(set(self._backend.services()) | set(self._circuits) | set(self._idle))
+
     def states(self) -> list[CircuitSnapshot]:
         """Snapshots of every circuit the backend knows, sorted by service name."""
         with self._lock:
             self._sweep_if_due()
-        names = set(self._backend.services()) | set(self._circuits) | set(self._idle)
-        return [self.state(name) for name in sorted(names)]
+        return [self.state(name) for name in self.services()]
+
+    def namespace_used(self) -> bool:
+        """Whether any breaker ever used this store: on Redis, whether the namespace holds
+        any trace of one (even after every circuit's keys expired); locally, whether this
+        process has a circuit. Reads without writing and needs no ``initialize``; a store
+        that cannot be reached raises ``CircuitBackendError``."""
+        used = getattr(self._backend, "namespace_used", None)
+        return bool(used()) if callable(used) else bool(self.services())
 
     def hold_open(self, service: str, seconds: float) -> None:
         """If ``service``'s circuit is open, keep it open at least ``seconds`` more.
@@ -587,6 +651,7 @@ class CircuitBreaker:
         self._listeners.add(listener, successes=successes, calls=calls)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (``ValueError`` if it was never added)."""
         self._listeners.remove(listener)
 
 

@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from .exceptions import InvalidConfigTypeError
 from .state import CircuitState, Transition
 
-__all__ = ["CircuitEvent", "EventKind", "Listener"]
+__all__ = ["CircuitEvent", "EventKind", "Listener", "ListenerList"]
 
 logger = logging.getLogger("tnm.circuit")
 
 
 class EventKind(str, enum.Enum):
+    """What a ``CircuitEvent`` reports; a ``str``, so it compares equal to its value."""
+
     STATE_CHANGE = "state_change"
     SUCCESS = "success"
     FAILURE = "failure"
@@ -69,6 +71,10 @@ class CircuitEvent:
     every circuit: their ``service`` is ``"*"`` and their ``state`` is ``None``.
     ``storage_repaired`` names the one circuit whose stored data was corrupt and was
     rewritten from its last good state; ``reason`` says what was wrong.
+    ``trigger`` is set on the ``STATE_CHANGE`` that opens a circuit (to ``open`` or
+    ``forced_open``): why it opened, the value ``CircuitSnapshot.opened_by`` then reports
+    (``"failures"``, ``"failure_rate"``, ``"slow_call_rate"``, ``"trial_failed"``,
+    ``"operator"``, ``"open_on"``).
     """
 
     kind: EventKind
@@ -77,9 +83,12 @@ class CircuitEvent:
     ts: float
     previous_state: CircuitState | None = None
     reason: str | None = None
+    trigger: str | None = None
 
 
 Listener = Callable[[CircuitEvent], object]
+"""What ``CircuitBreaker.add_listener`` takes: a callable given each ``CircuitEvent``
+(its return value is ignored; an exception it raises is logged, never seen by the call)."""
 
 
 _PER_CALL = frozenset(
@@ -102,6 +111,7 @@ class ListenerList:
         self.success_callbacks: tuple[Listener, ...] = ()
 
     def add(self, listener: Listener, *, successes: bool = True, calls: bool = True) -> None:
+        """Call ``listener`` for each event (see ``CircuitBreaker.add_listener``)."""
         if not callable(listener):
             raise InvalidConfigTypeError("listener", f"must be callable, got {listener!r}")
         # Replace, never mutate: a dispatch in another thread keeps iterating its tuple.
@@ -112,6 +122,7 @@ class ListenerList:
             self.success_callbacks = (*self.success_callbacks, listener)
 
     def remove(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (``ValueError`` if it was not added)."""
         items = list(self.callbacks)
         items.remove(listener)
         self.callbacks = tuple(items)
@@ -119,6 +130,8 @@ class ListenerList:
         self.success_callbacks = tuple(item for item in self.success_callbacks if item != listener)
 
     def emit(self, event: CircuitEvent) -> None:
+        """Give ``event`` to the listeners that asked for its kind; a listener that raises is
+        logged and never affects the call or the other listeners."""
         kind = event.kind
         if kind is EventKind.SUCCESS:
             targets = self.success_callbacks
@@ -140,28 +153,48 @@ class ListenerList:
         changes: list[Transition],
         now: Callable[[], float],
         reason: str | None = None,
+        trigger: str | None = None,
     ) -> None:
         """Emit a ``kind`` event (if any) and the state ``changes``; ``now`` gives the wall time,
-        read only if something is emitted."""
+        read only if something is emitted; ``trigger`` is why an opening among them opened."""
         if not changes and not self.call_callbacks:
             return
         ts = now()
         if kind is not None and self.call_callbacks:
             self.emit(CircuitEvent(kind, service, state, ts, reason=reason))
         if changes:
-            self.emit_transitions(service, changes, ts, reason)
+            self.emit_transitions(service, changes, ts, reason, trigger)
 
     def emit_transitions(
-        self, service: str, changes: list[Transition], ts: float, reason: str | None
+        self,
+        service: str,
+        changes: list[Transition],
+        ts: float,
+        reason: str | None,
+        trigger: str | None = None,
     ) -> None:
-        """Log each state change and hand it to the listeners."""
+        """Log each state change and hand it to the listeners (an opening with its ``trigger``)."""
         for previous, state in changes:
+            opening = state is CircuitState.OPEN or state is CircuitState.FORCED_OPEN
             if state is CircuitState.OPEN:
+                by = f"; opened_by={trigger}" if trigger else ""
                 if reason:
-                    logger.warning("circuit %r opened (was %s); last failure: %s", service, previous, reason)
+                    logger.warning(
+                        "circuit %r opened (was %s%s); last failure: %s", service, previous, by, reason
+                    )
                 else:
-                    logger.warning("circuit %r opened (was %s)", service, previous)
+                    logger.warning("circuit %r opened (was %s%s)", service, previous, by)
             else:
                 logger.info("circuit %r: %s -> %s", service, previous, state)
             if self.callbacks:
-                self.emit(CircuitEvent(EventKind.STATE_CHANGE, service, state, ts, previous, reason))
+                self.emit(
+                    CircuitEvent(
+                        EventKind.STATE_CHANGE,
+                        service,
+                        state,
+                        ts,
+                        previous,
+                        reason,
+                        trigger if opening else None,
+                    )
+                )

@@ -1,7 +1,7 @@
 """Every error the breaker raises, in one tree::
 
     CircuitError
-    ├── CircuitOpenError        a call was rejected: .service, .retry_after, .last_failure
+    ├── CircuitOpenError        a call was rejected: .service, .retry_after, .opened_by, .last_failure
     ├── ReturnValuePolicyError  a return value counted as a failure: .retval, .retval_policy
     ├── CircuitBackendError     the state store failed and the breaker was told to say so
     └── InvalidConfigError      (also a ValueError) bad input, .field names it
@@ -13,7 +13,7 @@ caller as they were raised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,18 +91,35 @@ def _masked_copy(exc: BaseException, message: str) -> BaseException:
     return copy.with_traceback(exc.__traceback__)
 
 
+def _chain_masked(
+    error: CircuitBackendError, cause: BaseException | None, scrub: Callable[[str], str]
+) -> CircuitBackendError:
+    """``error`` with ``cause`` (the store's own error, its text passed through ``scrub``) as
+    ``__cause__``, so a caller sees what the store said without a secret in it."""
+    if cause is not None:
+        error.__cause__ = _masked_copy(cause, scrub(str(cause)))
+    return error
+
+
 class CircuitOpenError(CircuitError):
     """The circuit for ``service`` rejected the call.
 
     ``retry_after`` is the number of seconds until a trial call may run, or ``None``
     when an operator forced the circuit open (it stays open until reset).
-    ``last_failure`` is ``{"reason": str, "ts": epoch seconds}`` or ``None``;
-    ``failures`` is the count that opened the circuit, of ``max_failures`` in ``window_seconds``.
+    ``last_failure`` is ``{"reason": str, "ts": epoch seconds}`` or ``None``.
+    ``opened_by`` says why the circuit opened (``"failures"``, ``"failure_rate"``,
+    ``"slow_call_rate"``, ``"trial_failed"``, ``"operator"``, ``"open_on"``; ``None`` if
+    unknown), and ``failures``, ``calls``, ``failure_rate`` and ``slow_call_rate`` are the
+    figures that opened it: the same numbers ``breaker.state(service)`` reports while the
+    circuit is open or half-open. ``failures`` counts the failures inside ``window_seconds``
+    (since the last success) for a count trigger (``max_failures``), or the failed calls in
+    the rate window when there is no count trigger.
 
     Every field lives in ``args`` (so the error pickles as is, for Celery's result
     backend) and the message is built only when read: rejecting stays cheap.
     Arguments are positional: ``CircuitOpenError(service, retry_after, last_failure,
-    state, failures, max_failures, window_seconds)``; all but ``service`` are optional.
+    state, failures, max_failures, window_seconds, opened_by, calls, failure_rate,
+    slow_call_rate)``; all but ``service`` are optional.
     """
 
     if TYPE_CHECKING:
@@ -116,6 +133,10 @@ class CircuitOpenError(CircuitError):
             failures: int = 0,
             max_failures: int = 0,
             window_seconds: float = 0.0,
+            opened_by: str | None = None,
+            calls: int | None = None,
+            failure_rate: float | None = None,
+            slow_call_rate: float | None = None,
             /,
         ) -> None: ...
 
@@ -151,14 +172,41 @@ class CircuitOpenError(CircuitError):
     def window_seconds(self) -> float:
         return self._arg(6, 0.0)  # type: ignore[no-any-return]
 
-    def __str__(self) -> str:
+    @property
+    def opened_by(self) -> str | None:
+        return self._arg(7, None)  # type: ignore[no-any-return]
+
+    @property
+    def calls(self) -> int | None:
+        return self._arg(8, None)  # type: ignore[no-any-return]
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self._arg(9, None)  # type: ignore[no-any-return]
+
+    @property
+    def slow_call_rate(self) -> float | None:
+        return self._arg(10, None)  # type: ignore[no-any-return]
+
+    def _figures(self) -> str:
+        window = f"in a {self.window_seconds:g}s window"
+        opened_by, calls = self.opened_by, self.calls
+        if opened_by in ("failure_rate", "slow_call_rate") and calls is not None:
+            if opened_by == "slow_call_rate" and self.slow_call_rate is not None:
+                return f"{self.slow_call_rate:.0%} of {calls} call(s) slow {window}"
+            return f"{self.failures} of {calls} call(s) failed ({self.failure_rate or 0.0:.0%}) {window}"
         if self.max_failures:
-            parts = [
-                f"circuit {self.service!r} is {self.state}: {self.failures} failure(s) "
-                f"in a {self.window_seconds:g}s window (threshold {self.max_failures})"
-            ]
-        else:  # opened by a rate trigger, by an operator, or no count given
-            parts = [f"circuit {self.service!r} is {self.state}"]
+            return f"{self.failures} failure(s) {window} (threshold {self.max_failures})"
+        if calls is not None:
+            return f"{self.failures} of {calls} call(s) failed {window}"
+        return ""
+
+    def __str__(self) -> str:
+        head = f"circuit {self.service!r} is {self.state}"
+        if self.opened_by is not None:
+            head += f" (opened by {self.opened_by})"
+        figures = "" if self.opened_by == "operator" else self._figures()
+        parts = [f"{head}: {figures}" if figures else head]
         if self.last_failure is not None:
             parts.append(f"last failure: {self.last_failure.get('reason')}")
         if self.retry_after is None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from . import _validate
 from .exceptions import InvalidConfigError, InvalidConfigTypeError
@@ -18,6 +18,11 @@ from .exceptions import InvalidConfigError, InvalidConfigTypeError
 __all__ = ["MODES", "RATE_BUCKETS", "UNSET", "ReturnValuePolicy", "ServicePolicy"]
 
 logger = logging.getLogger("tnm.circuit")
+
+
+ExceptionRule: TypeAlias = "type[BaseException] | Callable[[BaseException], bool]"
+"""An entry of ``on_exceptions``, ``ignore_exceptions`` or ``open_on``: an exception class, or a
+predicate that takes the exception and says whether it matches."""
 
 
 class _Unset:
@@ -48,6 +53,12 @@ class ReturnValuePolicy:
     keys (``"status_code"``, ``"data.code"``); if the last step is callable it is called
     with ``retval_accessor_args`` / ``retval_accessor_kwargs`` (``"meta.get_code"``).
     If the path cannot be followed, the rules apply to the result itself.
+
+    ``predicate`` is a rule of its own (alone it is a valid policy), like tenacity's
+    ``retry_if_result``: it is called with the value (the one ``retval_accessor`` reached,
+    if set) and the value fails when it answers true. A non-empty string answer is also
+    the failure's reason (``"HTTP 503 Service Unavailable"``); a predicate that raises
+    counts as no match.
     """
 
     retval_none: bool = False
@@ -56,6 +67,7 @@ class ReturnValuePolicy:
     retval_accessor: str | None = None
     retval_accessor_args: tuple[Any, ...] = ()
     retval_accessor_kwargs: Mapping[str, Any] | None = None
+    predicate: Callable[[Any], object] | None = None
     _path: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
@@ -67,10 +79,18 @@ class ReturnValuePolicy:
                     "retval_in", f"must be a list or tuple of values, got {self.retval_in!r}"
                 )
             object.__setattr__(self, "retval_in", tuple(self.retval_in))
-        if not (self.retval_none or self.retval is not UNSET or self.retval_in is not None):
+        if self.predicate is not None and not callable(self.predicate):
+            raise InvalidConfigTypeError("predicate", f"must be callable, got {self.predicate!r}")
+        if not (
+            self.retval_none
+            or self.retval is not UNSET
+            or self.retval_in is not None
+            or self.predicate is not None
+        ):
             raise InvalidConfigError(
-                "retval_none/retval/retval_in",
-                "a ReturnValuePolicy needs at least one rule (retval_none=True, retval= or retval_in=)",
+                "retval_none/retval/retval_in/predicate",
+                "a ReturnValuePolicy needs at least one rule "
+                "(retval_none=True, retval=, retval_in= or predicate=)",
             )
         if self.retval_accessor is not None:
             if not isinstance(self.retval_accessor, str):
@@ -119,9 +139,24 @@ class ReturnValuePolicy:
                     type(result).__name__,
                 )
                 value = result
+        verdict: object = None
+        if self.predicate is not None:
+            try:
+                verdict = self.predicate(value)
+            except Exception:
+                logger.warning(
+                    "return value predicate %r raised on %s; taken as no match",
+                    self.predicate,
+                    type(value).__name__,
+                    exc_info=True,
+                )
+                verdict = None
+            if isinstance(verdict, str) and verdict:
+                return _validate.bounded_reason(verdict)
         try:
             matched = (
-                (self.retval_none and value is None)
+                bool(verdict)
+                or (self.retval_none and value is None)
                 or (self.retval is not UNSET and bool(value == self.retval))
                 or (
                     self.retval_in is not None
@@ -165,14 +200,22 @@ class ServicePolicy:
     cancelled loses its permit after ``trial_timeout_seconds``.
 
     What counts: with ``on_exceptions`` only those exceptions are failures;
-    ``ignore_exceptions`` are never failures (neither do they count as successes).
+    ``ignore_exceptions`` are never failures (neither do they count as successes). Each
+    entry of either is an exception class or a predicate taking the exception
+    (``lambda e: getattr(e, "status", 0) >= 500``), like tenacity's ``retry_if_exception``.
+
+    ``open_on`` (classes or predicates, like ``on_exceptions``): one failure that is an
+    instance of a listed class, or that a listed predicate says yes to, opens a closed or
+    half-open circuit at once (fleet-wide on Redis), ``opened_by="open_on"`` (a quota
+    exhausted, an account suspended: waiting for more failures only wastes calls).
+    ``ignore_exceptions`` still wins: an ignored exception never opens anything.
     ``on_retval_policy`` makes chosen return values failures.
     """
 
     window_seconds: float = 60.0
     max_failures: int | None = 5
-    ignore_exceptions: Iterable[type[BaseException]] = ()
-    on_exceptions: Iterable[type[BaseException]] = ()
+    ignore_exceptions: Iterable[ExceptionRule] = ()
+    on_exceptions: Iterable[ExceptionRule] = ()
     on_retval_policy: ReturnValuePolicy | None = None
     open_seconds: float | None = None
     half_open_max_calls: int = 1
@@ -185,6 +228,7 @@ class ServicePolicy:
     slow_call_seconds: float | None = None
     slow_call_rate_threshold: float | None = None
     mode: str = "enforce"
+    open_on: Iterable[ExceptionRule] = ()
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -230,9 +274,10 @@ class ServicePolicy:
         setattr_(
             self,
             "ignore_exceptions",
-            _validate.exception_classes("ignore_exceptions", self.ignore_exceptions),
+            _validate.exception_rules("ignore_exceptions", self.ignore_exceptions),
         )
-        setattr_(self, "on_exceptions", _validate.exception_classes("on_exceptions", self.on_exceptions))
+        setattr_(self, "on_exceptions", _validate.exception_rules("on_exceptions", self.on_exceptions))
+        setattr_(self, "open_on", _validate.exception_rules("open_on", self.open_on))
         if self.on_retval_policy is not None and not isinstance(self.on_retval_policy, ReturnValuePolicy):
             raise InvalidConfigTypeError(
                 "on_retval_policy", f"must be a ReturnValuePolicy, got {self.on_retval_policy!r}"

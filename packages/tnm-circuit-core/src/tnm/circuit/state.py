@@ -30,10 +30,18 @@ from typing import Any
 from ._validate import exception_reason
 from .policies import RATE_BUCKETS, ServicePolicy
 
-__all__ = ["CircuitSnapshot", "CircuitState"]
+__all__ = ["OPENED_BY", "CircuitSnapshot", "CircuitState"]
 
 
 class CircuitState(str, enum.Enum):
+    """Where a circuit stands; a ``str``, so it compares equal to its value (``"open"``).
+
+    ``CLOSED``: calls go through and failures are counted. ``OPEN``: calls are rejected
+    until the open time ends. ``HALF_OPEN``: a few trial calls decide whether to close or
+    open again. ``FORCED_OPEN``: an operator rejects every call until ``reset``.
+    ``DISABLED``: an operator lets every call through, recording nothing, until ``reset``.
+    """
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -51,6 +59,14 @@ FORCED_OPEN = CircuitState.FORCED_OPEN
 DISABLED = CircuitState.DISABLED
 
 Transition = tuple[CircuitState, CircuitState]
+
+OPENED_BY = ("failures", "failure_rate", "slow_call_rate", "trial_failed", "operator", "open_on")
+"""Why a circuit opened (``CircuitSnapshot.opened_by``, ``CircuitEvent.trigger``): the count
+trigger, the failure-rate or slow-call-rate trigger, a failed half-open trial, an operator's
+``force_open``, or an exception listed in the policy's ``open_on``."""
+
+Figures = tuple[int, "int | None", "float | None", "float | None"]
+"""(failures, calls, failure_rate, slow_call_rate) as a snapshot reports them."""
 
 # Results of CircuitModel.admit (a positive value is a trial permit token).
 PASS = 0
@@ -76,6 +92,10 @@ class CircuitSnapshot:
     """Share of those calls that failed (0.0 with no call); ``None`` unless a rate trigger is set."""
     slow_call_rate: float | None = None
     """Share of those calls that were slow; ``None`` unless ``slow_call_rate_threshold`` is set."""
+    opened_by: str | None = None
+    """Why the circuit is open (or half-open): one of ``OPENED_BY``; ``None`` while closed or
+    disabled. While open or half-open, ``failures``, ``calls`` and the rates are the figures
+    that opened it (the first opening's, after a failed trial), kept until it closes."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (state as its string value)."""
@@ -92,6 +112,7 @@ class CircuitSnapshot:
             "calls": self.calls,
             "failure_rate": self.failure_rate,
             "slow_call_rate": self.slow_call_rate,
+            "opened_by": self.opened_by,
         }
 
 
@@ -100,14 +121,17 @@ def counted(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -> bool:
-    """Do these window counts open a closed circuit under ``policy``'s rate triggers?"""
+def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -> str | None:
+    """Which of ``policy``'s rate triggers these window counts meet (``"failure_rate"`` first,
+    then ``"slow_call_rate"``), or ``None`` if they leave a closed circuit closed."""
     if calls < policy.minimum_calls:
-        return False
+        return None
     failure_rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
-    return (failure_rate is not None and failures >= failure_rate * calls) or (
-        slow_rate is not None and slow >= slow_rate * calls
-    )
+    if failure_rate is not None and failures >= failure_rate * calls:
+        return "failure_rate"
+    if slow_rate is not None and slow >= slow_rate * calls:
+        return "slow_call_rate"
+    return None
 
 
 class CircuitModel:
@@ -124,6 +148,7 @@ class CircuitModel:
         "_max_failures",
         "_next_token",
         "_ok",
+        "_opened_figures",
         "_permits",
         "_pinned_ts",
         "_totals",
@@ -136,6 +161,7 @@ class CircuitModel:
         "last_failure",
         "ok",
         "open_until",
+        "opened_by",
         "policy",
         "reopenings",
         "service",
@@ -177,6 +203,10 @@ class CircuitModel:
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
         self._ok = itertools.count()
         self.ok = self._ok.__next__
+        self.opened_by: str | None = None
+        """Why the circuit is open or half-open (one of ``OPENED_BY``); ``None`` otherwise."""
+        self._opened_figures: Figures | None = None
+        """The figures that opened the circuit, reported until it closes."""
 
     # -- the rate window (owner holds the lock, except for ``ok``) ------------------
 
@@ -217,8 +247,8 @@ class CircuitModel:
             entry = self._buckets[bucket] = [0, 0, 0]
         return entry
 
-    def count_call(self, now: float, failed: bool, slow: bool) -> bool:
-        """Count one completed call that is not a fast success; True if a rate trigger is due."""
+    def count_call(self, now: float, failed: bool, slow: bool) -> str | None:
+        """Count one completed call that is not a fast success; the rate trigger now due, if any."""
         if self.bucket_of(now) != self.bucket:
             self.roll(now)
         entry, totals = self._entry(self.bucket), self._totals
@@ -287,7 +317,13 @@ class CircuitModel:
             pinned = self._pinned_ts = (last, wall_now - (now - last[1]))
         return {"reason": last[0], "ts": pinned[1]}
 
-    def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
+    def figures(self, now: float) -> Figures:
+        """(failures, calls, failure_rate, slow_call_rate) now: the frozen ones while open or
+        half-open, the live window's otherwise (``failures`` is the count trigger's figure,
+        or the rate window's failed calls without a count trigger)."""
+        frozen = self._opened_figures
+        if frozen is not None and self.opened_by is not None:
+            return frozen
         calls = failure_rate = slow_rate = None
         failures = self.failures_in_window(now) if self._max_failures else 0
         if self.counts_calls:
@@ -298,6 +334,10 @@ class CircuitModel:
                 slow_rate = slow / calls if calls else 0.0
             if not self._max_failures:
                 failures = failed
+        return failures, calls, failure_rate, slow_rate
+
+    def snapshot(self, now: float, wall: float) -> CircuitSnapshot:
+        failures, calls, failure_rate, slow_rate = self.figures(now)
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
@@ -311,6 +351,7 @@ class CircuitModel:
             calls=calls,
             failure_rate=failure_rate,
             slow_call_rate=slow_rate,
+            opened_by=self.opened_by,
         )
 
     # -- transitions ---------------------------------------------------------
@@ -320,7 +361,12 @@ class CircuitModel:
             changes.append((self.state, state))
             self.state = state
 
-    def _open(self, now: float, changes: list[Transition]) -> None:
+    def _open(self, now: float, changes: list[Transition], trigger: str) -> None:
+        """Open because of ``trigger`` (one of ``OPENED_BY``): the figures that opened it are
+        kept until it closes (a failed trial keeps the first opening's)."""
+        if self._opened_figures is None:  # closed until now (else: the first opening's figures)
+            self._opened_figures = self.figures(now)
+        self.opened_by = trigger
         self.open_until = now + self.policy.open_duration(self.reopenings)
         self.dirty = False
         self._permits.clear()
@@ -330,6 +376,8 @@ class CircuitModel:
         self._enter(OPEN, changes)
 
     def _close(self, changes: list[Transition]) -> None:
+        self.opened_by = None
+        self._opened_figures = None
         self.open_until = 0.0
         self.dirty = False
         self._failures.clear()
@@ -373,7 +421,10 @@ class CircuitModel:
         token: int,
         changes: list[Transition],
         slow: bool = False,
+        trip: bool = False,
     ) -> None:
+        """Count a failure; ``trip``: it is one of the policy's ``open_on`` exceptions, which
+        opens a closed or half-open circuit at once (counted first, for the figures)."""
         # The common case (closed, no permit) skips refresh and release.
         if self.state is not CLOSED:
             if self.state is DISABLED:
@@ -386,11 +437,15 @@ class CircuitModel:
         if state is CLOSED:
             if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
-            if self.counts_calls and self.state is CLOSED and self.count_call(now, True, slow):
-                self._open(now, changes)
+            if self.counts_calls and self.state is CLOSED:
+                trigger = self.count_call(now, True, slow)
+                if trigger is not None:
+                    self._open(now, changes, trigger)
+            if trip and self.state is CLOSED:
+                self._open(now, changes, "open_on")
         elif state is HALF_OPEN:
             self.reopenings += 1
-            self._open(now, changes)
+            self._open(now, changes, "open_on" if trip else "trial_failed")
         # OPEN / FORCED_OPEN: a late failure of a call admitted earlier changes nothing more.
 
     def count_closed_failure(self, now: float, reason: str | BaseException) -> bool:
@@ -461,7 +516,7 @@ class CircuitModel:
             and len(failures) == failures.maxlen
             and failures[0] > now - self.policy.window_seconds
         ):
-            self._open(now, changes)
+            self._open(now, changes, "failures")
 
     def record_success(self, now: float, token: int, changes: list[Transition]) -> None:
         self.refresh(now, changes)
@@ -490,14 +545,18 @@ class CircuitModel:
         if state is CLOSED:
             self.dirty = False
             self._failures.clear()
-            if self.counts_calls and self.count_call(now, False, True):
-                self._open(now, changes)
+            if self.counts_calls:
+                trigger = self.count_call(now, False, True)
+                if trigger is not None:
+                    self._open(now, changes, trigger)
         elif state is HALF_OPEN:
             self.reopenings += 1
-            self._open(now, changes)
+            self._open(now, changes, "trial_failed")
 
     def disable(self, now: float, reason: str, changes: list[Transition]) -> None:
         """Let every call through and record nothing until ``reset``."""
+        self.opened_by = None
+        self._opened_figures = None
         self.last_failure = (reason, now)
         self.open_until = 0.0
         self.dirty = False
@@ -522,6 +581,9 @@ class CircuitModel:
         return True
 
     def force_open(self, now: float, reason: str, changes: list[Transition]) -> None:
+        if self._opened_figures is None:
+            self._opened_figures = self.figures(now)
+        self.opened_by = "operator"
         self.last_failure = (reason, now)
         self.open_until = math.inf
         self.dirty = False
@@ -534,10 +596,19 @@ class CircuitModel:
         self._close(changes)
 
     def assume(
-        self, state: CircuitState, open_until: float, reopenings: int, last_failure: tuple[str, float] | None
+        self,
+        state: CircuitState,
+        open_until: float,
+        reopenings: int,
+        last_failure: tuple[str, float] | None,
+        opened: tuple[str | None, Figures | None] = (None, None),
     ) -> None:
         """Take over a state decided elsewhere: a shared store's last known view, when this
-        process must go on deciding alone (``open_until`` is monotonic; failures start at 0)."""
+        process must go on deciding alone (``open_until`` is monotonic; failures start at 0;
+        ``opened``: why it opened and the figures that did, if known)."""
+        self.opened_by, self._opened_figures = (
+            opened if state in (OPEN, HALF_OPEN, FORCED_OPEN) else (None, None)
+        )
         self._failures.clear()
         self._permits.clear()
         self._trial_successes = 0

@@ -29,3 +29,17 @@ __all__ = [
     "open_error_response",
     "require_available",
 ]
+
+# Exported classes and functions report this package (as httpx's do), not the private module.
+for _export in (
+    add_exception_handlers,
+    breaker_lifespan,
+    circuit_dashboard_router,
+    circuit_status_router,
+    get_circuit_breaker,
+    install,
+    open_error_response,
+    require_available,
+):
+    _export.__module__ = __name__
+del _export

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tnm.circuit import CircuitBreaker
+from tnm.circuit import CircuitBreaker, InvalidConfigError, InvalidConfigTypeError
 
 from ._lifespan import STATE_KEY
 
@@ -34,8 +34,13 @@ def require_available(service: str) -> Callable[[CircuitBreaker], Awaitable[None
 
     ``dependencies=[Depends(require_available("search"))]``. It takes no half-open trial
     permit: while half-open, requests go through and the protected call inside the
-    endpoint takes (or is refused) the permit under the service's policy.
+    endpoint takes (or is refused) the permit under the service's policy. A ``service``
+    that is not a non-empty str is refused here (field ``service``), not at request time.
     """
+    if not isinstance(service, str):
+        raise InvalidConfigTypeError("service", f"must be a str naming the service, got {service!r}")
+    if not service.strip():
+        raise InvalidConfigError("service", "must not be blank")
 
     async def dependency(breaker: BreakerDep) -> None:
         if not await breaker.ais_available(service):

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from tnm.circuit import CircuitBreaker
 
 from ._handlers import add_exception_handlers
-from ._lifespan import STATE_KEY, breaker_lifespan
+from ._lifespan import STATE_KEY, breaker_lifespan, check_breaker
 
 __all__ = ["install"]
 
@@ -20,7 +20,12 @@ def install(
     retval_status: int = 502,
     start_degraded: bool = False,
 ) -> None:
-    """Give ``app`` its breaker: a lifespan wrapping the app's own, and the exception handlers."""
+    """Give ``app`` its breaker: a lifespan wrapping the app's own, and the exception handlers.
+
+    A ``breaker`` that is not a ``CircuitBreaker`` is refused here (``InvalidConfigTypeError``,
+    field ``breaker``), not at start-up.
+    """
+    check_breaker(breaker)
     app.router.lifespan_context = breaker_lifespan(
         breaker, app.router.lifespan_context, start_degraded=start_degraded
     )

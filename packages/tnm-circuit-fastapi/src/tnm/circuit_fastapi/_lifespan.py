@@ -12,7 +12,7 @@ from contextlib import (
 )
 from typing import Any
 
-from tnm.circuit import CircuitBreaker, CircuitError
+from tnm.circuit import CircuitBreaker, CircuitError, InvalidConfigTypeError
 
 __all__ = ["STATE_KEY", "breaker_lifespan"]
 
@@ -28,6 +28,15 @@ Lifespan = (
 )
 """Every form of lifespan FastAPI takes: an async context manager factory (what
 ``@asynccontextmanager`` makes), a bare async generator function, or a generator function."""
+
+
+def check_breaker(breaker: object) -> None:
+    """Refuse, at the call that wires it, a ``breaker`` that is not one."""
+    if not isinstance(breaker, CircuitBreaker):
+        raise InvalidConfigTypeError(
+            "breaker",
+            f"must be a CircuitBreaker (from tnm.circuit), got {type(breaker).__name__}: {breaker!r}",
+        )
 
 
 def _as_async_context(lifespan: Lifespan) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
@@ -62,6 +71,9 @@ def breaker_lifespan(
     process until the store is back.
     """
 
+    check_breaker(breaker)
+    if lifespan is not None and not callable(lifespan):
+        raise InvalidConfigTypeError("lifespan", f"must be your app's lifespan function, got {lifespan!r}")
     inner_lifespan = None if lifespan is None else _as_async_context(lifespan)
 
     @asynccontextmanager

@@ -44,7 +44,7 @@ def circuit_status_router(*, expose_reasons: bool = False, **router_options: Any
 
     @router.get("/circuits/{service}")
     def get_circuit(service: str, breaker: BreakerDep) -> dict[str, Any]:
-        if service not in breaker.backend.services():
+        if service not in breaker.services():
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no circuit named {service!r}")
         snapshot = breaker.state(service)
         return shown(snapshot.to_dict(), breaker.storage_available)

@@ -22,3 +22,8 @@ __all__ = [
     "ServiceName",
     "authority",
 ]
+
+# Exported classes and functions report this package (as httpx's do), not the private module.
+for _export in (AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenRequestError, authority):
+    _export.__module__ = __name__
+del _export

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
@@ -18,7 +17,6 @@ from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 __all__ = ["AsyncCircuitBreakerTransport"]
 
 T = TypeVar("T", bound="AsyncCircuitBreakerTransport")
-Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
 class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
@@ -44,8 +42,7 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
             httpx.AsyncHTTPTransport() if transport is None else transport
         )
         self._name_of = service_namer(service)
-        self._retval_policy = status_policy(failure_statuses)
-        self._sends: dict[str, Send] = {}
+        self._acall = self.breaker.caller(on_retval_policy=status_policy(failure_statuses)).acall
 
     def __repr__(self) -> str:
         return f"AsyncCircuitBreakerTransport({self.breaker!r}, transport={self.transport!r})"
@@ -54,9 +51,8 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
         service = self._name_of(request)
         if service is None:
             return await self.transport.handle_async_request(request)
-        send = self._sends.get(service) or await self._guard(service)
         try:
-            return await send(request)
+            return await self._acall(service, self.transport.handle_async_request, request)
         except ReturnValuePolicyError as error:
             response = counted_response(error)
             wait = asked_wait(response)
@@ -65,18 +61,6 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
             return response
         except CircuitOpenError as error:
             refuse(error, request)
-
-    async def _guard(self, service: str) -> Send:
-        """The inner transport's send, protected by ``service``'s circuit (built once per service)."""
-        inner = self.transport.handle_async_request
-        if not inspect.iscoroutinefunction(inner):
-            # ``protect`` picks its async path from the function: give it a coroutine function.
-            async def inner(request: httpx.Request) -> httpx.Response:
-                return await self.transport.handle_async_request(request)
-
-        send: Send = self.breaker.protect(service, on_retval_policy=self._retval_policy)(inner)
-        self._sends[service] = send
-        return send
 
     async def aclose(self) -> None:
         await self.transport.aclose()

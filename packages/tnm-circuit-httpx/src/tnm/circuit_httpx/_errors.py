@@ -41,12 +41,22 @@ class CircuitOpenRequestError(httpx.TransportError, CircuitOpenError):
         max_failures: int = 0,
         window_seconds: float = 0.0,
         /,
-        *,
+        *figures: Any,
         request: httpx.Request | None = None,
     ) -> None:
         httpx.TransportError.__init__(self, service, request=request)
-        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them.
-        self.args = (service, retry_after, last_failure, state, failures, max_failures, window_seconds)
+        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them;
+        # ``figures`` are the later ones (opened_by, calls, failure_rate, slow_call_rate).
+        self.args = (
+            service,
+            retry_after,
+            last_failure,
+            state,
+            failures,
+            max_failures,
+            window_seconds,
+            *figures,
+        )
 
     @classmethod
     def from_open_error(cls, error: CircuitOpenError, request: httpx.Request) -> CircuitOpenRequestError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
@@ -17,7 +17,6 @@ from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 __all__ = ["CircuitBreakerTransport"]
 
 T = TypeVar("T", bound="CircuitBreakerTransport")
-Send = Callable[[httpx.Request], httpx.Response]
 
 
 class CircuitBreakerTransport(httpx.BaseTransport):
@@ -49,8 +48,9 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         self.breaker = check_breaker(breaker)
         self.transport: httpx.BaseTransport = httpx.HTTPTransport() if transport is None else transport
         self._name_of = service_namer(service)
-        self._retval_policy = status_policy(failure_statuses)
-        self._sends: dict[str, Send] = {}
+        # One caller for every upstream: nothing is kept per host, so the circuit of a host
+        # no longer called is dropped after the breaker's meta_ttl_seconds.
+        self._call = self.breaker.caller(on_retval_policy=status_policy(failure_statuses)).call
 
     def __repr__(self) -> str:
         return f"CircuitBreakerTransport({self.breaker!r}, transport={self.transport!r})"
@@ -59,9 +59,8 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         service = self._name_of(request)
         if service is None:
             return self.transport.handle_request(request)
-        send = self._sends.get(service) or self._guard(service)
         try:
-            return send(request)
+            return self._call(service, self.transport.handle_request, request)
         except ReturnValuePolicyError as error:
             response = counted_response(error)
             wait = asked_wait(response)
@@ -70,13 +69,6 @@ class CircuitBreakerTransport(httpx.BaseTransport):
             return response
         except CircuitOpenError as error:
             refuse(error, request)
-
-    def _guard(self, service: str) -> Send:
-        """The inner transport's send, protected by ``service``'s circuit (built once per service)."""
-        protect = self.breaker.protect(service, on_retval_policy=self._retval_policy)
-        send = protect(self.transport.handle_request)
-        self._sends[service] = send
-        return send
 
     def close(self) -> None:
         self.transport.close()

@@ -20,17 +20,77 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._counter import AtomicCounter, CallCounts
 from ..clock import Clock
 from ..events import ListenerList
 from ..exceptions import CircuitError
 from ..policies import ServicePolicy
-from ..state import CircuitModel, CircuitSnapshot, CircuitState
+from ..state import CircuitSnapshot, CircuitState
 
-__all__ = ["Backend", "CircuitHandle"]
+__all__ = ["Backend", "CircuitHandle", "Counter", "OutcomeCounts", "RateWindow"]
+
+
+class Counter(Protocol):
+    """A count that threads bump without a lock and without losing an update."""
+
+    @property
+    def increment(self) -> Callable[[], int]:
+        """Add one (called on the call path: keep it one C call)."""
+        ...
+
+    @property
+    def value(self) -> int:
+        """How many increments happened so far."""
+        ...
+
+
+class OutcomeCounts(Protocol):
+    """One circuit's outcome counters, bumped only while a listener is registered (metrics
+    read them instead of getting an event per call)."""
+
+    @property
+    def success(self) -> Counter: ...
+    @property
+    def failure(self) -> Counter: ...
+    @property
+    def ignored(self) -> Counter: ...
+    @property
+    def rejected(self) -> Counter:
+        """Rejected calls that raised (no fallback)."""
+        ...
+
+    @property
+    def fallback(self) -> Counter:
+        """Rejected calls that a fallback served."""
+        ...
+
+    @property
+    def would_reject(self) -> Counter:
+        """Calls that observe mode let through though the circuit would have rejected them."""
+        ...
+
+    @property
+    def disabled(self) -> Counter:
+        """Calls through a disabled circuit, whatever their outcome (they are not recorded)."""
+        ...
+
+
+class RateWindow(Protocol):
+    """The rate window a fast success may be counted into by the call path itself."""
+
+    @property
+    def bucket_end(self) -> float:
+        """Monotonic time at which the current bucket ends (then ``roll_window()`` first)."""
+        ...
+
+    @property
+    def ok(self) -> Callable[[], object]:
+        """Count one success in the current bucket (called on the call path: one C call)."""
+        ...
 
 
 class CircuitHandle(Protocol):
+    """One service's circuit, as a backend hands it to the breaker (``Backend.circuit``)."""
+
     service: str
     policy: ServicePolicy
     state: CircuitState
@@ -39,19 +99,34 @@ class CircuitHandle(Protocol):
     """True while closed with failures recorded, so that a success must reset them."""
     io_free: bool
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
-    successes: AtomicCounter
-    """Successful calls counted while a listener is registered (metrics read it)."""
-    counts: CallCounts
-    """Every outcome counted while a listener is registered (metrics read them, no event)."""
-    tally: Callable[[], None] | None
-    """Set when a rate trigger needs every success counted: the call path calls it for a
-    fast success while closed that has nothing else to record. Never does I/O."""
-    monotonic: Callable[[], float]
-    """The clock slow calls are timed with."""
-    window: CircuitModel | None
-    """The model whose rate window ``tally`` counts into, when the call path may count a fast
-    success itself (``ok()``, after ``roll_window()`` once ``bucket_end`` has passed);
-    ``None`` otherwise (then ``tally``, if set, is called)."""
+
+    @property
+    def successes(self) -> Counter:
+        """Successful calls counted while a listener is registered (metrics read it)."""
+        ...
+
+    @property
+    def counts(self) -> OutcomeCounts:
+        """Every outcome counted while a listener is registered (metrics read them, no event)."""
+        ...
+
+    @property
+    def tally(self) -> Callable[[], None] | None:
+        """Set when a rate trigger needs every success counted: the call path calls it for a
+        fast success while closed that has nothing else to record. Never does I/O."""
+        ...
+
+    @property
+    def monotonic(self) -> Callable[[], float]:
+        """The clock slow calls are timed with."""
+        ...
+
+    @property
+    def window(self) -> RateWindow | None:
+        """The rate window ``tally`` counts into, when the call path may count a fast
+        success itself (``ok()``, after ``roll_window()`` once ``bucket_end`` has passed);
+        ``None`` otherwise (then ``tally``, if set, is called)."""
+        ...
 
     def roll_window(self) -> None:
         """Start the rate window's new bucket (``window`` is set)."""
@@ -62,7 +137,11 @@ class CircuitHandle(Protocol):
         ...
 
     def on_success(self, token: int) -> None: ...
-    def on_failure(self, token: int, reason: str, slow: bool = False) -> None: ...
+    def on_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        """Count a failure (``slow``: it also took longer than ``slow_call_seconds``;
+        ``trip``: it matched the policy's ``open_on``, which opens the circuit at once)."""
+        ...
+
     def on_exception(self, token: int, exc: BaseException) -> None:
         """``on_failure`` with the reason ``"Type: message"`` of ``exc``, worked out only
         when needed (a backend that stores it, or a reader)."""
@@ -87,7 +166,7 @@ class CircuitHandle(Protocol):
 
     async def aacquire(self) -> int: ...
     async def aon_success(self, token: int) -> None: ...
-    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None: ...
+    async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None: ...
     async def aon_slow_success(self, token: int) -> None: ...
     async def aon_ignored(self, token: int) -> None: ...
 
@@ -122,7 +201,11 @@ class CircuitHandle(Protocol):
 
 
 class Backend(Protocol):
+    """Where circuits live: hands out one ``CircuitHandle`` per service (see the module's
+    docstring for what each side may rely on)."""
+
     name: str
+    """Short name shown to operators (``"local"``, ``"redis"``)."""
 
     def circuit(
         self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList
@@ -134,10 +217,28 @@ class Backend(Protocol):
         """Names of the services this backend knows a circuit for."""
         ...
 
+    def describe(self) -> str:
+        """Where the state lives, with every secret masked (shown to operators)."""
+        ...
+
     # Optional: ``forget(service, circuit)`` drops an idle circuit (closed, no failures)
     # so that memory follows the services in use; the breaker calls it when present.
+    # Optional: ``degraded`` (bool), True while a shared store is unreachable
+    # (``CircuitBreaker.storage_available`` reads it); ``namespace_used()``, whether any
+    # breaker ever used the store, read without writing (``CircuitBreaker.namespace_used``).
 
-    def initialize(self) -> None: ...
-    def close(self) -> None: ...
-    async def ainitialize(self) -> None: ...
-    async def aclose(self) -> None: ...
+    def initialize(self) -> None:
+        """Connect (``CircuitBackendError`` if the store is unreachable)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+    async def ainitialize(self) -> None:
+        """``initialize`` without blocking the event loop."""
+        ...
+
+    async def aclose(self) -> None:
+        """``close`` without blocking the event loop."""
+        ...

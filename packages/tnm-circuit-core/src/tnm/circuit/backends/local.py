@@ -29,10 +29,11 @@ from ..state import (
     CircuitModel,
     CircuitSnapshot,
     CircuitState,
+    Figures,
     Transition,
 )
 
-__all__ = ["LocalBackend", "LocalCircuit"]
+__all__ = ["LocalBackend"]
 
 
 def _report_rejection(circuit: Any, listeners: ListenerList, fallback: bool, observed: bool) -> None:
@@ -119,7 +120,9 @@ class LocalCircuit:
         self.open_until = model.open_until
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
+        self._listeners.notify(
+            kind, self.service, self.state, changes, self._clock.time, reason, self._model.opened_by
+        )
 
     # -- the call path ---------------------------------------------------------
 
@@ -153,7 +156,15 @@ class LocalCircuit:
             self._notify(None, changes)
         return token
 
+    def _disabled_call(self) -> None:
+        """A call through a disabled circuit: no event, no record, counted under its own outcome."""
+        if self._listeners.callbacks:
+            self.counts.disabled.increment()
+
     def on_success(self, token: int) -> None:
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         if self._listeners.callbacks:
             self.successes.increment()
         if not token and not self.dirty and self.state is CLOSED:
@@ -169,12 +180,15 @@ class LocalCircuit:
         if changes or self._listeners.callbacks:
             self._notify(EventKind.SUCCESS, changes)
 
-    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    def on_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         model = self._model
         listening = self._listeners.callbacks
         if listening:
             self.counts.failure.increment()
-        if not token and self.state is CLOSED and self._count_fast:
+        if not token and self.state is CLOSED and self._count_fast and not trip:
             # The common failure: counted without the lock; the lock only to trip.
             now = self._monotonic()
             if not model.count_closed_failure(now, reason):
@@ -187,12 +201,10 @@ class LocalCircuit:
             with self._lock:
                 model.trip_if_due(now, changes)
                 self._publish()
-        elif self.state is DISABLED:
-            return
         else:
             changes = []
             with self._lock:
-                model.record_failure(self._monotonic(), reason, token, changes, slow)
+                model.record_failure(self._monotonic(), reason, token, changes, slow, trip)
                 self._publish()
         if changes or listening:
             self._notify(EventKind.FAILURE, changes, reason)
@@ -219,10 +231,11 @@ class LocalCircuit:
 
     def on_slow_success(self, token: int) -> None:
         """A success that took longer than ``slow_call_seconds``."""
+        if self.state is DISABLED:
+            self._disabled_call()
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         changes: list[Transition] = []
         with self._lock:
             self._model.record_slow_success(self._monotonic(), token, changes)
@@ -232,7 +245,9 @@ class LocalCircuit:
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
-        if self._listeners.callbacks:
+        if self.state is DISABLED:
+            self._disabled_call()
+        elif self._listeners.callbacks:
             self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 
@@ -254,8 +269,8 @@ class LocalCircuit:
     async def aon_success(self, token: int) -> None:
         self.on_success(token)
 
-    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
-        self.on_failure(token, reason, slow)
+    async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        self.on_failure(token, reason, slow, trip)
 
     async def aon_ignored(self, token: int) -> None:
         self.on_ignored(token)
@@ -304,14 +319,21 @@ class LocalCircuit:
             retry_after = max(0.0, model.open_until - now)
         else:
             retry_after = model.retry_after(now)
+        failures, calls, failure_rate, slow_rate = (
+            model.figures(now) if model.opened_by else (0, None, None, None)
+        )
         return CircuitOpenError(
             self.service,
             retry_after,
             model.last_failure_at(now, self._clock.time),
             state,
-            len(model._failures),
+            failures,
             policy.max_failures or 0,
             policy.window_seconds,
+            model.opened_by,
+            calls,
+            failure_rate,
+            slow_rate,
         )
 
     def last_failure(self) -> dict[str, Any] | None:
@@ -347,11 +369,16 @@ class LocalCircuit:
         self._notify(None, changes)
 
     def assume(
-        self, state: CircuitState, open_until: float, reopenings: int, last_failure: tuple[str, float] | None
+        self,
+        state: CircuitState,
+        open_until: float,
+        reopenings: int,
+        last_failure: tuple[str, float] | None,
+        opened: tuple[str | None, Figures | None] = (None, None),
     ) -> None:
         """Start from a state decided elsewhere (see ``CircuitModel.assume``); no event."""
         with self._lock:
-            self._model.assume(state, open_until, reopenings, last_failure)
+            self._model.assume(state, open_until, reopenings, last_failure, opened)
             self._publish()
 
 
@@ -380,7 +407,12 @@ class LocalBackend:
         return circuit
 
     def services(self) -> list[str]:
+        """The services with a circuit in this process."""
         return sorted(self._circuits)
+
+    def describe(self) -> str:
+        """``"this process"``: the local backend shares nothing."""
+        return "this process"
 
     def forget(self, service: str, circuit: LocalCircuit) -> None:
         """Drop an idle circuit (the breaker only hands over closed ones with no failures)."""

@@ -23,6 +23,8 @@ if _typing.TYPE_CHECKING:
 
 __all__ = ["OUTCOMES", "CircuitStats", "OpenTelemetryMetrics", "PrometheusMetrics"]
 
+CircuitStats.__module__ = __name__  # reports this module, not the private one defining it
+
 
 def __getattr__(name: str) -> _typing.Any:
     if name == "PrometheusMetrics":

@@ -13,7 +13,9 @@ from ..state import CircuitSnapshot, CircuitState
 
 __all__ = ["OUTCOMES", "CircuitStats", "ServiceStats"]
 
-OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject")
+OUTCOMES = ("success", "failure", "ignored", "rejected", "fallback", "would_reject", "disabled")
+"""Every outcome a call is counted under (the ``outcome`` label of the call metrics); ``disabled``
+is a call through a disabled circuit (let through, never counted a success or failure)."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class ServiceStats:
     calls: dict[str, int]
     transitions: dict[tuple[str, str], int]
     last_opened: float | None
+    triggered: dict[tuple[str, str, str], int] | None = None
+    """The transitions by (from, to, trigger): an opening's trigger (``"failure_rate"``…),
+    ``""`` for a transition that opens nothing."""
 
 
 class CircuitStats:
@@ -37,7 +42,7 @@ class CircuitStats:
         self.breaker = breaker
         backend = breaker.backend
         self.namespace: str = getattr(backend, "namespace", "") or ""
-        self._transitions: dict[tuple[str, str, str], AtomicCounter] = {}
+        self._transitions: dict[tuple[str, str, str, str], AtomicCounter] = {}
         self._last_opened: dict[str, float] = {}
         self._lock = threading.Lock()
         self.storage_degraded = False
@@ -58,7 +63,7 @@ class CircuitStats:
     def _on_event(self, event: CircuitEvent) -> None:
         kind = event.kind
         if kind is EventKind.STATE_CHANGE and event.previous_state is not None and event.state is not None:
-            key = (event.service, event.previous_state.value, event.state.value)
+            key = (event.service, event.previous_state.value, event.state.value, event.trigger or "")
             self._counter(self._transitions, key).increment()
             if event.state is CircuitState.OPEN:
                 self._last_opened[event.service] = event.ts
@@ -71,7 +76,7 @@ class CircuitStats:
     def services(self) -> Iterator[ServiceStats]:
         """Current counts for every service this process has a circuit for."""
         circuits = self.breaker.circuits()
-        names = set(circuits) | {s for s, _, _ in self._transitions}
+        names = set(circuits) | {key[0] for key in self._transitions}
         for service in sorted(names):
             calls = {outcome: 0 for outcome in OUTCOMES}
             circuit = circuits.get(service)
@@ -79,8 +84,13 @@ class CircuitStats:
                 counts = circuit.counts
                 for outcome in OUTCOMES:
                     calls[outcome] = getattr(counts, outcome).value
-            transitions = {(f, t): c.value for (s, f, t), c in self._transitions.items() if s == service}
-            yield ServiceStats(service, calls, transitions, self._last_opened.get(service))
+            triggered = {
+                (f, t, why): c.value for (s, f, t, why), c in self._transitions.items() if s == service
+            }
+            transitions: dict[tuple[str, str], int] = {}
+            for (f, t, _), value in triggered.items():
+                transitions[f, t] = transitions.get((f, t), 0) + value
+            yield ServiceStats(service, calls, transitions, self._last_opened.get(service), triggered)
 
     def snapshots(self) -> list[CircuitSnapshot]:
         """Current states: the breaker's snapshots, the same the CLI and status router show."""

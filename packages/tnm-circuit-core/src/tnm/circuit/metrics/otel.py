@@ -27,7 +27,8 @@ class OpenTelemetryMetrics:
 
     - ``tnm.circuit.calls`` (counter, ``{call}``, attribute ``outcome``)
     - ``tnm.circuit.state`` (gauge: 1 for the current ``state``, 0 for the others)
-    - ``tnm.circuit.transitions`` (counter, ``{transition}``, ``from_state``/``to_state``)
+    - ``tnm.circuit.transitions`` (counter, ``{transition}``, ``from_state``/``to_state``/``trigger``:
+      why an opening opened, ``""`` on other transitions)
     - ``tnm.circuit.last_opened`` (gauge, ``s``, epoch seconds)
     - ``tnm.circuit.storage.degraded`` (gauge) and ``tnm.circuit.storage.degradations``
       (counter, ``{event}``)
@@ -86,8 +87,10 @@ class OpenTelemetryMetrics:
 
     def _transitions(self, options: CallbackOptions) -> Iterable[Observation]:
         for service in self.stats.services():
-            for (src, dst), value in service.transitions.items():
-                yield Observation(value, self._attrs(service.service, from_state=src, to_state=dst))
+            for (src, dst, trigger), value in (service.triggered or {}).items():
+                yield Observation(
+                    value, self._attrs(service.service, from_state=src, to_state=dst, trigger=trigger)
+                )
 
     def _last_opened(self, options: CallbackOptions) -> Iterable[Observation]:
         for service in self.stats.services():

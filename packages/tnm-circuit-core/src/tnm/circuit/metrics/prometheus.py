@@ -29,9 +29,12 @@ class PrometheusMetrics:
 
     Series, each labelled ``service`` and ``namespace``:
 
-    - ``tnm_circuit_calls_total{outcome}``: success, failure, ignored, rejected, fallback
+    - ``tnm_circuit_calls_total{outcome}``: success, failure, ignored, rejected, fallback,
+      would_reject (observe mode), disabled (a call through a disabled circuit)
     - ``tnm_circuit_state{state}``: 1 for the circuit's current state, 0 for the others
-    - ``tnm_circuit_transitions_total{from_state,to_state}``
+    - ``tnm_circuit_transitions_total{from_state,to_state,trigger}``: ``trigger`` says why an
+      opening opened (``failures``, ``failure_rate``, ``slow_call_rate``, ``trial_failed``,
+      ``operator``, ``open_on``), ``""`` on other transitions
     - ``tnm_circuit_last_opened_timestamp_seconds``
     - ``tnm_circuit_storage_degraded`` and ``tnm_circuit_storage_degradations_total``
       (namespace only): the shared store's health.
@@ -70,8 +73,8 @@ class PrometheusMetrics:
         for service in self.stats.services():
             for outcome, value in service.calls.items():
                 calls.add_metric([service.service, ns, outcome], value)
-            for (src, dst), value in service.transitions.items():
-                transitions.add_metric([service.service, ns, src, dst], value)
+            for (src, dst, trigger), value in (service.triggered or {}).items():
+                transitions.add_metric([service.service, ns, src, dst, trigger], value)
             if service.last_opened is not None:
                 last_opened.add_metric([service.service, ns], service.last_opened)
         for snapshot in self.stats.snapshots():
@@ -97,7 +100,7 @@ def _families() -> tuple[
     transitions = CounterMetricFamily(
         "tnm_circuit_transitions",
         "Circuit state changes made by this process.",
-        labels=["service", "namespace", "from_state", "to_state"],
+        labels=["service", "namespace", "from_state", "to_state", "trigger"],
     )
     last_opened = GaugeMetricFamily(
         "tnm_circuit_last_opened_timestamp_seconds",

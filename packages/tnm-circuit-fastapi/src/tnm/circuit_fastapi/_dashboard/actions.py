@@ -42,8 +42,7 @@ def same_origin(request: Request) -> None:
 
 async def _known_service(service: str, breaker: BreakerDep) -> str:
     """The ``service`` query parameter, if the breaker knows such a circuit (else 404)."""
-    names = set(await run_in_threadpool(breaker.backend.services)) | set(breaker.circuits())
-    if service not in names:
+    if service not in await run_in_threadpool(breaker.services):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no circuit named {service!r}")
     return service
 

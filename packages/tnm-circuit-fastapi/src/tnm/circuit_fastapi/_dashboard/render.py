@@ -73,6 +73,13 @@ def _state(state: str) -> str:
     return f'<span class="badge {css}">{escape(STATE_TEXT.get(state, state))}</span>'
 
 
+def _opened_by(s: CircuitSnapshot) -> str:
+    """Why an open or half-open circuit opened (the figures shown beside are the ones that did)."""
+    if s.opened_by is None:
+        return ""
+    return f' <span class="opened-by">by {escape(s.opened_by.replace("_", " "))}</span>'
+
+
 def _failures(s: CircuitSnapshot) -> str:
     window = f"{s.window_seconds:g}"
     if s.max_failures is None:  # rate triggers only: no count threshold to draw
@@ -141,7 +148,7 @@ def _row(s: CircuitSnapshot, now: float, settings: Settings) -> str:
     state = s.state.value
     cells = [
         f'<th scope="row" class="service">{escape(s.service)}</th>',
-        f'<td class="state">{_state(state)}</td>',
+        f'<td class="state">{_state(state)}{_opened_by(s)}</td>',
         f'<td class="failures">{_failures(s)}</td>',
         f'<td class="retry">{_retry(s)}</td>',
         f'<td class="last-failure">{_last_failure(s, now, settings)}</td>',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import weakref
@@ -10,16 +11,18 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.params import Depends as DependsParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tnm.circuit import CircuitBreaker, InvalidConfigError
+from tnm.circuit import CircuitBreaker, InvalidConfigError, InvalidConfigTypeError
 
 from .._dependencies import BreakerDep
 from .._lifespan import STATE_KEY
 from .actions import add_operator_routes
 from .history import StateHistory
+from .permission import allowed_by
 from .render import Settings, View, render_live, render_page
 
 __all__ = ["circuit_dashboard_router"]
@@ -70,14 +73,14 @@ class _Histories:
 async def _read(breaker: CircuitBreaker, history: StateHistory) -> View:
     # Listing a shared store's services has no async form: run it in the thread pool;
     # each circuit is then read on the async path, so the event loop never waits on I/O.
-    names = set(await run_in_threadpool(breaker.backend.services)) | set(breaker.circuits())
-    snapshots = [await breaker.astate(name) for name in sorted(names)]
+    names = await run_in_threadpool(breaker.services)
+    snapshots = [await breaker.astate(name) for name in names]
     now = breaker.clock.time()
     history.observe(snapshots, now)
     return View(
         snapshots=snapshots,
         backend=breaker.backend.name,
-        store_ok=not getattr(breaker.backend, "degraded", False),
+        store_ok=breaker.storage_available,
         history=history.newest_first(),
         now=now,
     )
@@ -105,11 +108,13 @@ def circuit_dashboard_router(
     and script are served by the router (``{prefix}/assets/…``): no CDN, no build step.
 
     Read-only unless ``authorize`` is given: a FastAPI dependency (what you would put
-    in ``Depends(...)``) that raises for a caller who may not act. Only then are the
-    Open and Reset buttons rendered and ``POST {prefix}/open?service=…`` and
-    ``POST {prefix}/reset?service=…`` routed; both run ``authorize`` and refuse
-    requests sent from other sites. To restrict who sees the page, pass
-    ``dependencies=[Depends(...)]`` like any router option.
+    in ``Depends(...)``) that raises an ``HTTPException`` for a caller who may not act.
+    Only then are ``POST {prefix}/open?service=…``, ``POST {prefix}/disable?service=…``
+    and ``POST {prefix}/reset?service=…`` routed; each runs ``authorize`` and refuses
+    requests sent from other sites. The Open, Disable and Reset buttons are rendered
+    only for a request that ``authorize`` lets through: others see the read-only page.
+    To restrict who sees the page, pass ``dependencies=[Depends(...)]`` like any
+    router option.
 
     The history is fed by a listener registered on the breaker (at startup when the
     app was set up with ``install``, else at the first request) and by the states the
@@ -120,6 +125,10 @@ def circuit_dashboard_router(
     if not (isinstance(noscript_refresh_seconds, int) and noscript_refresh_seconds >= 1):
         raise InvalidConfigError(
             "noscript_refresh_seconds", f"must be a whole number >= 1, got {noscript_refresh_seconds!r}"
+        )
+    if authorize is not None and not (isinstance(authorize, DependsParam) or callable(authorize)):
+        raise InvalidConfigTypeError(
+            "authorize", f"must be a FastAPI dependency (a callable, or Depends(...)), got {authorize!r}"
         )
     if not (isinstance(history_size, int) and history_size >= 1):
         raise InvalidConfigError("history_size", f"must be an int >= 1, got {history_size!r}")
@@ -150,15 +159,23 @@ def circuit_dashboard_router(
             query = f"?{request.url.query}" if request.url.query else ""
             return RedirectResponse(f"{last}/{query}", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
+    async def read_only() -> bool:
+        return False
+
+    # Forms only for a request that authorize lets through (asked without refusing the page).
+    may_act = read_only if authorize is None else allowed_by(authorize)
+
     @router.get("/", response_class=HTMLResponse, name="circuit_dashboard")
-    async def page(breaker: BreakerDep) -> HTMLResponse:
+    async def page(breaker: BreakerDep, operator: bool = Depends(may_act)) -> HTMLResponse:
         view = await _read(breaker, histories.of(breaker))
-        return HTMLResponse(render_page(view, settings), headers=SECURITY_HEADERS)
+        shown = dataclasses.replace(settings, operator=operator)
+        return HTMLResponse(render_page(view, shown), headers=SECURITY_HEADERS)
 
     @router.get("/live", response_class=HTMLResponse, name="circuit_dashboard_live")
-    async def live(breaker: BreakerDep) -> HTMLResponse:
+    async def live(breaker: BreakerDep, operator: bool = Depends(may_act)) -> HTMLResponse:
         view = await _read(breaker, histories.of(breaker))
-        return HTMLResponse(render_live(view, settings), headers=SECURITY_HEADERS)
+        shown = dataclasses.replace(settings, operator=operator)
+        return HTMLResponse(render_live(view, shown), headers=SECURITY_HEADERS)
 
     @router.get("/assets/{name}", include_in_schema=False, name="circuit_dashboard_asset")
     async def asset(name: str) -> Response:

@@ -41,7 +41,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("the redis backend needs redis-py: pip install 'tnm-circuit-core[redis]'") from exc
 
 from ._backend import RedisBackend
-from ._circuit import RedisCircuit
 from ._urls import redact_url
 
-__all__ = ["RedisBackend", "RedisCircuit", "redact_url"]
+__all__ = ["RedisBackend", "redact_url"]
+
+# Exported classes and functions report this module, not the private one defining them.
+RedisBackend.__module__ = redact_url.__module__ = __name__

@@ -374,6 +374,19 @@ class RedisBackend:
             self.store.failed(exc)
         return sorted(names)
 
+    def namespace_used(self) -> bool:
+        """True if a breaker ever used this namespace here (its epoch, its forced-open
+        registry or a circuit's state exists). Read only: an operator's look leaves no trace."""
+        client = self.client()
+        try:
+            if client.exists(self.keys.epoch) or client.exists(self.keys.forced):
+                return True
+            return next(iter(client.scan_iter(match=self.keys.state_pattern, count=500)), None) is not None
+        except STORAGE_ERRORS as exc:
+            raise CircuitBackendError(
+                f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
+            ) from None
+
 
 def _eviction_policies(client: Any) -> set[str]:
     """The ``maxmemory-policy`` of the store's servers, or nothing where CONFIG is not allowed."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..._counter import CallCounts
 from ..._validate import exception_reason
 from ...events import EventKind
-from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError
+from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError, _chain_masked
 from ...policies import ServicePolicy
 from ...state import (
     CLOSED,
@@ -113,10 +113,14 @@ class RedisCircuit(Operations):
 
     def _closed_success(self, token: int) -> bool:
         """Count a success; True if nothing else is to be done (no round trip)."""
+        if self.state is DISABLED:  # untouched: no event, no record, its own outcome
+            if self._listeners.callbacks:
+                self.counts.disabled.increment()
+            return True
         if self._listeners.callbacks:
             self.successes.increment()
         if token or self.state is not CLOSED:
-            return self.state is DISABLED
+            return False
         if self.tally is not None:
             self.tally()
         if self.dirty:
@@ -143,44 +147,53 @@ class RedisCircuit(Operations):
         if await self._settle(self.arun("success", token, kind=kind), token) is None:
             self._alone_success(token)
 
-    def on_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    def _disabled_call(self) -> bool:
+        """True (after counting it under its own outcome) for a call through a disabled circuit:
+        it records nothing, emits no event and costs no round trip."""
+        if self.state is not DISABLED:
+            return False
+        if self._listeners.callbacks:
+            self.counts.disabled.increment()
+        return True
+
+    def on_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.counts.failure.increment()
-        if self.state is DISABLED:
-            return  # records nothing, costs no round trip
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if self.run("failure", token, reason, kind, slow) is None:
-            self.fallback.on_failure(token, reason, slow)
+        if self.run("failure", token, reason, kind, slow, trip) is None:
+            self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
 
-    async def aon_failure(self, token: int, reason: str, slow: bool = False) -> None:
+    async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.counts.failure.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if await self._settle(self.arun("failure", token, reason, kind, slow), token) is None:
-            self.fallback.on_failure(token, reason, slow)
+        if await self._settle(self.arun("failure", token, reason, kind, slow, trip), token) is None:
+            self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         self.on_failure(token, exception_reason(exc))
 
     def on_slow_success(self, token: int) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
         if self.run("slow", token, kind=kind) is None:
             self.fallback.on_slow_success(token)
             self.copy_fallback()
 
     async def aon_slow_success(self, token: int) -> None:
+        if self._disabled_call():
+            return
         if self._listeners.callbacks:
             self.successes.increment()
-        if self.state is DISABLED:
-            return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
         if await self._settle(self.arun("slow", token, kind=kind), token) is None:
             self.fallback.on_slow_success(token)
@@ -188,7 +201,7 @@ class RedisCircuit(Operations):
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
-        if self._listeners.callbacks:
+        if not self._disabled_call() and self._listeners.callbacks:
             self.counts.ignored.increment()
             self._notify(EventKind.IGNORED, [])
 
@@ -248,15 +261,10 @@ class RedisCircuit(Operations):
         return self._snapshot()
 
     def _snapshot(self) -> CircuitSnapshot:
-        calls = failure_rate = slow_rate = None
-        failures = self._failures
-        if self.policy.counts_calls:
-            calls, failed, slow = self._window
-            failure_rate = failed / calls if calls else 0.0
-            if self.policy.slow_call_rate_threshold is not None:
-                slow_rate = slow / calls if calls else 0.0
-            if not self._shown_max_failures:
-                failures = failed
+        opened_by, frozen = self._opened_view()
+        if frozen is None:
+            frozen = self._figures(self._failures, self._window)
+        failures, calls, failure_rate, slow_rate = frozen
         return CircuitSnapshot(
             service=self.service,
             state=self.state,
@@ -270,6 +278,7 @@ class RedisCircuit(Operations):
             calls=calls,
             failure_rate=failure_rate,
             slow_call_rate=slow_rate,
+            opened_by=opened_by,
         )
 
     def _retry_after(self) -> float | None:
@@ -293,16 +302,22 @@ class RedisCircuit(Operations):
             )
         if health.degraded and health.on_storage_error == "local":
             return self.fallback.open_error()
-        max_failures = self.policy.max_failures or 0
-        failures = max_failures if self.state is OPEN else self._failures
+        opened_by, frozen = self._opened_view()
+        failures, calls, failure_rate, slow_rate = (
+            (self._failures, None, None, None) if frozen is None else frozen
+        )
         return CircuitOpenError(
             self.service,
             None if health.degraded else self._retry_after(),
             self._last_failure(),
             self.state,
             failures,
-            max_failures,
+            self.policy.max_failures or 0,
             self.policy.window_seconds,
+            opened_by,
+            calls,
+            failure_rate,
+            slow_rate,
         )
 
     def last_failure(self) -> dict[str, Any] | None:
@@ -318,11 +333,13 @@ class RedisCircuit(Operations):
                 f" {self._health.last_refusal}",
                 service=self.service,
             )
-        return CircuitBackendError(
+        health = self._health
+        error = CircuitBackendError(
             f"cannot {what} {self.service!r}: circuit store at {self._store.where} unavailable"
-            f" ({self._health.last_error})",
+            f" ({health.last_error})",
             service=self.service,
         )
+        return _chain_masked(error, health.last_exception, health.secrets.scrub)
 
     def hold_open(self, seconds: float) -> None:
         if self.state is not OPEN:  # as mirrored: nothing to hold, no round trip

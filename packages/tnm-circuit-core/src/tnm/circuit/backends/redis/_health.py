@@ -72,6 +72,8 @@ class StorageHealth:
         self._on_degrade = on_degrade
         self.degraded = False
         self.last_error = ""
+        self.last_exception: BaseException | None = None
+        """The store's last error itself, to chain (masked) under the error an operator gets."""
         """What the store said last time it failed (secrets masked)."""
         self._outages = RateLimit(warn_interval)
         self._outage_reported = False
@@ -85,11 +87,14 @@ class StorageHealth:
     def describe(self, exc: BaseException) -> str:
         """``Type: message`` of a storage error, with every secret masked."""
         text = self.secrets.scrub(str(exc).strip())
+        if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
+            text += " (this Redis needs a password (or ACL user) in the URL: redis://[user]:password@host:port/db)"
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def degrade(self, exc: BaseException) -> None:
         """The store failed a command: decide calls without it until it answers again."""
         self.last_error = self.describe(exc)
+        self.last_exception = exc
         with self._lock:
             if self.degraded:
                 return

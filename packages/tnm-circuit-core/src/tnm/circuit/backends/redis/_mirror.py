@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ...policies import ServicePolicy
-from ...state import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitState
+from ...state import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitState, Figures
 from ..local import LocalCircuit
 from ._overrides import Override
 from ._script import Reply
@@ -58,6 +58,8 @@ class Mirror:
         self._shown_max_failures = policy.max_failures
         self._shown_window = policy.window_seconds
         self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
+        self._opened: tuple[str | None, tuple[int, int, int, int] | None] = (None, None)
+        """Why the circuit opened and (failures, calls, failed, slow) that did (last reply)."""
         self.fallback = LocalCircuit(service, policy, store.clock, store.listeners)
         """Decides calls while Redis is unreachable: same policy, this process only."""
 
@@ -91,6 +93,7 @@ class Mirror:
             self._shown_max_failures = reply.max_failures
             self._shown_window = reply.window_seconds
             self._window = (reply.calls, reply.window_failures, reply.slow_calls)
+            self._opened = (reply.opened_by, reply.opened_figures)
             return True
 
     def _write(self, reply: Reply) -> None:
@@ -111,6 +114,30 @@ class Mirror:
         self.open_until = open_until
         self.state = state
         self.cold = False
+
+    def _opened_view(self) -> tuple[str | None, Figures | None]:
+        """Why the circuit opened and the figures that did, as a snapshot reports them."""
+        opened_by, frozen = self._opened
+        if opened_by is None or self.state not in (OPEN, HALF_OPEN, FORCED_OPEN):
+            return None, None
+        if frozen is None:
+            return opened_by, None
+        failures, calls, failed, slow = frozen
+        return opened_by, self._figures(failures, (calls, failed, slow))
+
+    def _figures(self, failures: int, window: tuple[int, int, int]) -> Figures:
+        calls, failed, slow = window
+        if not self.policy.counts_calls:
+            return failures, None, None, None
+        slow_rate = None
+        if self.policy.slow_call_rate_threshold is not None:
+            slow_rate = slow / calls if calls else 0.0
+        return (
+            failures if self._shown_max_failures else failed,
+            calls,
+            failed / calls if calls else 0.0,
+            slow_rate,
+        )
 
     def last_known_reason(self) -> str | None:
         return None if self._last is None else self._last[0]
@@ -155,7 +182,7 @@ class Mirror:
             if self._last is not None:
                 age = max(0.0, (self._store.server_ms_now() - self._last[1]) / _MS)
                 last = (self._last[0], now - age)
-            self.fallback.assume(self.state, open_until, self._reopenings, last)
+            self.fallback.assume(self.state, open_until, self._reopenings, last, self._opened_view())
         self.copy_fallback()
 
     def copy_fallback(self) -> None:

@@ -92,7 +92,13 @@ class Operations(Mirror):
             flusher_for(store).register(self)
 
     def script_args(
-        self, op: str, token: int = 0, reason: str = "", slow: bool = False, successes: int = 0
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        slow: bool = False,
+        successes: int = 0,
+        trip: bool = False,
     ) -> list[Any]:
         return [
             op,
@@ -104,6 +110,7 @@ class Operations(Mirror):
             *self._rate_args,
             "1" if slow else "0",
             successes,
+            "1" if trip else "0",
         ]
 
     # -- successes for the rate window ---------------------------------------------------
@@ -153,7 +160,9 @@ class Operations(Mirror):
         return reply.result, list(itertools.pairwise(reply.path))
 
     def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        self._listeners.notify(kind, self.service, self.state, changes, self._clock.time, reason)
+        self._listeners.notify(
+            kind, self.service, self.state, changes, self._clock.time, reason, self._opened[0]
+        )
 
     def _finish(self, raw: Any, op: str, token: int, reason: str, kind: EventKind | None) -> int | None:
         try:
@@ -214,7 +223,13 @@ class Operations(Mirror):
             self._store.failed(exc)
 
     def run(
-        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        kind: EventKind | None = None,
+        slow: bool = False,
+        trip: bool = False,
     ) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
@@ -227,7 +242,7 @@ class Operations(Mirror):
             raw = eval_script(
                 self._store.client(),
                 self.keys,
-                self.script_args(self._op(op), token, reason, slow, successes),
+                self.script_args(self._op(op), token, reason, slow, successes, trip),
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)
@@ -236,7 +251,13 @@ class Operations(Mirror):
         return self._finish(raw, op, token, reason, kind)
 
     async def arun(
-        self, op: str, token: int = 0, reason: str = "", kind: EventKind | None = None, slow: bool = False
+        self,
+        op: str,
+        token: int = 0,
+        reason: str = "",
+        kind: EventKind | None = None,
+        slow: bool = False,
+        trip: bool = False,
     ) -> int | None:
         if self._health.degraded:
             self._owe(op, token, reason, slow)
@@ -247,7 +268,7 @@ class Operations(Mirror):
         try:
             client = self._store.aclient()
             raw = await aeval(
-                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes)
+                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes, trip)
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...exceptions import CircuitBackendError
+from ...exceptions import CircuitBackendError, _chain_masked
 from ._clients import STORAGE_ERRORS
 from ._keys import DISABLED_MARK, PROBE_FIELD
 from ._refusals import is_refusal
@@ -85,17 +85,19 @@ class Overrides:
         except STORAGE_ERRORS as exc:
             what = store.health.describe(exc)
             if is_refusal(exc):
-                raise CircuitBackendError(
+                error = CircuitBackendError(
                     f"the Redis user at {store.where} may not run {command} on {store.keys.forced!r}"
                     f" (the operators' registry): {what}; the override of {service!r} was not recorded",
                     service=service,
-                ) from None
+                )
+                raise _chain_masked(error, exc, store.health.secrets.scrub) from error.__cause__
             store.failed(exc)
-            raise CircuitBackendError(
+            error = CircuitBackendError(
                 f"cannot record the override of {service!r}: circuit store at {store.where}"
                 f" unavailable ({what})",
                 service=service,
-            ) from None
+            )
+            raise _chain_masked(error, exc, store.health.secrets.scrub) from error.__cause__
 
     # -- the refresher's side ---------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from ...state import CircuitState
+from ...state import OPENED_BY, CircuitState
 from ._clients import STORAGE_ERRORS, is_cluster
 
 __all__ = [
@@ -92,6 +92,10 @@ class Reply(NamedTuple):
     """Calls in the rate window (closed circuits with a rate policy; else 0)."""
     window_failures: int = 0
     slow_calls: int = 0
+    opened_by: str | None = None
+    """Why the circuit is open or half-open; ``None`` while closed or disabled."""
+    opened_figures: tuple[int, int, int, int] | None = None
+    """(failures, calls, failed calls, slow calls) that opened it, kept until it closes."""
 
     @classmethod
     def parse(cls, raw: Any) -> Reply:
@@ -113,12 +117,13 @@ class Reply(NamedTuple):
                 repaired=bool(int(_number(raw[13]))),
                 version=int(_number(raw[14])),
                 **_window(raw),
+                **_opened(raw),
             )
         except (IndexError, TypeError) as exc:
             raise BadReply(f"malformed script reply ({exc})") from None
 
 
-def _window(raw: Any) -> dict[str, int]:
+def _window(raw: Any) -> dict[str, Any]:
     """The rate window's counts, appended after the 15 original fields of a reply."""
     if len(raw) < 18:
         return {}
@@ -127,6 +132,17 @@ def _window(raw: Any) -> dict[str, int]:
         "window_failures": int(_number(raw[16])),
         "slow_calls": int(_number(raw[17])),
     }
+
+
+def _opened(raw: Any) -> dict[str, Any]:
+    """Why the circuit opened and the figures that did, appended after the rate window."""
+    if len(raw) < 20 or decode(raw[18]) not in OPENED_BY:
+        return {}
+    figures = decode(raw[19]).split(":")
+    if len(figures) != 4:
+        return {"opened_by": decode(raw[18])}
+    failures, calls, failed, slow = (int(_number(f)) for f in figures)
+    return {"opened_by": decode(raw[18]), "opened_figures": (failures, calls, failed, slow)}
 
 
 class Notice(NamedTuple):

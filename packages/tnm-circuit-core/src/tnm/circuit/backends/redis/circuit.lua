@@ -16,6 +16,7 @@
 --       20 minimum_calls  21 bucket_ms  22 buckets in the window  23 "1" if the call was slow
 --       24 the caller's successes not yet added to the buckets (carried by failure and slow;
 --          for success, 1 if the caller had not read the circuit and so did not count it)
+--       25 "1" if the failure is one of the policy's open_on: it opens the circuit at once
 --       max_failures 0 turns the count trigger off. Bucket b holds the calls made in
 --       [b * bucket_ms, (b + 1) * bucket_ms); the window is the newest 22 buckets.
 --       Fast successes are not sent here: each process adds them to the buckets in the
@@ -24,7 +25,11 @@
 -- Returns: {state, open_until_ms, failures_in_window, now_ms, result, reopenings,
 --           last_reason, last_ms, permits_in_use, earliest_permit_deadline_ms,
 --           states passed through (for events), max_failures, window_ms, repaired,
---           version, calls, failed calls and slow calls in the rate window}
+--           version, calls, failed calls and slow calls in the rate window,
+--           opened_by ('' while closed or disabled), the figures that opened it
+--           ("failures:calls:failed:slow", '' if none)}
+--       While open or half-open the state hash keeps why it opened (ob) and those
+--       figures (of) until it closes; a failed trial keeps the first opening's figures.
 -- Published on a change others must mirror: {service, state, open_until_ms,
 --           failures, now_ms, permits_in_use, earliest_permit_deadline_ms, version}
 -- version counts the writes: mirrors order what they hear by (now_ms, version), so
@@ -87,6 +92,7 @@ local buckets = tonumber(ARGV[22] or '') or 10
 local slow_call = ARGV[23] == '1'
 local counts_calls = calls_key ~= nil and (failure_rate ~= nil or slow_rate ~= nil)
 local carried = tonumber(ARGV[24] or '') or 0
+local trip = ARGV[25] == '1'
 
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
@@ -118,7 +124,8 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   local n = tonumber(v)
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
-local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v')
+local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v',
+  'ob', 'of')
 if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_nil(h[3])
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
@@ -140,7 +147,15 @@ local successes = tonumber(h[4]) or 0
 local last_reason = h[5] or ''
 local last_ms = h[6] or ''
 local version = tonumber(h[11]) or 0
-if op == 'read' or op == 'touch' or op == 'force_open' or op == 'reset' or op == 'hold_open' then
+local TRIGGERS = {failures = true, failure_rate = true, slow_call_rate = true, trial_failed = true,
+  operator = true, open_on = true}
+local opened_by = h[12] or ''
+local opened_figures = h[13] or ''
+if not TRIGGERS[opened_by] or not string.match(opened_figures, '^%d+:%d+:%d+:%d+$') then
+  opened_by, opened_figures = '', ''  -- unknown (older data, or garbage): no figures to keep
+end
+if op == 'read' or op == 'touch' or op == 'force_open' or op == 'disable' or op == 'reset'
+  or op == 'hold_open' then
   -- Report (and keep) the thresholds of the processes that call the service: an
   -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures
@@ -201,17 +216,31 @@ local function count_call(failed, slow)
   end
 end
 
+-- The rate trigger the window meets ('failure_rate' first), or nil.
 local function rate_trip_due()
   local c, f, sl = window_counts()
-  if c < minimum_calls then return false end
-  return (failure_rate ~= nil and f >= failure_rate * c) or (slow_rate ~= nil and sl >= slow_rate * c)
+  if c < minimum_calls then return nil end
+  if failure_rate ~= nil and f >= failure_rate * c then return 'failure_rate' end
+  if slow_rate ~= nil and sl >= slow_rate * c then return 'slow_call_rate' end
+  return nil
+end
+
+-- Keep the figures that open the circuit (the first opening's, until it closes).
+local function freeze_figures()
+  if opened_figures ~= '' then return end
+  local c, f, sl = window_counts()
+  local fl = f
+  if max_failures > 0 then fl = in_window() end
+  opened_figures = fl .. ':' .. c .. ':' .. f .. ':' .. sl
 end
 
 local function clear_window()
   if calls_key then redis.call('DEL', calls_key) end
 end
 
-local function open_circuit()
+local function open_circuit(trigger)
+  freeze_figures()
+  opened_by = trigger
   local duration = open_ms
   if reopenings > 0 and multiplier ~= 1 then
     duration = math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
@@ -224,6 +253,7 @@ local function open_circuit()
 end
 
 local function close_circuit()
+  opened_by, opened_figures = '', ''
   open_until = 0
   reopenings = 0
   successes = 0
@@ -269,15 +299,17 @@ elseif op == 'failure' then
       local seq = redis.call('HINCRBY', state_key, 'fc', 1)
       redis.call('ZADD', failures_key, now, seq)
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
-      if in_window() >= max_failures then open_circuit() end
+      if in_window() >= max_failures then open_circuit('failures') end
     end
     if counts_calls and state == 'closed' then
       count_call(true, slow_call)
-      if rate_trip_due() then open_circuit() end
+      local trigger = rate_trip_due()
+      if trigger then open_circuit(trigger) end
     end
+    if trip and state == 'closed' then open_circuit('open_on') end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
-    open_circuit()
+    open_circuit(trip and 'open_on' or 'trial_failed')
   end
 elseif op == 'slow' then
   -- A success slower than slow_call_seconds: a slow call in the window, a failed trial.
@@ -286,11 +318,12 @@ elseif op == 'slow' then
     redis.call('DEL', failures_key)
     if counts_calls then
       count_call(false, true)
-      if rate_trip_due() then open_circuit() end
+      local trigger = rate_trip_due()
+      if trigger then open_circuit(trigger) end
     end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
-    open_circuit()
+    open_circuit('trial_failed')
   end
 elseif op == 'success' then
   release()
@@ -319,12 +352,15 @@ elseif op == 'hold_open' then
     end
   end
 elseif op == 'force_open' then
+  if state ~= 'disabled' then freeze_figures() else opened_figures = '0:0:0:0' end
+  opened_by = 'operator'
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)
   clear_window()
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
 elseif op == 'disable' then
+  opened_by, opened_figures = '', ''
   last_reason, last_ms = ARGV[15], now
   open_until = 0
   reopenings = 0
@@ -345,7 +381,7 @@ local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
   permits, first[2] or '', path, max_failures, window_ms, repaired, version,
-  window_calls, window_failed, window_slow}
+  window_calls, window_failed, window_slow, opened_by, opened_figures}
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
@@ -363,7 +399,8 @@ if (op == 'read' or op == 'touch') and repaired == 0 then
 end
 
 redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
-  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms, 'v', version)
+  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms, 'v', version,
+  'ob', opened_by, 'of', opened_figures)
 
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.

@@ -1,0 +1,64 @@
+"""Which circuit a request goes through: its upstream's ``host:port`` unless told otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+
+from tnm.circuit import InvalidConfigError, InvalidConfigTypeError
+
+__all__ = ["ServiceName", "authority", "service_namer"]
+
+ServiceName = Callable[[requests.PreparedRequest], str]
+"""What ``service=`` accepts besides a fixed name: ``(request) -> service name``."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def authority(request: requests.PreparedRequest) -> str:
+    """The request's upstream as ``host:port``, the port always given (``api.example.com:443``).
+
+    The name never holds the URL's user name or password. An IPv6 host is bracketed
+    (``[::1]:8080``). This is the adapter's default service name; call it from your own
+    ``service=`` function to keep it for some requests.
+    """
+    return _authority(request) or ""
+
+
+def _authority(request: requests.PreparedRequest) -> str | None:
+    """``authority``, or ``None`` for a URL without a host."""
+    try:
+        parts = urlsplit(request.url or "")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bad port: requests raises its own error for it
+        return None
+    if not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None:
+        port = _DEFAULT_PORTS.get(parts.scheme)
+        if port is None:
+            return host
+    return f"{host}:{port}"
+
+
+def service_namer(
+    service: str | ServiceName | None,
+) -> Callable[[requests.PreparedRequest], str | None]:
+    """Turn the ``service=`` option into ``(request) -> name``; ``None`` means "not guarded".
+
+    Only the default namer answers ``None``, for a URL without a host: requests then
+    raises its own error for it, which says what is wrong.
+    """
+    if service is None:
+        return _authority
+    if isinstance(service, str):
+        if not service:
+            raise InvalidConfigError("service", "must not be empty")
+        return lambda request: service
+    if callable(service):
+        return service
+    raise InvalidConfigTypeError("service", f"must be a str or a callable (request) -> str, got {service!r}")

@@ -1,0 +1,20 @@
+"""The public surface of tnm.circuit_grpc is exactly what we mean to export."""
+
+from __future__ import annotations
+
+import tnm.circuit_grpc
+
+EXPECTED = {"DEFAULT_FAILURE_CODES", "CircuitBreakerInterceptor", "CircuitOpenRpcError", "aio_interceptors"}
+
+
+def test_exported_members_are_exact() -> None:
+    """__all__ names exactly the public members, and no other public name leaks into the module."""
+    public = {name for name in vars(tnm.circuit_grpc) if not name.startswith("_")}
+    assert set(tnm.circuit_grpc.__all__) == EXPECTED
+    assert public == EXPECTED
+
+
+def test_public_members_say_where_they_live() -> None:
+    """Every exported class and function reports the public package as its module."""
+    for name in EXPECTED - {"DEFAULT_FAILURE_CODES"}:
+        assert getattr(tnm.circuit_grpc, name).__module__ == "tnm.circuit_grpc"
