@@ -4,33 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
 
 from tnm.circuit import InvalidConfigError, InvalidConfigTypeError, ReturnValuePolicy
 
-__all__ = ["DEFAULT_FAILURE_STATUSES", "StatusPolicy", "status_policy"]
+__all__ = ["DEFAULT_FAILURE_STATUSES", "status_policy"]
 
 DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 """Server errors that say the upstream is down or overloaded, and "too many requests"."""
-
-
-class StatusPolicy(ReturnValuePolicy):
-    """A ``ReturnValuePolicy`` on ``response.status``, as
-    ``ReturnValuePolicy(retval_accessor="status", retval_in=statuses)`` would be, that
-    answers in one dict lookup (it runs on every response) with a reason an operator reads
-    at a glance: ``"HTTP 503 Service Unavailable"``.
-    """
-
-    _reasons: dict[int, str]
-
-    def __init__(self, statuses: Iterable[int]) -> None:
-        statuses = sorted(set(statuses))
-        super().__init__(retval_accessor="status", retval_in=statuses)
-        reasons = {status: f"HTTP {status} {_phrase(status)}".rstrip() for status in statuses}
-        object.__setattr__(self, "_reasons", reasons)
-
-    def failure_reason(self, result: Any) -> str | None:
-        return self._reasons.get(getattr(result, "status", None))  # type: ignore[arg-type]
 
 
 def _phrase(status: int) -> str:
@@ -40,8 +20,11 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def status_policy(failure_statuses: Iterable[int]) -> StatusPolicy | None:
+def status_policy(failure_statuses: Iterable[int]) -> ReturnValuePolicy | None:
     """The policy that makes a response with one of these statuses a failure.
+
+    Its predicate answers in one dict lookup (it runs on every response), with the reason
+    an operator reads at a glance: ``"HTTP 503 Service Unavailable"``.
 
     ``None`` for an empty set: then the service policy's own ``on_retval_policy``, if
     any, judges responses.
@@ -56,4 +39,11 @@ def status_policy(failure_statuses: Iterable[int]) -> StatusPolicy | None:
             raise InvalidConfigTypeError("failure_statuses", f"must hold ints, got {status!r}")
         if not 100 <= status <= 599:
             raise InvalidConfigError("failure_statuses", f"{status} is not an HTTP status code (100-599)")
-    return StatusPolicy(statuses) if statuses else None
+    if not statuses:
+        return None
+    reasons = {status: f"HTTP {status} {_phrase(status)}".rstrip() for status in sorted(set(statuses))}
+
+    def failed_status(response: object) -> str | None:
+        return reasons.get(getattr(response, "status", None))  # type: ignore[arg-type]
+
+    return ReturnValuePolicy(predicate=failed_status)
