@@ -13,6 +13,8 @@ from . import _validate
 from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
 from ._guard import Guard
+from ._policy_book import PolicyBook, announce
+from ._policy_overrides import changes, patch_of
 from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
@@ -113,6 +115,7 @@ class CircuitBreaker:
                 policies[name] = policy
         self.default_policy = default_policy
         self.service_policies: Mapping[str, ServicePolicy] = policies
+        self._policies = PolicyBook(default_policy, policies)
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
         self._circuits: dict[str, CircuitHandle] = {}
@@ -247,8 +250,82 @@ class CircuitBreaker:
     # -- circuits and policies -------------------------------------------------
 
     def policy_for(self, service: str) -> ServicePolicy:
-        """The policy that governs ``service``: its own, or the default."""
-        return self.service_policies.get(service, self.default_policy)
+        """The policy that governs ``service`` now: a fleet override (Redis), else this process's
+        override (``set_policy``), else its own in ``service_policies``, else the default."""
+        policies = self._policies
+        if policies.default is not self.default_policy or policies.services is not self.service_policies:
+            # Replaced after construction (tests do): follow them.
+            policies.default, policies.services = self.default_policy, self.service_policies
+        return policies.effective(service)
+
+    def policy_source(self, service: str) -> str:
+        """Where ``service``'s effective policy comes from: ``"fleet"`` (an override stored in
+        Redis for every process), ``"process"`` (``set_policy`` in this process) or ``"code"``."""
+        _validate.service_name(service)
+        return self._policies.source(service)
+
+    def set_policy(self, service: str, policy: ServicePolicy, *, fleet: bool = False) -> None:
+        """Govern ``service`` by ``policy`` from now on, without a restart.
+
+        Future calls use it, and the live circuit goes on under it: failures counted so far
+        stay, so a lower threshold already met opens the circuit at its next failure; an open
+        circuit keeps its deadline unless the new ``open_seconds`` is shorter than what is
+        left (then it is cut to it). Wrappers made earlier by ``protect`` see the change;
+        their exception and return-value rules stay as decorated. Emits ``POLICY_CHANGED``.
+
+        ``fleet=True`` (Redis backend): stores the policy's numeric and mode fields for every
+        process of the namespace, which merge them over their own code policy within
+        ``refresh_interval`` (see the guide's "Changing a policy at run time"); exception
+        rules, return-value rules and predicates stay each process's code's. A fleet override
+        wins over a process override. ``CircuitBackendError`` if the store cannot take it.
+        """
+        _validate.service_name(service)
+        if not isinstance(policy, ServicePolicy):
+            raise InvalidConfigTypeError("policy", f"must be a ServicePolicy, got {policy!r}")
+        if fleet:
+            self._fleet_store().store_policy_override(service, patch_of(policy))
+            return
+        with self._lock:
+            before = self.policy_for(service)
+            self._policies.process[service] = policy
+        self._policy_changed(service, before)
+
+    def clear_policy(self, service: str, *, fleet: bool = False) -> None:
+        """Drop ``service``'s override made by ``set_policy`` in this process (``fleet=True``: the
+        fleet-wide one, for every process); it goes back to the next source (fleet, then code)."""
+        _validate.service_name(service)
+        if fleet:
+            self._fleet_store().clear_policy_override(service)
+            return
+        with self._lock:
+            before = self.policy_for(service)
+            had = self._policies.process.pop(service, None)
+        if had is not None:
+            self._policy_changed(service, before)
+
+    def _fleet_store(self) -> Any:
+        store = getattr(self._backend, "policy_overrides", None)
+        if store is None:
+            raise InvalidConfigError(
+                "fleet",
+                f"needs the redis backend (this breaker's is {getattr(self._backend, 'name', '?')!r}): "
+                "set_policy(service, policy) changes this process only",
+            )
+        return store
+
+    def _policy_changed(self, service: str, before: ServicePolicy) -> None:
+        """Apply ``service``'s new effective policy to its live circuit and announce it."""
+        with self._lock:
+            new = self.policy_for(service)
+            source = self._policies.source(service)
+            circuit = self._circuits.get(service) or self._idle.get(service)
+            self._policy_rules.pop(service, None)
+        if circuit is not None and circuit.policy is not new:
+            set_policy = getattr(circuit, "set_policy", None)
+            if set_policy is not None:
+                set_policy(new)
+        state = None if circuit is None else circuit.state
+        announce(self._listeners, service, source, changes(before, new), self.clock.time(), state)
 
     def _circuit(self, service: str) -> CircuitHandle:
         circuit = self._circuits.get(service)

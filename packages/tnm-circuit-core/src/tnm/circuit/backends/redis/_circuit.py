@@ -17,7 +17,8 @@ import asyncio
 import itertools
 import math
 import threading
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..._counter import AtomicCounter, CallCounts
@@ -39,7 +40,7 @@ from ...state import (
     Figures,
     Transition,
 )
-from ..local import LocalCircuit, _report_rejection
+from ..local import LocalCircuit, _rebind_watchers, _report_rejection
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
 from ._keys import DISABLED_MARK
@@ -79,29 +80,13 @@ class RedisCircuit:
         # Then the rate buckets, and (one server only) the namespace's change counter.
         changes = () if backend.cluster else (backend.keys.changes,)
         self.keys: tuple[str, ...] = (*base, calls_key(base[0]), *changes)
-        self._args: list[Any] = [
-            policy.max_failures or 0,
-            int(policy.window_seconds * _MS),
-            int(policy.open_seconds * _MS),  # type: ignore[operator]
-            policy.backoff_multiplier,
-            int(policy.max_open_seconds * _MS),  # type: ignore[operator]
-            policy.half_open_max_calls,
-            policy.success_threshold,
-            int(policy.trial_timeout_seconds * _MS),
-            int(backend.meta_ttl_seconds * _MS),
-            backend.keys.channel,
-            service,
-        ]
-        rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
-        self._rate_args: list[Any] = [
-            "" if rate is None else repr(rate),
-            "" if slow_rate is None else repr(slow_rate),
-            policy.minimum_calls,
-            policy.bucket_ms,
-            RATE_BUCKETS,
-        ]
-        self.bucket_ms = policy.bucket_ms
-        self.window_ms = int(policy.window_seconds * _MS)
+        self._args: list[Any] = []
+        self._rate_args: list[Any] = []
+        self.bucket_ms = self.window_ms = 0
+        self.observe = False
+        self.slow_after: float | None = None
+        self.tally: Callable[[], None] | None = None
+        self._derive_from_policy()
         self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
         self._opened: tuple[str | None, tuple[int, int, int, int] | None] = (None, None)
         """Why the circuit opened and (failures, calls, failed, slow) that did (last reply)."""
@@ -123,10 +108,59 @@ class RedisCircuit:
         """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
         self.flushed = 0
         self._pending_lock = threading.Lock()
-        self.tally = self._tally if policy.counts_calls else None
         self.window: CircuitModel | None = None  # successes go through tally (counted, flushed)
-        if policy.counts_calls:
-            flusher_for(backend).register(self)
+        self.policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Wrappers made by ``protect`` and how to bind each again when the policy changes."""
+        self._flushed_by: object = None
+        self._bind_tally()
+
+    def _derive_from_policy(self) -> None:
+        """What the script is given and the call path reads, derived from ``policy``."""
+        policy, backend = self.policy, self._backend
+        self._args = [
+            policy.max_failures or 0,
+            int(policy.window_seconds * _MS),
+            int(policy.open_seconds * _MS),  # type: ignore[operator]
+            policy.backoff_multiplier,
+            int(policy.max_open_seconds * _MS),  # type: ignore[operator]
+            policy.half_open_max_calls,
+            policy.success_threshold,
+            int(policy.trial_timeout_seconds * _MS),
+            int(backend.meta_ttl_seconds * _MS),
+            backend.keys.channel,
+            self.service,
+        ]
+        rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
+        self._rate_args = [
+            "" if rate is None else repr(rate),
+            "" if slow_rate is None else repr(slow_rate),
+            policy.minimum_calls,
+            policy.bucket_ms,
+            RATE_BUCKETS,
+        ]
+        self.bucket_ms = policy.bucket_ms
+        self.window_ms = int(policy.window_seconds * _MS)
+        self.observe = policy.mode == "observe"
+        self.slow_after = policy.slow_call_seconds
+
+    def _bind_tally(self) -> None:
+        self.tally = self._tally if self.policy.counts_calls else None
+        if self.policy.counts_calls and self._flushed_by is None:
+            self._flushed_by = flusher = flusher_for(self._backend)
+            flusher.register(self)
+
+    def set_policy(self, policy: ServicePolicy) -> None:
+        """Decide this process's calls by ``policy`` from now on: the script is given its figures
+        from the next round trip (which re-evaluates the shared state under them), and the
+        fallback that decides alone during an outage takes it too."""
+        with self._news_lock:
+            self.policy = policy
+            self._derive_from_policy()
+            self._bind_tally()
+        self.fallback.set_policy(policy)
+        _rebind_watchers(self)
 
     def __repr__(self) -> str:
         return f"<RedisCircuit {self.service!r} {'cold' if self.cold else self.state.value}>"
