@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -13,8 +14,8 @@ from . import _validate
 from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
 from ._guard import Guard
-from ._policy_book import PolicyBook, announce
-from ._policy_overrides import changes, patch_of
+from ._policy_book import PolicyBook, announce, refusal
+from ._policy_overrides import changes, check_patch, patch_of
 from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
@@ -28,6 +29,8 @@ __all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
 
 # Defined in a private module and exported from this one: they report this one (as httpx's do).
 Admitted.__module__ = Caller.__module__ = __name__
+
+logger = logging.getLogger("tnm.circuit")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -116,6 +119,7 @@ class CircuitBreaker:
         self.default_policy = default_policy
         self.service_policies: Mapping[str, ServicePolicy] = policies
         self._policies = PolicyBook(default_policy, policies)
+        self._warned_unknown: set[tuple[str, tuple[str, ...]]] = set()
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
         self._circuits: dict[str, CircuitHandle] = {}
@@ -132,6 +136,8 @@ class CircuitBreaker:
             backend, redis_url, namespace, meta_ttl_seconds, backend_options
         )
         self._initialized = False
+        if hasattr(self._backend, "on_policy_override"):
+            self._backend.on_policy_override = self._fleet_override
 
     def _make_backend(
         self,
@@ -264,7 +270,9 @@ class CircuitBreaker:
         _validate.service_name(service)
         return self._policies.source(service)
 
-    def set_policy(self, service: str, policy: ServicePolicy, *, fleet: bool = False) -> None:
+    def set_policy(
+        self, service: str, policy: ServicePolicy | Mapping[str, Any], *, fleet: bool = False
+    ) -> None:
         """Govern ``service`` by ``policy`` from now on, without a restart.
 
         Future calls use it, and the live circuit goes on under it: failures counted so far
@@ -276,15 +284,27 @@ class CircuitBreaker:
         ``fleet=True`` (Redis backend): stores the policy's numeric and mode fields for every
         process of the namespace, which merge them over their own code policy within
         ``refresh_interval`` (see the guide's "Changing a policy at run time"); exception
-        rules, return-value rules and predicates stay each process's code's. A fleet override
-        wins over a process override. ``CircuitBackendError`` if the store cannot take it.
+        rules, return-value rules and predicates stay each process's code's. With
+        ``fleet=True`` ``policy`` may also be a mapping of just the fields to change
+        (``{"max_failures": 3}``). A fleet override wins over a process override.
+        ``CircuitBackendError`` if the store cannot take it. Bad input raises
+        ``InvalidConfigError`` naming the field, and nothing is stored or applied.
         """
         _validate.service_name(service)
+        if fleet:
+            if isinstance(policy, ServicePolicy):
+                patch = patch_of(policy)
+            elif isinstance(policy, Mapping):
+                patch = check_patch(policy)
+            else:
+                raise InvalidConfigTypeError(
+                    "policy", f"must be a ServicePolicy or a mapping, got {policy!r}"
+                )
+            self._fleet_store().store(service, patch)
+            self._fleet_override(service, patch)
+            return
         if not isinstance(policy, ServicePolicy):
             raise InvalidConfigTypeError("policy", f"must be a ServicePolicy, got {policy!r}")
-        if fleet:
-            self._fleet_store().store_policy_override(service, patch_of(policy))
-            return
         with self._lock:
             before = self.policy_for(service)
             self._policies.process[service] = policy
@@ -295,13 +315,71 @@ class CircuitBreaker:
         fleet-wide one, for every process); it goes back to the next source (fleet, then code)."""
         _validate.service_name(service)
         if fleet:
-            self._fleet_store().clear_policy_override(service)
+            self._fleet_store().clear(service)
+            self._fleet_override(service, None)
             return
         with self._lock:
             before = self.policy_for(service)
             had = self._policies.process.pop(service, None)
         if had is not None:
             self._policy_changed(service, before)
+
+    def policy_overrides(self) -> dict[str, dict[str, Any]]:
+        """The fleet-wide overrides stored in the namespace: service -> the fields it sets (empty
+        on the local backend). Read from the store; ``CircuitBackendError`` if it is unreachable."""
+        store = getattr(self._backend, "policy_overrides", None)
+        return {} if store is None else store.read_all()
+
+    def _fleet_override(
+        self, service: str, patch: Mapping[str, Any] | None, unknown: Iterable[str] = ()
+    ) -> None:
+        """Apply the fleet override of ``service`` read from the store (``None``: none any more).
+
+        Called by the backend when it learns of one (a notice, the refresher, ``initialize``).
+        The patch is merged over this process's code policy and validated; a patch invalid
+        here is not applied (one warning and a refused ``POLICY_CHANGED``), never half-applied.
+        Unknown fields (from a newer release) are ignored with one warning.
+        """
+        unknown = sorted(unknown)
+        book = self._policies
+        with self._lock:
+            patch = None if patch is None else dict(patch)
+            if service in book.fleet_patches and book.fleet_patches[service] == patch:
+                return
+            if patch is None and service not in book.fleet_patches:
+                return
+            before = self.policy_for(service)
+            if patch is None:
+                book.fleet_patches.pop(service, None)
+                book.fleet.pop(service, None)
+                refused = None
+            else:
+                book.fleet_patches[service] = patch
+                try:
+                    book.fleet[service] = book.merge_fleet(service, patch)
+                    refused = None
+                except InvalidConfigError as exc:
+                    refused = exc
+        if unknown and (service, tuple(unknown)) not in self._warned_unknown:
+            self._warned_unknown.add((service, tuple(unknown)))
+            logger.warning(
+                "policy of %r: fleet override field(s) %s unknown to this version, ignored",
+                service,
+                ", ".join(unknown),
+            )
+        if refused is not None:
+            circuit = self._circuits.get(service) or self._idle.get(service)
+            announce(
+                self._listeners,
+                service,
+                book.source(service),
+                refusal(refused),
+                self.clock.time(),
+                None if circuit is None else circuit.state,
+                refused=True,
+            )
+            return
+        self._policy_changed(service, before)
 
     def _fleet_store(self) -> Any:
         store = getattr(self._backend, "policy_overrides", None)
