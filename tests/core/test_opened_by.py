@@ -202,3 +202,15 @@ class TestOpenOn:
         with pytest.raises(InvalidConfigTypeError) as info:
             ServicePolicy(open_on=[int])
         assert info.value.field == "open_on"
+
+
+class TestOpenOnBesideOnExceptions:
+    def test_open_on_counts_even_if_on_exceptions_does_not_list_it(self, make_breaker: MakeBreaker) -> None:
+        """With on_exceptions=[OSError], a QuotaExceeded listed in open_on still opens the circuit."""
+        breaker = make_breaker(max_failures=5, on_exceptions=[OSError], open_on=[QuotaExceeded])
+        with pytest.raises(KeyError):
+            breaker.execute("svc", _raise, KeyError())
+        assert breaker.state("svc").state is CircuitState.CLOSED
+        with pytest.raises(QuotaExceeded):
+            breaker.execute("svc", _raise, QuotaExceeded())
+        assert breaker.state("svc").opened_by == "open_on"

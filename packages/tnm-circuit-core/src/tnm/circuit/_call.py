@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._rules import CallRules
+from ._rules import FAILURE, TRIP, CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
 from .exceptions import ReturnValuePolicyError
@@ -41,10 +41,10 @@ def record_exception(
     circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool = False
 ) -> None:
     try:
-        if rules.counts_all or rules.is_failure(exc):
+        verdict = FAILURE if rules.counts_all else rules.judge(exc)
+        if verdict:
             reason = rules.failure_reason or rules.reason_for(exc)
-            trips = rules.trips
-            if trips is not None and trips(exc):
+            if verdict == TRIP:
                 circuit.on_failure(token, reason, slow, True)
             elif slow:
                 circuit.on_failure(token, reason, True)
@@ -60,10 +60,10 @@ async def arecord_exception(
     circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool = False
 ) -> None:
     try:
-        if rules.counts_all or rules.is_failure(exc):
-            trips = rules.trips
+        verdict = FAILURE if rules.counts_all else rules.judge(exc)
+        if verdict:
             reason = rules.failure_reason or rules.reason_for(exc)
-            await circuit.aon_failure(token, reason, slow, trips is not None and trips(exc))
+            await circuit.aon_failure(token, reason, slow, verdict == TRIP)
         else:
             await circuit.aon_ignored(token)
     except Exception:

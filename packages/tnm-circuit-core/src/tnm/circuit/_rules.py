@@ -14,7 +14,10 @@ from . import _validate
 from .exceptions import InvalidConfigTypeError
 from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 
-__all__ = ["CallRules", "ExceptionMatcher"]
+__all__ = ["FAILURE", "IGNORED", "TRIP", "CallRules", "ExceptionMatcher"]
+
+IGNORED, FAILURE, TRIP = 0, 1, 2
+"""What ``CallRules.judge`` makes of an exception."""
 
 logger = logging.getLogger("tnm.circuit")
 
@@ -103,9 +106,17 @@ class CallRules:
             raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
         self.failure_reason = None if failure_reason is None else _validate.bounded_reason(failure_reason)
 
-    def is_failure(self, exc: BaseException) -> bool:
-        ignored, counted = self._ignored, self._counted
-        return not ((ignored is not None and ignored(exc)) or (counted is not None and not counted(exc)))
+    def judge(self, exc: BaseException) -> int:
+        """``IGNORED`` (0), ``FAILURE`` (1) or ``TRIP`` (2: a failure listed in ``open_on``, which
+        opens the circuit at once). ``ignore_exceptions`` wins over both; an ``open_on`` match
+        is a failure even when ``on_exceptions`` does not list it."""
+        ignored, trips = self._ignored, self.trips
+        if ignored is not None and ignored(exc):
+            return IGNORED
+        if trips is not None and trips(exc):
+            return TRIP
+        counted = self._counted
+        return FAILURE if counted is None or counted(exc) else IGNORED
 
     @staticmethod
     def reason_for(exc: BaseException) -> str:

@@ -154,6 +154,14 @@ class CircuitBreaker:
                 raise InvalidConfigTypeError(
                     "backend", f"must be 'local', 'redis' or a backend object, got {backend!r}"
                 )
+            use = getattr(backend, "use", None)
+            if callable(use):
+                # A ready backend (RedisBackend) takes the breaker's clock and listeners unless
+                # it was given its own; either way, breaker and backend share one listener list.
+                use(self.clock, self._listeners)
+                shared = getattr(backend, "listeners", None)
+                if isinstance(shared, ListenerList):
+                    self._listeners = shared
             return backend
         if backend == "local":
             if redis_url is not None:
