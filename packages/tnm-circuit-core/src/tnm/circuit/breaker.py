@@ -308,8 +308,7 @@ class CircuitBreaker:
                 raise InvalidConfigTypeError(
                     "policy", f"must be a ServicePolicy or a mapping, got {policy!r}"
                 )
-            self._fleet_store().store(service, patch)
-            self._fleet_override(service, patch)
+            self._fleet_override(service, self._fleet_store().store(service, patch))
             return
         if not isinstance(policy, ServicePolicy):
             raise InvalidConfigTypeError("policy", f"must be a ServicePolicy, got {policy!r}")
