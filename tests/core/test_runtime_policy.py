@@ -170,6 +170,13 @@ class TestSetPolicy:
         fail(breaker, times=2)
         assert breaker.state("svc").opened_by == "failure_rate"
 
+    def test_mapping_changes_only_those_fields(self, make_breaker: MakeBreaker) -> None:
+        """set_policy(service, {"max_failures": 2}) keeps every other field of the policy in force."""
+        breaker = make_breaker(max_failures=5, open_seconds=12, minimum_calls=7)
+        breaker.set_policy("svc", {"max_failures": 2})
+        policy = breaker.policy_for("svc")
+        assert (policy.max_failures, policy.open_seconds, policy.minimum_calls) == (2, 12, 7)
+
     def test_circuit_made_later_uses_the_override(self, make_breaker: MakeBreaker) -> None:
         """A service first called after set_policy gets the override."""
         breaker = make_breaker(max_failures=5)
@@ -178,11 +185,14 @@ class TestSetPolicy:
         assert breaker.state("later").state is CircuitState.OPEN
 
     def test_bad_policy_refused_naming_the_field(self, make_breaker: MakeBreaker) -> None:
-        """set_policy with something that is not a ServicePolicy names the field, and changes nothing."""
+        """A bad policy or field value is refused naming the field, and changes nothing."""
         breaker = make_breaker()
         with pytest.raises(InvalidConfigError) as info:
-            breaker.set_policy("svc", {"max_failures": 0})  # type: ignore[arg-type]
+            breaker.set_policy("svc", 5)  # type: ignore[arg-type]
         assert info.value.field == "policy"
+        with pytest.raises(InvalidConfigError) as info:
+            breaker.set_policy("svc", {"max_failures": 0})
+        assert info.value.field == "max_failures"
         assert breaker.policy_source("svc") == "code"
         with pytest.raises(InvalidConfigError) as info:
             breaker.set_policy("svc", ServicePolicy(max_failures=0))

@@ -15,7 +15,7 @@ from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
 from ._guard import Guard
 from ._policy_book import PolicyBook, announce, refusal
-from ._policy_overrides import changes, check_patch, patch_of
+from ._policy_overrides import changes, check_patch, merge, patch_of
 from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
@@ -292,9 +292,11 @@ class CircuitBreaker:
         ``fleet=True`` (Redis backend): stores the policy's numeric and mode fields for every
         process of the namespace, which merge them over their own code policy within
         ``refresh_interval`` (see the guide's "Changing a policy at run time"); exception
-        rules, return-value rules and predicates stay each process's code's. With
-        ``fleet=True`` ``policy`` may also be a mapping of just the fields to change
-        (``{"max_failures": 3}``). A fleet override wins over a process override.
+        rules, return-value rules and predicates stay each process's code's; the fields given
+        are merged into the stored override. A fleet override wins over a process override.
+
+        ``policy`` may also be a mapping of just the numeric and mode fields to change
+        (``{"max_failures": 3}``): in this process they replace those of the policy in force.
         ``CircuitBackendError`` if the store cannot take it. Bad input raises
         ``InvalidConfigError`` naming the field, and nothing is stored or applied.
         """
@@ -310,8 +312,10 @@ class CircuitBreaker:
                 )
             self._fleet_override(service, self._fleet_store().store(service, patch))
             return
-        if not isinstance(policy, ServicePolicy):
-            raise InvalidConfigTypeError("policy", f"must be a ServicePolicy, got {policy!r}")
+        if isinstance(policy, Mapping):
+            policy = merge(self.policy_for(service), check_patch(policy))
+        elif not isinstance(policy, ServicePolicy):
+            raise InvalidConfigTypeError("policy", f"must be a ServicePolicy or a mapping, got {policy!r}")
         with self._lock:
             before = self.policy_for(service)
             self._policies.process[service] = policy
