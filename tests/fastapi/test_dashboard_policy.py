@@ -118,14 +118,14 @@ class TestPolicyForm:
         """Clear override returns the service to its code's policy; the button shows only then."""
         breaker.set_policy("payments", ServicePolicy(max_failures=9))
         with TestClient(make_app(authorize=admin_only)) as client:
-            assert 'action="policy/clear?service=payments"' in row(
+            assert 'action="clear-policy?service=payments"' in row(
                 client.get("/circuits/", headers=ADMIN).text, "payments"
             )
             response = client.post(
-                "/circuits/policy/clear?service=payments", headers=ADMIN, follow_redirects=False
+                "/circuits/clear-policy?service=payments", headers=ADMIN, follow_redirects=False
             )
             assert response.status_code == 303
-            assert "policy/clear" not in row(client.get("/circuits/", headers=ADMIN).text, "payments")
+            assert "clear-policy" not in row(client.get("/circuits/", headers=ADMIN).text, "payments")
         assert breaker.policy_source("payments") == "code"
 
 

@@ -96,7 +96,7 @@ def add_operator_routes(router: APIRouter, authorize: Callable[..., Any], expose
             return _refused(request, f"{exc.field}: {exc.message}")
         return _answer(request, breaker, service, expose_reasons)
 
-    @router.post("/policy/clear", dependencies=dependencies, name="circuit_dashboard_policy_clear")
+    @router.post("/clear-policy", dependencies=dependencies, name="circuit_dashboard_policy_clear")
     def clear_policy(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
         source = breaker.policy_source(service)
         if source != "code":

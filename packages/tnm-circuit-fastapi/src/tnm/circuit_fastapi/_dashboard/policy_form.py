@@ -89,7 +89,7 @@ def policy_cell(service: str, policy: ServicePolicy, source: str, operator: bool
     )
     if source != "code":
         text += (
-            f'<form method="post" action="policy/clear?service={target}" '
+            f'<form method="post" action="clear-policy?service={target}" '
             f'data-confirm="Clear the policy override of {name}?">'
             f'<button type="submit">Clear override</button></form>'
         )

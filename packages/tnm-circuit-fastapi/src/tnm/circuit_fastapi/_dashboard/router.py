@@ -113,7 +113,7 @@ def circuit_dashboard_router(
     Only then are ``POST {prefix}/open?service=…``, ``POST {prefix}/disable?service=…``,
     ``POST {prefix}/reset?service=…``, ``POST {prefix}/policy?service=…`` (a form of
     policy fields: fleet-wide on Redis, this process on the local backend) and
-    ``POST {prefix}/policy/clear?service=…`` routed; each runs ``authorize`` and refuses
+    ``POST {prefix}/clear-policy?service=…`` routed; each runs ``authorize`` and refuses
     requests sent from other sites. The Open, Disable and Reset buttons and the policy
     form are rendered only for a request that ``authorize`` lets through: others see the
     read-only page. Every row shows the thresholds in force and their source.

@@ -32,6 +32,7 @@
         return response.text();
       })
       .then(function (html) {
+        if (editing()) return; // a form was opened while this was on its way: keep it
         live.innerHTML = html;
         show("Live: updated every " + every / 1000 + " s", true);
       })
