@@ -115,6 +115,29 @@ class TestFleetOverride:
         assert other.policy_for("svc").max_failures == 5
 
 
+class TestLiveCircuitOnRedis:
+    def test_lower_threshold_already_exceeded_opens_at_next_failure(
+        self, make_redis_breaker: MakeBreaker
+    ) -> None:
+        """Four shared failures, then a fleet max_failures=3: the next failure opens the circuit."""
+        breaker = make_redis_breaker(max_failures=5, **FAST)
+        fail(breaker, 4)
+        breaker.set_policy("svc", {"max_failures": 3}, fleet=True)
+        assert breaker.state("svc").state is CircuitState.CLOSED
+        fail(breaker, 1)
+        assert breaker.state("svc").state is CircuitState.OPEN
+
+    def test_open_deadline_cut_for_every_process(self, make_redis_breaker: MakeBreaker) -> None:
+        """A circuit open for 60 s, then a fleet open_seconds of 2: every process sees at most 2 s left."""
+        breaker = make_redis_breaker(max_failures=1, open_seconds=60, **FAST)
+        other = make_redis_breaker(max_failures=1, open_seconds=60, **FAST)
+        fail(breaker, 1)
+        assert wait_for(lambda: other.state("svc").state is CircuitState.OPEN, 5)
+        breaker.set_policy("svc", {"open_seconds": 2}, fleet=True)
+        assert (breaker.state("svc").retry_after or 0) <= 2
+        assert wait_for(lambda: (other.state("svc").retry_after or 99) <= 2, 5)
+
+
 class TestBadInput:
     def test_invalid_value_refused_nothing_stored(self, make_redis_breaker: MakeBreaker) -> None:
         """A bad value is refused naming the field; nothing reaches the registry."""

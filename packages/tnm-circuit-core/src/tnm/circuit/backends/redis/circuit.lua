@@ -5,7 +5,8 @@
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
 --       5 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
--- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|force_open|disable|reset|read|touch|probe)
+-- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|cut_open|force_open|disable|reset|read|
+--         touch|probe)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
@@ -155,7 +156,7 @@ if not TRIGGERS[opened_by] or not string.match(opened_figures, '^%d+:%d+:%d+:%d+
   opened_by, opened_figures = '', ''  -- unknown (older data, or garbage): no figures to keep
 end
 if op == 'read' or op == 'touch' or op == 'force_open' or op == 'disable' or op == 'reset'
-  or op == 'hold_open' then
+  or op == 'hold_open' or op == 'cut_open' then
   -- Report (and keep) the thresholds of the processes that call the service: an
   -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures
@@ -348,6 +349,15 @@ elseif op == 'hold_open' then
     local held = now + math.min(tonumber(ARGV[15]) or 0, max_open_ms)
     if held > open_until then
       open_until = held
+      changed = true
+    end
+  end
+elseif op == 'cut_open' then
+  -- Open at most ARGV[15] ms more (open_seconds shortened at run time), never lengthened.
+  if state == 'open' then
+    local cut = now + (tonumber(ARGV[15]) or 0)
+    if cut < open_until then
+      open_until = cut
       changed = true
     end
   end
