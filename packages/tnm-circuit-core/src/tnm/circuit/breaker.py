@@ -120,6 +120,7 @@ class CircuitBreaker:
         self.service_policies: Mapping[str, ServicePolicy] = policies
         self._policies = PolicyBook(default_policy, policies)
         self._warned_unknown: set[tuple[str, tuple[str, ...]]] = set()
+        self._policy_lock = threading.RLock()
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
         self._circuits: dict[str, CircuitHandle] = {}
@@ -403,16 +404,20 @@ class CircuitBreaker:
         return store
 
     def _policy_changed(self, service: str, before: ServicePolicy) -> None:
-        """Apply ``service``'s new effective policy to its live circuit and announce it."""
-        with self._lock:
-            new = self.policy_for(service)
-            source = self._policies.source(service)
-            circuit = self._circuits.get(service) or self._idle.get(service)
-            self._policy_rules.pop(service, None)
-        if circuit is not None and circuit.policy is not new:
-            set_policy = getattr(circuit, "set_policy", None)
-            if set_policy is not None:
-                set_policy(new)
+        """Apply ``service``'s new effective policy to its live circuit and announce it.
+
+        Changes are applied one at a time (``_policy_lock``), so two changes made at once (here
+        and by the refresher) reach the circuit in the order the book took them."""
+        with self._policy_lock:
+            with self._lock:
+                new = self.policy_for(service)
+                source = self._policies.source(service)
+                circuit = self._circuits.get(service) or self._idle.get(service)
+                self._policy_rules.pop(service, None)
+            if circuit is not None and circuit.policy is not new:
+                set_policy = getattr(circuit, "set_policy", None)
+                if set_policy is not None:
+                    set_policy(new)
         state = None if circuit is None else circuit.state
         announce(self._listeners, service, source, changes(before, new), self.clock.time(), state)
 
