@@ -69,6 +69,21 @@ class TestPolicySet:
         finally:
             app.close()
 
+    def test_fields_checked_one_by_one_and_stored_as_given(self, redis_url: str) -> None:
+        """A field whose partner lives in the processes' code (a slow-call rate) is stored as
+        given: the command has no code policy to refuse it on, and warns of nothing."""
+        code, _, err = run(
+            "policy", "set", "payments", "--slow-call-rate-threshold", "0.5", "--redis-url", redis_url,
+            "--namespace", "cli",
+        )  # fmt: skip
+        assert code == 0, err
+        assert err == ""
+        app = app_breaker(redis_url)
+        try:
+            assert app.policy_overrides() == {"payments": {"slow_call_rate_threshold": 0.5}}
+        finally:
+            app.close()
+
     def test_no_field_is_a_usage_error(self, redis_url: str) -> None:
         """policy set with no field to change exits 2 and stores nothing."""
         code, _, err = run("policy", "set", "payments", "--redis-url", redis_url)

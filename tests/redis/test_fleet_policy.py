@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tnm.circuit import (
+    CircuitBackendError,
     CircuitBreaker,
     CircuitEvent,
     CircuitState,
@@ -190,6 +191,22 @@ class TestBadInput:
         assert wait_for(lambda: any(e.service == "svc" for e in repaired), 5)
         assert wait_for(lambda: redis_server.client().hget(REGISTRY, "svc") is None, 5)
         assert breaker.policy_source("svc") == "code"
+
+
+class TestStoreDown:
+    def test_fleet_change_raises_when_redis_is_down(
+        self, make_redis_breaker: MakeBreaker, redis_server: RedisServer
+    ) -> None:
+        """With Redis stopped, set_policy(fleet=True) raises CircuitBackendError and applies nothing."""
+        breaker = make_redis_breaker(
+            max_failures=5, use_clock=False, backend_options={"socket_timeout": 0.2, "refresh_interval": 0.1}
+        )
+        redis_server.stop()
+        with pytest.raises(CircuitBackendError) as info:
+            breaker.set_policy("svc", {"max_failures": 2}, fleet=True)
+        assert "not stored" in str(info.value)
+        assert breaker.policy_source("svc") == "code"
+        assert breaker.policy_for("svc").max_failures == 5
 
 
 class TestSurvivesDataLoss:

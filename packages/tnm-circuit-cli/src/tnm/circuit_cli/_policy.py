@@ -131,7 +131,9 @@ def set_(ctx: click.Context, /, service: str, **fields: Any) -> None:
         raise click.UsageError("give at least one field to change (see --help)")
     breaker = _fleet_breaker(ctx)
     try:
-        breaker.set_policy(service, patch, fleet=True)
+        # Stored for the fleet without applying it to this command's own breaker, whose policy
+        # (the default) is no process's: a refusal here would say nothing about the fleet.
+        breaker.backend.policy_overrides.store(service, patch)  # type: ignore[attr-defined]
     except InvalidConfigError as exc:
         option = _OPTION_OF.get(exc.field, exc.field)
         raise click.ClickException(f"{option}: {exc.message}") from None
@@ -151,7 +153,7 @@ def clear(ctx: click.Context, service: str) -> None:
     """Drop SERVICE's fleet override: every process goes back to its own policy."""
     breaker = _fleet_breaker(ctx)
     try:
-        breaker.clear_policy(service, fleet=True)
+        breaker.backend.policy_overrides.clear(service)  # type: ignore[attr-defined]
     except InvalidConfigError as exc:
         raise click.ClickException(f"{exc.field}: {exc.message}") from None
     except CircuitError as exc:

@@ -21,7 +21,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..._policy_overrides import parse_patch
+from ..._policy_overrides import check_patch, parse_patch
+from ..._validate import service_name
 from ...exceptions import CircuitBackendError, _chain_masked
 from ._clients import STORAGE_ERRORS
 from ._refusals import is_refusal
@@ -82,12 +83,18 @@ class PolicyRegistry:
         """Patches to write again after a data loss, until each has been."""
         self.on_change: OnChange | None = None
         """The breaker's hook: called with (service, patch or None, unknown field names)."""
+        self._writes: dict[str, int] = {}
+        """Writes made by this process, per service: a read begun before one is stale for it."""
 
     # -- an operator's side (set_policy / clear_policy with fleet=True, the CLI) ---------------
 
     def store(self, service: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``patch`` into ``service``'s stored override, tell every process, and return the
-        override now stored."""
+        override now stored. Each value is checked as ``ServicePolicy`` checks it first
+        (``InvalidConfigError`` naming the field; nothing stored)."""
+        service_name(service)
+        patch = check_patch(patch)
+        self._writes[service] = self._writes.get(service, 0) + 1
         key = self._store.keys.policies
         written: list[Any] = []
         self._write(
@@ -103,6 +110,8 @@ class PolicyRegistry:
 
     def clear(self, service: str) -> None:
         """Remove ``service``'s override and tell every process."""
+        service_name(service)
+        self._writes[service] = self._writes.get(service, 0) + 1
         self._write("HDEL", service, lambda client: client.hdel(self._store.keys.policies, service))
         self.known.pop(service, None)
         self._notify(service)
@@ -151,14 +160,22 @@ class PolicyRegistry:
 
     # -- the refresher's side -------------------------------------------------------------
 
-    def read(self, raw: dict[Any, Any], client: Any) -> None:
+    def mark(self) -> dict[str, int]:
+        """Taken before reading the registry: ``read`` then leaves alone the services this
+        process wrote to meanwhile (what it read of them may be older than what it wrote)."""
+        return dict(self._writes)
+
+    def read(self, raw: dict[Any, Any], client: Any, mark: dict[str, int] | None = None) -> None:
         """The registry as just read (``HGETALL``), unless a restore is under way: apply what
         changed, and repair what cannot be read."""
         if self.pending:
             return
-        seen: dict[str, str] = {}
+        written = {s for s, n in self._writes.items() if mark is not None and mark.get(s) != n}
+        seen: dict[str, str] = {s: self.known[s] for s in written if s in self.known}
         for name, value in raw.items():
             service, text = decode(name), decode(value)
+            if service in written:
+                continue
             try:
                 patch, unknown = parse_patch(text)
             except ValueError as exc:
@@ -169,7 +186,7 @@ class PolicyRegistry:
             seen[service] = text
             if self.known.get(service) != text:
                 self._changed(service, patch, unknown)
-        for service in [s for s in self.known if s not in seen]:
+        for service in [s for s in self.known if s not in seen and s not in written]:
             self._changed(service, None, [])
         self.known = seen
 

@@ -119,7 +119,8 @@ class Refresher(Worker):
     def _read_policies(self) -> None:
         try:
             client = self._store.client()
-            self._policies.read(client.hgetall(self._store.keys.policies), client)
+            mark = self._policies.mark()
+            self._policies.read(client.hgetall(self._store.keys.policies), client, mark)
         except STORAGE_ERRORS:
             pass  # the next round reads it (and reports the trouble)
 
@@ -155,6 +156,7 @@ class Refresher(Worker):
         counter, which decides whether the mirrors need a full read.
         """
         keys = self._store.keys
+        mark = self._policies.mark()
         # Circuits whose keys must exist (forced open, disabled, open before their deadline):
         # one that is gone was evicted or deleted, and no notice says so.
         watched = (
@@ -196,7 +198,7 @@ class Refresher(Worker):
             self._policies.lost()
             return True
         self._overrides.read(forced)
-        self._policies.read(policies, client)
+        self._policies.read(policies, client, mark)
         for circuit, found in zip(watched, exists, strict=True):
             if not found:
                 circuit.keys_lost()
