@@ -138,6 +138,16 @@ class TestLiveCircuitOnRedis:
         assert (breaker.state("svc").retry_after or 0) <= 2
         assert wait_for(lambda: (other.state("svc").retry_after or 99) <= 2, 5)
 
+    def test_state_shows_the_new_threshold(self, make_redis_breaker: MakeBreaker) -> None:
+        """After a fleet change, state() reports the new max_failures at once, in every process."""
+        breaker = make_redis_breaker(max_failures=5, **FAST)
+        other = make_redis_breaker(max_failures=5, **FAST)
+        fail(breaker, 1)
+        other.state("svc")
+        breaker.set_policy("svc", {"max_failures": 3}, fleet=True)
+        assert breaker.state("svc").max_failures == 3
+        assert wait_for(lambda: other.state("svc").max_failures == 3, 5)
+
 
 class TestBadInput:
     def test_invalid_value_refused_nothing_stored(self, make_redis_breaker: MakeBreaker) -> None:

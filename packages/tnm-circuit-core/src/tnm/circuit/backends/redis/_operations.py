@@ -22,7 +22,7 @@ from ..._counter import AtomicCounter
 from ...events import EventKind
 from ...exceptions import CircuitBackendError
 from ...policies import RATE_BUCKETS, ServicePolicy
-from ...state import OPEN, Transition
+from ...state import Transition
 from ..local import _rebind_watchers
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
@@ -127,10 +127,10 @@ class Operations(Mirror):
             flusher_for(self._store).register(self)
         self.fallback.set_policy(policy)
         _rebind_watchers(self)
-        if self.state is OPEN and not self.cold:
-            # An open circuit's deadline is cut to a shorter open time (the fleet's, in Redis).
-            left = int(policy.open_duration(self._reopenings) * _MS)
-            self.run("cut_open", reason=str(left))
+        if not self.cold:
+            # One round trip: the shared state takes this process's thresholds, and an open
+            # deadline further away than the new open time is cut to it (for the fleet).
+            self.run("policy")
 
     def script_args(
         self,

@@ -5,7 +5,7 @@
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
 --       5 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
--- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|cut_open|force_open|disable|reset|read|
+-- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|policy|force_open|disable|reset|read|
 --         touch|probe)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
@@ -156,7 +156,7 @@ if not TRIGGERS[opened_by] or not string.match(opened_figures, '^%d+:%d+:%d+:%d+
   opened_by, opened_figures = '', ''  -- unknown (older data, or garbage): no figures to keep
 end
 if op == 'read' or op == 'touch' or op == 'force_open' or op == 'disable' or op == 'reset'
-  or op == 'hold_open' or op == 'cut_open' then
+  or op == 'hold_open' then
   -- Report (and keep) the thresholds of the processes that call the service: an
   -- operator's CLI may not know the app's policy.
   max_failures = tonumber(h[7]) or max_failures
@@ -239,14 +239,17 @@ local function clear_window()
   if calls_key then redis.call('DEL', calls_key) end
 end
 
+local function open_duration()
+  if reopenings > 0 and multiplier ~= 1 then
+    return math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
+  end
+  return open_ms
+end
+
 local function open_circuit(trigger)
   freeze_figures()
   opened_by = trigger
-  local duration = open_ms
-  if reopenings > 0 and multiplier ~= 1 then
-    duration = math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
-  end
-  open_until = now + duration
+  open_until = now + open_duration()
   successes = 0
   redis.call('DEL', permits_key)
   clear_window()
@@ -352,10 +355,11 @@ elseif op == 'hold_open' then
       changed = true
     end
   end
-elseif op == 'cut_open' then
-  -- Open at most ARGV[15] ms more (open_seconds shortened at run time), never lengthened.
+elseif op == 'policy' then
+  -- The caller's policy changed at run time: its thresholds are stored (below), and an open
+  -- deadline further away than its open time is cut to it (never lengthened).
   if state == 'open' then
-    local cut = now + (tonumber(ARGV[15]) or 0)
+    local cut = now + open_duration()
     if cut < open_until then
       open_until = cut
       changed = true
