@@ -219,6 +219,35 @@ class TestStoreDown:
         assert breaker.policy_for("svc").max_failures == 5
 
 
+class TestGrants:
+    def test_initialize_names_the_overrides_key_it_may_not_read(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A user that may not read the policy overrides fails at initialize(), naming the key."""
+        rules = [
+            "on",
+            ">pw",
+            "~acl9:{*",
+            "~acl9:epoch",
+            "~acl9:changes",
+            "~acl9:forced",
+            "&acl9:events",
+            "+@all",
+        ]
+        redis_server.client().execute_command("ACL", "SETUSER", "no-policies", "reset", *rules)
+        breaker = CircuitBreaker(
+            "redis", redis_url=f"redis://no-policies:pw@127.0.0.1:{redis_server.port}/0", namespace="acl9"
+        )
+        try:
+            with pytest.raises(CircuitBackendError) as info:
+                breaker.initialize()
+            assert "'acl9:policies'" in str(info.value)
+            assert "HGETALL" in str(info.value)
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("no-policies")
+
+
 class TestSurvivesDataLoss:
     def test_flushall_restores_the_override(
         self, make_redis_breaker: MakeBreaker, redis_server: RedisServer

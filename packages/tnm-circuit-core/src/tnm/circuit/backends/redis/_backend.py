@@ -280,7 +280,7 @@ class RedisBackend:
         keys = self.keys.probe(cluster=self.cluster)
         args = RedisCircuit(self.store, self.overrides, "probe", ServicePolicy()).script_args("probe")
         eval_script(client, keys, args)
-        epoch, forced = self.keys.epoch, self.keys.forced
+        epoch, forced, policies = self.keys.epoch, self.keys.forced, self.keys.policies
         checks: tuple[tuple[str, str, Callable[[], object]], ...] = (
             ("SET", epoch, lambda: client.set(epoch, secrets.token_hex(8), nx=True)),  # kept: the epoch
             ("GET", epoch, lambda: client.get(epoch)),
@@ -288,6 +288,7 @@ class RedisBackend:
             ("HSET", forced, lambda: client.hset(forced, PROBE_FIELD, "")),
             ("HDEL", forced, lambda: client.hdel(forced, PROBE_FIELD)),
             ("HGETALL", forced, lambda: client.hgetall(forced)),
+            ("HGETALL", policies, lambda: client.hgetall(policies)),  # the fleet policy overrides
         )
         for command, key, run in checks:
             try:
