@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -30,8 +29,6 @@ __all__ = ["Admitted", "Caller", "CircuitBreaker", "get_breaker"]
 
 # Defined in a private module and exported from this one: they report this one (as httpx's do).
 Admitted.__module__ = Caller.__module__ = __name__
-
-logger = logging.getLogger("tnm.circuit")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -120,7 +117,6 @@ class CircuitBreaker:
         self.default_policy = default_policy
         self.service_policies: Mapping[str, ServicePolicy] = policies
         self._policies = PolicyBook(default_policy, policies)
-        self._warned_unknown: set[tuple[str, tuple[str, ...]]] = set()
         self._policy_lock = threading.RLock()
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
@@ -354,39 +350,18 @@ class CircuitBreaker:
         here is not applied (one warning and a refused ``POLICY_CHANGED``), never half-applied.
         Unknown fields (from a newer release) are ignored with one warning.
         """
-        unknown = sorted(unknown)
-        book = self._policies
         with self._lock:
-            patch = None if patch is None else dict(patch)
-            if service in book.fleet_patches and book.fleet_patches[service] == patch:
-                return
-            if patch is None and service not in book.fleet_patches:
-                return
             before = self.policy_for(service)
-            if patch is None:
-                book.fleet_patches.pop(service, None)
-                book.fleet.pop(service, None)
-                refused = None
-            else:
-                book.fleet_patches[service] = patch
-                try:
-                    book.fleet[service] = book.merge_fleet(service, patch)
-                    refused = None
-                except InvalidConfigError as exc:
-                    refused = exc
-        if unknown and (service, tuple(unknown)) not in self._warned_unknown:
-            self._warned_unknown.add((service, tuple(unknown)))
-            logger.warning(
-                "policy of %r: fleet override field(s) %s unknown to this version, ignored",
-                service,
-                ", ".join(unknown),
-            )
+            changed, refused = self._policies.take_fleet(service, patch)
+        self._policies.warn_unknown(service, unknown)
+        if not changed:
+            return
         if refused is not None:
             circuit = self._circuits.get(service) or self._idle.get(service)
             announce(
                 self._listeners,
                 service,
-                book.source(service),
+                self._policies.source(service),
                 refusal(refused),
                 self.clock.time(),
                 None if circuit is None else circuit.state,
