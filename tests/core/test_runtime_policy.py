@@ -58,6 +58,40 @@ class TestSetPolicy:
         snap = breaker.state("svc")
         assert (snap.state, snap.opened_by, snap.max_failures) == (CircuitState.OPEN, "failures", 3)
 
+    def test_lower_threshold_already_exceeded_opens_at_next_success(self, make_breaker: MakeBreaker) -> None:
+        """Four failures under max_failures=5, then max_failures=3: the next outcome, a success,
+        is judged under the new threshold first and opens the circuit (the call's result kept)."""
+        breaker = make_breaker(max_failures=5)
+        calls = breaker.protect("svc")(lambda: "ok")
+        fail(breaker, times=4)
+        breaker.set_policy("svc", ServicePolicy(max_failures=3))
+        assert calls() == "ok"
+        snap = breaker.state("svc")
+        assert (snap.state, snap.opened_by) == (CircuitState.OPEN, "failures")
+        with pytest.raises(CircuitOpenError):
+            calls()
+
+    def test_lower_rate_already_exceeded_opens_at_next_success(self, make_breaker: MakeBreaker) -> None:
+        """A 40% failure rate under a 50% threshold, then a 30% one: the next success opens it."""
+        breaker = make_breaker(max_failures=None, failure_rate_threshold=0.5, minimum_calls=5)
+        for _ in range(3):
+            breaker.execute("svc", lambda: None)
+        fail(breaker, times=2)
+        assert breaker.state("svc").state is CircuitState.CLOSED
+        breaker.set_policy("svc", {"failure_rate_threshold": 0.3})
+        breaker.execute("svc", lambda: None)
+        snap = breaker.state("svc")
+        assert (snap.state, snap.opened_by) == (CircuitState.OPEN, "failure_rate")
+
+    def test_a_threshold_not_met_leaves_the_next_success_alone(self, make_breaker: MakeBreaker) -> None:
+        """Two failures, then max_failures=3: the next success resets the count as before."""
+        breaker = make_breaker(max_failures=5)
+        fail(breaker, times=2)
+        breaker.set_policy("svc", ServicePolicy(max_failures=3))
+        breaker.execute("svc", lambda: None)
+        fail(breaker, times=2)
+        assert breaker.state("svc").state is CircuitState.CLOSED
+
     def test_wrapper_made_earlier_sees_the_change(self, make_breaker: MakeBreaker) -> None:
         """A protect wrapper decorated before the change trips at the new threshold."""
         breaker = make_breaker(max_failures=10)

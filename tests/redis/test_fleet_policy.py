@@ -19,6 +19,7 @@ from tnm.circuit import (
     InvalidConfigError,
     ServicePolicy,
 )
+from tnm.circuit.testing import capture_events
 
 from ..redis_server import RedisServer
 from .helpers import redis_backend, wait_for
@@ -127,6 +128,23 @@ class TestLiveCircuitOnRedis:
         assert breaker.state("svc").state is CircuitState.CLOSED
         fail(breaker, 1)
         assert breaker.state("svc").state is CircuitState.OPEN
+
+    def test_lower_threshold_already_exceeded_opens_at_next_success(
+        self, make_redis_breaker: MakeBreaker
+    ) -> None:
+        """Four shared failures, then a fleet max_failures=3: the next success, in another
+        process too, is judged under the new threshold and opens the circuit for the fleet."""
+        breaker = make_redis_breaker(max_failures=5, **FAST)
+        other = make_redis_breaker(max_failures=5, **FAST)
+        fail(breaker, 4)
+        assert other.state("svc").failures == 4
+        with capture_events(other) as events:
+            breaker.set_policy("svc", {"max_failures": 3}, fleet=True)
+            # Applied to the other process's live circuit (the event follows the change).
+            assert wait_for(lambda: any(e.kind is EventKind.POLICY_CHANGED for e in events), 5)
+        assert other.execute("svc", lambda: "ok") == "ok"
+        assert other.state("svc").state is CircuitState.OPEN
+        assert wait_for(lambda: breaker.state("svc").state is CircuitState.OPEN, 5)
 
     def test_open_deadline_cut_for_every_process(self, make_redis_breaker: MakeBreaker) -> None:
         """A circuit open for 60 s, then a fleet open_seconds of 2: every process sees at most 2 s left."""

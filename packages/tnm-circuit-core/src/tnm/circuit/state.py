@@ -163,6 +163,7 @@ class CircuitModel:
         "open_until",
         "opened_by",
         "policy",
+        "recheck",
         "reopenings",
         "service",
         "state",
@@ -175,6 +176,9 @@ class CircuitModel:
         self.state = CLOSED
         self.dirty = False
         """True while closed with failures recorded, so that a success has a count to reset."""
+        self.recheck = False
+        """True after a policy change while closed: the next outcome, a success too, first
+        checks the triggers under the new policy (so ``dirty`` is set with it)."""
         self.open_until = 0.0
         """While open: when a trial may run; forced open: infinity (both monotonic)."""
         self.last_failure: tuple[str | BaseException, float] | None = None
@@ -435,6 +439,7 @@ class CircuitModel:
         self.last_failure = (reason, now)
         state = self.state
         if state is CLOSED:
+            self.recheck = False  # a failure checks the triggers anyway
             if self._max_failures and self.count_closed_failure(now, reason):
                 self.trip_if_due(now, changes)
             if self.counts_calls and self.state is CLOSED:
@@ -518,11 +523,24 @@ class CircuitModel:
         ):
             self._open(now, changes, "failures")
 
+    def _recheck(self, now: float, changes: list[Transition]) -> bool:
+        """The first outcome after a policy change while closed: open if the new policy's
+        triggers are already met (a lower threshold); True if it opened."""
+        self.recheck = False
+        self.trip_if_due(now, changes)
+        if self.state is CLOSED and self.counts_calls:
+            trigger = rate_trip_due(self.policy, *self.window_counts(now))
+            if trigger is not None:
+                self._open(now, changes, trigger)
+        return self.state is not CLOSED
+
     def record_success(self, now: float, token: int, changes: list[Transition]) -> None:
         self.refresh(now, changes)
         self.release(token)
         state = self.state
         if state is CLOSED:
+            if self.recheck and self._recheck(now, changes):
+                return
             self.dirty = False  # before clear(): a failure counted concurrently re-marks it
             self._failures.clear()
             if self.counts_calls:
@@ -543,6 +561,8 @@ class CircuitModel:
         self.release(token)
         state = self.state
         if state is CLOSED:
+            if self.recheck and self._recheck(now, changes):
+                return
             self.dirty = False
             self._failures.clear()
             if self.counts_calls:
@@ -571,9 +591,9 @@ class CircuitModel:
     def set_policy(self, policy: ServicePolicy, now: float) -> None:
         """Go on under ``policy``, keeping the state: failures counted so far stay (the newest
         ``max_failures`` of them), so a lower threshold already met opens the circuit at its
-        next failure; an open circuit keeps its deadline unless the new open time is shorter
-        than what is left, then it is cut to it. A rate window whose buckets change width
-        starts empty."""
+        next outcome (a success too); an open circuit keeps its deadline unless the new open
+        time is shorter than what is left, then it is cut to it. A rate window whose buckets
+        change width starts empty."""
         old = self.policy
         self.policy = policy
         self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
@@ -587,6 +607,8 @@ class CircuitModel:
             self.bucket_end = -math.inf
         if self.state is OPEN:
             self.open_until = min(self.open_until, now + policy.open_duration(self.reopenings))
+        elif self.state is CLOSED:
+            self.recheck = self.dirty = True  # the next success takes the path that checks
 
     def hold_open(self, now: float, seconds: float) -> bool:
         """If open, stay open at least ``seconds`` from ``now`` (capped by ``max_open_seconds``,

@@ -133,18 +133,26 @@ class RedisCircuit(Operations):
         self.fallback.on_success(token)
         self.copy_fallback()
 
+    def _success_op(self) -> str:
+        """``recheck`` for the first success after a policy change (the script checks the
+        triggers under the new thresholds first), else ``success``."""
+        if self.recheck:
+            self.recheck = False
+            return "recheck"
+        return "success"
+
     def on_success(self, token: int) -> None:
         if self._closed_success(token):
             return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if self.run("success", token, kind=kind) is None:
+        if self.run(self._success_op(), token, kind=kind) is None:
             self._alone_success(token)
 
     async def aon_success(self, token: int) -> None:
         if self._closed_success(token):
             return
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if await self._settle(self.arun("success", token, kind=kind), token) is None:
+        if await self._settle(self.arun(self._success_op(), token, kind=kind), token) is None:
             self._alone_success(token)
 
     def _disabled_call(self) -> bool:

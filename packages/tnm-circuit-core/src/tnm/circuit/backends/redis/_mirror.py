@@ -43,6 +43,8 @@ class Mirror:
         self.policy = policy
         self.state: CircuitState = OPEN  # cold: the first call asks Redis
         self.dirty = False
+        self.recheck = False
+        """The policy changed while closed: the next success checks the triggers (and is sent)."""
         self.open_until = 0.0
         self.cold = True
         self._store = store
@@ -110,7 +112,7 @@ class Mirror:
             open_until = to_monotonic(reply.earliest_permit_ms, now_ms)
         else:
             open_until = 0.0
-        self.dirty = state is CLOSED and reply.failures > 0
+        self.dirty = state is CLOSED and (reply.failures > 0 or self.recheck)
         self.open_until = open_until
         self.state = state
         self.cold = False

@@ -22,7 +22,7 @@ from ..._counter import AtomicCounter
 from ...events import EventKind
 from ...exceptions import CircuitBackendError
 from ...policies import RATE_BUCKETS, ServicePolicy
-from ...state import Transition
+from ...state import CLOSED, Transition
 from ..local import _rebind_watchers
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
@@ -40,7 +40,7 @@ _MS = 1000.0
 _STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
 _CARRY = frozenset({"failure", "slow"})
 """Operations that add the process's unsent successes to the rate window first."""
-_OUTCOMES = frozenset({"success", "failure", "slow", "release"})
+_OUTCOMES = frozenset({"success", "recheck", "failure", "slow", "release"})
 """Operations that end a trial: one that could not reach Redis is owed until it does."""
 
 
@@ -131,6 +131,9 @@ class Operations(Mirror):
             # One round trip: the shared state takes this process's thresholds, and an open
             # deadline further away than the new open time is cut to it (for the fleet).
             self.run("policy")
+        if self.state is CLOSED:
+            # The next outcome, a success too, checks the triggers under the new thresholds.
+            self.recheck = self.dirty = True
 
     def script_args(
         self,
@@ -177,7 +180,7 @@ class Operations(Mirror):
             return 0
         if op in _CARRY:
             return self.take_pending()
-        return 1 if op == "success" and token == 0 and self.cold else 0
+        return 1 if op in ("success", "recheck") and token == 0 and self.cold else 0
 
     def _tally(self) -> None:
         """A fast success while closed: counted in memory, added to Redis in the background."""

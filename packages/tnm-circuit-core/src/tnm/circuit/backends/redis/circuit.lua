@@ -284,7 +284,9 @@ local permits_before = redis.call('ZCARD', permits_key)
 
 if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disable' then
   -- Disabled: every call passes and nothing is recorded.
-  if op == 'release' or op == 'failure' or op == 'slow' or op == 'success' then release() end
+  if op == 'release' or op == 'failure' or op == 'slow' or op == 'success' or op == 'recheck' then
+    release()
+  end
   result = 0
 elseif op == 'acquire' then
   if state == 'closed' then
@@ -329,8 +331,17 @@ elseif op == 'slow' then
     reopenings = reopenings + 1
     open_circuit('trial_failed')
   end
-elseif op == 'success' then
+elseif op == 'success' or op == 'recheck' then
   release()
+  if state == 'closed' and op == 'recheck' then
+    -- The caller's first outcome after its policy changed: the triggers are checked under the
+    -- new thresholds first, so a lower threshold already met opens the circuit.
+    if max_failures > 0 and in_window() >= max_failures then open_circuit('failures') end
+    if state == 'closed' and counts_calls then
+      local trigger = rate_trip_due()
+      if trigger then open_circuit(trigger) end
+    end
+  end
   if state == 'closed' then
     redis.call('DEL', failures_key)
     -- A trial that ends after its circuit closed is a call of the new window (as in
