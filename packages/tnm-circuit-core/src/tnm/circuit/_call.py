@@ -150,7 +150,7 @@ def admit(
     mode) or serve ``fallback``. Raises ``CircuitOpenError`` when neither applies."""
     if circuit.state is CLOSED:
         return 0
-    token = circuit.acquire()
+    token = -1 if circuit.monotonic() < circuit.open_until else circuit.acquire()
     if token < 0:
         _reject(circuit, rules, listeners, fallback)
     return token
@@ -162,7 +162,10 @@ async def aadmit(
     """``admit`` for async callers: a shared store's I/O never blocks the loop."""
     if circuit.state is CLOSED:
         return 0
-    token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+    if circuit.monotonic() < circuit.open_until:  # open, its deadline ahead: no need to ask
+        token = -1
+    else:
+        token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
     if token < 0:
         _reject(circuit, rules, listeners, fallback)
     return token
@@ -389,6 +392,7 @@ def sync_wrapper(
     counts_all = rules.counts_all
     fail = failure_recorder(circuit, rules.failure_reason)
     observe = rules.observe
+    quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
     tally = circuit.tally
     count_success = circuit.counts.success.increment
     count_disabled = circuit.counts.disabled.increment
@@ -398,8 +402,11 @@ def sync_wrapper(
     def run(*args: Any, **kwargs: Any) -> R:
         token = 0
         if circuit.state is not closed:
-            token = circuit.acquire()
+            # Open with its deadline ahead (known in this process): no need to ask.
+            token = -1 if monotonic() < circuit.open_until else circuit.acquire()
             if token < 0:
+                if quiet_raise and not listeners.callbacks:
+                    raise circuit.open_error()
                 if observe:
                     if listeners.callbacks:
                         circuit.on_rejected(False, True)
@@ -468,6 +475,7 @@ def async_wrapper(
     counts_all = rules.counts_all
     fail = failure_recorder(circuit, rules.failure_reason)
     observe = rules.observe
+    quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
     tally = circuit.tally
     count_success = circuit.counts.success.increment
     count_disabled = circuit.counts.disabled.increment
@@ -477,8 +485,13 @@ def async_wrapper(
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
         if circuit.state is not closed:
-            token = circuit.acquire() if io_free else await circuit.aacquire()
+            if monotonic() < circuit.open_until:  # open, its deadline ahead: no need to ask
+                token = -1
+            else:
+                token = circuit.acquire() if io_free else await circuit.aacquire()
             if token < 0:
+                if quiet_raise and not listeners.callbacks:
+                    raise circuit.open_error()
                 if observe:
                     if listeners.callbacks:
                         circuit.on_rejected(False, True)

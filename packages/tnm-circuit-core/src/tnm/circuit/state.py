@@ -180,8 +180,9 @@ class CircuitModel:
         self.last_failure: tuple[str | BaseException, float] | None = None
         """(reason, monotonic time): turned into wall-clock ``ts`` only when read. The reason
         may be the exception itself, formatted only when read (the failure path stays cheap)."""
-        self._pinned_ts: tuple[tuple[str | BaseException, float], float] | None = None
-        """``last_failure`` and its wall-clock ``ts``, worked out once (at the first read)."""
+        self._pinned_ts: tuple[float, float] | None = None
+        """``last_failure``'s monotonic time and its wall-clock ``ts``, worked out once (at the
+        first read)."""
         self.reopenings = 0
         self._failures: deque[float] = deque(maxlen=policy.max_failures or 1)
         self._max_failures = policy.max_failures or 0  # copies read on every failure
@@ -301,21 +302,30 @@ class CircuitModel:
 
     def last_failure_at(self, now: float, wall: float | Callable[[], float]) -> dict[str, Any] | None:
         """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now,
-        or the wall clock, read only the first time a failure is read).
+        or the wall clock, read only the first time a failure is read)."""
+        return self.failure_record(self.last_failure, now, wall)
+
+    def failure_record(
+        self, last: tuple[str | BaseException, float] | None, now: float, wall: float | Callable[[], float]
+    ) -> dict[str, Any] | None:
+        """``last_failure_at`` for ``last``, a ``last_failure`` this model held (a rejection
+        keeps the one it saw and reads it only if someone asks).
 
         ``ts`` is worked out from the two clocks once per failure and kept: every read of
         one failure gives the same ``ts`` (the failure path itself reads no wall clock).
         """
-        last = self.last_failure
         if last is None:
             return None
+        reason, at = last
+        if not isinstance(reason, str):
+            reason = exception_reason(reason)
+            if self.last_failure is last:  # formatted once; the exception is let go
+                self.last_failure = (reason, at)
         pinned = self._pinned_ts
-        if pinned is None or pinned[0] is not last:
-            if not isinstance(last[0], str):
-                last = self.last_failure = (exception_reason(last[0]), last[1])
+        if pinned is None or pinned[0] != at:
             wall_now = wall() if callable(wall) else wall
-            pinned = self._pinned_ts = (last, wall_now - (now - last[1]))
-        return {"reason": last[0], "ts": pinned[1]}
+            pinned = self._pinned_ts = (at, wall_now - (now - at))
+        return {"reason": reason, "ts": pinned[1]}
 
     def figures(self, now: float) -> Figures:
         """(failures, calls, failure_rate, slow_call_rate) now: the frozen ones while open or

@@ -99,6 +99,9 @@ class CircuitHandle(Protocol):
     """True while closed with failures recorded, so that a success must reset them."""
     io_free: bool
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
+    open_until: float
+    """Monotonic time (``monotonic``'s clock) before which every call is rejected, as known
+    in this process (0.0 when none): the call path rejects without calling ``acquire``."""
 
     @property
     def successes(self) -> Counter:

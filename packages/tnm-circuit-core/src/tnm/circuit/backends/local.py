@@ -16,7 +16,7 @@ from .._counter import CallCounts
 from .._validate import exception_reason
 from ..clock import Clock
 from ..events import EventKind, ListenerList
-from ..exceptions import CircuitOpenError
+from ..exceptions import _DEFERRED, CircuitOpenError, _deferred_open_error
 from ..policies import ServicePolicy
 from ..state import (
     CLOSED,
@@ -308,32 +308,37 @@ class LocalCircuit:
         return snap
 
     def open_error(self) -> CircuitOpenError:
-        # Built on every rejection: plain reads, no lock (a slightly stale view is fine).
+        # Built on every rejection: plain reads, no lock (a slightly stale view is fine), and
+        # nothing worked out until someone reads the error (``_open_error_fields``).
         model = self._model
-        policy = self.policy
-        state = model.state
         now = self._monotonic()
-        if state is FORCED_OPEN:
-            retry_after = None
-        elif state is OPEN:
-            retry_after = max(0.0, model.open_until - now)
-        else:
-            retry_after = model.retry_after(now)
-        failures, calls, failure_rate, slow_rate = (
-            model.figures(now) if model.opened_by else (0, None, None, None)
-        )
-        return CircuitOpenError(
+        state, opened_by, figures = model.state, model.opened_by, model._opened_figures
+        if state is HALF_OPEN or (opened_by is not None and figures is None):
+            return self._open_error_now(now)  # rare: every trial permit taken, or assumed
+        return _deferred_open_error(
             self.service,
-            retry_after,
-            model.last_failure_at(now, self._clock.time),
-            state,
-            failures,
-            policy.max_failures or 0,
-            policy.window_seconds,
-            model.opened_by,
-            calls,
-            failure_rate,
-            slow_rate,
+            _DEFERRED,
+            _open_error_fields,
+            (self, state, model.open_until, now, model.last_failure, opened_by, figures, self.policy),
+        )
+
+    def _open_error_now(self, now: float) -> CircuitOpenError:
+        model = self._model
+        figures = model.figures(now) if model.opened_by else None
+        return _deferred_open_error(
+            self.service,
+            _DEFERRED,
+            _open_error_fields,
+            (
+                self,
+                model.state,
+                model.retry_after(now),
+                now,
+                model.last_failure,
+                model.opened_by,
+                figures,
+                self.policy,
+            ),
         )
 
     def last_failure(self) -> dict[str, Any] | None:
@@ -380,6 +385,33 @@ class LocalCircuit:
         with self._lock:
             self._model.assume(state, open_until, reopenings, last_failure, opened)
             self._publish()
+
+
+def _open_error_fields(service: str, capture: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A rejection's ``CircuitOpenError`` fields, worked out when first read from what
+    ``LocalCircuit.open_error`` kept: (circuit, state, open_until (half-open: retry_after),
+    monotonic now, last_failure, opened_by, the figures that opened it, policy)."""
+    circuit, state, until, now, last, opened_by, figures, policy = capture
+    if state is FORCED_OPEN:
+        retry_after = None
+    elif state is OPEN:
+        retry_after = max(0.0, until - now)
+    else:
+        retry_after = until
+    failures, calls, failure_rate, slow_rate = figures if opened_by else (0, None, None, None)
+    return (
+        service,
+        retry_after,
+        circuit._model.failure_record(last, circuit._monotonic(), circuit._clock.time),
+        state,
+        failures,
+        policy.max_failures or 0,
+        policy.window_seconds,
+        opened_by,
+        calls,
+        failure_rate,
+        slow_rate,
+    )
 
 
 class LocalBackend:
