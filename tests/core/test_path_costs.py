@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +125,87 @@ class TestRejection:
         with pytest.raises(CircuitOpenError) as second:
             call()
         assert second.value.last_failure == breaker.last_failure("svc") == first.value.last_failure
+
+
+def rate_breaker(clock: ManualClock | None = None, **policy: Any) -> CircuitBreaker:
+    fields: dict[str, Any] = {
+        "window_seconds": 3600,
+        "max_failures": None,
+        "failure_rate_threshold": 0.5,
+        "minimum_calls": 10**6,
+    }
+    fields.update(policy)
+    if clock is None:
+        return CircuitBreaker(default_policy=ServicePolicy(**fields))
+    return CircuitBreaker(clock=clock, default_policy=ServicePolicy(**fields))
+
+
+class TestFailure:
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            {"max_failures": 10**6, "failure_rate_threshold": None},
+            {},
+            {"max_failures": 10**6, "failure_rate_threshold": 0.5},
+        ],
+        ids=["count", "rate", "count and rate"],
+    )
+    def test_a_failure_that_opens_nothing_takes_no_lock(
+        self, clock: ManualClock, policy: dict[str, Any]
+    ) -> None:
+        """Failures that leave the circuit closed take no lock, counted or metered, through
+        protect, execute and a fixed failure_reason, within one rate bucket."""
+        breaker = rate_breaker(clock, **policy)
+        breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
+        lock = count_lock(breaker, "svc")
+        call = breaker.protect("svc")(boom)
+        metered: list[object] = []
+        for round_ in range(2):  # the second round with a state-change listener (metrics)
+            for _ in range(20):
+                with pytest.raises(Boom):
+                    call()
+                with pytest.raises(Boom):
+                    breaker.execute("svc", boom)
+                with pytest.raises(Boom):
+                    breaker.execute("svc", boom, failure_reason="down")
+            if round_ == 0:
+                breaker.add_listener(metered.append, calls=False)
+        assert lock.taken == 0
+        assert breaker.state("svc").failures == 120
+
+    def test_a_rate_failure_opens_once_never_early(self) -> None:
+        """Under 8 threads a failure-rate circuit opens once, never before the failure that makes it due."""
+        breaker = rate_breaker(failure_rate_threshold=1.0, minimum_calls=400)
+        opened_at: list[object] = []
+        breaker.add_listener(opened_at.append, calls=False)
+        call = breaker.protect("svc")(boom)
+        barrier = threading.Barrier(8)
+        ran = [0] * 8
+
+        def worker(index: int) -> None:
+            barrier.wait(timeout=10)
+            for _ in range(100):
+                try:
+                    call()
+                except Boom:
+                    ran[index] += 1
+                except CircuitOpenError:
+                    pass
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        finally:
+            sys.setswitchinterval(old)
+        snap = breaker.state("svc")
+        assert snap.state.value == "open"
+        assert snap.opened_by == "failure_rate"
+        # Never before the 400th failure; failures in flight while it opened count too.
+        assert snap.calls == snap.failures
+        assert 400 <= snap.calls <= sum(ran) <= 400 + 7
+        assert len(opened_at) == 1

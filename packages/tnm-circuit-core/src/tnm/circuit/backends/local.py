@@ -98,13 +98,20 @@ class LocalCircuit:
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
         self.successes = self.counts.success
-        self._count_fast = not policy.counts_calls
-        """No rate trigger: a closed failure is counted without the lock."""
+        self._count_fast = bool(policy.max_failures) or policy.counts_calls
+        """A closed failure is counted without the lock (count trigger, rate trigger, or both)."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
         self.on_exception = self._model.exception_path(
-            self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
+            self._monotonic,
+            self,
+            listeners,
+            self._failure_of,
+            self._trip,
+            self.counts.failure.increment,
+            self.roll_window,
+            self._trip_rate,
         )
         """A failure whose reason is the exception's: the common one takes no lock, and the
         reason is formatted only when someone reads the last failure."""
@@ -188,19 +195,30 @@ class LocalCircuit:
         listening = self._listeners.callbacks
         if listening:
             self.counts.failure.increment()
-        if not token and self.state is CLOSED and self._count_fast and not trip:
+        if (
+            not token
+            and self.state is CLOSED
+            and self._count_fast
+            and not trip
+            and not (slow and model.counts_calls)
+        ):
             # The common failure: counted without the lock; the lock only to trip.
-            now = self._monotonic()
-            if not model.count_closed_failure(now, reason):
-                if self.state is CLOSED:
-                    self.dirty = True
-                if listening:
-                    self._notify(EventKind.FAILURE, [], reason)
-                return
             changes: list[Transition] = []
-            with self._lock:
-                model.trip_if_due(now, changes)
-                self._publish()
+            now = self._monotonic()
+            if model._max_failures:
+                if model.count_closed_failure(now, reason):
+                    with self._lock:
+                        model.trip_if_due(now, changes)
+                        self._publish()
+                elif self.state is CLOSED:
+                    self.dirty = True
+            if model.counts_calls and self.state is CLOSED:
+                if now >= model.bucket_end:
+                    self.roll_window()
+                if model.count_rate_failure(now, reason):
+                    with self._lock:
+                        model.trip_rate_if_due(self._monotonic(), changes)
+                        self._publish()
         else:
             changes = []
             with self._lock:
@@ -217,6 +235,14 @@ class LocalCircuit:
         changes: list[Transition] = []
         with self._lock:
             self._model.record_failure(self._monotonic(), exc, token, changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+
+    def _trip_rate(self, exc: BaseException) -> None:
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.trip_rate_if_due(self._monotonic(), changes)
             self._publish()
         if changes:
             self._notify(EventKind.FAILURE, changes, exception_reason(exc))
