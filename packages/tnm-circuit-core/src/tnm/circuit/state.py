@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,18 @@ trigger, the failure-rate or slow-call-rate trigger, a failed half-open trial, a
 
 Figures = tuple[int, "int | None", "float | None", "float | None"]
 """(failures, calls, failure_rate, slow_call_rate) as a snapshot reports them."""
+
+_NO_BUCKETS: dict[int, list[int]] = {}
+_NO_TOTALS = [0, 0, 0]
+_NO_COUNT = itertools.count()
+_NO_NEXT = _NO_COUNT.__next__
+_NO_PERMITS: dict[int, float] = {}
+"""Placeholders shared by circuits: no rate trigger (never touched), no trial yet (only
+ever cleared, which leaves them empty)."""
+
+NO_FAILURES: tuple[float, ...] = ()
+"""A circuit's failure times before its first failure."""
+_first_failure = threading.Lock()
 
 # Results of CircuitModel.admit (a positive value is a trial permit token).
 PASS = 0
@@ -187,10 +200,11 @@ class CircuitModel:
         """``last_failure``'s monotonic time and its wall-clock ``ts``, worked out once (at the
         first read)."""
         self.reopenings = 0
-        self._failures: deque[float] = deque(maxlen=policy.max_failures or 1)
+        self._failures: deque[float] | tuple[float, ...] = NO_FAILURES
+        """The newest failure times (a deque made at the first failure: an idle circuit has none)."""
         self._max_failures = policy.max_failures or 0  # copies read on every failure
         self.window = policy.window_seconds
-        self._permits: dict[int, float] = {}
+        self._permits: dict[int, float] = _NO_PERMITS
         self._trial_successes = 0
         self._next_token = 0
         self.counts_calls = policy.counts_calls
@@ -201,16 +215,17 @@ class CircuitModel:
         self.bucket_end = -math.inf
         """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
         after it rolls the window first, and a success before it belongs to ``bucket``."""
-        self._buckets: dict[int, list[int]] = {}
-        """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
-        self._totals = [0, 0, 0]
+        self._buckets: dict[int, list[int]] = _NO_BUCKETS
+        """bucket -> [calls, failures, slow calls], fast successes and failures of ``bucket``
+        aside (an empty dict until a bucket is settled: no table while idle)."""
+        self._totals = _NO_TOTALS
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self._ok = itertools.count()
-        self.ok = self._ok.__next__
-        self._fail = itertools.count()
-        self.fail = self._fail.__next__
-        """Counts a failure (not slow) of ``bucket`` without the lock: returns how many came
-        before it in the bucket (see ``count_rate_failure``)."""
+        self._ok = self._fail = _NO_COUNT
+        self.ok = self.fail = _NO_NEXT
+        """``ok`` counts a fast success of ``bucket``; ``fail`` a failure (not slow), returning
+        how many came before it in the bucket (see ``count_rate_failure``): both lock-free."""
+        if self.counts_calls:  # else the shared placeholders above are never touched
+            self._clear_window()
         rate = policy.failure_rate_threshold
         self.fail_floor = (
             rate * policy.minimum_calls
@@ -316,7 +331,7 @@ class CircuitModel:
                 self._open(now, changes, trigger)
 
     def _clear_window(self) -> None:
-        self._buckets.clear()
+        self._buckets = {}
         self._totals = [0, 0, 0]
         self._ok = itertools.count()
         self.ok = self._ok.__next__
@@ -328,6 +343,19 @@ class CircuitModel:
     def failures_in_window(self, now: float) -> int:
         start = now - self.policy.window_seconds
         return sum(1 for t in self._failures if t > start)
+
+    def failure_times(self) -> deque[float]:
+        """``_failures`` as a deque, made at the first failure (once, also when failures
+        race: they count without the owner's lock)."""
+        with _first_failure:
+            failures = self._failures
+            if not isinstance(failures, deque):
+                failures = self._failures = deque(maxlen=self._max_failures or 1)
+            return failures
+
+    def _forget_failures(self) -> None:
+        if self._failures:
+            self._failures.clear()  # type: ignore[union-attr]
 
     def retry_after(self, now: float) -> float | None:
         if self.state is FORCED_OPEN:
@@ -440,7 +468,7 @@ class CircuitModel:
         self._opened_figures = None
         self.open_until = 0.0
         self.dirty = False
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
@@ -465,6 +493,8 @@ class CircuitModel:
             return PASS
         if state is HALF_OPEN and len(self._permits) < self.policy.half_open_max_calls:
             self._next_token += 1
+            if self._permits is _NO_PERMITS:
+                self._permits = {}
             self._permits[self._next_token] = now + self.policy.trial_timeout_seconds
             return self._next_token
         return REJECT
@@ -518,7 +548,9 @@ class CircuitModel:
         ``trip_if_due`` under the lock, which re-checks and opens at most once.
         """
         failures = self._failures
-        failures.append(now)
+        if failures is NO_FAILURES:
+            failures = self.failure_times()
+        failures.append(now)  # type: ignore[union-attr]
         self.last_failure = (reason, now)
         if len(failures) == self._max_failures and failures[0] > now - self.window:
             return True
@@ -545,8 +577,8 @@ class CircuitModel:
         Any other failure goes to ``other``. The hypothesis tests hold both paths to one
         reference.
         """
-        failures, max_failures, window, model = self._failures, self._max_failures, self.window, self
-        closed = CLOSED
+        max_failures, window, model = self._max_failures, self.window, self
+        closed, no_failures = CLOSED, NO_FAILURES
         if self.counts_calls:
             return self._rate_exception_path(
                 monotonic, handle, listeners, other, trip, count_failure, roll, trip_rate
@@ -564,7 +596,10 @@ class CircuitModel:
                     return
                 count_failure()
             now = monotonic()
-            failures.append(now)
+            failures = model._failures
+            if failures is no_failures:
+                failures = model.failure_times()
+            failures.append(now)  # type: ignore[union-attr]
             model.last_failure = (exc, now)
             if len(failures) == max_failures and failures[0] > now - window:
                 trip(now, exc)
@@ -623,7 +658,7 @@ class CircuitModel:
         failures = self._failures
         if (
             self.state is CLOSED
-            and len(failures) == failures.maxlen
+            and len(failures) == (self._max_failures or 1)
             and failures[0] > now - self.policy.window_seconds
         ):
             self._open(now, changes, "failures")
@@ -634,7 +669,7 @@ class CircuitModel:
         state = self.state
         if state is CLOSED:
             self.dirty = False  # before clear(): a failure counted concurrently re-marks it
-            self._failures.clear()
+            self._forget_failures()
             if self.counts_calls:
                 self.roll(now)
                 self.ok()
@@ -654,7 +689,7 @@ class CircuitModel:
         state = self.state
         if state is CLOSED:
             self.dirty = False
-            self._failures.clear()
+            self._forget_failures()
             if self.counts_calls:
                 trigger = self.count_call(now, False, True)
                 if trigger is not None:
@@ -670,7 +705,7 @@ class CircuitModel:
         self.last_failure = (reason, now)
         self.open_until = 0.0
         self.dirty = False
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
@@ -719,7 +754,7 @@ class CircuitModel:
         self.opened_by, self._opened_figures = (
             opened if state in (OPEN, HALF_OPEN, FORCED_OPEN) else (None, None)
         )
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.dirty = False

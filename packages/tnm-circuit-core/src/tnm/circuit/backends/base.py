@@ -73,6 +73,10 @@ class OutcomeCounts(Protocol):
         """Calls through a disabled circuit, whatever their outcome (they are not recorded)."""
         ...
 
+    def value_of(self, outcome: str) -> int:
+        """The count of ``outcome`` (one of the names above), read without making its counter."""
+        ...
+
 
 class RateWindow(Protocol):
     """The rate window a fast success may be counted into by the call path itself."""

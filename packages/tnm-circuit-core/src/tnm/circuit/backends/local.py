@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._counter import CallCounts
+from .._counter import AtomicCounter, CallCounts
 from .._validate import exception_reason
 from ..clock import Clock
 from ..events import EventKind, ListenerList
@@ -69,15 +69,14 @@ class LocalCircuit:
         "_lock",
         "_model",
         "_monotonic",
+        "_on_exception",
         "counts",
         "dirty",
         "monotonic",
-        "on_exception",
         "open_until",
         "policy",
         "service",
         "state",
-        "successes",
         "tally",
         "window",
     )
@@ -97,24 +96,38 @@ class LocalCircuit:
         self._lock = threading.Lock()
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
-        self.successes = self.counts.success
         self._count_fast = bool(policy.max_failures) or policy.counts_calls
         """A closed failure is counted without the lock (count trigger, rate trigger, or both)."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
-        self.on_exception = self._model.exception_path(
-            self._monotonic,
-            self,
-            listeners,
-            self._failure_of,
-            self._trip,
-            self.counts.failure.increment,
-            self.roll_window,
-            self._trip_rate,
-        )
+        self._on_exception: Callable[[int, BaseException], None] | None = None
+
+    @property
+    def successes(self) -> AtomicCounter:
+        return self.counts.success
+
+    @property
+    def on_exception(self) -> Callable[[int, BaseException], None]:
         """A failure whose reason is the exception's: the common one takes no lock, and the
-        reason is formatted only when someone reads the last failure."""
+        reason is formatted only when someone reads the last failure. Made at first use
+        (``protect`` reads it once; an idle circuit holds none)."""
+        on_exception = self._on_exception
+        if on_exception is None:
+            on_exception = self._on_exception = self._model.exception_path(
+                self._monotonic,
+                self,
+                self._listeners,
+                self._failure_of,
+                self._trip,
+                self._count_failure,
+                self.roll_window,
+                self._trip_rate,
+            )
+        return on_exception
+
+    def _count_failure(self) -> None:
+        self.counts.failure.increment()
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"
@@ -173,7 +186,7 @@ class LocalCircuit:
             self._disabled_call()
             return
         if self._listeners.callbacks:
-            self.successes.increment()
+            self.counts.success.increment()
         if not token and not self.dirty and self.state is CLOSED:
             if self.tally is not None:
                 self.tally()
@@ -261,7 +274,7 @@ class LocalCircuit:
             self._disabled_call()
             return
         if self._listeners.callbacks:
-            self.successes.increment()
+            self.counts.success.increment()
         changes: list[Transition] = []
         with self._lock:
             self._model.record_slow_success(self._monotonic(), token, changes)
