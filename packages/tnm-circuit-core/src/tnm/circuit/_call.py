@@ -398,6 +398,8 @@ def sync_wrapper(
     count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
+    # A healthy success still has work: a return-value policy to apply, a rate window to count in.
+    extra = has_retval_policy or window is not None or tally is not None
 
     def run(*args: Any, **kwargs: Any) -> R:
         token = 0
@@ -436,13 +438,26 @@ def sync_wrapper(
             raise
         if hasattr(result, "__await__") and inspect.isawaitable(result):
             return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
-        if has_retval_policy:
-            check_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.success_callbacks:
-            record_success(circuit, token)
-        else:  # closed (or disabled) with nothing to reset: count it (under its outcome), no event
+        # Healthy (closed with nothing to reset, nobody listening): the first test fails, and
+        # under a count policy with no return-value policy the second one too.
+        if token or circuit.dirty or listeners.callbacks:
+            if has_retval_policy:
+                check_retval(circuit, rules, token, result)
+            if token or circuit.dirty or listeners.success_callbacks:
+                record_success(circuit, token)
+                return result
+            # closed (or disabled) with nothing to reset: count it (under its outcome), no event
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
+            if window is not None:
+                if monotonic() >= window.bucket_end:
+                    roll()
+                window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
+        elif extra:
+            if has_retval_policy:
+                check_retval(circuit, rules, token, result)
             if window is not None:  # tally(), inlined: a rate policy on the local backend
                 # (closed, or disabled: a disabled window shows nothing and reset clears it)
                 if monotonic() >= window.bucket_end:
@@ -481,6 +496,8 @@ def async_wrapper(
     count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
+    # A healthy success still has work: a return-value policy to apply, a rate window to count in.
+    extra = has_retval_policy or window is not None or tally is not None
 
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
@@ -523,19 +540,32 @@ def async_wrapper(
             if token:
                 release(circuit, token)
             raise
-        if has_retval_policy:
-            if io_free:
-                check_retval(circuit, rules, token, result)
-            else:
-                await acheck_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.success_callbacks:
-            if io_free:
-                record_success(circuit, token)
-            else:
-                await arecord_success(circuit, token)
-        else:
+        if token or circuit.dirty or listeners.callbacks:  # else healthy: see sync_wrapper
+            if has_retval_policy:
+                if io_free:
+                    check_retval(circuit, rules, token, result)
+                else:
+                    await acheck_retval(circuit, rules, token, result)
+            if token or circuit.dirty or listeners.success_callbacks:
+                if io_free:
+                    record_success(circuit, token)
+                else:
+                    await arecord_success(circuit, token)
+                return result
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
+            if window is not None:
+                if monotonic() >= window.bucket_end:
+                    roll()
+                window.ok()
+            elif tally is not None and circuit.state is closed:
+                tally()
+        elif extra:
+            if has_retval_policy:
+                if io_free:
+                    check_retval(circuit, rules, token, result)
+                else:
+                    await acheck_retval(circuit, rules, token, result)
             if window is not None:
                 if monotonic() >= window.bucket_end:
                     roll()
