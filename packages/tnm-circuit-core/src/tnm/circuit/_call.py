@@ -43,7 +43,11 @@ def record_exception(
     try:
         verdict = FAILURE if rules.counts_all else rules.judge(exc)
         if verdict:
-            reason = rules.failure_reason or rules.reason_for(exc)
+            fixed_reason = rules.failure_reason
+            if verdict == FAILURE and not slow and fixed_reason is None:
+                circuit.on_exception(token, exc)  # the reason formatted only if read
+                return
+            reason = fixed_reason or rules.reason_for(exc)
             if verdict == TRIP:
                 circuit.on_failure(token, reason, slow, True)
             elif slow:
