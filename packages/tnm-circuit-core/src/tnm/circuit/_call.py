@@ -442,26 +442,18 @@ def sync_wrapper(
             raise
         if hasattr(result, "__await__") and inspect.isawaitable(result):
             return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
-        # Healthy (closed with nothing to reset, nobody listening): the first test fails, and
-        # under a count policy with no return-value policy the second one too.
-        if token or circuit.dirty or listeners.callbacks:
+        # Healthy (closed with nothing to reset, nobody listening) under a count policy with
+        # no return-value policy: both tests fail, and the call returns.
+        if token or circuit.dirty or listeners.success_callbacks:
             if has_retval_policy:
                 check_retval(circuit, rules, token, result)
-            if token or circuit.dirty or listeners.success_callbacks:
-                record_success(circuit, token)
-                return result
+            record_success(circuit, token)
+        elif listeners.callbacks or extra:
+            if has_retval_policy:
+                check_retval(circuit, rules, token, result)
             # closed (or disabled) with nothing to reset: count it (under its outcome), no event
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
-            if window is not None:
-                if monotonic() >= window.bucket_end:
-                    roll()
-                window.ok()
-            elif tally is not None and circuit.state is closed:
-                tally()
-        elif extra:
-            if has_retval_policy:
-                check_retval(circuit, rules, token, result)
             if window is not None:  # tally(), inlined: a rate policy on the local backend
                 # (closed, or disabled: a disabled window shows nothing and reset clears it)
                 if monotonic() >= window.bucket_end:
@@ -544,32 +536,24 @@ def async_wrapper(
             if token:
                 release(circuit, token)
             raise
-        if token or circuit.dirty or listeners.callbacks:  # else healthy: see sync_wrapper
+        if token or circuit.dirty or listeners.success_callbacks:  # (healthy: see sync_wrapper)
             if has_retval_policy:
                 if io_free:
                     check_retval(circuit, rules, token, result)
                 else:
                     await acheck_retval(circuit, rules, token, result)
-            if token or circuit.dirty or listeners.success_callbacks:
+            if io_free:
+                record_success(circuit, token)
+            else:
+                await arecord_success(circuit, token)
+        elif listeners.callbacks or extra:
+            if has_retval_policy:
                 if io_free:
-                    record_success(circuit, token)
+                    check_retval(circuit, rules, token, result)
                 else:
-                    await arecord_success(circuit, token)
-                return result
+                    await acheck_retval(circuit, rules, token, result)
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
-            if window is not None:
-                if monotonic() >= window.bucket_end:
-                    roll()
-                window.ok()
-            elif tally is not None and circuit.state is closed:
-                tally()
-        elif extra:
-            if has_retval_policy:
-                if io_free:
-                    check_retval(circuit, rules, token, result)
-                else:
-                    await acheck_retval(circuit, rules, token, result)
             if window is not None:
                 if monotonic() >= window.bucket_end:
                     roll()

@@ -577,14 +577,14 @@ class CircuitModel:
         Any other failure goes to ``other``. The hypothesis tests hold both paths to one
         reference.
         """
-        max_failures, window, model = self._max_failures, self.window, self
-        closed, no_failures = CLOSED, NO_FAILURES
+        max_failures, window, model, closed = self._max_failures, self.window, self, CLOSED
         if self.counts_calls:
             return self._rate_exception_path(
                 monotonic, handle, listeners, other, trip, count_failure, roll, trip_rate
             )
         if not max_failures:
             return other
+        failures = self.failure_times()  # made now: this closure is made for failures
 
         def on_exception(token: int, exc: BaseException) -> None:
             if token or handle.state is not closed:
@@ -596,10 +596,7 @@ class CircuitModel:
                     return
                 count_failure()
             now = monotonic()
-            failures = model._failures
-            if failures is no_failures:
-                failures = model.failure_times()
-            failures.append(now)  # type: ignore[union-attr]
+            failures.append(now)
             model.last_failure = (exc, now)
             if len(failures) == max_failures and failures[0] > now - window:
                 trip(now, exc)
