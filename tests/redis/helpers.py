@@ -66,11 +66,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Traffic:
-    """Application processes running ``tests/redis/fault_worker.py`` against one store."""
+    """Application processes running ``tests/redis/fault_worker.py`` (or ``worker``, with
+    ``extra`` arguments) against one store."""
 
-    def __init__(self, url: str, namespace: str, seconds: float, processes: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        seconds: float,
+        processes: int,
+        worker: str = "fault_worker",
+        extra: tuple[str, ...] = (),
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        args = [sys.executable, "-m", "tests.redis.fault_worker", url, namespace, str(seconds)]
+        args = [sys.executable, "-m", f"tests.redis.{worker}", url, namespace, str(seconds), *extra]
         self.workers = [
             subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
             for _ in range(processes)
@@ -98,9 +107,16 @@ class Traffic:
 
 
 @contextmanager
-def traffic(url: str, namespace: str, seconds: float, processes: int) -> Iterator[Traffic]:
+def traffic(
+    url: str,
+    namespace: str,
+    seconds: float,
+    processes: int,
+    worker: str = "fault_worker",
+    extra: tuple[str, ...] = (),
+) -> Iterator[Traffic]:
     """Start the processes, wait until each is ready; kill them on the way out."""
-    running = Traffic(url, namespace, seconds, processes)
+    running = Traffic(url, namespace, seconds, processes, worker, extra)
     try:
         running.wait_ready()
         yield running

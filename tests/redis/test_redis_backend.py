@@ -350,11 +350,11 @@ class TestAsync:
     ) -> None:
         """Failures, return-value failures, trials and successes on the async path all go
         through redis.asyncio: the sync client (which would block the loop) is never used."""
-        from tnm.circuit.backends.redis import _circuit
+        from tnm.circuit.backends.redis import _operations
 
         sync_calls: list[object] = []
-        original = _circuit.eval_script
-        monkeypatch.setattr(_circuit, "eval_script", lambda *a: sync_calls.append(a) or original(*a))
+        original = _operations.eval_script
+        monkeypatch.setattr(_operations, "eval_script", lambda *a: sync_calls.append(a) or original(*a))
         breaker = make_redis_breaker(max_failures=2, open_seconds=1)
         clock = breaker.clock
         assert isinstance(clock, ManualClock)

@@ -18,7 +18,7 @@ from tnm.circuit.backends.redis._buckets import FLUSH_INTERVAL, flusher_for
 from tnm.circuit.testing import ManualClock
 
 from ..redis_server import RedisServer
-from .helpers import wait_for
+from .helpers import redis_backend, wait_for
 
 RATE = {"window_seconds": 3600, "open_seconds": 3600, "max_failures": None, "minimum_calls": 10}
 
@@ -182,6 +182,7 @@ class TestBackgroundSuccesses:
 
 
 def _child_succeeds(breaker: CircuitBreaker, count: int, done: Any) -> None:
+    time.sleep(2 * FLUSH_INTERVAL)  # as on a loaded host: a running parent flusher would send now
     for _ in range(count):
         breaker.execute("svc", lambda: None)
     breaker.close()  # the last flush
@@ -193,7 +194,10 @@ class TestAfterFork:
     def test_a_forked_child_sends_its_own_successes_once(self, redis_url: str) -> None:
         """A breaker made before fork(): the child's successes reach Redis; the parent's are sent once."""
         breaker = _breaker(redis_url, "forked-rates", failure_rate_threshold=0.5)
-        flusher = flusher_for(breaker.backend)  # type: ignore[arg-type]
+        # The circuit first: registering a circuit starts the flusher (a first call after
+        # close() included), which would send the parent's successes while the child runs.
+        breaker._circuit("svc")
+        flusher = flusher_for(redis_backend(breaker).store)
         flusher.stop(5)  # the parent's 10 successes stay unsent until after the fork
         for _ in range(10):
             breaker.execute("svc", lambda: None)
@@ -209,7 +213,8 @@ class TestAfterFork:
         assert sum(int(v) for v in raw.hvals(key)) == 25
         flusher.flush()
         assert sum(int(v) for v in raw.hvals(key)) == 35
-        breaker.close()
+        breaker.close()  # a last flush: nothing left to send
+        assert sum(int(v) for v in raw.hvals(key)) == 35
 
 
 class TestWhileRedisIsDown:
@@ -307,7 +312,7 @@ class LocalAndRedisAgreeOnRates(RuleBasedStateMachine):
         )
         self.shared.initialize()
         self.shared._circuit("svc")
-        self.flusher = flusher_for(self.shared.backend)  # type: ignore[arg-type]
+        self.flusher = flusher_for(redis_backend(self.shared).store)
         self.flusher.stop(5)  # flushed by the rules, at a known time
         self.trials: list[tuple[int, int]] = []
 

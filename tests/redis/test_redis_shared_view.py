@@ -81,11 +81,11 @@ class TestColdStart:
         self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A new process's calls pay one script run for the first call of a service, then none."""
-        from tnm.circuit.backends.redis import _circuit
+        from tnm.circuit.backends.redis import _operations
 
         runs: list[object] = []
-        original = _circuit.eval_script
-        monkeypatch.setattr(_circuit, "eval_script", lambda *a: runs.append(a) or original(*a))
+        original = _operations.eval_script
+        monkeypatch.setattr(_operations, "eval_script", lambda *a: runs.append(a) or original(*a))
         fresh = make_redis_breaker()
         for _ in range(50):
             fresh.execute("svc", lambda: 1)
@@ -405,7 +405,7 @@ class TestDataLoss:
         ops.force_open("pg", "failover")
         ops.force_open("never-used-here", "maintenance")
         app.is_available("pg")
-        assert wait_for(lambda: "never-used-here" in redis_backend(app).refresher.forced, 2)
+        assert wait_for(lambda: "never-used-here" in redis_backend(app).overrides.known, 2)
         caplog.set_level(logging.WARNING, logger="tnm.circuit")
         with capture_events(app) as events:
             redis_server.client().flushall()
@@ -545,7 +545,8 @@ class TestIdleMirrors:
 
 MINIMAL_GRANTS = [
     *("+ping", "+evalsha", "+eval", "+subscribe", "+publish", "+set", "+get", "+incr", "+incrby", "+hget"),
-    *("+hgetall", "+hset", "+hdel", "+hmget", "+hincrby", "+del", "+exists", "+type", "+pexpire", "+persist"),
+    *("+hgetall", "+hset", "+hdel", "+hmget", "+hincrby", "+hlen", "+hkeys", "+del", "+exists", "+type"),
+    *("+pexpire", "+persist"),
     *("+pttl", "+zadd", "+zcount", "+zcard", "+zrange", "+zrem", "+zremrangebyrank", "+zremrangebyscore"),
     *("+time", "+scan"),
 ]
@@ -618,17 +619,16 @@ class TestReviewedEdges:
         """After a data loss, a forced-open circuit whose restore failed once is restored next round."""
         app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
         make_redis_breaker().force_open("pg", "failover")
-        assert wait_for(lambda: "pg" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
-        backend = app.backend
-        original = backend.restore_forced  # type: ignore[attr-defined]
+        assert wait_for(lambda: "pg" in redis_backend(app).overrides.known, 2)
+        original = RedisCircuit.restore
         failures = [redis.TimeoutError("injected")]
 
-        def flaky(service: str, reason: str) -> None:
+        def flaky(circuit: RedisCircuit, op: str, reason: str) -> None:
             if failures:
                 raise failures.pop()
-            original(service, reason)
+            original(circuit, op, reason)
 
-        monkeypatch.setattr(backend, "restore_forced", flaky)
+        monkeypatch.setattr(RedisCircuit, "restore", flaky)
         redis_server.client().flushall()
         assert wait_for(lambda: make_redis_breaker().state("pg").state is CircuitState.FORCED_OPEN, 5)
         assert failures == []
@@ -717,7 +717,7 @@ def test_a_disabled_circuit_survives_a_data_loss(
     """An operator's disable is restored after FLUSHALL, like a force_open."""
     app = make_redis_breaker(use_clock=False, backend_options={"refresh_interval": 0.05})
     make_redis_breaker().disable("search", "known flaky")
-    assert wait_for(lambda: "search" in app.backend.refresher.forced, 2)  # type: ignore[attr-defined]
+    assert wait_for(lambda: "search" in redis_backend(app).overrides.known, 2)
     redis_server.client().flushall()
     assert wait_for(lambda: make_redis_breaker().state("search").state is CircuitState.DISABLED, 5)
 

@@ -168,8 +168,9 @@ os.register_at_fork(after_in_child=_after_fork)
 class _PubSub:
     """A fakeredis pubsub that swallows markers and reports them to the hub.
 
-    A listener asks for its next message only after it applied the previous one, so a
-    marker read here means every notice before it was applied.
+    A listener reads what arrived together, then reads the circuits those notices name,
+    then asks for more: so a marker is reported to the hub at the listener's next ask
+    after the one that read it, when every notice before it was applied.
     """
 
     def __init__(self, inner: Any, hub: _Hub, owner: FakeClient) -> None:
@@ -178,6 +179,7 @@ class _PubSub:
         self.owner = owner
         self.channels: set[Any] = set()
         self.seen = 0
+        self._marker = 0  # the newest marker read, reported at the next ask
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -196,13 +198,16 @@ class _PubSub:
         # Waits in short slices (a listener asks again after an empty answer): a
         # breaker's close() then returns within one slice instead of the listener's
         # whole poll interval, which adds up over a test suite.
+        if self._marker:
+            self._hub.saw(self, self._marker)
+            self._marker = 0
         timeout = _POLL_SLICE if timeout is None else min(timeout, _POLL_SLICE)
         while True:
             message = self._inner.get_message(*args, timeout=timeout, **kwargs)
             data = None if message is None else message.get("data")
             if not (isinstance(data, bytes) and data.startswith(_MARKER)):
                 return message
-            self._hub.saw(self, int(data[len(_MARKER) :]))
+            self._marker = max(self._marker, int(data[len(_MARKER) :]))
             timeout = 0.0  # the wait is over: something arrived; look for what follows it
 
     def close(self) -> None:

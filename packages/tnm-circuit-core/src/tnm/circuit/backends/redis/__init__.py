@@ -1,16 +1,24 @@
 """The Redis backend: one shared, exact view of each circuit for every process and host.
 
-Where each part lives:
+Where each part lives (at run time, each module imports only those below it here):
 
-* ``_backend.py``: ``RedisBackend``, its options, connections and lifecycle.
-* ``_circuit.py``: ``RedisCircuit``, one service: the in-memory mirror the call path
-  reads, and the operations that run the script.
-* ``_script.py``: running the Lua state machine (``_lua/circuit.lua``) and checking
-  its replies and published notices.
-* ``_listener.py``: the pub/sub thread that keeps mirrors fresh within a millisecond.
+* ``_backend.py``: ``RedisBackend``, its options and lifecycle; it builds the parts below
+  and hands each the store and the overrides (nothing imports it).
+* ``_listener.py``: the pub/sub thread; a notice is a hint to re-read the named circuits.
 * ``_refresher.py``: the second thread: store probes, data-loss detection, resyncs.
+* ``_circuit.py``: ``RedisCircuit``, the call path, inspection and operators' controls,
+  over ``_operations.py`` (one script run, sync or async, and the successes owed to the
+  rate window) over ``_mirror.py`` (what this process knows of the shared state).
+* ``_overrides.py``: the registry of operators' overrides (force_open, disable), restored
+  after a data loss.
+* ``_buckets.py``: the success flusher (rate windows).
+* ``_store.py``: ``Store``, what the parts share: clients, keys, server time, health,
+  this process's mirrors, task submission.
 * ``_health.py``: degradation (``degraded``), storage events, rate-limited warnings.
-* ``_keys.py``: key and channel names; ``_urls.py``: URLs and masking secrets.
+* ``_script.py`` runs ``circuit.lua`` (the state machine, beside it) and checks its
+  replies and notices; ``_refusals.py`` tells a refused command from an outage.
+* ``_keys.py``: key and channel names; ``_clients.py``, ``_derive.py``: connections;
+  ``_urls.py``: URLs and masking secrets; ``_worker.py``: the threads' base.
 
 In order of what matters:
 

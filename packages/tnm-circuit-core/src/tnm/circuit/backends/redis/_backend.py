@@ -1,16 +1,18 @@
-"""``RedisBackend``: configuration, connections, lifecycle and the circuits of one namespace."""
+"""``RedisBackend``: configuration, lifecycle, and the circuits of one namespace.
+
+It builds the parts and hands each the ``Store`` (``_store.py``) and the registry of
+operator overrides (``_overrides.py``); nothing below imports this module.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
+import secrets
 import threading
-import time
 import weakref
+from collections.abc import Callable
 from typing import Any
-
-from redis.exceptions import NoPermissionError
 
 from ... import _validate
 from ...clock import Clock, SystemClock
@@ -19,13 +21,15 @@ from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfig
 from ...policies import ServicePolicy
 from ._buckets import start_flusher, stop_flusher
 from ._circuit import RedisCircuit
-from ._clients import STORAGE_ERRORS, aclose_client, close_client, is_cluster, make_async_client, make_client
-from ._derive import async_client_like
+from ._clients import STORAGE_ERRORS, aclose_client, close_client
 from ._health import StorageHealth
-from ._keys import DISABLED_MARK, Keys
+from ._keys import PROBE_FIELD, Keys
 from ._listener import Listener
+from ._overrides import Overrides
 from ._refresher import Refresher
-from ._script import SCRIPT, BadReply, Reply, decode, eval_script
+from ._refusals import is_refusal, named_grant
+from ._script import decode, eval_script
+from ._store import Store
 from ._urls import Secrets, check_url, parse_target, redact_url, url_secrets
 
 __all__ = ["RedisBackend"]
@@ -61,6 +65,8 @@ class RedisBackend:
     ``"reject"`` (fail closed) or ``"raise"`` (``CircuitBackendError``).
     ``refresh_interval`` bounds how stale a mirror can get if a notice is lost, and
     how soon the backend notices that Redis is back.
+    Given to ``CircuitBreaker(backend)`` without ``listeners``/``clock``, it takes the
+    breaker's, so the breaker's listeners hear every event.
     """
 
     name = "redis"
@@ -89,131 +95,127 @@ class RedisBackend:
                     field, f"must be a redis-py client (pass a URL as redis_url=), got {type(given).__name__}"
                 )
         self._url = None if redis_url is None else check_url(redis_url)
-        self._target = None if self._url is None else parse_target(self._url)
+        target = None if self._url is None else parse_target(self._url)
         if not isinstance(namespace, str) or not namespace or "{" in namespace or "}" in namespace:
             raise InvalidConfigError(
                 "namespace", f"must be a non-empty str without braces, got {namespace!r}"
             )
         self.namespace = namespace
         self.keys = Keys(namespace)
-        self.meta_ttl_seconds = _validate.duration("meta_ttl_seconds", meta_ttl_seconds, allow_zero=False)
-        self.socket_timeout = _validate.duration("socket_timeout", socket_timeout, allow_zero=False)
-        self.refresh_interval = _validate.duration("refresh_interval", refresh_interval, allow_zero=False)
+        meta_ttl_seconds = _validate.duration("meta_ttl_seconds", meta_ttl_seconds, allow_zero=False)
+        socket_timeout = _validate.duration("socket_timeout", socket_timeout, allow_zero=False)
+        refresh_interval = _validate.duration("refresh_interval", refresh_interval, allow_zero=False)
         warn_interval = _validate.duration("warn_interval", warn_interval, allow_zero=True)
-        self.max_connections = _validate.positive_int("max_connections", max_connections)
+        max_connections = _validate.positive_int("max_connections", max_connections)
         if on_storage_error not in _STORAGE_MODES:
             raise InvalidConfigError(
                 "on_storage_error", f"must be one of {_STORAGE_MODES}, got {on_storage_error!r}"
             )
-        self.listeners = listeners if listeners is not None else ListenerList()
-        self.clock: Clock = clock if clock is not None else SystemClock()
-        # With the system clock, time comes from Redis TIME (hosts agree); an injected
-        # clock (tests) is used instead so that tests move time.
-        self._server_time = isinstance(self.clock, SystemClock)
-        self._server_ms = 0.0
-        self._server_seen_at = -1.0
-        secrets = url_secrets(self._url or "") + _client_secrets(client) + _client_secrets(async_client)
-        self.health = StorageHealth(
-            self.describe(),
-            on_storage_error,
-            warn_interval,
-            self.listeners,
-            self.clock,
-            Secrets(secrets),
-            self._start_alone,
+        self._own_listeners = listeners is None
+        self._own_clock = clock is None
+        known_secrets = url_secrets(self._url or "") + _client_secrets(client) + _client_secrets(async_client)
+        self.store = Store(
+            keys=self.keys,
+            target=target,
+            client=client,
+            async_client=async_client,
+            where=redact_url(self._url) if self._url is not None else "a client passed by the application",
+            secrets=Secrets(known_secrets),
+            clock=clock if clock is not None else SystemClock(),
+            listeners=listeners if listeners is not None else ListenerList(),
+            on_storage_error=on_storage_error,
+            warn_interval=warn_interval,
+            meta_ttl_seconds=meta_ttl_seconds,
+            socket_timeout=socket_timeout,
+            refresh_interval=refresh_interval,
+            max_connections=max_connections,
         )
-        self._given_client = client
-        self._given_async_client = async_client
-        self._client: Any = client
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
-        self.circuits: dict[str, RedisCircuit] = {}
+        self.store.submit = self._submit
+        self.store.start_threads = self.start_threads
+        self.overrides = Overrides(self.store)
         self._lock = threading.Lock()
-        self.listener = Listener(self)
-        self.refresher = Refresher(self)
+        self.listener, self.refresher = self._threads()
         self._running = False
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _threads(self) -> tuple[Listener, Refresher]:
+        refresher = Refresher(self.store, self.overrides, self._handle)
+        self.store.resync_soon = refresher.resync_soon
+        return Listener(self.store, refresher.resync_soon), refresher
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.describe()!r}, namespace={self.namespace!r})"
 
     def describe(self) -> str:
         """Where the store is, with every secret masked."""
-        if self._url is not None:
-            return redact_url(self._url)
-        return "a client passed by the application"
+        return self.store.where
+
+    def use(self, clock: Clock, listeners: ListenerList) -> None:
+        """A breaker hands down its clock and listeners: taken unless this backend was given its own.
+
+        Called before the breaker makes any circuit.
+        """
+        self.store.use(
+            clock if self._own_clock else self.store.clock,
+            listeners if self._own_listeners else self.store.listeners,
+        )
+
+    @property
+    def listeners(self) -> ListenerList:
+        return self.store.listeners
+
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
+
+    @property
+    def health(self) -> StorageHealth:
+        return self.store.health
+
+    @property
+    def circuits(self) -> dict[str, RedisCircuit]:
+        return self.store.circuits
 
     @property
     def on_storage_error(self) -> str:
-        return self.health.on_storage_error
+        return self.store.health.on_storage_error
 
     @property
     def degraded(self) -> bool:
         """True while Redis is unreachable and calls are decided without it."""
-        return self.health.degraded
+        return self.store.health.degraded
 
     @property
     def channel(self) -> str:
         return self.keys.channel
 
-    # -- time ------------------------------------------------------------------------------
-
-    def now_arg(self) -> str:
-        return "" if self._server_time else str(round(self.clock.monotonic() * 1000))
-
-    def to_monotonic(self, ms: float, now_ms: float) -> float:
-        """This process's monotonic time for a deadline ``ms`` that the script computed at ``now_ms``."""
-        if self._server_time:
-            return self.clock.monotonic() + (ms - now_ms) / 1000.0
-        return ms / 1000.0  # an injected clock stamped the script's times itself: exact
-
-    def wall_ts(self, ms: float) -> float:
-        """Epoch seconds for a time recorded by the script."""
-        if self._server_time:
-            return ms / 1000.0
-        return self.clock.time() - (self.clock.monotonic() - ms / 1000.0)
-
-    def saw_server_time(self, ms: float, *, server_clock: bool = False) -> None:
-        if server_clock and not self._server_time:
-            return  # an injected clock stamps the script's times, not Redis TIME
-        if ms >= self._server_ms:
-            self._server_ms = ms
-            self._server_seen_at = time.monotonic()
-
-    def server_ms_now(self) -> float:
-        """The store's current time in the script's milliseconds, as best known here."""
-        if not self._server_time:
-            return self.clock.monotonic() * 1000.0
-        if self._server_seen_at < 0:
-            return float("inf")  # nothing seen yet: no basis to call any notice "future"
-        return self._server_ms + (time.monotonic() - self._server_seen_at) * 1000.0
-
-    # -- clients ---------------------------------------------------------------------------
-
-    def _make_client(self) -> Any:
-        if self._given_client is not None:
-            return self._given_client
-        assert self._target is not None
-        return make_client(self._target, self.socket_timeout)
-
     @property
     def cluster(self) -> bool:
         """True if the store is a Redis Cluster."""
-        if self._given_client is not None:
-            return is_cluster(self._given_client)
-        return self._target is not None and self._target.kind == "cluster"
+        return self.store.cluster
+
+    @property
+    def socket_timeout(self) -> float:
+        return self.store.socket_timeout
+
+    @property
+    def refresh_interval(self) -> float:
+        return self.store.refresh_interval
+
+    @property
+    def meta_ttl_seconds(self) -> float:
+        return self.store.meta_ttl_seconds
 
     def client(self) -> Any:
         """The sync client (made on first use)."""
-        client = self._client
-        if client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-                client = self._client
-        return client
+        return self.store.client()
+
+    def aclient(self) -> Any:
+        """The async client of the running event loop (one per loop)."""
+        return self.store.aclient()
+
+    # -- lifecycle -------------------------------------------------------------------------
 
     def start_threads(self) -> None:
         """Start the listener and the refresher if they are not running (never blocks).
@@ -228,27 +230,12 @@ class RedisBackend:
                 self._running = True
             self.listener.start()
             self.refresher.start()
-            start_flusher(self)  # rate policies' successes (see _buckets.py)
+            start_flusher(self.store)  # rate policies' successes (see _buckets.py)
 
-    def aclient(self) -> Any:
-        """The async client of the running event loop (one per loop)."""
-        if self._given_async_client is not None:
-            return self._given_async_client
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            if self._target is None:
-                # From the sync client's settings; an InvalidConfigError if they cannot be carried over.
-                client = async_client_like(
-                    self._given_client, max_connections=self.max_connections, timeout=self.socket_timeout
-                )
-                self._aclients[loop] = client
-                return client
-            client = make_async_client(self._target, self.socket_timeout, self.max_connections)
-            self._aclients[loop] = client
-        return client
-
-    # -- lifecycle -------------------------------------------------------------------------
+    def _submit(self, task: Any) -> None:
+        """Run ``task`` on the refresher thread (never blocks the caller)."""
+        self.refresher.submit(task)
+        self.start_threads()
 
     def initialize(self) -> None:
         """Connect, learn the shared state of circuits made so far, start the background threads.
@@ -256,27 +243,51 @@ class RedisBackend:
         Raises ``CircuitBackendError`` (a ``CircuitError``) if Redis is unreachable, with
         what Redis said (secrets masked).
         """
+        health = self.store.health
         client = self.client()
         try:
             client.ping()
             self._check_grants(client)
+            self.store.health.check_eviction(_eviction_policies(client))
             self.refresher.sync(client)
         except STORAGE_ERRORS as exc:
-            if _is_permission_error(exc):
+            if is_refusal(exc):
                 raise CircuitBackendError(
                     f"the Redis user at {self.describe()} lacks a grant the breaker needs"
-                    f"{_named_grant(exc, self.keys.channel)}: {self.health.describe(exc)}"
+                    f"{named_grant(exc, self.keys.channel)}: {health.describe(exc)}"
                     " (docs/production-redis.md lists the grants)"
                 ) from None
             raise CircuitBackendError(
-                f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
-            ) from _masked_copy(exc, self.health.secrets.scrub(str(exc)))
+                f"cannot reach Redis at {self.describe()}: {health.describe(exc)}"
+            ) from _masked_copy(exc, health.secrets.scrub(str(exc)))
         self.start_threads()
 
     def _check_grants(self, client: Any) -> None:
-        """Run every command the breaker needs once, so a missing ACL grant fails here, named."""
-        probe = RedisCircuit(self, "__tnm_probe__", ServicePolicy())
-        eval_script(client, probe.keys, probe.script_args("probe"))
+        """Run every command the breaker needs once, on every kind of key it writes, so that a
+        missing ACL grant fails here, named (the script's, then the namespace-wide keys')."""
+        keys = self.keys.probe(cluster=self.cluster)
+        args = RedisCircuit(self.store, self.overrides, "probe", ServicePolicy()).script_args("probe")
+        eval_script(client, keys, args)
+        epoch, forced = self.keys.epoch, self.keys.forced
+        checks: tuple[tuple[str, str, Callable[[], object]], ...] = (
+            ("SET", epoch, lambda: client.set(epoch, secrets.token_hex(8), nx=True)),  # kept: the epoch
+            ("GET", epoch, lambda: client.get(epoch)),
+            ("TYPE", epoch, lambda: client.type(epoch)),
+            ("HSET", forced, lambda: client.hset(forced, PROBE_FIELD, "")),
+            ("HDEL", forced, lambda: client.hdel(forced, PROBE_FIELD)),
+            ("HGETALL", forced, lambda: client.hgetall(forced)),
+        )
+        for command, key, run in checks:
+            try:
+                run()
+            except STORAGE_ERRORS as exc:
+                if is_refusal(exc):
+                    raise CircuitBackendError(
+                        f"the Redis user at {self.describe()} may not run {command} on {key!r}"
+                        f" (+{command.lower()} and access to the key): {self.store.health.describe(exc)}"
+                        " (docs/production-redis.md lists the grants)"
+                    ) from None
+                raise
         pubsub = client.pubsub()
         try:
             pubsub.subscribe(self.keys.channel)
@@ -292,26 +303,23 @@ class RedisBackend:
         timeout = self.socket_timeout + self.refresh_interval + 1
         self.listener.stop(timeout)
         self.refresher.stop(timeout)
-        stop_flusher(self, timeout)  # one last flush of counted successes (see _buckets.py)
-        if self._client is not None and self._given_client is None:
-            close_client(self._client)
-            self._client = None
+        stop_flusher(self.store, timeout)  # one last flush of counted successes (see _buckets.py)
+        client = self.store.take_client()
+        if client is not None:
+            close_client(client)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
-        client = self._aclients.pop(asyncio.get_running_loop(), None)
+        client = self.store.take_aclient()
         if client is not None:
             await aclose_client(client)
 
     def after_fork(self) -> None:
         """In a forked child: new connections, new background threads (if they ran)."""
         self._lock = threading.Lock()
-        self._aclients = weakref.WeakKeyDictionary()
-        if self._given_client is None and self._client is not None:
-            self._client = self._make_client()
-        self.listener = Listener(self)
+        self.store.after_fork()
         tasks = self.refresher.tasks
-        self.refresher = Refresher(self)
+        self.listener, self.refresher = self._threads()
         self.refresher.tasks.extend(tasks)
         if self._running:
             self.listener.start()
@@ -322,22 +330,29 @@ class RedisBackend:
     def circuit(
         self, service: str, policy: ServicePolicy, clock: Clock, listeners: ListenerList
     ) -> RedisCircuit:
-        circuit = self.circuits.get(service)
+        circuits = self.store.circuits
+        circuit = circuits.get(service)
         if circuit is None:
             with self._lock:
-                circuit = self.circuits.get(service)
+                circuit = circuits.get(service)
                 if circuit is None:
-                    circuit = RedisCircuit(self, service, policy)
-                    if self.health.degraded:
+                    circuit = RedisCircuit(self.store, self.overrides, service, policy)
+                    if self.store.health.degraded:
                         circuit.start_alone()
-                    self.circuits[service] = circuit
+                    circuits[service] = circuit
         return circuit
+
+    def _handle(self, service: str) -> RedisCircuit:
+        """``service``'s circuit in use here, or a policy-less handle (to restore an override)."""
+        return self.store.circuits.get(service) or RedisCircuit(
+            self.store, self.overrides, service, ServicePolicy()
+        )
 
     def forget(self, service: str, circuit: RedisCircuit) -> None:
         """Stop mirroring an idle circuit (closed with no failures): its next use reads it again."""
         with self._lock:
-            if self.circuits.get(service) is circuit:
-                del self.circuits[service]
+            if self.store.circuits.get(service) is circuit:
+                del self.store.circuits[service]
 
     def services(self) -> list[str]:
         """Services with state in this namespace (written by any process), and this process's own.
@@ -345,8 +360,8 @@ class RedisBackend:
         Found with ``SCAN`` over the state keys (each stores its exact service name), so
         a name disappears once its keys expired; nothing on the call path keeps a list.
         """
-        names = set(self.circuits)
-        if self.health.degraded:
+        names = set(self.store.circuits)
+        if self.store.health.degraded:
             return sorted(names)
         client = self.client()
         try:
@@ -356,7 +371,7 @@ class RedisBackend:
                 pipe.hget(key, "svc")
             names |= {decode(name) for name in pipe.execute() if name is not None}
         except STORAGE_ERRORS as exc:
-            self.storage_failed(exc)
+            self.store.failed(exc)
         return sorted(names)
 
     def namespace_used(self) -> bool:
@@ -372,77 +387,16 @@ class RedisBackend:
                 f"cannot reach Redis at {self.describe()}: {self.health.describe(exc)}"
             ) from None
 
-    # -- forced-open registry ------------------------------------------------------------------
 
-    def remember_forced(self, service: str, reason: str) -> None:
-        """Record an operator's override namespace-wide, so a data loss cannot erase it."""
-        try:
-            self.client().hset(self.keys.forced, service, reason)
-        except STORAGE_ERRORS as exc:
-            self.storage_failed(exc)
-
-    def forget_forced(self, service: str) -> None:
-        try:
-            self.client().hdel(self.keys.forced, service)
-        except STORAGE_ERRORS as exc:
-            self.storage_failed(exc)
-
-    def restore_forced(self, service: str, reason: str) -> None:
-        """Force ``service`` open (or disable it) again after a data loss (a policy-less handle if
-        not in use here). ``reason`` is the registry's value."""
-        circuit = self.circuits.get(service) or RedisCircuit(self, service, ServicePolicy())
-        op, shown = (
-            ("disable", reason[len(DISABLED_MARK) :])
-            if reason.startswith(DISABLED_MARK)
-            else ("force_open", reason)
-        )
-        raw = eval_script(self.client(), circuit.keys, circuit.script_args(op, reason=shown))
-        try:
-            circuit.apply(Reply.parse(raw))
-        except BadReply as exc:
-            self.health.bad_data(service, str(exc))
-        self.client().hset(self.keys.forced, service, reason)
-
-    # -- failures and background work ----------------------------------------------------------
-
-    def storage_failed(self, exc: BaseException) -> None:
-        self.health.degrade(exc)
-
-    def _start_alone(self) -> None:
-        for circuit in list(self.circuits.values()):
-            circuit.start_alone()
-
-    def submit(self, task: Any) -> None:
-        """Run ``task`` on the refresher thread (never blocks the caller)."""
-        self.refresher.submit(task)
-        self.start_threads()
-
-
-def _is_permission_error(exc: BaseException) -> bool:
-    text = str(exc)
-    return isinstance(exc, NoPermissionError) or any(
-        marker in text
-        for marker in ("NOPERM", "no permissions", "can't run this command", "can't access", "can't publish")
-    )
-
-
-def _named_grant(exc: BaseException, channel: str) -> str:
-    """Which grant is missing, where Redis's message does not say it plainly.
-
-    Inside a script Redis names only the script's line: the command is read from it.
-    """
-    text = str(exc)
-    if "channel" in text:
-        return f" (the channel {channel!r}: &{channel})"
-    line = re.search(r"@user_script:(\d+)", text)
-    if line is not None:
-        lines = SCRIPT.splitlines()
-        number = int(line.group(1))
-        command = re.search(r"redis\.call\('(\w+)'", lines[number - 1]) if 0 < number <= len(lines) else None
-        if command is not None:
-            what = "a key under the namespace" if "access" in text else f"+{command.group(1).lower()}"
-            return f" ({what}, used by the script's {command.group(1)})"
-    return ""
+def _eviction_policies(client: Any) -> set[str]:
+    """The ``maxmemory-policy`` of the store's servers, or nothing where CONFIG is not allowed."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except Exception:  # refused, renamed, or a managed service: nothing to check
+        return set()
+    replies = reply.values() if isinstance(reply, dict) and "maxmemory-policy" not in reply else [reply]
+    policies = {r.get("maxmemory-policy") for r in replies if isinstance(r, dict)}
+    return {decode(p) for p in policies if p is not None}
 
 
 def _after_fork(ref: weakref.ReferenceType[RedisBackend]) -> None:

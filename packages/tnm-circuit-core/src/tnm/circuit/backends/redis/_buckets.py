@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ._clients import STORAGE_ERRORS
 
 if TYPE_CHECKING:
-    from ._backend import RedisBackend
-    from ._circuit import RedisCircuit
+    from ._operations import Operations
+    from ._store import Store
 
 __all__ = ["FLUSH_INTERVAL", "SuccessFlusher", "calls_key", "flusher_for"]
 
@@ -48,9 +48,9 @@ def calls_key(state_key: str) -> str:
 class SuccessFlusher:
     """Adds the successes counted by this process's circuits to their Redis buckets."""
 
-    def __init__(self, backend: RedisBackend) -> None:
-        self._backend = weakref.ref(backend)
-        self.circuits: list[RedisCircuit] = []
+    def __init__(self, store: Store) -> None:
+        self._store = weakref.ref(store)
+        self.circuits: list[Operations] = []
         self.flushes = 0
         """Pipelines sent (for tests and benchmarks)."""
         self._lock = threading.Lock()
@@ -58,7 +58,7 @@ class SuccessFlusher:
         self._thread: threading.Thread | None = None
         self._last_ok = time.monotonic()
 
-    def register(self, circuit: RedisCircuit) -> None:
+    def register(self, circuit: Operations) -> None:
         with self._lock:
             self.circuits.append(circuit)
         self.start()
@@ -89,10 +89,10 @@ class SuccessFlusher:
 
     def flush(self) -> int:
         """Send the successes counted since the last flush; returns how many were sent."""
-        backend = self._backend()
-        if backend is None or backend.health.degraded:
+        store = self._store()
+        if store is None or store.health.degraded:
             return 0
-        now_ms = backend.server_ms_now()
+        now_ms = store.server_ms_now()
         if now_ms == float("inf"):
             return 0  # the server's time is not known yet
         batch = [(c, n) for c in list(self.circuits) if (n := c.take_pending())]
@@ -100,7 +100,7 @@ class SuccessFlusher:
             self._last_ok = time.monotonic()
             return 0
         try:
-            pipe: Any = backend.client().pipeline(transaction=False)
+            pipe: Any = store.client().pipeline(transaction=False)
             for circuit, successes in batch:
                 key = circuit.keys[3]
                 pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", successes)
@@ -126,36 +126,36 @@ class SuccessFlusher:
         try:
             self.flush()
         except Exception:  # a bug must not kill the thread, nor flood the log
-            backend = self._backend()
-            if backend is not None:
-                backend.health.listener_failed()
+            store = self._store()
+            if store is not None:
+                store.health.listener_failed()
 
 
 _FLUSHERS: weakref.WeakKeyDictionary[Any, SuccessFlusher] = weakref.WeakKeyDictionary()
 _FLUSHERS_LOCK = threading.Lock()
 
 
-def flusher_for(backend: RedisBackend) -> SuccessFlusher:
-    """The backend's flusher, made on first use (only backends with a rate policy have one)."""
-    flusher = _FLUSHERS.get(backend)
+def flusher_for(store: Store) -> SuccessFlusher:
+    """The store's flusher, made on first use (only stores with a rate policy have one)."""
+    flusher = _FLUSHERS.get(store)
     if flusher is None:
         with _FLUSHERS_LOCK:
-            flusher = _FLUSHERS.get(backend)
+            flusher = _FLUSHERS.get(store)
             if flusher is None:
-                flusher = _FLUSHERS[backend] = SuccessFlusher(backend)
+                flusher = _FLUSHERS[store] = SuccessFlusher(store)
     return flusher
 
 
-def stop_flusher(backend: RedisBackend, timeout: float) -> None:
+def stop_flusher(store: Store, timeout: float) -> None:
     """``RedisBackend.close`` hook: flush one last time and stop the thread, if there is one."""
-    flusher = _FLUSHERS.get(backend)
+    flusher = _FLUSHERS.get(store)
     if flusher is not None:
         flusher.stop(timeout)
 
 
-def start_flusher(backend: RedisBackend) -> None:
+def start_flusher(store: Store) -> None:
     """``RedisBackend.start_threads`` hook: a flusher stopped by ``close`` runs again."""
-    flusher = _FLUSHERS.get(backend)
+    flusher = _FLUSHERS.get(store)
     if flusher is not None and flusher.circuits:
         flusher.start()
 

@@ -1,30 +1,23 @@
-"""One service's circuit on the Redis backend: a mirror in memory, the truth in Redis.
+"""``RedisCircuit``: one service's circuit on the Redis backend, as the breaker calls it.
 
-The call path reads only ``state``, ``dirty`` and ``open_until``. ``open_until`` is
-the monotonic time before which a call is rejected without asking Redis: the open
-deadline, infinity while forced open, or, in half-open with every trial permit taken,
-the earliest permit's deadline. So healthy calls and rejections make no round trip; a
-failure, a trial and a first call make one.
-
-A new handle is *cold*: it does not know the shared state yet, so it says ``OPEN``
-with no deadline and the first call asks Redis (one script run that also decides that
-call) instead of assuming a closed circuit.
+The call path reads the mirror only (``_mirror.py``): healthy calls and rejections make
+no round trip; a failure, a trial and a first call make one (``_operations.py``).
+This module holds that call path, inspection (``snapshot``, ``is_available``) and the
+operators' controls, which record overrides through the registry (``_overrides.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import math
-import threading
+import contextlib
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ..._counter import AtomicCounter, CallCounts
+from ..._counter import CallCounts
 from ..._validate import exception_reason
 from ...events import EventKind
 from ...exceptions import CircuitBackendError, CircuitError, CircuitOpenError, _chain_masked
-from ...policies import RATE_BUCKETS, ServicePolicy
+from ...policies import ServicePolicy
 from ...state import (
     CLOSED,
     DISABLED,
@@ -35,336 +28,39 @@ from ...state import (
     REJECT,
     CircuitModel,
     CircuitSnapshot,
-    CircuitState,
-    Figures,
-    Transition,
 )
-from ..local import LocalCircuit, _report_rejection
-from ._buckets import calls_key, flusher_for
-from ._clients import STORAGE_ERRORS
-from ._keys import DISABLED_MARK
-from ._script import BadReply, Reply, aeval, eval_script
+from ..local import _report_rejection
+from ._operations import Operations
 
 if TYPE_CHECKING:
-    from ._backend import RedisBackend
+    from ._overrides import Overrides
+    from ._store import Store
 
 __all__ = ["RedisCircuit"]
 
 _MS = 1000.0
-_STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
-_CARRY = frozenset({"failure", "slow"})
-"""Operations that add the process's unsent successes to the rate window first."""
 
 
-class RedisCircuit:
+class RedisCircuit(Operations):
     """A service's circuit stored in Redis, mirrored in this process."""
 
     io_free = False
 
-    def __init__(self, backend: RedisBackend, service: str, policy: ServicePolicy) -> None:
-        self.service = service
-        self.policy = policy
-        self.state: CircuitState = OPEN  # cold: the first call asks Redis
-        self.dirty = False
-        self.open_until = 0.0
-        self.cold = True
-        self._backend = backend
-        self._health = backend.health
-        self._clock = backend.clock
-        self._monotonic = backend.clock.monotonic
-        self.monotonic = backend.clock.monotonic
+    def __init__(self, store: Store, overrides: Overrides, service: str, policy: ServicePolicy) -> None:
+        super().__init__(store, overrides, service, policy)
+        self._monotonic = store.clock.monotonic
+        self.monotonic = store.clock.monotonic
         """The clock slow calls are timed with."""
-        self._listeners = backend.listeners
-        base = backend.keys.for_service(service, cluster=True)  # state, failures, permits
-        # Then the rate buckets, and (one server only) the namespace's change counter.
-        changes = () if backend.cluster else (backend.keys.changes,)
-        self.keys: tuple[str, ...] = (*base, calls_key(base[0]), *changes)
-        self._args: list[Any] = [
-            policy.max_failures or 0,
-            int(policy.window_seconds * _MS),
-            int(policy.open_seconds * _MS),  # type: ignore[operator]
-            policy.backoff_multiplier,
-            int(policy.max_open_seconds * _MS),  # type: ignore[operator]
-            policy.half_open_max_calls,
-            policy.success_threshold,
-            int(policy.trial_timeout_seconds * _MS),
-            int(backend.meta_ttl_seconds * _MS),
-            backend.keys.channel,
-            service,
-        ]
-        rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
-        self._rate_args: list[Any] = [
-            "" if rate is None else repr(rate),
-            "" if slow_rate is None else repr(slow_rate),
-            policy.minimum_calls,
-            policy.bucket_ms,
-            RATE_BUCKETS,
-        ]
-        self.bucket_ms = policy.bucket_ms
-        self.window_ms = int(policy.window_seconds * _MS)
-        self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
-        self._opened: tuple[str | None, tuple[int, int, int, int] | None] = (None, None)
-        """Why the circuit opened and (failures, calls, failed, slow) that did (last reply)."""
-        self._seen: tuple[float, int] = (-math.inf, 0)  # (server ms, version) of the newest news
-        self._last: tuple[str, float] | None = None  # (reason, server ms)
-        self._failures = 0
-        self._reopenings = 0
-        self._permits = 0
-        self._good: tuple[str, str] = ("", "")  # last valid (state, open_until ms): repairs start there
-        self._news_lock = threading.Lock()
-        self._shown_max_failures = policy.max_failures
-        self._shown_window = policy.window_seconds
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
         self.successes = self.counts.success
-        self.fallback = LocalCircuit(service, policy, backend.clock, backend.listeners)
-        """Decides calls while Redis is unreachable: same policy, this process only."""
-        self.pending = AtomicCounter()
-        """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
-        self.flushed = 0
-        self._pending_lock = threading.Lock()
-        self.tally = self._tally if policy.counts_calls else None
         self.window: CircuitModel | None = None  # successes go through tally (counted, flushed)
-        if policy.counts_calls:
-            flusher_for(backend).register(self)
 
     def __repr__(self) -> str:
         return f"<RedisCircuit {self.service!r} {'cold' if self.cold else self.state.value}>"
 
-    # -- the mirror ---------------------------------------------------------------
-
-    def script_args(
-        self,
-        op: str,
-        token: int = 0,
-        reason: str = "",
-        slow: bool = False,
-        successes: int = 0,
-        trip: bool = False,
-    ) -> list[Any]:
-        return [
-            op,
-            self._backend.now_arg(),
-            *self._args,
-            token,
-            reason,
-            *self._good,
-            *self._rate_args,
-            "1" if slow else "0",
-            successes,
-            "1" if trip else "0",
-        ]
-
     def roll_window(self) -> None:
         """Unused: ``window`` is ``None`` (the rate window lives in Redis)."""
-
-    def take_pending(self) -> int:
-        """Successes counted here and not yet sent; they now count as sent."""
-        with self._pending_lock:
-            total = self.pending.value
-            taken = total - self.flushed
-            self.flushed = total
-            return taken
-
-    def give_back(self, successes: int) -> None:
-        """Successes that could not be sent: the next flush or failure sends them."""
-        if successes:
-            with self._pending_lock:
-                self.flushed -= successes
-
-    def _tally(self) -> None:
-        """A fast success while closed: counted in memory, added to Redis in the background."""
-        self.pending.increment()
-        if self._health.degraded and self.fallback.tally is not None:
-            self.fallback.tally()  # deciding alone meanwhile: the local window counts it too
-
-    def mirror(
-        self,
-        state: CircuitState,
-        open_until_ms: float,
-        failures: int,
-        now_ms: float,
-        permits: int,
-        earliest_permit_ms: float | None,
-        version: int,
-    ) -> bool:
-        """Update the mirror from a script reply or a published notice (newest wins).
-
-        Returns False (and changes nothing) for news older than what the mirror holds.
-        The listener, the refresher and callers may bring news at once: the check and
-        the writes are one step under the circuit's news lock (never taken on the call
-        path's reads).
-        """
-        with self._news_lock:
-            seen = (now_ms, version)
-            if seen < self._seen:
-                return False
-            self._seen = seen
-            self._write(state, open_until_ms, failures, now_ms, permits, earliest_permit_ms)
-            return True
-
-    def _write(
-        self,
-        state: CircuitState,
-        open_until_ms: float,
-        failures: int,
-        now_ms: float,
-        permits: int,
-        earliest_permit_ms: float | None,
-    ) -> None:
-        self._good = (state.value, str(int(open_until_ms)))
-        self._failures = failures
-        self._permits = permits
-        if state is OPEN:
-            open_until = self._backend.to_monotonic(open_until_ms, now_ms)
-        elif state is FORCED_OPEN:
-            open_until = math.inf
-        elif state is HALF_OPEN and permits >= self.policy.half_open_max_calls and earliest_permit_ms:
-            open_until = self._backend.to_monotonic(earliest_permit_ms, now_ms)
-        else:
-            open_until = 0.0
-        self.dirty = state is CLOSED and failures > 0
-        self.open_until = open_until
-        self.state = state
-        self.cold = False
-
-    def apply(self, reply: Reply) -> tuple[int, list[Transition]]:
-        """Mirror a script's reply; return its result and the transitions it made.
-
-        Transitions come from the script itself (not from comparing mirrors), so the
-        process that caused a change reports it exactly once, even if the published
-        notice of that change reached the mirror first.
-        """
-        self._backend.saw_server_time(reply.now_ms)
-        accepted = self.mirror(
-            reply.state,
-            reply.open_until_ms,
-            reply.failures,
-            reply.now_ms,
-            reply.permits,
-            reply.earliest_permit_ms,
-            reply.version,
-        )
-        if accepted:
-            self._reopenings = reply.reopenings
-            self._last = reply.last
-            self._shown_max_failures = reply.max_failures
-            self._shown_window = reply.window_seconds
-            self._window = (reply.calls, reply.window_failures, reply.slow_calls)
-            self._opened = (reply.opened_by, reply.opened_figures)
-        if reply.repaired:
-            self._health.bad_data(
-                self.service, "stored state was unreadable; rewritten from the last good one"
-            )
-        return reply.result, list(itertools.pairwise(reply.path))
-
-    def last_known_reason(self) -> str | None:
-        return None if self._last is None else self._last[0]
-
-    def rejoin(self) -> None:
-        """The store is back: a circuit never read (first used during the outage) asks it next."""
-        if self.cold:
-            self.state, self.dirty, self.open_until = OPEN, False, 0.0
-
-    def start_alone(self) -> None:
-        """The store is gone: the per-process circuit starts from the last shared state (or,
-        for a circuit never read, from the fleet's forced-open registry)."""
-        if self.cold:
-            decision = self._backend.refresher.forced.get(self.service)
-            if decision is not None and not decision.startswith(DISABLED_MARK):
-                self.fallback.assume(FORCED_OPEN, math.inf, 0, None)
-        else:
-            now = self._monotonic()
-            open_until = self.open_until if self.state is OPEN else 0.0
-            last = None
-            if self._last is not None:
-                age = max(0.0, (self._backend.server_ms_now() - self._last[1]) / _MS)
-                last = (self._last[0], now - age)
-            self.fallback.assume(self.state, open_until, self._reopenings, last, self._opened_view())
-        self.copy_fallback()
-
-    def copy_fallback(self) -> None:
-        """While the store is down: mirror the per-process circuit, or refuse every call."""
-        if self._health.on_storage_error == "local":
-            fb = self.fallback
-            self.state, self.dirty, self.open_until = fb.state, fb.dirty, fb.open_until
-        else:
-            self.state, self.dirty, self.open_until = FORCED_OPEN, False, math.inf
-
-    def _notify(self, kind: EventKind | None, changes: list[Transition], reason: str | None = None) -> None:
-        self._listeners.notify(
-            kind, self.service, self.state, changes, self._clock.time, reason, self._opened[0]
-        )
-
-    # -- one operation, sync and async -------------------------------------------------
-
-    def _finish(self, raw: Any, op: str, reason: str, kind: EventKind | None) -> int | None:
-        try:
-            result, changes = self.apply(Reply.parse(raw))
-        except BadReply as exc:
-            self._health.bad_data(self.service, str(exc))
-            return None
-        if op == "read":
-            changes = []  # a read stores nothing; the next write makes (and reports) the change
-        if changes or kind is not None:
-            self._notify(kind, changes, reason or None)
-        return result
-
-    def _op(self, op: str) -> str:
-        # A process's first read of a circuit also lists it as in use (for status and
-        # operators), as its first call would.
-        return "touch" if op == "read" and self.cold else op
-
-    def run(
-        self,
-        op: str,
-        token: int = 0,
-        reason: str = "",
-        kind: EventKind | None = None,
-        slow: bool = False,
-        trip: bool = False,
-    ) -> int | None:
-        """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
-        if self._health.degraded:
-            return None
-        self._backend.start_threads()
-        # A failure or slow call carries this process's unsent successes (no extra trip).
-        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
-        try:
-            raw = eval_script(
-                self._backend.client(),
-                self.keys,
-                self.script_args(self._op(op), token, reason, slow, successes, trip),
-            )
-        except _STORE_FAILED as exc:
-            self.give_back(successes)
-            self._backend.storage_failed(exc)
-            return None
-        return self._finish(raw, op, reason, kind)
-
-    async def arun(
-        self,
-        op: str,
-        token: int = 0,
-        reason: str = "",
-        kind: EventKind | None = None,
-        slow: bool = False,
-        trip: bool = False,
-    ) -> int | None:
-        if self._health.degraded:
-            return None
-        self._backend.start_threads()
-        successes = self.take_pending() if self.tally is not None and op in _CARRY else 0
-        try:
-            client = self._backend.aclient()
-            raw = await aeval(
-                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes, trip)
-            )
-        except _STORE_FAILED as exc:
-            self.give_back(successes)
-            self._backend.storage_failed(exc)
-            return None
-        return self._finish(raw, op, reason, kind)
 
     def _alone_acquire(self) -> int:
         if self._health.on_storage_error != "local":
@@ -517,7 +213,7 @@ class RedisCircuit:
         # worker thread. If that fails, the permit's deadline frees it anyway.
         if token > 0:
             self.fallback.on_release(token)
-            self._backend.submit(lambda: self.run("release", token))
+            self._store.submit(lambda: self.run("release", token))
 
     def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
@@ -564,30 +260,6 @@ class RedisCircuit:
             return self.fallback.snapshot()
         return self._snapshot()
 
-    def _opened_view(self) -> tuple[str | None, Figures | None]:
-        """Why the circuit opened and the figures that did, as a snapshot reports them."""
-        opened_by, frozen = self._opened
-        if opened_by is None or self.state not in (OPEN, HALF_OPEN, FORCED_OPEN):
-            return None, None
-        if frozen is None:
-            return opened_by, None
-        failures, calls, failed, slow = frozen
-        return opened_by, self._figures(failures, (calls, failed, slow))
-
-    def _figures(self, failures: int, window: tuple[int, int, int]) -> Figures:
-        calls, failed, slow = window
-        if not self.policy.counts_calls:
-            return failures, None, None, None
-        slow_rate = None
-        if self.policy.slow_call_rate_threshold is not None:
-            slow_rate = slow / calls if calls else 0.0
-        return (
-            failures if self._shown_max_failures else failed,
-            calls,
-            failed / calls if calls else 0.0,
-            slow_rate,
-        )
-
     def _snapshot(self) -> CircuitSnapshot:
         opened_by, frozen = self._opened_view()
         if frozen is None:
@@ -618,13 +290,13 @@ class RedisCircuit:
         last = self._last
         if last is None:
             return None
-        return {"reason": last[0], "ts": self._backend.wall_ts(last[1])}
+        return {"reason": last[0], "ts": self._store.wall_ts(last[1])}
 
     def open_error(self) -> CircuitError:
         health = self._health
         if health.degraded and health.on_storage_error == "raise":
             return CircuitBackendError(
-                f"circuit store unavailable for {self.service!r} at {self._backend.describe()}"
+                f"circuit store unavailable for {self.service!r} at {self._store.where}"
                 f" ({health.last_error})",
                 service=self.service,
             )
@@ -654,9 +326,16 @@ class RedisCircuit:
         return self._last_failure()
 
     def _unavailable(self, what: str) -> CircuitBackendError:
+        if self.refused:
+            return CircuitBackendError(
+                f"cannot {what} {self.service!r}: the Redis user at {self._store.where} may not run"
+                f" the circuit script (EVALSHA/EVAL on {self.keys[0]!r} and its neighbours):"
+                f" {self._health.last_refusal}",
+                service=self.service,
+            )
         health = self._health
         error = CircuitBackendError(
-            f"cannot {what} {self.service!r}: circuit store at {self._backend.describe()} unavailable"
+            f"cannot {what} {self.service!r}: circuit store at {self._store.where} unavailable"
             f" ({health.last_error})",
             service=self.service,
         )
@@ -676,18 +355,28 @@ class RedisCircuit:
             self.fallback.hold_open(seconds)
             self.copy_fallback()
 
+    def _override(self, op: str, reason: str, what: str) -> None:
+        """Record an operator's override in the registry first (it must survive a data loss),
+        then in the circuit's keys; ``CircuitBackendError`` if either is not done."""
+        if self._health.degraded:
+            raise self._unavailable(what)
+        self._overrides.record(self.service, op, reason)
+        if self.run(op, reason=reason) is None:
+            error = self._unavailable(what)
+            with contextlib.suppress(CircuitBackendError):
+                self._overrides.erase(self.service)  # not in the circuit's keys: not recorded
+            raise error
+
     def force_open(self, reason: str) -> None:
-        if self.run("force_open", reason=reason) is None:
-            raise self._unavailable("force open")
-        self._backend.remember_forced(self.service, reason)
+        self._override("force_open", reason, "force open")
 
     def disable(self, reason: str) -> None:
-        if self.run("disable", reason=reason) is None:
-            raise self._unavailable("disable")
-        self._backend.remember_forced(self.service, DISABLED_MARK + reason)
+        self._override("disable", reason, "disable")
 
     def reset(self) -> None:
+        if self._health.degraded:
+            raise self._unavailable("reset")
+        self._overrides.erase(self.service)
         if self.run("reset") is None:
             raise self._unavailable("reset")
-        self._backend.forget_forced(self.service)
         self.fallback.reset()

@@ -78,6 +78,10 @@ class StorageHealth:
         self._outages = RateLimit(warn_interval)
         self._outage_reported = False
         self._corruption = RateLimit(warn_interval)
+        self._refusals = RateLimit(warn_interval)
+        self._evictions = RateLimit(warn_interval)
+        self.last_refusal = ""
+        """What the store said last time it refused a command (secrets masked)."""
         self._lock = threading.Lock()
 
     def describe(self, exc: BaseException) -> str:
@@ -127,6 +131,36 @@ class StorageHealth:
         )
         self.storage_event(EventKind.STORAGE_RESET, "*", f"{restored} forced-open circuit(s) restored")
 
+    def check_eviction(self, policies: set[str]) -> None:
+        """Warn if the store may evict the breaker's keys under memory pressure: every policy
+        but ``noeviction`` can (the library's keys carry TTLs, so ``volatile-*`` too)."""
+        unsafe = sorted(p for p in policies if p != "noeviction")
+        if unsafe:
+            logger.warning(
+                "circuit store at %s may evict circuit state under memory pressure"
+                " (maxmemory-policy %s): forced-open circuits and open circuits could silently"
+                " close; set maxmemory-policy noeviction on the server holding circuit state"
+                " (docs/production-redis.md)",
+                self.where,
+                ", ".join(unsafe),
+            )
+
+    def circuit_lost(self, service: str, restored: bool) -> None:
+        """One circuit's keys vanished while it held a state (evicted under memory pressure,
+        or deleted): a data loss of that circuit only."""
+        what = "the operator's override restored" if restored else "its state starts afresh"
+        held = self._evictions.allow()
+        if held is not None:
+            logger.warning(
+                "circuit store at %s lost the keys of circuit %r (evicted or deleted: keep"
+                " maxmemory-policy noeviction, see docs/production-redis.md); %s%s",
+                self.where,
+                service,
+                what,
+                _held(held),
+            )
+        self.storage_event(EventKind.STORAGE_RESET, service, f"keys lost; {what}")
+
     def bad_data(self, service: str | None, what: str) -> None:
         """Corrupt data in one circuit's keys or on the channel (never more than a warning)."""
         held = self._corruption.allow()
@@ -140,6 +174,21 @@ class StorageHealth:
             )
         if service is not None:
             self.storage_event(EventKind.STORAGE_REPAIRED, service, what)
+
+    def refused(self, exc: BaseException) -> None:
+        """The store refused a command (a missing grant): a configuration error, logged at most
+        once per ``warn_interval``, never an outage (calls are decided here meanwhile)."""
+        self.last_refusal = self.describe(exc)
+        held = self._refusals.allow()
+        if held is not None:
+            logger.error(
+                "circuit store at %s refused a command (a configuration error, not an outage:"
+                " grant the Redis user what docs/production-redis.md lists); deciding calls"
+                " per process meanwhile: %s%s",
+                self.where,
+                self.describe(exc),
+                _held(held),
+            )
 
     def listener_failed(self) -> None:
         """A bug in the background threads: logged with its traceback, rate-limited."""

@@ -10,10 +10,18 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-__all__ = ["DISABLED_MARK", "Keys"]
+__all__ = ["DISABLED_MARK", "PROBE_FIELD", "Keys"]
 
 DISABLED_MARK = "\x1fdisabled\x1f"
-"""Starts a value of the forced-open registry that records ``disable`` rather than ``force_open``."""
+"""How an earlier release marked a ``disable`` in the registry (still read, never written)."""
+
+PROBE_FIELD = "\x00probe"
+"""The registry field ``initialize()`` writes and deletes to check its grants: a control
+character, which no service name may hold."""
+
+_PROBE_TAG = "%probe"
+"""The probe's hash tag: ``quote`` writes ``%`` only before two hex digits, so no
+service's keys can have it."""
 
 # Braces would end the Redis Cluster hash tag early; escape them (and %) so the key
 # still names exactly one service. The name itself is stored verbatim in the hash.
@@ -42,6 +50,16 @@ class Keys:
     def for_service(self, service: str, *, cluster: bool = False) -> tuple[str, ...]:
         """The script's keys for ``service``: state, failures and permits (one Cluster slot per
         service), and, on a single server, the namespace's change counter."""
-        prefix = f"{self.namespace}:{{{quote(service, safe=_TAG_SAFE)}}}"
+        return self._for_tag(quote(service, safe=_TAG_SAFE), cluster)
+
+    def probe(self, *, cluster: bool = False) -> tuple[str, ...]:
+        """The keys ``initialize()``'s grant check writes and deletes (never a service's):
+        state, failures, permits, rate buckets and, on a single server, the change counter."""
+        state, failures, permits = self._for_tag(_PROBE_TAG, True)
+        keys = (state, failures, permits, f"{state[: -len('state')]}calls")
+        return keys if cluster else (*keys, self.changes)
+
+    def _for_tag(self, tag: str, cluster: bool) -> tuple[str, ...]:
+        prefix = f"{self.namespace}:{{{tag}}}"
         keys = (f"{prefix}:state", f"{prefix}:failures", f"{prefix}:permits")
         return keys if cluster else (*keys, self.changes)

@@ -1,11 +1,15 @@
-"""The pub/sub listener: applies other processes' changes to the mirrors within a millisecond.
+"""The pub/sub listener: brings other processes' changes to the mirrors within a millisecond.
 
 It runs on its own thread so that nothing (a refresh of 20,000 circuits, a slow
-command) delays a notice. A lost subscription is not an outage: calls keep deciding
-from the shared state through the command connection, the listener subscribes again
-with backoff, and asks the refresher for a resync, since notices were missed
-meanwhile. Notices that do not parse, or that claim a time far beyond the server's,
-are ignored (with a rate-limited warning): one bad message cannot pin a mirror.
+command) delays a notice. A notice is a hint, never an authority: anyone allowed to
+publish on the channel could forge one. So the listener reads the named circuits'
+keys (one pipelined script ``read`` for every notice that arrived together, on this
+thread, off the call path) and mirrors what the keys hold. A forged or corrupt notice
+can at most cause a re-read.
+
+A lost subscription is not an outage: calls keep deciding from the shared state
+through the command connection, the listener subscribes again with backoff, and
+asks the refresher for a resync, since notices were missed meanwhile.
 """
 
 from __future__ import annotations
@@ -13,73 +17,92 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError
 
 from ._clients import STORAGE_ERRORS
-from ._script import BadReply, Probe, parse_message
+from ._script import BadReply, Probe, Reply, eval_many, parse_message
 from ._worker import Worker
 
 if TYPE_CHECKING:
-    from ._backend import RedisBackend
+    from ._store import Store
 
 __all__ = ["Listener"]
 
-FUTURE_TOLERANCE_MS = 5000.0
-"""A notice stamped later than this beyond the server's current time is forged or corrupt."""
+BATCH = 500
+"""Notices read from the subscription at most before their circuits are read."""
 
 
 class Listener(Worker):
     thread_name = "tnm-circuit-listener"
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, store: Store, on_subscribed: Callable[[], None]) -> None:
         super().__init__()
-        self.backend = backend
+        self._store = store
+        self._on_subscribed = on_subscribed
         self.subscribed = threading.Event()
 
-    def on_message(self, data: Any) -> None:
-        backend = self.backend
+    def noticed(self, data: Any) -> str | None:
+        """The service a notice names, if this process mirrors it (else ``None``)."""
+        store = self._store
         try:
             notice = parse_message(data)
         except Probe:
-            return
+            return None
         except BadReply as exc:
-            backend.health.bad_data(None, f"notice on {backend.keys.channel}: {exc}")
+            store.health.bad_data(None, f"notice on {store.keys.channel}: {exc}")
+            return None
+        return notice.service if notice.service in store.circuits else None
+
+    def verify(self, services: set[str]) -> None:
+        """Read the named circuits' keys and mirror what they hold (one pipeline)."""
+        store = self._store
+        if store.health.degraded:
+            return  # the refresher's recovery reads every mirror
+        circuits = [c for c in (store.circuits.get(s) for s in services) if c is not None]
+        if not circuits:
             return
-        if notice.now_ms > backend.server_ms_now() + FUTURE_TOLERANCE_MS:
-            backend.health.bad_data(None, f"notice for {notice.service!r} dated in the future; ignored")
-            return
-        circuit = backend.circuits.get(notice.service)
-        if circuit is not None and not backend.health.degraded:
-            circuit.mirror(
-                notice.state,
-                notice.open_until_ms,
-                notice.failures,
-                notice.now_ms,
-                notice.permits,
-                notice.earliest_permit_ms,
-                notice.version,
-            )
+        replies = eval_many(store.client(), [(c.keys, c.script_args("read")) for c in circuits])
+        for circuit, raw in zip(circuits, replies, strict=True):
+            if isinstance(raw, Exception):
+                continue  # the refresher's next round reads it (and reports the trouble)
+            try:
+                circuit.accept(Reply.parse(raw))
+            except BadReply as exc:
+                store.health.bad_data(circuit.service, str(exc))
 
     def _listen(self, pubsub: Any) -> None:
         """Apply notices until stopped. A PING every ``refresh_interval`` proves the subscription
         alive: a connection whose host vanished without closing it (a failover) stays silent
         forever, and is given up once two PINGs go unanswered."""
-        interval = self.backend.refresh_interval
-        patience = 2 * interval + self.backend.socket_timeout
+        interval = self._store.refresh_interval
+        patience = 2 * interval + self._store.socket_timeout
         last_pong = next_ping = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_ping:
                 pubsub.ping()
                 next_ping = now + interval
+            services: set[str] = set()
             message = pubsub.get_message(timeout=min(0.2, interval))
-            kind = None if message is None else message.get("type")
-            if kind == "message":
-                self.on_message(message["data"])
-            elif kind == "pong":
-                last_pong = time.monotonic()
+            for _ in range(BATCH):
+                kind = None if message is None else message.get("type")
+                if kind == "message":
+                    service = self.noticed(message["data"])
+                    if service is not None:
+                        services.add(service)
+                elif kind == "pong":
+                    last_pong = time.monotonic()
+                if message is None:
+                    break
+                message = pubsub.get_message(timeout=0)
+            if services:
+                try:
+                    self.verify(services)
+                except STORAGE_ERRORS:
+                    self._on_subscribed()  # not read: the refresher reads every mirror again
             elif time.monotonic() - last_pong > patience:
                 raise ConnectionError("no answer on the subscription")
 
@@ -88,19 +111,19 @@ class Listener(Worker):
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.backend.client().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.backend.keys.channel)
+                pubsub = self._store.client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._store.keys.channel)
                 self.subscribed.set()
                 # Notices published before this subscription (since the last read, or while
                 # the connection was down) were missed: read every mirror again.
-                self.backend.refresher.resync_soon()
+                self._on_subscribed()
                 backoff = 0.05
                 self._listen(pubsub)
             except STORAGE_ERRORS:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception:  # a bug must not kill the listener, nor flood the log
-                self.backend.health.listener_failed()
+                self._store.health.listener_failed()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:

@@ -5,8 +5,12 @@ Every ``refresh_interval`` (and at once when asked) it:
 1. probes the store with a write (``SET NX`` of the namespace epoch), so a store
    that stopped taking writes (out of memory, demoted) keeps the backend degraded;
 2. compares the epoch with the one it knew: a store that lost its data (``FLUSHALL``,
-   a restart without persistence) is reported as ``storage_reset``, and the
-   forced-open circuits the fleet knew of are forced open again;
+   a restart without persistence) is reported as ``storage_reset`` (service ``"*"``),
+   and the operators' overrides the fleet knew of are written again; and checks that
+   the keys of every circuit that must have them (forced open, disabled, open before
+   its deadline) still exist: one evicted or deleted alone is reported as
+   ``storage_reset`` with its service's name, its override (if any) is written again,
+   and every mirror is read afresh;
 3. re-reads every mirrored circuit in one pipeline (per node on a Cluster), but only
    when it may have missed a notice: the namespace's change counter moved (one
    server), the listener subscribed again, the store came back or lost its data, or
@@ -39,12 +43,14 @@ from redis.exceptions import (
 )
 
 from ._clients import STORAGE_ERRORS, is_cluster
-from ._keys import DISABLED_MARK
+from ._refusals import is_refusal
 from ._script import BadReply, Reply, decode, eval_many
 from ._worker import Worker
 
 if TYPE_CHECKING:
-    from ._backend import RedisBackend
+    from ._circuit import RedisCircuit
+    from ._overrides import Overrides
+    from ._store import Store
 
 __all__ = ["Refresher"]
 
@@ -64,16 +70,16 @@ def _is_data_error(exc: Exception) -> bool:
 class Refresher(Worker):
     thread_name = "tnm-circuit-refresher"
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(
+        self, store: Store, overrides: Overrides, circuit_for: Callable[[str], RedisCircuit]
+    ) -> None:
         super().__init__()
-        self.backend = backend
+        self._store = store
+        self._overrides = overrides
+        self._circuit_for = circuit_for
         self.epoch: str | None = None
-        self.forced: dict[str, str] = {}
-        """Forced-open services and reasons, as of the last refresh (survives a data loss)."""
         self.read_done = threading.Event()
         """Set once no full read is owed (tests wait on it before counting commands)."""
-        self.pending: dict[str, str] = {}
-        """Forced-open circuits to restore after a data loss, until each has been."""
         self.tasks: deque[Callable[[], object]] = deque()
         self._wake = threading.Event()
         self._resync_now = False
@@ -103,12 +109,12 @@ class Refresher(Worker):
 
     def _repair_namespace_keys(self, client: Any) -> None:
         """Remove namespace keys of the wrong type (written by someone else), with a warning."""
-        keys = self.backend.keys
+        keys = self._store.keys
         for key, wanted in ((keys.epoch, "string"), (keys.forced, "hash"), (keys.changes, "string")):
             found = decode(client.type(key))
             if found not in (wanted, "none"):
                 client.delete(key)
-                self.backend.health.bad_data(None, f"{key} was a {found}, not a {wanted}; removed")
+                self._store.health.bad_data(None, f"{key} was a {found}, not a {wanted}; removed")
 
     def check_epoch(self, client: Any) -> bool:
         try:
@@ -125,7 +131,14 @@ class Refresher(Worker):
         Also reads the forced-open registry, the server's time and (one server) the change
         counter, which decides whether the mirrors need a full read.
         """
-        keys = self.backend.keys
+        keys = self._store.keys
+        # Circuits whose keys must exist (forced open, disabled, open before their deadline):
+        # one that is gone was evicted or deleted, and no notice says so.
+        watched = (
+            []
+            if self._store.health.degraded
+            else [c for c in self._store.circuits.values() if c.must_exist()]
+        )
         if is_cluster(client):  # keys in different slots, TIME on any node: one by one
             client.set(keys.epoch, secrets.token_hex(8), nx=True)
             epoch, forced, (seconds, micros) = (
@@ -133,6 +146,7 @@ class Refresher(Worker):
                 client.hgetall(keys.forced),
                 client.time(),
             )
+            exists = [client.exists(c.keys[0]) for c in watched]
         else:
             pipe = client.pipeline(transaction=False)
             pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
@@ -140,42 +154,26 @@ class Refresher(Worker):
             pipe.hgetall(keys.forced)
             pipe.time()
             pipe.get(keys.changes)
-            _, epoch, forced, (seconds, micros), changes = pipe.execute()
+            for circuit in watched:
+                pipe.exists(circuit.keys[0])
+            _, epoch, forced, (seconds, micros), changes, *exists = pipe.execute()
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
-        self.backend.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
+        self._store.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
         epoch = decode(epoch)
         lost = self.epoch is not None and epoch != self.epoch
         self.epoch = epoch
         if lost:
-            # Every circuit the fleet held forced open, until each is restored (a failed
-            # restore is tried again next round: the new epoch no longer says "lost").
-            self.pending.update(self.forced)
+            # Every override the fleet held, until each is restored (a failed restore is
+            # tried again next round: the new epoch no longer says "lost").
+            self._overrides.lost()
             return True
-        if not self.pending:
-            self.forced = {decode(k): decode(v) for k, v in forced.items()}
+        self._overrides.read(forced)
+        for circuit, found in zip(watched, exists, strict=True):
+            if not found:
+                circuit.keys_lost()
         return False
-
-    def restore_forced(self) -> int:
-        """After a data loss: force open again every circuit the fleet had forced open.
-
-        Raises the store's error if one could not be restored; it stays pending.
-        """
-        backend = self.backend
-        for name, circuit in list(backend.circuits.items()):
-            if name in self.pending:
-                continue
-            if circuit.state.value == "forced_open":
-                self.pending[name] = circuit.last_known_reason() or "forced open"
-            elif circuit.state.value == "disabled":
-                self.pending[name] = DISABLED_MARK + (circuit.last_known_reason() or "disabled")
-        restored = 0
-        for name, reason in list(self.pending.items()):
-            backend.restore_forced(name, reason)
-            del self.pending[name]
-            restored += 1
-        return restored
 
     def read_all(self, client: Any) -> list[tuple[Any, Reply]]:
         """Read every mirrored circuit (``touch``: in-use circuits stay listed).
@@ -184,7 +182,7 @@ class Refresher(Worker):
         ``socket_timeout`` however many circuits there are, and the listener thread gets
         the interpreter between batches, so a notice is never held up for a whole read.
         """
-        circuits = list(self.backend.circuits.values())
+        circuits = list(self._store.circuits.values())
         if not circuits:
             return []
         replies: list[Any] = []
@@ -201,51 +199,64 @@ class Refresher(Worker):
         parsed: list[tuple[Any, Reply]] = []
         for circuit, raw in zip(circuits, replies, strict=True):
             if isinstance(raw, Exception):
-                self.backend.health.bad_data(circuit.service, self.backend.health.describe(raw))
+                self._store.health.bad_data(circuit.service, self._store.health.describe(raw))
                 continue
             try:
                 parsed.append((circuit, Reply.parse(raw)))
             except BadReply as exc:
-                self.backend.health.bad_data(circuit.service, str(exc))
+                self._store.health.bad_data(circuit.service, str(exc))
         return parsed
 
     def sync(self, client: Any) -> None:
         """One round: probe, detect a data loss, re-read the mirrors if needed; recover if degraded."""
-        backend = self.backend
+        store = self._store
         if self.check_epoch(client):
             self._full_needed = True
             lost = True
+            store.lost.clear()  # all of it: reported once, as such
         else:
             lost = False
-        if lost or self.pending:
-            restored = self.restore_forced()
+            for service in list(store.lost):
+                override = store.lost.pop(service)
+                if override is not None:
+                    self._overrides.pending[service] = override
+                store.health.circuit_lost(service, override is not None)
+                self._full_needed = True  # the fleet's view of it is read afresh
+        if lost or self._overrides.pending:
+            restored = self._overrides.restore(self._circuit_for, everything=lost)
             if lost:
-                backend.health.data_lost(restored)
+                store.health.data_lost(restored)
+        for circuit in list(store.circuits.values()):
+            if circuit.owed:
+                circuit.settle_owed(client)  # trials that ended while Redis did not answer
         now = time.monotonic()
-        if not (self._full_needed or backend.health.degraded or now >= self._next_full):
+        if not (self._full_needed or store.health.degraded or now >= self._next_full):
             return
         self._full_needed = False
-        self._next_full = now + max(backend.refresh_interval, backend.meta_ttl_seconds / 3)
+        self._next_full = now + max(store.refresh_interval, store.meta_ttl_seconds / 3)
         parsed = self.read_all(client)
-        if decode(client.get(backend.keys.epoch)) != self.epoch:
+        if decode(client.get(store.keys.epoch)) != self.epoch:
             # Emptied while we read: those reads may show a forced circuit closed. The
             # next round (now) reports the loss and restores before reading again.
             self.resync_soon()
             return
-        backend.health.recover()  # before applying: mirrors then follow Redis again
+        store.health.recover()  # before applying: mirrors then follow Redis again
         for circuit, reply in parsed:
             circuit.apply(reply)
-        for circuit in list(backend.circuits.values()):
+        for circuit in list(store.circuits.values()):
             circuit.rejoin()  # one first used during the outage asks Redis on its next call
         if not self._full_needed:
             self.read_done.set()
 
     def refresh(self) -> None:
         try:
-            self.sync(self.backend.client())
+            self.sync(self._store.client())
         except STORAGE_ERRORS as exc:
             self._full_needed = True
-            self.backend.storage_failed(exc)
+            if is_refusal(exc):
+                self._store.health.refused(exc)  # a configuration error: the store is up
+            else:
+                self._store.failed(exc)
 
     # -- the thread -------------------------------------------------------------------
 
@@ -256,10 +267,10 @@ class Refresher(Worker):
             try:
                 task()
             except Exception:  # pragma: no cover - tasks handle their own errors
-                self.backend.health.listener_failed()
+                self._store.health.listener_failed()
 
     def _loop(self) -> None:
-        interval = self.backend.refresh_interval
+        interval = self._store.refresh_interval
         next_refresh = time.monotonic() + interval
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_refresh - time.monotonic()))
@@ -273,5 +284,5 @@ class Refresher(Worker):
                     self.refresh()
                     next_refresh = time.monotonic() + interval
             except Exception:  # a bug must not kill the refresher, nor flood the log
-                self.backend.health.listener_failed()
+                self._store.health.listener_failed()
                 next_refresh = time.monotonic() + interval

@@ -1,6 +1,6 @@
 """The Lua script that holds the state machine in Redis, and its replies and messages.
 
-Every change to a circuit is one run of ``_lua/circuit.lua``: atomic in Redis, with
+Every change to a circuit is one run of ``circuit.lua`` (beside this module): atomic in Redis, with
 time from Redis ``TIME``. This module runs it (re-sending the script when a flushed
 or restarted server answers ``NOSCRIPT``) and turns what it returns, or publishes,
 into checked Python values: garbage raises ``BadReply`` instead of a ``KeyError``
@@ -33,7 +33,7 @@ __all__ = [
     "parse_message",
 ]
 
-SCRIPT = resources.files("tnm.circuit").joinpath("_lua/circuit.lua").read_text(encoding="utf-8")
+SCRIPT = resources.files("tnm.circuit.backends.redis").joinpath("circuit.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 STATES = {s.value: s for s in CircuitState}
 

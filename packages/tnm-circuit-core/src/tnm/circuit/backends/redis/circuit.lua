@@ -14,7 +14,8 @@
 --          corrupt circuit is rewritten from
 --       18 failure_rate_threshold ("" if none)  19 slow_call_rate_threshold ("" if none)
 --       20 minimum_calls  21 bucket_ms  22 buckets in the window  23 "1" if the call was slow
---       24 the caller's successes not yet added to the buckets (carried by failure and slow)
+--       24 the caller's successes not yet added to the buckets (carried by failure and slow;
+--          for success, 1 if the caller had not read the circuit and so did not count it)
 --       25 "1" if the failure is one of the policy's open_on: it opens the circuit at once
 --       max_failures 0 turns the count trigger off. Bucket b holds the calls made in
 --       [b * bucket_ms, (b + 1) * bucket_ms); the window is the newest 22 buckets.
@@ -55,7 +56,12 @@ if op == 'probe' then
   redis.call('PEXPIRE', state_key, 1000)
   redis.call('PTTL', state_key)
   redis.call('PERSIST', state_key)
-  redis.call('DEL', state_key, failures_key, permits_key)
+  redis.call('HINCRBY', KEYS[4], 'p', 1)
+  redis.call('HMGET', KEYS[4], 'p')
+  redis.call('HLEN', KEYS[4])
+  redis.call('HKEYS', KEYS[4])
+  redis.call('HDEL', KEYS[4], 'p')
+  redis.call('DEL', state_key, failures_key, permits_key, KEYS[4])
   if KEYS[5] then redis.call('INCRBY', KEYS[5], 0) end
   redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
   return 'ok'
@@ -323,6 +329,13 @@ elseif op == 'success' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    -- A trial that ends after its circuit closed is a call of the new window (as in
+    -- state.py), and so is a caller's first success (ARGV[24] = 1: it had not read the
+    -- circuit, so it could not count it); other successes are counted by their process.
+    if counts_calls and (token > 0 or carried > 0) then
+      carried = 0
+      count_call(false, false)
+    end
   elseif state == 'half_open' then
     successes = successes + 1
     if successes >= success_threshold then close_circuit() end
@@ -372,7 +385,9 @@ local reply = {state, open_until, failures, now, result, reopenings, last_reason
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
-    if redis.call('EXISTS', state_key) == 0 then
+    -- Only a caller that never read it lists it anew: for one that did (ARGV[16] set), a
+    -- missing key is a lost state, which the caller must see (version 0) and report.
+    if redis.call('EXISTS', state_key) == 0 and ARGV[16] == '' then
       redis.call('HSET', state_key, 's', state, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms)
     end
     if state ~= 'forced_open' and state ~= 'disabled' and redis.call('PTTL', state_key) < ttl_ms then

@@ -1,0 +1,497 @@
+"""The fleet's view is never silently wrong: faults injected into a real redis-server while
+application processes call a service, counting what reached the callers and the service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tnm.circuit import (
+    CircuitBackendError,
+    CircuitBreaker,
+    CircuitEvent,
+    CircuitOpenError,
+    CircuitState,
+    EventKind,
+    ServicePolicy,
+)
+from tnm.circuit.backends.redis import RedisBackend
+from tnm.circuit.testing import ManualClock
+from tnm.circuit_cli import cli
+
+from ..redis_server import ENGINE, RedisServer
+from .helpers import redis_backend, traffic, wait_for
+
+REFRESH = 0.2
+
+
+def _breaker(url: str, namespace: str, **policy: object) -> CircuitBreaker:
+    breaker = CircuitBreaker(
+        "redis",
+        redis_url=url,
+        namespace=namespace,
+        default_policy=ServicePolicy(**policy),  # type: ignore[arg-type]
+        refresh_interval=REFRESH,
+        socket_timeout=0.2,
+    )
+    breaker.initialize()
+    return breaker
+
+
+@pytest.mark.slow
+class TestTrialOutcomeDuringAnOutage:
+    def test_a_trial_that_ended_while_redis_was_paused_frees_the_fleet(
+        self, redis_url: str, redis_server: RedisServer, tmp_path: Path
+    ) -> None:
+        """A trial that succeeds while Redis is paused is reported once Redis answers: every
+        process calls the healthy service again within a second, not after trial_timeout."""
+        policy = {"max_failures": 1, "open_seconds": 0.3, "trial_timeout_seconds": 30}
+        go = tmp_path / "go"
+        extra = ("svc", json.dumps(policy), "3", str(go))
+        with traffic(redis_url, "trial", 5.0, 2, worker="call_worker", extra=extra) as workers:
+            tester = _breaker(redis_url, "trial", **policy)
+            try:
+                tester.record_failure("svc", "down")
+                assert wait_for(lambda: tester.state("svc").state is CircuitState.HALF_OPEN, 5)
+                outcome: list[str] = []
+                trial = threading.Thread(
+                    target=lambda: outcome.append(tester.execute("svc", lambda: time.sleep(1.0) or "ok"))
+                )
+                trial.start()
+                permits = redis_backend(tester).keys.for_service("svc")[2]
+                assert wait_for(lambda: redis_server.client().zcard(permits) == 1, 5)
+                go.touch()
+                time.sleep(0.3)  # the workers are rejected: the permit is taken
+                assert redis_server.process is not None
+                os.kill(redis_server.process.pid, signal.SIGSTOP)  # the trial ends meanwhile,
+                time.sleep(2.0)  # once its process knows Redis is not answering
+                os.kill(redis_server.process.pid, signal.SIGCONT)
+                back = time.time()
+                trial.join(10)
+                results = workers.results()
+            finally:
+                tester.close()
+        assert outcome == ["ok"]
+        bound = back + 1.0  # 2 x refresh_interval, with room for a loaded machine
+        for result in results:
+            assert result["foreign"] == []
+            assert [t for t in result["rejected"] if t > bound] == []
+            assert [t for t in result["ran"] if t > bound]
+
+
+def _acl_user(server: RedisServer, name: str, namespace: str, registry: str) -> str:
+    """A user with every grant on ``namespace`` but ``registry`` access (``%R``, ``%RW``) to the
+    operators' registry; returns its URL."""
+    rules = ["on", ">pw", f"~{namespace}:{{*", f"~{namespace}:epoch", f"~{namespace}:changes"]
+    rules += [f"{registry}~{namespace}:forced", f"&{namespace}:events", "+@all"]
+    server.client().execute_command("ACL", "SETUSER", name, "reset", *rules)
+    return f"redis://{name}:pw@127.0.0.1:{server.port}/0"
+
+
+class TestRefusedOverrides:
+    def test_initialize_names_a_registry_it_may_not_write(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """initialize() fails, naming the command and the key, for a user that may only read the
+        operators' registry."""
+        url = _acl_user(redis_server, "readonly-registry", "acl1", "%R")
+        breaker = CircuitBreaker("redis", redis_url=url, namespace="acl1")
+        try:
+            with pytest.raises(CircuitBackendError) as info:
+                breaker.initialize()
+            assert "HSET" in str(info.value)
+            assert "'acl1:forced'" in str(info.value)
+            assert "pw@" not in str(info.value)
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("readonly-registry")
+
+    def test_force_open_refused_by_the_server_raises_and_the_cli_fails(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A grant taken away after start: force_open and disable raise CircuitBackendError naming
+        HSET and the registry key, nothing is forced open, the CLI exits non-zero, and no
+        storage_degraded event is emitted (a configuration error is not an outage)."""
+        url = _acl_user(redis_server, "revoked-registry", "acl2", "%RW")
+        breaker = CircuitBreaker("redis", redis_url=url, namespace="acl2", refresh_interval=0.05)
+        events: list[CircuitEvent] = []
+        breaker.add_listener(events.append)
+        breaker.initialize()
+        try:
+            _acl_user(redis_server, "revoked-registry", "acl2", "%R")
+            for act in (breaker.force_open, breaker.disable):
+                with pytest.raises(CircuitBackendError) as info:
+                    act("pg", "maintenance")
+                assert "HSET" in str(info.value)
+                assert "'acl2:forced'" in str(info.value)
+            assert breaker.state("pg").state is CircuitState.CLOSED
+            result = CliRunner().invoke(
+                cli, ["--backend", "redis", "--redis-url", url, "--namespace", "acl2", "open", "pg", "--yes"]
+            )
+            assert result.exit_code != 0
+            assert "forced_open" not in result.output
+            time.sleep(0.2)  # a few refresher rounds
+            assert not breaker.backend.degraded  # type: ignore[attr-defined]
+            assert [e for e in events if e.kind is EventKind.STORAGE_DEGRADED] == []
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("revoked-registry")
+
+    def test_a_call_refused_the_script_is_decided_locally(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the script refused, failures still open the circuit in this process (the service is
+        protected), the refusal is logged once as a configuration error, never as an outage."""
+        url = _acl_user(redis_server, "no-script", "acl3", "%RW")
+        breaker = CircuitBreaker(
+            "redis", redis_url=url, namespace="acl3", refresh_interval=0.05,
+            default_policy=ServicePolicy(max_failures=2),
+        )  # fmt: skip
+        events: list[CircuitEvent] = []
+        breaker.add_listener(events.append)
+        breaker.initialize()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        reached = 0
+
+        def down() -> None:
+            nonlocal reached
+            reached += 1
+            raise ConnectionError("down")
+
+        try:
+            redis_server.client().acl_setuser("no-script", enabled=True, commands=["-evalsha", "-eval"])
+            for _ in range(10):
+                with contextlib.suppress(ConnectionError, CircuitOpenError):
+                    breaker.execute("svc", down)
+            time.sleep(0.2)  # a few refresher rounds, each refused too
+            assert reached == 2
+            lines = [r for r in caplog.records if "redis://no-script:" in r.getMessage()]
+            assert len(lines) == 1
+            assert "configuration error" in lines[0].getMessage()
+            assert [e for e in events if e.kind is EventKind.STORAGE_DEGRADED] == []
+        finally:
+            breaker.close()
+            redis_server.client().acl_deluser("no-script")
+
+
+def _forged(service: str, state: str, server: RedisServer) -> str:
+    """A well-formed notice dated 4 s after the server's time, with a high version."""
+    seconds, micros = server.client().time()
+    now_ms = seconds * 1000 + micros // 1000 + 4000
+    open_until = -1 if state == "forced_open" else 0
+    return json.dumps([service, state, open_until, 0, now_ms, 0, "", 10**9])
+
+
+@pytest.mark.slow
+class TestForgedNotices:
+    def test_a_forged_notice_never_rejects_a_healthy_service(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """Forged 'forced open' notices published while three processes call a healthy service:
+        no call is rejected (each notice only makes the processes read the keys again)."""
+        extra = ("svc", json.dumps({"max_failures": 3}), "2")
+        with traffic(redis_url, "forged", 2.0, 3, worker="call_worker", extra=extra) as workers:
+            time.sleep(0.3)
+            channel = RedisBackend(redis_url, namespace="forged").channel
+            for _ in range(50):
+                redis_server.client().publish(channel, _forged("svc", "forced_open", redis_server))
+                time.sleep(0.01)
+            results = workers.results()
+        for result in results:
+            assert result["foreign"] == []
+            assert result["rejected"] == []
+            assert result["ran"]
+
+    def test_a_forged_notice_never_lets_calls_reach_a_down_service(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A forged 'closed' notice for an open circuit lets no call through, state() stays open,
+        and a real change made afterwards (an operator's reset) still reaches every mirror."""
+        operator = _breaker(redis_url, "forged2", max_failures=1, open_seconds=60)
+        app = _breaker(redis_url, "forged2", max_failures=1, open_seconds=60)
+        try:
+            app.is_available("down")
+            operator.record_failure("down", "boom")
+            assert wait_for(lambda: not app.is_available("down"), 5)
+            channel = redis_backend(app).channel
+            redis_server.client().publish(channel, _forged("down", "closed", redis_server))
+            reached = 0
+
+            def down() -> None:
+                nonlocal reached
+                reached += 1
+
+            for _ in range(40):
+                with contextlib.suppress(CircuitOpenError):
+                    app.execute("down", down)
+                time.sleep(0.005)
+            assert reached == 0
+            assert app.state("down").state is CircuitState.OPEN
+            operator.reset("down")
+            assert wait_for(lambda: app.is_available("down"), 5)
+        finally:
+            operator.close()
+            app.close()
+
+
+class TestEviction:
+    def test_initialize_warns_when_the_store_may_evict_circuit_state(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A store with an evicting maxmemory-policy gets one warning at initialize() that names
+        the policy and the fix; noeviction gets none."""
+        admin = redis_server.client()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        try:
+            for policy in ("noeviction", "volatile-ttl", "allkeys-lru"):
+                admin.config_set("maxmemory-policy", policy)
+                caplog.clear()
+                _breaker(redis_url, "evict").close()
+                lines = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+                if policy == "noeviction":
+                    assert lines == []
+                else:
+                    assert len(lines) == 1
+                    assert policy in lines[0]
+                    assert "set maxmemory-policy noeviction" in lines[0]
+        finally:
+            admin.config_set("maxmemory-policy", "noeviction")
+
+    def test_an_open_circuit_whose_keys_vanish_is_reported_and_the_fleet_agrees(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """An open circuit's keys evicted alone: a running process reports storage_reset for that
+        service (once) and, like a new process, lets calls through again."""
+        tripper = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+        running = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+        events: list[CircuitEvent] = []
+        running.add_listener(events.append)
+        try:
+            running.is_available("down")
+            tripper.record_failure("down", "boom")
+            assert wait_for(lambda: not running.is_available("down"), 5)
+            redis_server.client().delete(*redis_backend(running).keys.for_service("down", cluster=True))
+            assert wait_for(lambda: running.is_available("down"), 5)
+            newcomer = _breaker(redis_url, "evict2", max_failures=1, open_seconds=60)
+            assert newcomer.is_available("down")
+            newcomer.close()
+            resets = [e for e in events if e.kind is EventKind.STORAGE_RESET]
+            assert [e.service for e in resets] == ["down"]
+        finally:
+            tripper.close()
+            running.close()
+
+    @pytest.mark.slow
+    def test_an_open_circuit_evicted_under_volatile_ttl_is_reported(
+        self, redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Real eviction (maxmemory with volatile-ttl, memory filled by another writer): the open
+        circuit's keys go first, and the process that mirrors it reports storage_reset for it."""
+        admin = redis_server.client()
+        caplog.set_level(logging.WARNING, logger="tnm.circuit")
+        app = _breaker(redis_url, "evict4", max_failures=1, open_seconds=3600)
+        events: list[CircuitEvent] = []
+        app.add_listener(events.append)
+        try:
+            app.record_failure("down", "boom")
+            assert not app.is_available("down")
+            used = int(admin.info("memory")["used_memory"])
+            admin.config_set("maxmemory-policy", "volatile-ttl")
+            admin.config_set("maxmemory", used + 2_000_000)
+            filler = admin.pipeline(transaction=False)
+            for n in range(6000):  # ~6 MB, each expiring later than the circuit's keys
+                filler.set(f"filler:{n}", "x" * 1000, ex=10 * 3600)
+            filler.execute()
+            key = redis_backend(app).keys.for_service("down")[0]
+            assert admin.exists(key) == 0  # evicted
+            assert wait_for(lambda: any(e.kind is EventKind.STORAGE_RESET for e in events), 5)
+            assert [e.service for e in events if e.kind is EventKind.STORAGE_RESET] == ["down"]
+        finally:
+            admin.config_set("maxmemory", 0)
+            admin.config_set("maxmemory-policy", "noeviction")
+            app.close()
+
+    def test_a_read_that_finds_a_forced_circuit_gone_keeps_it_forced(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A process that reads a forced-open circuit whose keys were just evicted keeps rejecting
+        its calls, reports the loss once and writes the override again."""
+        app = _breaker(redis_url, "evict5")
+        events: list[CircuitEvent] = []
+        app.add_listener(events.append)
+        try:
+            app.force_open("pg", "failover")
+            keys = redis_backend(app).keys
+            redis_server.client().delete(*keys.for_service("pg", cluster=True), keys.forced)
+            assert app.state("pg").state is CircuitState.FORCED_OPEN  # a read: the keys are gone
+            ran: list[int] = []
+            with contextlib.suppress(CircuitOpenError):
+                app.execute("pg", lambda: ran.append(1))
+            assert ran == []
+            assert wait_for(lambda: redis_server.client().exists(keys.for_service("pg")[0]) == 1, 5)
+            assert wait_for(lambda: redis_server.client().hexists(keys.forced, "pg"), 5)
+            assert [e.service for e in events if e.kind is EventKind.STORAGE_RESET] == ["pg"]
+        finally:
+            app.close()
+
+    @pytest.mark.slow
+    def test_a_forced_circuit_whose_keys_and_registry_vanish_is_restored(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """An operator's force_open whose keys and registry entry are evicted mid-traffic is
+        written again by the processes that knew it: no call of three processes reaches the
+        service, and a new process sees it forced open."""
+        operator = _breaker(redis_url, "evict3")
+        operator.force_open("pg", "failover")
+        extra = ("pg", json.dumps({}), "2")
+        with traffic(redis_url, "evict3", 2.0, 3, worker="call_worker", extra=extra) as workers:
+            time.sleep(0.3)
+            keys = redis_backend(operator).keys
+            redis_server.client().delete(*keys.for_service("pg", cluster=True), keys.forced)
+            time.sleep(0.6)  # a few refresher rounds
+            newcomer = _breaker(redis_url, "evict3")
+            assert newcomer.state("pg").state is CircuitState.FORCED_OPEN
+            newcomer.close()
+            results = workers.results()
+        operator.close()
+        for result in results:
+            assert result["foreign"] == []
+            assert result["ran"] == []
+            assert result["rejected"]
+
+
+class TestFirstSuccessCounts:
+    def test_a_first_success_on_an_unread_circuit_counts_in_the_rate_window(self, redis_url: str) -> None:
+        """A process's first record_success, before it read the circuit, counts in the fleet's
+        rate window as it does on the local backend: two successes are two calls."""
+        policy = {"failure_rate_threshold": 0.5, "minimum_calls": 10, "window_seconds": 60}
+        local = CircuitBreaker(default_policy=ServicePolicy(**policy))  # type: ignore[arg-type]
+        shared = _breaker(redis_url, "first", **policy)
+        try:
+            for breaker in (local, shared):
+                breaker.record_success("svc")
+                breaker.record_success("svc")
+            assert wait_for(lambda: shared.state("svc").calls == 2, 5)
+            assert local.state("svc").calls == 2
+        finally:
+            shared.close()
+
+
+class TestReadyBackend:
+    def test_a_ready_backend_reports_to_the_breakers_listeners(self, redis_url: str) -> None:
+        """CircuitBreaker(RedisBackend(...)) delivers the same events as the local backend when a
+        circuit opens (listeners, so metrics, keep working), on the breaker's clock."""
+        heard: dict[str, list[str]] = {}
+        clock = ManualClock()
+        for name, backend in (("local", "local"), ("redis", RedisBackend(redis_url, namespace="ready"))):
+            breaker = CircuitBreaker(backend, default_policy=ServicePolicy(max_failures=2), clock=clock)
+            events: list[CircuitEvent] = []
+            breaker.add_listener(events.append)
+            breaker.initialize()
+            try:
+                for _ in range(2):
+                    breaker.record_failure("svc", "boom")
+                heard[name] = [e.kind.value for e in events]
+                if name == "redis":
+                    assert redis_backend(breaker).clock is clock
+            finally:
+                breaker.close()
+        assert heard["redis"] == heard["local"]
+        assert EventKind.STATE_CHANGE.value in heard["redis"]
+
+
+class TestUserStringsAreData:
+    def test_a_reason_that_looks_like_a_marker_comes_back_as_written(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A force_open reason that starts with the registry's old disable marker is restored after
+        a FLUSHALL as a forced-open circuit with that very reason: no call runs."""
+        reason = "\x1fdisabled\x1fnot really"
+        app = _breaker(redis_url, "marks")
+        operator = _breaker(redis_url, "marks")
+        try:
+            operator.force_open("pg", reason)
+            assert wait_for(lambda: "pg" in redis_backend(app).overrides.known, 2)
+            redis_server.client().flushall()
+            newcomer = _breaker(redis_url, "marks")
+            assert wait_for(lambda: newcomer.state("pg").state is CircuitState.FORCED_OPEN, 5)
+            assert newcomer.state("pg").last_failure["reason"] == reason  # type: ignore[index]
+            ran: list[int] = []
+            with contextlib.suppress(CircuitOpenError):
+                newcomer.execute("pg", lambda: ran.append(1))
+            assert ran == []
+            newcomer.close()
+        finally:
+            app.close()
+            operator.close()
+
+    def test_a_service_named_like_the_probe_keeps_its_state(self, redis_url: str) -> None:
+        """A service named '__tnm_probe__' (or '%probe') is a service like any other: another
+        process's initialize() leaves its forced-open state alone."""
+        operator = _breaker(redis_url, "probe")
+        try:
+            for name in ("__tnm_probe__", "%probe"):
+                operator.force_open(name, "maintenance")
+            newcomer = _breaker(redis_url, "probe")
+            for name in ("__tnm_probe__", "%probe"):
+                assert newcomer.state(name).state is CircuitState.FORCED_OPEN
+            newcomer.close()
+        finally:
+            operator.close()
+
+    def test_an_override_recorded_by_an_earlier_release_is_still_read(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A registry entry in the earlier format (marked disable) is still restored as a disable."""
+        app = _breaker(redis_url, "legacy")
+        try:
+            app.is_available("pg")
+            redis_server.client().hset(redis_backend(app).keys.forced, "pg", "\x1fdisabled\x1fops")
+            assert wait_for(lambda: "pg" in redis_backend(app).overrides.known, 2)
+            redis_server.client().delete(*redis_backend(app).keys.for_service("pg", cluster=True))
+            redis_server.client().delete(redis_backend(app).keys.epoch)  # a data loss, for this process
+            assert wait_for(lambda: app.state("pg").state is CircuitState.DISABLED, 5)
+        finally:
+            app.close()
+
+
+@pytest.mark.slow
+class TestThresholdBound:
+    def test_calls_reaching_a_down_service_stay_within_the_bound(
+        self, redis_url: str, tmp_path: Path
+    ) -> None:
+        """Six callers (three processes, two threads each) start on a down service at once: at
+        least max_failures and at most max_failures + callers - 1 calls reach it (each other
+        caller has at most one call admitted before it learns of the trip)."""
+        processes, threads, max_failures = 3, 2, 3
+        go = tmp_path / "go"
+        extra = (
+            "down",
+            json.dumps({"max_failures": max_failures, "open_seconds": 60}),
+            str(threads),
+            str(go),
+        )
+        with traffic(redis_url, "bound", 1.0, processes, worker="call_worker", extra=extra) as workers:
+            go.touch()
+            results = workers.results()
+        reached = sum(len(result["ran"]) for result in results)
+        assert max_failures <= reached <= max_failures + processes * threads - 1
+        for result in results:
+            assert result["foreign"] == []
+            assert result["rejected"]
+
+
+class TestEngine:
+    def test_the_server_is_the_engine_asked_for(self, redis_server: RedisServer) -> None:
+        """The session's server is the engine TNM_TEST_ENGINE names (so a Valkey pass runs on Valkey)."""
+        info = redis_server.client().info("server")
+        assert ("valkey_version" in info) is (ENGINE == "valkey")
