@@ -297,6 +297,45 @@ def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> 
     return trips.count / calls, busy / calls, int(calls / elapsed)
 
 
+def script_cost(url: str, failures: int, services: int = 50) -> None:
+    """Redis's own CPU per failure (``INFO commandstats``: the script's microseconds per call)
+    and the failure's time against a PING in the same run, under a count and a rate policy."""
+    client = redis.Redis.from_url(url)
+    policies = {
+        "count": ServicePolicy(window_seconds=3600, max_failures=10**6),
+        "rate": ServicePolicy(
+            window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
+        ),
+    }
+    print(f"Redis's CPU per failure ({failures} failures over {services} services, INFO commandstats)")
+    for name, policy in policies.items():
+        breaker = CircuitBreaker(
+            "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
+        )
+        breaker.initialize()
+        BREAKERS.append(breaker)
+        calls = [breaker.protect(f"svc-{i}")(boom) for i in range(services)]
+        for call in calls:  # each service read once (a process's first call of it)
+            timed(call, 1)
+        time.sleep(0.3)
+        client.config_resetstat()
+        start = time.perf_counter()
+        for i in range(failures):
+            timed(calls[i % services], 1)
+        elapsed = (time.perf_counter() - start) / failures
+        stats = client.info("commandstats")
+        scripts = {k: v for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")}
+        count = sum(v["calls"] for v in scripts.values())
+        usec = sum(v["usec"] for v in scripts.values())
+        ping = timed(client.ping, failures // 4)
+        print(
+            f"  {name} policy: {usec / max(count, 1):.1f} us inside Redis per script call, {count} calls;"
+            f" a failure takes {elapsed * 1e6:.0f} us = {elapsed / ping:.2f} PINGs ({ping * 1e6:.0f} us)"
+        )
+        breaker.close()
+    print()
+
+
 def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
     reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
     print(f"{kind} {path} path ({n} calls)")
@@ -307,15 +346,36 @@ def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], p
     print()
 
 
+def print_setup(url: str) -> None:
+    """The versions measured (redis-py's parser: hiredis if installed) and the machine's load."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} not installed"
+
+    server = redis.Redis.from_url(url).info("server")["redis_version"]
+    names = ["tnm-circuit-core", "redis", "hiredis", "pybreaker", "purgatory"]
+    print(f"redis-server {server}; " + ", ".join(installed(name) for name in names))
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--script-only", action="store_true", help="only the script's cost per failure")
     args = parser.parse_args()
     n = 300 if args.quick else 2000
     server = RedisServer()
     server.start()
     try:
         url = server.url
+        print_setup(url)
+        script_cost(url, 2000)
+        if args.script_only:
+            return
         ping_client = redis.Redis.from_url(url)
         ping = measure(server, ping_client.ping, n, False)
         print(f"redis-py PING: {ping[0] * 1e6:.1f} us per call, {ping[1]:.2f} round trips per call\n")

@@ -112,9 +112,16 @@ local function keep_type(key, want)
 end
 if not keep_type(state_key, 'hash') then state_lost = true end
 keep_type(failures_key, 'zset')
-keep_type(permits_key, 'zset')
 if calls_key then keep_type(calls_key, 'hash') end
-if calls_key then keep_type(calls_key, 'hash') end
+-- Cost: trial permits exist only while half-open, so the permits key is type-checked and
+-- read only when an operation touches it (see permits_key_checked below).
+local permits_checked = false
+local function check_permits()
+  if not permits_checked then
+    permits_checked = true
+    keep_type(permits_key, 'zset')
+  end
+end
 
 local STATES = {closed = true, open = true, half_open = true, forced_open = true, disabled = true}
 local function is_int_or_nil(v)
@@ -124,8 +131,8 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   local n = tonumber(v)
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
-local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v',
-  'ob', 'of')
+local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc'}
+local h = redis.call('HMGET', state_key, unpack(FIELDS))
 if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_nil(h[3])
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
@@ -176,13 +183,22 @@ local function set_state(s)
   end
 end
 
+-- Cost: the failures in the window are counted once per run unless the failures key changes
+-- (every write to it sets counted_failures = nil).
+local counted_failures = nil
 local function in_window()
-  return redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+  if counted_failures == nil then
+    counted_failures = redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+  end
+  return counted_failures
 end
 
--- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets.
+-- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets, read once
+-- per run unless the buckets change (count_call and clear_window set window_read = nil).
+local window_read = nil
 local function window_counts()
   if not counts_calls then return 0, 0, 0 end
+  if window_read ~= nil then return window_read[1], window_read[2], window_read[3] end
   local current = math.floor(now / bucket_ms)
   local fields = {}
   for b = current - buckets + 1, current do
@@ -197,10 +213,12 @@ local function window_counts()
     f = f + (tonumber(v[i + 1]) or 0)
     sl = sl + (tonumber(v[i + 2]) or 0)
   end
+  window_read = {c, f, sl}
   return c, f, sl
 end
 
 local function count_call(failed, slow)
+  window_read = nil
   local current = math.floor(now / bucket_ms)
   redis.call('HINCRBY', calls_key, current .. ':c', 1 + carried)
   carried = 0
@@ -235,6 +253,7 @@ local function freeze_figures()
 end
 
 local function clear_window()
+  window_read = nil
   if calls_key then redis.call('DEL', calls_key) end
 end
 
@@ -248,6 +267,7 @@ local function open_circuit(trigger)
   open_until = now + duration
   successes = 0
   redis.call('DEL', permits_key)
+  permits_checked = true  -- gone: nothing left to check
   clear_window()
   set_state('open')
 end
@@ -258,12 +278,16 @@ local function close_circuit()
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
+  counted_failures, permits_checked = 0, true
   clear_window()
   set_state('closed')
 end
 
 local function release()
-  if token > 0 then redis.call('ZREM', permits_key, token) end
+  if token > 0 then
+    check_permits()
+    redis.call('ZREM', permits_key, token)
+  end
 end
 
 -- What the passing of time decides: open -> half-open, stale permits expire.
@@ -272,11 +296,18 @@ if state == 'open' and now >= open_until then
   set_state('half_open')
 end
 if state == 'half_open' then
+  check_permits()
   redis.call('ZREMRANGEBYSCORE', permits_key, '-inf', now)
 end
 -- Others mirror how many trial permits are taken (rejecting without a round trip
--- while they are all in use): publish when that count changes.
-local permits_before = redis.call('ZCARD', permits_key)
+-- while they are all in use): publish when that count changes. Permits are taken only
+-- while half-open and dropped with every other state, so no other state reads them.
+local function permits_held()
+  if state ~= 'half_open' and token == 0 then return 0 end
+  check_permits()
+  return redis.call('ZCARD', permits_key)
+end
+local permits_before = permits_held()
 
 if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disable' then
   -- Disabled: every call passes and nothing is recorded.
@@ -285,7 +316,7 @@ if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disab
 elseif op == 'acquire' then
   if state == 'closed' then
     result = 0
-  elseif state == 'half_open' and redis.call('ZCARD', permits_key) < half_open_max then
+  elseif state == 'half_open' and permits_before < half_open_max then
     result = redis.call('HINCRBY', state_key, 'nt', 1)
     redis.call('ZADD', permits_key, now + trial_timeout_ms, result)
   else
@@ -299,6 +330,7 @@ elseif op == 'failure' then
       local seq = redis.call('HINCRBY', state_key, 'fc', 1)
       redis.call('ZADD', failures_key, now, seq)
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
+      counted_failures = nil
       if in_window() >= max_failures then open_circuit('failures') end
     end
     if counts_calls and state == 'closed' then
@@ -316,6 +348,7 @@ elseif op == 'slow' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    counted_failures = 0
     if counts_calls then
       count_call(false, true)
       local trigger = rate_trip_due()
@@ -329,6 +362,7 @@ elseif op == 'success' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    counted_failures = 0
     -- A trial that ends after its circuit closed is a call of the new window (as in
     -- state.py), and so is a caller's first success (ARGV[24] = 1: it had not read the
     -- circuit, so it could not count it); other successes are counted by their process.
@@ -356,6 +390,7 @@ elseif op == 'force_open' then
   opened_by = 'operator'
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)
+  permits_checked = true
   clear_window()
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
@@ -366,6 +401,7 @@ elseif op == 'disable' then
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
+  counted_failures, permits_checked = 0, true
   clear_window()
   set_state('disabled')
 elseif op == 'reset' then
@@ -374,8 +410,12 @@ end
 
 local failures = 0
 if state == 'closed' or op == 'read' or op == 'touch' then failures = in_window() end
-local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
-local permits = redis.call('ZCARD', permits_key)
+local first, permits = {}, 0
+if state == 'half_open' then  -- (no other state holds a permit: see permits_held)
+  check_permits()
+  first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
+  permits = redis.call('ZCARD', permits_key)
+end
 if not ((op == 'read' or op == 'touch') and repaired == 0) then version = version + 1 end
 local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
@@ -398,9 +438,18 @@ if (op == 'read' or op == 'touch') and repaired == 0 then
   return reply
 end
 
-redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
-  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms, 'v', version,
-  'ob', opened_by, 'of', opened_figures)
+-- Cost: only the fields whose value changes are written (a failure while closed: its reason,
+-- time and the version). The values compare as Redis stores them (tostring).
+local values = {state, open_until, reopenings, successes, last_reason, last_ms, max_failures, window_ms,
+  false, false, version, opened_by, opened_figures, ARGV[13]}
+local write = {}
+for i, value in ipairs(values) do
+  if value and tostring(value) ~= h[i] then
+    write[#write + 1] = FIELDS[i]
+    write[#write + 1] = value
+  end
+end
+if #write > 0 then redis.call('HSET', state_key, unpack(write)) end
 
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
@@ -413,7 +462,7 @@ else
   if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
   redis.call('PEXPIRE', state_key, keep)
   redis.call('PEXPIRE', failures_key, math.max(keep, window_ms))
-  redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
+  if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms)) end
   if counts_calls then redis.call('PEXPIRE', calls_key, math.max(keep, window_ms)) end
 end
 
