@@ -142,7 +142,7 @@ class RedisBackend:
     def _threads(self) -> tuple[Listener, Refresher]:
         refresher = Refresher(self.store, self.overrides, self._handle)
         self.store.resync_soon = refresher.resync_soon
-        return Listener(self.store, refresher.resync_soon), refresher
+        return Listener(self.store, refresher.resync_soon, refresher.resubscribed), refresher
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.describe()!r}, namespace={self.namespace!r})"
