@@ -336,6 +336,51 @@ def script_cost(url: str, failures: int, services: int = 50) -> None:
     print()
 
 
+def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int = 300) -> None:
+    """This script against ``other_script`` (another version of circuit.lua), run on the same
+    server with the same arguments in interleaved rounds: the median of each one's
+    microseconds inside Redis per failure (50 services, count and rate policy)."""
+    import statistics
+
+    from tnm.circuit.backends.redis._script import SCRIPT
+
+    client = redis.Redis.from_url(url)
+    scripts = {"this script": SCRIPT, "other script": Path(other_script).read_text(encoding="utf-8")}
+    shas = {name: client.script_load(text) for name, text in scripts.items()}
+    print(f"the script per failure, against {other_script} (median of {rounds} interleaved rounds)")
+    for policy_name, policy in (
+        ("count", ServicePolicy(window_seconds=3600, max_failures=10**6)),
+        (
+            "rate",
+            ServicePolicy(
+                window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
+            ),
+        ),
+    ):
+        samples: dict[str, list[float]] = {name: [] for name in scripts}
+        calls = {}
+        for name in scripts:
+            breaker = CircuitBreaker(
+                "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
+            )
+            circuits = [
+                breaker.backend.circuit(f"svc-{i}", policy, breaker.clock, breaker._listeners)
+                for i in range(50)
+            ]
+            calls[name] = [(c.keys, c.script_args("failure", reason="Boom: down")) for c in circuits]
+        for r in range(rounds):
+            for name in list(scripts) if r % 2 == 0 else list(reversed(scripts)):
+                client.config_resetstat()
+                for i in range(per_round):
+                    keys, args = calls[name][i % 50]
+                    client.evalsha(shas[name], len(keys), *keys, *args)
+                stats = client.info("commandstats")["cmdstat_evalsha"]
+                samples[name].append(stats["usec"] / stats["calls"])
+        line = ", ".join(f"{name} {statistics.median(v):.1f} us" for name, v in samples.items())
+        print(f"  {policy_name} policy: {line}")
+    print()
+
+
 def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
     reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
     print(f"{kind} {path} path ({n} calls)")
@@ -366,6 +411,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--script-only", action="store_true", help="only the script's cost per failure")
+    parser.add_argument("--script-versus", metavar="LUA", help="compare the script with another version")
     args = parser.parse_args()
     n = 300 if args.quick else 2000
     server = RedisServer()
@@ -373,8 +419,10 @@ def main() -> None:
     try:
         url = server.url
         print_setup(url)
+        if args.script_versus:
+            script_versus(url, args.script_versus)
         script_cost(url, 2000)
-        if args.script_only:
+        if args.script_only or args.script_versus:
             return
         ping_client = redis.Redis.from_url(url)
         ping = measure(server, ping_client.ping, n, False)

@@ -110,9 +110,19 @@ local function keep_type(key, want)
   end
   return true
 end
-if not keep_type(state_key, 'hash') then state_lost = true end
-keep_type(failures_key, 'zset')
-if calls_key then keep_type(calls_key, 'hash') end
+-- Cost: the state, failures and calls keys are not type-checked up front (a TYPE each per
+-- run): the first command that fails on a key of the wrong type finds it, and on_key
+-- deletes it (repaired) and runs the command again.
+local function on_key(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    if not string.find(reply.err, 'WRONGTYPE', 1, true) then error(reply) end
+    redis.call('DEL', key)
+    repaired = 1
+    reply = redis.call(command, key, ...)
+  end
+  return reply
+end
 -- Cost: trial permits exist only while half-open, so the permits key is type-checked and
 -- read only when an operation touches it (see permits_key_checked below).
 local permits_checked = false
@@ -132,7 +142,11 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
 local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc'}
-local h = redis.call('HMGET', state_key, unpack(FIELDS))
+local h = redis.pcall('HMGET', state_key, unpack(FIELDS))
+if h.err then
+  if not string.find(h.err, 'WRONGTYPE', 1, true) then error(h) end
+  h = {'wrong type'}  -- not a state: deleted below, and the caller's last good state taken
+end
 if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_nil(h[3])
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
@@ -173,6 +187,7 @@ local changed = false
 -- Other processes mirror "closed with failures recorded" (their dirty flag): publish
 -- when it flips, not on every failure.
 local had_failures = redis.call('EXISTS', failures_key) == 1
+local failures_exist = nil  -- known again once this run adds or deletes failures
 local result = 0
 
 local function set_state(s)
@@ -188,7 +203,7 @@ end
 local counted_failures = nil
 local function in_window()
   if counted_failures == nil then
-    counted_failures = redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+    counted_failures = on_key('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
   end
   return counted_failures
 end
@@ -206,7 +221,7 @@ local function window_counts()
     fields[#fields + 1] = b .. ':f'
     fields[#fields + 1] = b .. ':s'
   end
-  local v = redis.call('HMGET', calls_key, unpack(fields))
+  local v = on_key('HMGET', calls_key, unpack(fields))
   local c, f, sl = 0, 0, 0
   for i = 1, #v, 3 do
     c = c + (tonumber(v[i]) or 0)
@@ -220,7 +235,7 @@ end
 local function count_call(failed, slow)
   window_read = nil
   local current = math.floor(now / bucket_ms)
-  redis.call('HINCRBY', calls_key, current .. ':c', 1 + carried)
+  on_key('HINCRBY', calls_key, current .. ':c', 1 + carried)
   carried = 0
   if failed then redis.call('HINCRBY', calls_key, current .. ':f', 1) end
   if slow then redis.call('HINCRBY', calls_key, current .. ':s', 1) end
@@ -278,7 +293,7 @@ local function close_circuit()
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
-  counted_failures, permits_checked = 0, true
+  counted_failures, permits_checked, failures_exist = 0, true, false
   clear_window()
   set_state('closed')
 end
@@ -327,10 +342,10 @@ elseif op == 'failure' then
   last_reason, last_ms = ARGV[15], now
   if state == 'closed' then
     if max_failures > 0 then
-      local seq = redis.call('HINCRBY', state_key, 'fc', 1)
-      redis.call('ZADD', failures_key, now, seq)
+      -- (a member unique to this write: its time and the version it stores)
+      on_key('ZADD', failures_key, now, now .. ':' .. (version + 1))
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
-      counted_failures = nil
+      counted_failures, failures_exist = nil, true
       if in_window() >= max_failures then open_circuit('failures') end
     end
     if counts_calls and state == 'closed' then
@@ -348,7 +363,7 @@ elseif op == 'slow' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
-    counted_failures = 0
+    counted_failures, failures_exist = 0, false
     if counts_calls then
       count_call(false, true)
       local trigger = rate_trip_due()
@@ -362,7 +377,7 @@ elseif op == 'success' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
-    counted_failures = 0
+    counted_failures, failures_exist = 0, false
     -- A trial that ends after its circuit closed is a call of the new window (as in
     -- state.py), and so is a caller's first success (ARGV[24] = 1: it had not read the
     -- circuit, so it could not count it); other successes are counted by their process.
@@ -401,7 +416,7 @@ elseif op == 'disable' then
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
-  counted_failures, permits_checked = 0, true
+  counted_failures, permits_checked, failures_exist = 0, true, false
   clear_window()
   set_state('disabled')
 elseif op == 'reset' then
@@ -466,8 +481,12 @@ else
   if counts_calls then redis.call('PEXPIRE', calls_key, math.max(keep, window_ms)) end
 end
 
+local function failures_left()
+  if failures_exist == nil then return redis.call('EXISTS', failures_key) == 1 end
+  return failures_exist
+end
 if changed or repaired == 1 or permits ~= permits_before
-    or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
+    or had_failures ~= failures_left() then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
   if KEYS[5] and type(redis.pcall('INCR', KEYS[5])) == 'table' then
