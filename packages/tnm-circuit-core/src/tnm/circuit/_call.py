@@ -280,6 +280,10 @@ def call_sync(
     ``protect`` run it; the timer runs only under a slow-call policy."""
     token = 0
     if circuit.state is not CLOSED:
+        if circuit.monotonic() < circuit.open_until and not (
+            rules.observe or fallback or listeners.callbacks
+        ):
+            raise circuit.open_error()  # open, its deadline ahead, nothing else to do: ``admit`` inlined
         token = admit(circuit, rules, listeners, fallback)
         if token < 0:
             if rules.observe:
@@ -325,6 +329,10 @@ async def call_async(
     ``protect``): ``func``'s result is awaited if awaitable; no I/O blocks the loop."""
     token = 0
     if circuit.state is not CLOSED:
+        if circuit.monotonic() < circuit.open_until and not (
+            rules.observe or fallback or listeners.callbacks
+        ):
+            raise circuit.open_error()  # as in call_sync
         token = await aadmit(circuit, rules, listeners, fallback)
         if token < 0:
             served = func(*args, **kwargs) if rules.observe else fallback(*args, **kwargs)  # type: ignore[misc]
