@@ -44,3 +44,31 @@ class TestStartUp:
         app.initialize()
         assert wait_for(lambda: app.state("svc").state.value == "open")
         assert wait_for(lambda: backend.store.circuits["svc"].state.value == "open")
+
+
+def commands_run(server: RedisServer) -> int:
+    """Commands the server ran, scripts' and clients' alike, EVALSHA/EVAL and INFO aside."""
+    stats = server.client().info("commandstats")
+    skip = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_info", "cmdstat_ping"}
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in skip)
+
+
+class TestScriptCost:
+    def test_a_failure_while_closed_runs_few_commands_inside_redis(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A failure on a closed circuit that already has failures runs at most 7 commands inside
+        Redis (the server's time, one read, the failure's add, trim and count, one write, and
+        whether failures existed): no TYPE, permit read or expiry push on every failure."""
+        app = make_redis_breaker(
+            use_clock=False, max_failures=10**6, backend_options={"refresh_interval": 60}
+        )
+        backend = redis_backend(app)
+        assert wait_for(backend.refresher.read_done.is_set)
+        app.record_failure("svc", "down")  # the first one makes the keys
+        before_scripts, before = script_calls(redis_server), commands_run(redis_server)
+        for _ in range(20):
+            app.record_failure("svc", "down")
+        assert script_calls(redis_server) - before_scripts == 20
+        # (a few more allowed for the background threads' own commands meanwhile)
+        assert commands_run(redis_server) - before <= 7 * 20 + 5

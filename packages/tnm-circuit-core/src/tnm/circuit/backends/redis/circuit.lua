@@ -141,7 +141,7 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   local n = tonumber(v)
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
-local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc'}
+local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc', 'xp'}
 local h = redis.pcall('HMGET', state_key, unpack(FIELDS))
 if h.err then
   if not string.find(h.err, 'WRONGTYPE', 1, true) then error(h) end
@@ -453,10 +453,31 @@ if (op == 'read' or op == 'touch') and repaired == 0 then
   return reply
 end
 
+-- Idle metadata lives meta_ttl; never less than what the state still needs.
+-- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
+-- Cost: the expiry is pushed only when it falls due. It is set a quarter further than
+-- needed and its deadline kept in the hash (xp), so most writes skip the PEXPIREs: keys
+-- live at least what they need and at most a quarter more after the last write.
+local held = state == 'forced_open' or state == 'disabled'
+local ttl, expires = 0, h[15]
+if not held then
+  local keep = ttl_ms
+  if state == 'open' then keep = math.max(keep, open_until - now + trial_timeout_ms) end
+  if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
+  ttl = math.max(keep, window_ms)
+  -- (a caller's own clock, a test's, is not the one keys expire by: then every write pushes)
+  if changed or repaired == 1 or ARGV[2] ~= '' or (tonumber(expires) or 0) < now + ttl then
+    ttl = ttl + math.floor(ttl / 4)
+    expires = now + ttl
+  else
+    ttl = 0  -- still far enough: nothing to push
+  end
+end
+
 -- Cost: only the fields whose value changes are written (a failure while closed: its reason,
 -- time and the version). The values compare as Redis stores them (tostring).
 local values = {state, open_until, reopenings, successes, last_reason, last_ms, max_failures, window_ms,
-  false, false, version, opened_by, opened_figures, ARGV[13]}
+  false, false, version, opened_by, opened_figures, ARGV[13], held and '' or expires}
 local write = {}
 for i, value in ipairs(values) do
   if value and tostring(value) ~= h[i] then
@@ -466,19 +487,17 @@ for i, value in ipairs(values) do
 end
 if #write > 0 then redis.call('HSET', state_key, unpack(write)) end
 
--- Idle metadata lives meta_ttl; never less than what the state still needs.
--- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
-if state == 'forced_open' or state == 'disabled' then
+if held then
   redis.call('PERSIST', state_key)
 else
-  local keep = ttl_ms
-  if state == 'open' then keep = math.max(keep, open_until - now + trial_timeout_ms) end
-  if state == 'closed' then keep = math.max(keep, window_ms) end
-  if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
-  redis.call('PEXPIRE', state_key, keep)
-  redis.call('PEXPIRE', failures_key, math.max(keep, window_ms))
-  if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms)) end
-  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(keep, window_ms)) end
+  if ttl > 0 then
+    redis.call('PEXPIRE', state_key, ttl)
+    redis.call('PEXPIRE', failures_key, ttl)
+  elseif failures_exist and not had_failures then
+    redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
+  end
+  if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
+  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(ttl_ms, window_ms)) end
 end
 
 local function failures_left()
