@@ -157,8 +157,8 @@ class TestFailure:
         protect, execute and a fixed failure_reason, within one rate bucket."""
         breaker = rate_breaker(clock, **policy)
         breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
-        lock = count_lock(breaker, "svc")
         call = breaker.protect("svc")(boom)
+        lock = count_lock(breaker, "svc")
         metered: list[object] = []
         for round_ in range(2):  # the second round with a state-change listener (metrics)
             for _ in range(20):

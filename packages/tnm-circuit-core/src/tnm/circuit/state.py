@@ -77,6 +77,14 @@ _NO_PERMITS: dict[int, float] = {}
 """Placeholders shared by circuits: no rate trigger (never touched), no trial yet (only
 ever cleared, which leaves them empty)."""
 
+
+def _fail_floor(policy: ServicePolicy) -> float:
+    rate = policy.failure_rate_threshold
+    if rate is None or policy.slow_call_rate_threshold is not None:
+        return 0.0
+    return rate * policy.minimum_calls
+
+
 NO_FAILURES: tuple[float, ...] = ()
 """A circuit's failure times before its first failure."""
 _first_failure = threading.Lock()
@@ -226,12 +234,7 @@ class CircuitModel:
         how many came before it in the bucket (see ``count_rate_failure``): both lock-free."""
         if self.counts_calls:  # else the shared placeholders above are never touched
             self._clear_window()
-        rate = policy.failure_rate_threshold
-        self.fail_floor = (
-            rate * policy.minimum_calls
-            if rate is not None and policy.slow_call_rate_threshold is None
-            else 0.0
-        )
+        self.fail_floor = _fail_floor(policy)
         """Fewer failed calls in the window than this cannot meet a rate trigger (a failure
         need not read the whole window below it)."""
         self.opened_by: str | None = None
@@ -709,6 +712,28 @@ class CircuitModel:
         if self.counts_calls:
             self._clear_window()
         self._enter(DISABLED, changes)
+
+    def set_policy(self, policy: ServicePolicy, now: float) -> None:
+        """Go on under ``policy``, keeping the state: failures counted so far stay (the newest
+        ``max_failures`` of them), so a lower threshold already met opens the circuit at its
+        next failure; an open circuit keeps its deadline unless the new open time is shorter
+        than what is left, then it is cut to it. A rate window whose buckets change width
+        starts empty."""
+        old = self.policy
+        self.policy = policy
+        if isinstance(self._failures, deque):  # (none yet: made at the first failure)
+            self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
+        self._max_failures = policy.max_failures or 0
+        self.fail_floor = _fail_floor(policy)
+        self.window = policy.window_seconds
+        if policy.counts_calls != old.counts_calls or policy.bucket_ms != old.bucket_ms:
+            self.counts_calls = policy.counts_calls
+            self.bucket_ms = policy.bucket_ms
+            self._clear_window()
+            self.bucket = -1
+            self.bucket_end = -math.inf
+        if self.state is OPEN:
+            self.open_until = min(self.open_until, now + policy.open_duration(self.reopenings))
 
     def hold_open(self, now: float, seconds: float) -> bool:
         """If open, stay open at least ``seconds`` from ``now`` (capped by ``max_open_seconds``,

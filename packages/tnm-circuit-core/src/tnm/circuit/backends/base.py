@@ -106,6 +106,10 @@ class CircuitHandle(Protocol):
     open_until: float
     """Monotonic time (``monotonic``'s clock) before which every call is rejected, as known
     in this process (0.0 when none): the call path rejects without calling ``acquire``."""
+    observe: bool
+    """The policy's ``mode`` is ``"observe"``: a call the circuit would reject runs anyway."""
+    slow_after: float | None
+    """The policy's ``slow_call_seconds``: calls are timed only when it is set."""
 
     @property
     def successes(self) -> Counter:
@@ -205,6 +209,10 @@ class CircuitHandle(Protocol):
         """Let every call through, recording nothing, until ``reset``; ``CircuitBackendError``
         if the store could not take it."""
         ...
+
+    # Optional: ``set_policy(policy)`` governs the live circuit by a new policy, keeping its
+    # state, and ``policy_watchers`` (a weak mapping of wrapper to a no-argument callable) is
+    # how ``protect``'s wrappers are told to read it; ``CircuitBreaker.set_policy`` uses both.
 
 
 class Backend(Protocol):

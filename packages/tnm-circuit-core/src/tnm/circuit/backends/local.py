@@ -9,6 +9,7 @@ no files and opens no sockets.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,12 @@ def _report_rejection(circuit: Any, listeners: ListenerList, fallback: bool, obs
         circuit._notify(kind, [])
 
 
+def _rebind_watchers(circuit: Any) -> None:
+    """Bind every live wrapper of ``circuit`` again to its policy (after ``set_policy``)."""
+    for bind in list(circuit.policy_watchers.values()):
+        bind()
+
+
 class LocalCircuit:
     """A service's circuit owned by this process."""
 
@@ -70,12 +77,15 @@ class LocalCircuit:
         "_model",
         "_monotonic",
         "_on_exception",
+        "_policy_watchers",
         "counts",
         "dirty",
         "monotonic",
+        "observe",
         "open_until",
         "policy",
         "service",
+        "slow_after",
         "state",
         "tally",
         "window",
@@ -96,12 +106,35 @@ class LocalCircuit:
         self._lock = threading.Lock()
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
+        self._on_exception: Callable[[int, BaseException], None] | None = None
+        self._policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] | None = None
+        self._bind_policy()
+
+    @property
+    def policy_watchers(self) -> weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]]:
+        """Wrappers made by ``protect`` and how to bind each again when the policy changes
+        (made with the first wrapper: a circuit only ``execute`` uses holds none)."""
+        watchers = self._policy_watchers
+        if watchers is None:
+            with self._lock:
+                watchers = self._policy_watchers
+                if watchers is None:
+                    watchers = self._policy_watchers = weakref.WeakKeyDictionary()
+        return watchers
+
+    def _bind_policy(self) -> None:
+        """Derive from ``policy`` what the call path reads as plain attributes."""
+        policy = self.policy
+        self.observe = policy.mode == "observe"
+        """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
+        self.slow_after = policy.slow_call_seconds
+        """Calls are timed only when this is set (a slow-call policy)."""
         self._count_fast = bool(policy.max_failures) or policy.counts_calls
         """A closed failure is counted without the lock (count trigger, rate trigger, or both)."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
-        self._on_exception: Callable[[int, BaseException], None] | None = None
+        self._on_exception = None  # made again, for this policy, at its next use
 
     @property
     def successes(self) -> AtomicCounter:
@@ -128,6 +161,16 @@ class LocalCircuit:
 
     def _count_failure(self) -> None:
         self.counts.failure.increment()
+
+    def set_policy(self, policy: ServicePolicy) -> None:
+        """Govern this circuit by ``policy`` from now on, keeping its state (see
+        ``CircuitModel.set_policy``); wrappers made earlier see it at their next call."""
+        with self._lock:
+            self._model.set_policy(policy, self._monotonic())
+            self.policy = policy
+            self._bind_policy()
+            self._publish()
+        _rebind_watchers(self)
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"

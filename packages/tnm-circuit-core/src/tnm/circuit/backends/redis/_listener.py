@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError
 
 from ._clients import STORAGE_ERRORS
+from ._policy_registry import policy_notice
 from ._script import BadReply, Probe, Reply, eval_many, parse_message
 from ._worker import Worker
 
@@ -42,12 +43,15 @@ class Listener(Worker):
         self,
         store: Store,
         on_subscribed: Callable[[], None],
+        on_policy: Callable[[], None] | None = None,
         on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
         self._on_subscribed = on_subscribed
         """Every mirror must be read again (notices were lost unread)."""
+        self._on_policy = on_policy
+        """Called for a notice that a fleet policy override changed (the registry is read then)."""
         self._on_resubscribed = on_resubscribed or on_subscribed
         """A subscription started: notices since the last read may have been missed."""
         self.subscribed = threading.Event()
@@ -55,6 +59,9 @@ class Listener(Worker):
     def noticed(self, data: Any) -> str | None:
         """The service a notice names, if this process mirrors it (else ``None``)."""
         store = self._store
+        if self._on_policy is not None and policy_notice(data) is not None:
+            self._on_policy()
+            return None
         try:
             notice = parse_message(data)
         except Probe:
