@@ -5,9 +5,11 @@ Run by hand, never in CI:
     uv run --group bench python bench/bench_local.py            # full run
     uv run --group bench python bench/bench_local.py --quick    # fewer iterations
 
-Prints, for the success, failure and rejection paths (sync and async), each
-implementation's time per call, its overhead over a bare call measured in the same
-run, and that overhead as a ratio of circuitbreaker's; then 8-thread throughput of a
+Prints the versions measured and the load average, then, for the success, failure and
+rejection paths (sync and async), each implementation's time per call (the median of
+interleaved rounds: each round times every implementation once, so a noisy moment hits
+them alike), its overhead over a bare call measured in the same rounds, and that
+overhead as a ratio of circuitbreaker's; then 8-thread throughput of a
 protected 1 ms function relative to bare, and memory over a million rejected calls.
 """
 
@@ -16,6 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import platform
+import statistics
 import threading
 import time
 import timeit
@@ -146,7 +151,8 @@ ASYNC_IMPLS: list[tuple[str, Callable[..., Any] | None]] = [
 ]
 
 
-def per_call_sync(call: Callable[[], Any], n: int, repeat: int, raises: bool) -> float:
+def sync_loop(call: Callable[[], Any], raises: bool) -> Callable[[int], float]:
+    """Time ``n`` calls of ``call`` (an exception it raises is caught, as a caller would)."""
     if raises:
 
         def step() -> None:
@@ -158,11 +164,13 @@ def per_call_sync(call: Callable[[], Any], n: int, repeat: int, raises: bool) ->
         target = step
     else:
         target = call  # type: ignore[assignment]
-    return min(timeit.repeat(target, number=n, repeat=repeat)) / n
+    return lambda n: timeit.timeit(target, number=n)
 
 
-def per_call_async(call: Callable[[], Any], n: int, repeat: int, raises: bool) -> float:
-    async def loop() -> float:
+def async_loop(call: Callable[[], Any], raises: bool) -> Callable[[int], Any]:
+    """A coroutine function timing ``n`` awaited calls of ``call``."""
+
+    async def loop(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
             try:
@@ -172,7 +180,26 @@ def per_call_async(call: Callable[[], Any], n: int, repeat: int, raises: bool) -
                     raise
         return time.perf_counter() - start
 
-    return min(asyncio.run(loop()) for _ in range(repeat)) / n
+    return loop
+
+
+def interleaved(timers: list[Callable[[int], Any]], n: int, rounds: int, is_async: bool) -> list[float]:
+    """Each timer's median time per call over ``rounds`` rounds; each round runs every timer
+    once (in an order rotated per round), so that a noisy moment hits all of them alike."""
+    samples: list[list[float]] = [[] for _ in timers]
+
+    async def arounds() -> None:
+        for r in range(rounds):
+            for i in [(r + k) % len(timers) for k in range(len(timers))]:
+                samples[i].append(await timers[i](n) / n)
+
+    if is_async:
+        asyncio.run(arounds())
+    else:
+        for r in range(rounds):
+            for i in [(r + k) % len(timers) for k in range(len(timers))]:
+                samples[i].append(timers[i](n) / n)
+    return [statistics.median(s) for s in samples]
 
 
 def trip(call: Callable[[], Any], is_async: bool) -> None:
@@ -187,17 +214,17 @@ def trip(call: Callable[[], Any], is_async: bool) -> None:
 
 
 def run_paths(
-    impls: list[tuple[str, Callable[..., Any] | None]], is_async: bool, n: int, repeat: int
+    impls: list[tuple[str, Callable[..., Any] | None]], is_async: bool, n: int, rounds: int
 ) -> None:
     good, bad = (aok, aboom) if is_async else (ok, boom)
-    measure = per_call_async if is_async else per_call_sync
+    loop = async_loop if is_async else sync_loop
     kind = "async" if is_async else "sync"
     for path in ("success", "failure", "rejection"):
-        rows: list[tuple[str, float]] = []
+        names: list[str] = []
+        timers: list[Callable[[int], Any]] = []
         for name, make in impls:
             if make is None:
-                func = bad if path != "success" else good
-                call: Callable[[], Any] = func
+                call: Callable[[], Any] = bad if path != "success" else good
             elif path == "success":
                 call = make(good, NEVER)
             elif path == "failure":
@@ -205,10 +232,12 @@ def run_paths(
             else:
                 call = make(bad, 3)
                 trip(call, is_async)
-            rows.append((name, measure(call, n, repeat, path != "success")))
+            names.append(name)
+            timers.append(loop(call, path != "success"))
+        rows = list(zip(names, interleaved(timers, n, rounds, is_async), strict=True))
         bare = rows[0][1]
         reference = dict(rows).get("circuitbreaker", bare) - bare
-        print(f"\n{kind} {path} path ({n} calls, best of {repeat})")
+        print(f"\n{kind} {path} path ({n} calls per round, median of {rounds} interleaved rounds)")
         print(f"  {'implementation':<18}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
         for name, seconds in rows:
             overhead = seconds - bare
@@ -268,15 +297,34 @@ def rejected_memory(calls: int) -> None:
     print(f"  tnm protect: {before} B before, {after} B after ({after - before:+d} B)")
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # not available on this platform
+        return "unknown"
+
+
+def print_setup() -> None:
+    """What the figures depend on: the interpreter, the peers' versions and the machine's load."""
+    from importlib.metadata import version
+
+    peers = ["tnm-circuit-core", "circuitbreaker", "pybreaker", "aiobreaker", "purgatory"]
+    print(f"CPython {platform.python_version()} on {os.cpu_count()} CPU(s)")
+    print("versions: " + ", ".join(f"{name} {version(name)}" for name in peers))
+    print(f"load average at the start: {load_average()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, repeat = (50_000, 3) if args.quick else (300_000, 5)
-    run_paths(SYNC_IMPLS, False, n, repeat)
-    run_paths(ASYNC_IMPLS, True, n // 2, repeat)
+    n, rounds = (20_000, 5) if args.quick else (100_000, 9)
+    print_setup()
+    run_paths(SYNC_IMPLS, False, n, rounds)
+    run_paths(ASYNC_IMPLS, True, n // 2, rounds)
     threaded_throughput(50 if args.quick else 200)
     rejected_memory(100_000 if args.quick else 1_000_000)
+    print(f"\nload average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

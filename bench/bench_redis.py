@@ -297,6 +297,90 @@ def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> 
     return trips.count / calls, busy / calls, int(calls / elapsed)
 
 
+def script_cost(url: str, failures: int, services: int = 50) -> None:
+    """Redis's own CPU per failure (``INFO commandstats``: the script's microseconds per call)
+    and the failure's time against a PING in the same run, under a count and a rate policy."""
+    client = redis.Redis.from_url(url)
+    policies = {
+        "count": ServicePolicy(window_seconds=3600, max_failures=10**6),
+        "rate": ServicePolicy(
+            window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
+        ),
+    }
+    print(f"Redis's CPU per failure ({failures} failures over {services} services, INFO commandstats)")
+    for name, policy in policies.items():
+        breaker = CircuitBreaker(
+            "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
+        )
+        breaker.initialize()
+        BREAKERS.append(breaker)
+        calls = [breaker.protect(f"svc-{i}")(boom) for i in range(services)]
+        for call in calls:  # each service read once (a process's first call of it)
+            timed(call, 1)
+        time.sleep(0.3)
+        client.config_resetstat()
+        start = time.perf_counter()
+        for i in range(failures):
+            timed(calls[i % services], 1)
+        elapsed = (time.perf_counter() - start) / failures
+        stats = client.info("commandstats")
+        scripts = {k: v for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")}
+        count = sum(v["calls"] for v in scripts.values())
+        usec = sum(v["usec"] for v in scripts.values())
+        ping = timed(client.ping, failures // 4)
+        print(
+            f"  {name} policy: {usec / max(count, 1):.1f} us inside Redis per script call, {count} calls;"
+            f" a failure takes {elapsed * 1e6:.0f} us = {elapsed / ping:.2f} PINGs ({ping * 1e6:.0f} us)"
+        )
+        breaker.close()
+    print()
+
+
+def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int = 300) -> None:
+    """This script against ``other_script`` (another version of circuit.lua), run on the same
+    server with the same arguments in interleaved rounds: the median of each one's
+    microseconds inside Redis per failure (50 services, count and rate policy)."""
+    import statistics
+
+    from tnm.circuit.backends.redis._script import SCRIPT
+
+    client = redis.Redis.from_url(url)
+    scripts = {"this script": SCRIPT, "other script": Path(other_script).read_text(encoding="utf-8")}
+    shas = {name: client.script_load(text) for name, text in scripts.items()}
+    print(f"the script per failure, against {other_script} (median of {rounds} interleaved rounds)")
+    for policy_name, policy in (
+        ("count", ServicePolicy(window_seconds=3600, max_failures=10**6)),
+        (
+            "rate",
+            ServicePolicy(
+                window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
+            ),
+        ),
+    ):
+        samples: dict[str, list[float]] = {name: [] for name in scripts}
+        calls = {}
+        for name in scripts:
+            breaker = CircuitBreaker(
+                "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
+            )
+            circuits = [
+                breaker.backend.circuit(f"svc-{i}", policy, breaker.clock, breaker._listeners)
+                for i in range(50)
+            ]
+            calls[name] = [(c.keys, c.script_args("failure", reason="Boom: down")) for c in circuits]
+        for r in range(rounds):
+            for name in list(scripts) if r % 2 == 0 else list(reversed(scripts)):
+                client.config_resetstat()
+                for i in range(per_round):
+                    keys, args = calls[name][i % 50]
+                    client.evalsha(shas[name], len(keys), *keys, *args)
+                stats = client.info("commandstats")["cmdstat_evalsha"]
+                samples[name].append(stats["usec"] / stats["calls"])
+        line = ", ".join(f"{name} {statistics.median(v):.1f} us" for name, v in samples.items())
+        print(f"  {policy_name} policy: {line}")
+    print()
+
+
 def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
     reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
     print(f"{kind} {path} path ({n} calls)")
@@ -307,15 +391,39 @@ def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], p
     print()
 
 
+def print_setup(url: str) -> None:
+    """The versions measured (redis-py's parser: hiredis if installed) and the machine's load."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} not installed"
+
+    server = redis.Redis.from_url(url).info("server")["redis_version"]
+    names = ["tnm-circuit-core", "redis", "hiredis", "pybreaker", "purgatory"]
+    print(f"redis-server {server}; " + ", ".join(installed(name) for name in names))
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--script-only", action="store_true", help="only the script's cost per failure")
+    parser.add_argument("--script-versus", metavar="LUA", help="compare the script with another version")
     args = parser.parse_args()
     n = 300 if args.quick else 2000
     server = RedisServer()
     server.start()
     try:
         url = server.url
+        print_setup(url)
+        if args.script_versus:
+            script_versus(url, args.script_versus)
+        script_cost(url, 2000)
+        if args.script_only or args.script_versus:
+            return
         ping_client = redis.Redis.from_url(url)
         ping = measure(server, ping_client.ping, n, False)
         print(f"redis-py PING: {ping[0] * 1e6:.1f} us per call, {ping[1]:.2f} round trips per call\n")

@@ -52,3 +52,39 @@ class TestIdleCircuits:
             breaker.record_failure("svc", "down")
         with pytest.raises(CircuitOpenError):
             breaker.execute("svc", lambda: 1)
+
+
+def bytes_per_circuit(policy: ServicePolicy, count: int = 2000) -> float:
+    """Memory each circuit called once holds, everything the breaker keeps for it included."""
+    breaker = CircuitBreaker(default_policy=policy)
+    for n in range(50):  # whatever the first circuits load or compile once is not counted
+        breaker.execute(f"warm-up-{n}", lambda: 1)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for n in range(count):
+            breaker.execute(f"svc-{n:05d}", lambda: 1)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert len(breaker.circuits()) == count + 50
+    return grown / count
+
+
+class TestCircuitSize:
+    def test_an_idle_circuit_under_a_count_policy_takes_under_1_kib(self) -> None:
+        """A circuit called once under a count policy holds less than 1 KiB (no failure times,
+        counters or rate window until they are used)."""
+        size = bytes_per_circuit(ServicePolicy())
+        print(f"count policy: {size:.0f} B per idle circuit")
+        assert size < 1024
+
+    def test_an_idle_circuit_under_a_rate_policy_takes_under_2_kib(self) -> None:
+        """A circuit called once under a failure-rate policy holds less than 2 KiB (buckets
+        are allocated when first settled)."""
+        policy = ServicePolicy(max_failures=None, failure_rate_threshold=0.5)
+        size = bytes_per_circuit(policy)
+        print(f"rate policy: {size:.0f} B per idle circuit")
+        assert size < 2048

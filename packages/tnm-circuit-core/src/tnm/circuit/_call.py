@@ -43,7 +43,11 @@ def record_exception(
     try:
         verdict = FAILURE if rules.counts_all else rules.judge(exc)
         if verdict:
-            reason = rules.failure_reason or rules.reason_for(exc)
+            fixed_reason = rules.failure_reason
+            if verdict == FAILURE and not slow and fixed_reason is None:
+                circuit.on_exception(token, exc)  # the reason formatted only if read
+                return
+            reason = fixed_reason or rules.reason_for(exc)
             if verdict == TRIP:
                 circuit.on_failure(token, reason, slow, True)
             elif slow:
@@ -150,7 +154,7 @@ def admit(
     mode) or serve ``fallback``. Raises ``CircuitOpenError`` when neither applies."""
     if circuit.state is CLOSED:
         return 0
-    token = circuit.acquire()
+    token = -1 if circuit.monotonic() < circuit.open_until else circuit.acquire()
     if token < 0:
         _reject(circuit, rules, listeners, fallback)
     return token
@@ -162,7 +166,10 @@ async def aadmit(
     """``admit`` for async callers: a shared store's I/O never blocks the loop."""
     if circuit.state is CLOSED:
         return 0
-    token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
+    if circuit.monotonic() < circuit.open_until:  # open, its deadline ahead: no need to ask
+        token = -1
+    else:
+        token = circuit.acquire() if circuit.io_free else await circuit.aacquire()
     if token < 0:
         _reject(circuit, rules, listeners, fallback)
     return token
@@ -273,6 +280,10 @@ def call_sync(
     ``protect`` run it; the timer runs only under a slow-call policy."""
     token = 0
     if circuit.state is not CLOSED:
+        if circuit.monotonic() < circuit.open_until and not (
+            circuit.observe or fallback is not None or listeners.callbacks
+        ):
+            raise circuit.open_error()  # open, its deadline ahead, nothing else to do: ``admit`` inlined
         token = admit(circuit, rules, listeners, fallback)
         if token < 0:
             if circuit.observe:
@@ -318,6 +329,10 @@ async def call_async(
     ``protect``): ``func``'s result is awaited if awaitable; no I/O blocks the loop."""
     token = 0
     if circuit.state is not CLOSED:
+        if circuit.monotonic() < circuit.open_until and not (
+            circuit.observe or fallback is not None or listeners.callbacks
+        ):
+            raise circuit.open_error()  # as in call_sync
         token = await aadmit(circuit, rules, listeners, fallback)
         if token < 0:
             served = func(*args, **kwargs) if circuit.observe else fallback(*args, **kwargs)  # type: ignore[misc]
@@ -396,12 +411,16 @@ def sync_wrapper(
     observe = circuit.observe
     tally = circuit.tally
     window = circuit.window
+    quiet_raise = extra = False
 
     def bind() -> None:
-        nonlocal fast_state, fail, observe, tally, window
+        nonlocal fast_state, fail, observe, tally, window, quiet_raise, extra
         fast_state = None if circuit.slow_after is not None else closed
         fail = failure_recorder(circuit, rules.failure_reason)
         observe, tally, window = circuit.observe, circuit.tally, circuit.window
+        quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
+        # A healthy success still has work: a return-value policy to apply, a rate window to count in.
+        extra = has_retval_policy or window is not None or tally is not None
 
     bind()
 
@@ -410,8 +429,11 @@ def sync_wrapper(
         if circuit.state is not fast_state:
             if fast_state is None:
                 return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
-            token = circuit.acquire()
+            # Open with its deadline ahead (known in this process): no need to ask.
+            token = -1 if monotonic() < circuit.open_until else circuit.acquire()
             if token < 0:
+                if quiet_raise and not listeners.callbacks:
+                    raise circuit.open_error()
                 if observe:
                     if listeners.callbacks:
                         circuit.on_rejected(False, True)
@@ -441,11 +463,16 @@ def sync_wrapper(
             raise
         if hasattr(result, "__await__") and inspect.isawaitable(result):
             return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
-        if has_retval_policy:
-            check_retval(circuit, rules, token, result)
+        # Healthy (closed with nothing to reset, nobody listening) under a count policy with
+        # no return-value policy: both tests fail, and the call returns.
         if token or circuit.dirty or listeners.success_callbacks:
+            if has_retval_policy:
+                check_retval(circuit, rules, token, result)
             record_success(circuit, token)
-        else:  # closed (or disabled) with nothing to reset: count it (under its outcome), no event
+        elif listeners.callbacks or extra:
+            if has_retval_policy:
+                check_retval(circuit, rules, token, result)
+            # closed (or disabled) with nothing to reset: count it (under its outcome), no event
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:  # tally(), inlined: a rate policy on the local backend
@@ -483,12 +510,16 @@ def async_wrapper(
     observe = circuit.observe
     tally = circuit.tally
     window = circuit.window
+    quiet_raise = extra = False
 
     def bind() -> None:
-        nonlocal fast_state, fail, observe, tally, window
+        nonlocal fast_state, fail, observe, tally, window, quiet_raise, extra
         fast_state = None if circuit.slow_after is not None else closed
         fail = failure_recorder(circuit, rules.failure_reason)
         observe, tally, window = circuit.observe, circuit.tally, circuit.window
+        quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
+        # A healthy success still has work: a return-value policy to apply, a rate window to count in.
+        extra = has_retval_policy or window is not None or tally is not None
 
     bind()
 
@@ -497,8 +528,13 @@ def async_wrapper(
         if circuit.state is not fast_state:
             if fast_state is None:
                 return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)  # type: ignore[no-any-return]
-            token = circuit.acquire() if io_free else await circuit.aacquire()
+            if monotonic() < circuit.open_until:  # open, its deadline ahead: no need to ask
+                token = -1
+            else:
+                token = circuit.acquire() if io_free else await circuit.aacquire()
             if token < 0:
+                if quiet_raise and not listeners.callbacks:
+                    raise circuit.open_error()
                 if observe:
                     if listeners.callbacks:
                         circuit.on_rejected(False, True)
@@ -530,17 +566,22 @@ def async_wrapper(
             if token:
                 release(circuit, token)
             raise
-        if has_retval_policy:
-            if io_free:
-                check_retval(circuit, rules, token, result)
-            else:
-                await acheck_retval(circuit, rules, token, result)
-        if token or circuit.dirty or listeners.success_callbacks:
+        if token or circuit.dirty or listeners.success_callbacks:  # (healthy: see sync_wrapper)
+            if has_retval_policy:
+                if io_free:
+                    check_retval(circuit, rules, token, result)
+                else:
+                    await acheck_retval(circuit, rules, token, result)
             if io_free:
                 record_success(circuit, token)
             else:
                 await arecord_success(circuit, token)
-        else:
+        elif listeners.callbacks or extra:
+            if has_retval_policy:
+                if io_free:
+                    check_retval(circuit, rules, token, result)
+                else:
+                    await acheck_retval(circuit, rules, token, result)
             if listeners.callbacks:
                 count_success() if circuit.state is not DISABLED else count_disabled()
             if window is not None:

@@ -116,7 +116,10 @@ class CircuitOpenError(CircuitError):
     the rate window when there is no count trigger.
 
     Every field lives in ``args`` (so the error pickles as is, for Celery's result
-    backend) and the message is built only when read: rejecting stays cheap.
+    backend), and the message is built only when read. A backend may hand the fields
+    over deferred (see ``_deferred_open_error``): they are then worked out the first time
+    anything reads them, from what the circuit held at the rejection, so that a rejection
+    nobody inspects costs little more than raising.
     Arguments are positional: ``CircuitOpenError(service, retry_after, last_failure,
     state, failures, max_failures, window_seconds, opened_by, calls, failure_rate,
     slow_call_rate)``; all but ``service`` are optional.
@@ -139,6 +142,22 @@ class CircuitOpenError(CircuitError):
             slow_call_rate: float | None = None,
             /,
         ) -> None: ...
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        args: tuple[Any, ...] = _base_args.__get__(self)
+        if len(args) == 4 and args[1] is _DEFERRED:  # (service, _DEFERRED, fill, capture)
+            args = args[2](args[0], args[3])
+            _base_args.__set__(self, args)
+        return args
+
+    @args.setter
+    def args(self, value: tuple[Any, ...]) -> None:
+        _base_args.__set__(self, tuple(value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = getattr(self, "__dict__", None)
+        return (type(self), self.args, state) if state else (type(self), self.args)
 
     def _arg(self, index: int, default: Any) -> Any:
         args = self.args
@@ -214,6 +233,15 @@ class CircuitOpenError(CircuitError):
         else:
             parts.append(f"retry after {self.retry_after:.3f}s")
         return "; ".join(parts)
+
+
+_base_args: Any = BaseException.__dict__["args"]  # the C slot behind ``args`` (CircuitOpenError defers it)
+_DEFERRED = object()
+
+_deferred_open_error: Callable[..., CircuitOpenError] = CircuitOpenError
+"""``_deferred_open_error(service, _DEFERRED, fill, capture)``: a ``CircuitOpenError`` whose
+fields are ``fill(service, capture)``, called the first time they are read (``capture`` is
+what the circuit held at the rejection: plain references, no work). Private to backends."""
 
 
 class ReturnValuePolicyError(CircuitError):

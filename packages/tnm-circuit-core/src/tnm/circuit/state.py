@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,26 @@ trigger, the failure-rate or slow-call-rate trigger, a failed half-open trial, a
 
 Figures = tuple[int, "int | None", "float | None", "float | None"]
 """(failures, calls, failure_rate, slow_call_rate) as a snapshot reports them."""
+
+_NO_BUCKETS: dict[int, list[int]] = {}
+_NO_TOTALS = [0, 0, 0]
+_NO_COUNT = itertools.count()
+_NO_NEXT = _NO_COUNT.__next__
+_NO_PERMITS: dict[int, float] = {}
+"""Placeholders shared by circuits: no rate trigger (never touched), no trial yet (only
+ever cleared, which leaves them empty)."""
+
+
+def _fail_floor(policy: ServicePolicy) -> float:
+    rate = policy.failure_rate_threshold
+    if rate is None or policy.slow_call_rate_threshold is not None:
+        return 0.0
+    return rate * policy.minimum_calls
+
+
+NO_FAILURES: tuple[float, ...] = ()
+"""A circuit's failure times before its first failure."""
+_first_failure = threading.Lock()
 
 # Results of CircuitModel.admit (a positive value is a trial permit token).
 PASS = 0
@@ -144,6 +165,7 @@ class CircuitModel:
 
     __slots__ = (
         "_buckets",
+        "_fail",
         "_failures",
         "_max_failures",
         "_next_token",
@@ -158,6 +180,8 @@ class CircuitModel:
         "bucket_ms",
         "counts_calls",
         "dirty",
+        "fail",
+        "fail_floor",
         "last_failure",
         "ok",
         "open_until",
@@ -184,13 +208,15 @@ class CircuitModel:
         self.last_failure: tuple[str | BaseException, float] | None = None
         """(reason, monotonic time): turned into wall-clock ``ts`` only when read. The reason
         may be the exception itself, formatted only when read (the failure path stays cheap)."""
-        self._pinned_ts: tuple[tuple[str | BaseException, float], float] | None = None
-        """``last_failure`` and its wall-clock ``ts``, worked out once (at the first read)."""
+        self._pinned_ts: tuple[float, float] | None = None
+        """``last_failure``'s monotonic time and its wall-clock ``ts``, worked out once (at the
+        first read)."""
         self.reopenings = 0
-        self._failures: deque[float] = deque(maxlen=policy.max_failures or 1)
+        self._failures: deque[float] | tuple[float, ...] = NO_FAILURES
+        """The newest failure times (a deque made at the first failure: an idle circuit has none)."""
         self._max_failures = policy.max_failures or 0  # copies read on every failure
         self.window = policy.window_seconds
-        self._permits: dict[int, float] = {}
+        self._permits: dict[int, float] = _NO_PERMITS
         self._trial_successes = 0
         self._next_token = 0
         self.counts_calls = policy.counts_calls
@@ -201,12 +227,20 @@ class CircuitModel:
         self.bucket_end = -math.inf
         """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
         after it rolls the window first, and a success before it belongs to ``bucket``."""
-        self._buckets: dict[int, list[int]] = {}
-        """bucket -> [calls, failures, slow calls], fast successes of ``bucket`` aside."""
-        self._totals = [0, 0, 0]
+        self._buckets: dict[int, list[int]] = _NO_BUCKETS
+        """bucket -> [calls, failures, slow calls], fast successes and failures of ``bucket``
+        aside (an empty dict until a bucket is settled: no table while idle)."""
+        self._totals = _NO_TOTALS
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self._ok = itertools.count()
-        self.ok = self._ok.__next__
+        self._ok = self._fail = _NO_COUNT
+        self.ok = self.fail = _NO_NEXT
+        """``ok`` counts a fast success of ``bucket``; ``fail`` a failure (not slow), returning
+        how many came before it in the bucket (see ``count_rate_failure``): both lock-free."""
+        if self.counts_calls:  # else the shared placeholders above are never touched
+            self._clear_window()
+        self.fail_floor = _fail_floor(policy)
+        """Fewer failed calls in the window than this cannot meet a rate trigger (a failure
+        need not read the whole window below it)."""
         self.opened_by: str | None = None
         """Why the circuit is open or half-open (one of ``OPENED_BY``); ``None`` otherwise."""
         self._opened_figures: Figures | None = None
@@ -224,13 +258,18 @@ class CircuitModel:
         bucket = self.bucket_of(now)
         if bucket == self.bucket:
             return
-        ok = counted(self._ok)
+        ok, failed = counted(self._ok), counted(self._fail)
         totals = self._totals
-        if ok:
-            self._entry(self.bucket)[0] += ok
-            totals[0] += ok
+        if ok or failed:
+            entry = self._entry(self.bucket)
+            entry[0] += ok + failed
+            entry[1] += failed
+            totals[0] += ok + failed
+            totals[1] += failed
         self._ok = itertools.count()
         self.ok = self._ok.__next__
+        self._fail = itertools.count()
+        self.fail = self._fail.__next__
         self.bucket = bucket
         # Seconds, so that a success compares without converting; half a millisecond and a few
         # float steps early, so that no time before it can fall in the next bucket by rounding.
@@ -262,25 +301,68 @@ class CircuitModel:
         totals[0] += 1
         totals[1] += failed
         totals[2] += slow
-        return rate_trip_due(self.policy, totals[0] + counted(self._ok), totals[1], totals[2])
+        return rate_trip_due(self.policy, *self._live_counts())
+
+    def _live_counts(self) -> tuple[int, int, int]:
+        """(calls, failures, slow calls) in the window as it stands (no roll): the settled
+        totals and the current bucket's lock-free counts."""
+        calls, failures, slow = self._totals
+        failed = counted(self._fail)
+        return calls + counted(self._ok) + failed, failures + failed, slow
 
     def window_counts(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window ending at ``now``."""
         self.roll(now)
-        calls, failures, slow = self._totals
-        return calls + counted(self._ok), failures, slow
+        return self._live_counts()
+
+    def count_rate_failure(self, now: float, reason: str | BaseException) -> bool:
+        """The lock-free part of a failure (not slow) while closed under a rate trigger, once
+        ``now`` is inside the current bucket (``now < bucket_end``, else roll first); True
+        if a rate trigger may now be due (then ``trip_rate_if_due`` under the lock).
+
+        ``fail()`` is one atomic C call, so concurrent failures are all counted; each
+        failure reads the counts after its own, so the one that makes a rate due sees it.
+        Like ``ok``, a failure racing the lock-held ``roll`` of its bucket is the one
+        outcome that can be lost (a bucket boundary and a thread switch between two
+        bytecodes at once).
+        """
+        failed = self._totals[1] + self.fail() + 1
+        self.last_failure = (reason, now)
+        return failed >= self.fail_floor and rate_trip_due(self.policy, *self._live_counts()) is not None
+
+    def trip_rate_if_due(self, now: float, changes: list[Transition]) -> None:
+        """Open if closed and a rate trigger is due at ``now`` (owner holds the lock)."""
+        if self.state is CLOSED:
+            trigger = rate_trip_due(self.policy, *self.window_counts(now))
+            if trigger is not None:
+                self._open(now, changes, trigger)
 
     def _clear_window(self) -> None:
-        self._buckets.clear()
+        self._buckets = {}
         self._totals = [0, 0, 0]
         self._ok = itertools.count()
         self.ok = self._ok.__next__
+        self._fail = itertools.count()
+        self.fail = self._fail.__next__
 
     # -- reads ---------------------------------------------------------------
 
     def failures_in_window(self, now: float) -> int:
         start = now - self.policy.window_seconds
         return sum(1 for t in self._failures if t > start)
+
+    def failure_times(self) -> deque[float]:
+        """``_failures`` as a deque, made at the first failure (once, also when failures
+        race: they count without the owner's lock)."""
+        with _first_failure:
+            failures = self._failures
+            if not isinstance(failures, deque):
+                failures = self._failures = deque(maxlen=self._max_failures or 1)
+            return failures
+
+    def _forget_failures(self) -> None:
+        if self._failures:
+            self._failures.clear()  # type: ignore[union-attr]
 
     def retry_after(self, now: float) -> float | None:
         if self.state is FORCED_OPEN:
@@ -305,21 +387,30 @@ class CircuitModel:
 
     def last_failure_at(self, now: float, wall: float | Callable[[], float]) -> dict[str, Any] | None:
         """``{"reason", "ts"}`` of the newest failure, ``ts`` in epoch seconds (``wall`` is now,
-        or the wall clock, read only the first time a failure is read).
+        or the wall clock, read only the first time a failure is read)."""
+        return self.failure_record(self.last_failure, now, wall)
+
+    def failure_record(
+        self, last: tuple[str | BaseException, float] | None, now: float, wall: float | Callable[[], float]
+    ) -> dict[str, Any] | None:
+        """``last_failure_at`` for ``last``, a ``last_failure`` this model held (a rejection
+        keeps the one it saw and reads it only if someone asks).
 
         ``ts`` is worked out from the two clocks once per failure and kept: every read of
         one failure gives the same ``ts`` (the failure path itself reads no wall clock).
         """
-        last = self.last_failure
         if last is None:
             return None
+        reason, at = last
+        if not isinstance(reason, str):
+            reason = exception_reason(reason)
+            if self.last_failure is last:  # formatted once; the exception is let go
+                self.last_failure = (reason, at)
         pinned = self._pinned_ts
-        if pinned is None or pinned[0] is not last:
-            if not isinstance(last[0], str):
-                last = self.last_failure = (exception_reason(last[0]), last[1])
+        if pinned is None or pinned[0] != at:
             wall_now = wall() if callable(wall) else wall
-            pinned = self._pinned_ts = (last, wall_now - (now - last[1]))
-        return {"reason": last[0], "ts": pinned[1]}
+            pinned = self._pinned_ts = (at, wall_now - (now - at))
+        return {"reason": reason, "ts": pinned[1]}
 
     def figures(self, now: float) -> Figures:
         """(failures, calls, failure_rate, slow_call_rate) now: the frozen ones while open or
@@ -384,7 +475,7 @@ class CircuitModel:
         self._opened_figures = None
         self.open_until = 0.0
         self.dirty = False
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
@@ -409,6 +500,8 @@ class CircuitModel:
             return PASS
         if state is HALF_OPEN and len(self._permits) < self.policy.half_open_max_calls:
             self._next_token += 1
+            if self._permits is _NO_PERMITS:
+                self._permits = {}
             self._permits[self._next_token] = now + self.policy.trial_timeout_seconds
             return self._next_token
         return REJECT
@@ -463,7 +556,9 @@ class CircuitModel:
         ``trip_if_due`` under the lock, which re-checks and opens at most once.
         """
         failures = self._failures
-        failures.append(now)
+        if failures is NO_FAILURES:
+            failures = self.failure_times()
+        failures.append(now)  # type: ignore[union-attr]
         self.last_failure = (reason, now)
         if len(failures) == self._max_failures and failures[0] > now - self.window:
             return True
@@ -478,18 +573,26 @@ class CircuitModel:
         other: Callable[[int, BaseException], None],
         trip: Callable[[float, BaseException], None],
         count_failure: Callable[[], object],
+        roll: Callable[[], None] = lambda: None,
+        trip_rate: Callable[[BaseException], None] = lambda exc: None,
     ) -> Callable[[int, BaseException], None]:
-        """``count_closed_failure`` as one closure for the call path (one Python call per
-        failure instead of three): a failure while ``handle`` shows closed, with no trial
-        permit, no listener that wants per-call events and no rate trigger, keeps the
-        exception as the reason (formatted when read), calls ``count_failure`` if anyone listens
-        (metrics), and ``trip`` when the count may be due. Any other failure goes to
-        ``other``. The hypothesis tests hold both paths to one reference.
+        """``count_closed_failure`` (and ``count_rate_failure``) as one closure for the call
+        path (one Python call per failure instead of three): a failure while ``handle``
+        shows closed, with no trial permit and no listener that wants per-call events, keeps
+        the exception as the reason (formatted when read), calls ``count_failure`` if anyone
+        listens (metrics), ``trip`` when the count may be due and ``trip_rate`` (which takes
+        the lock) when a rate may be; ``roll`` (under the lock) starts a new rate bucket.
+        Any other failure goes to ``other``. The hypothesis tests hold both paths to one
+        reference.
         """
-        failures, max_failures, window, model = self._failures, self._max_failures, self.window, self
-        closed = CLOSED
-        if self.counts_calls or not max_failures:
+        max_failures, window, model, closed = self._max_failures, self.window, self, CLOSED
+        if self.counts_calls:
+            return self._rate_exception_path(
+                monotonic, handle, listeners, other, trip, count_failure, roll, trip_rate
+            )
+        if not max_failures:
             return other
+        failures = self.failure_times()  # made now: this closure is made for failures
 
         def on_exception(token: int, exc: BaseException) -> None:
             if token or handle.state is not closed:
@@ -513,12 +616,54 @@ class CircuitModel:
 
         return on_exception
 
+    def _rate_exception_path(
+        self,
+        monotonic: Callable[[], float],
+        handle: Any,
+        listeners: Any,
+        other: Callable[[int, BaseException], None],
+        trip: Callable[[float, BaseException], None],
+        count_failure: Callable[[], object],
+        roll: Callable[[], None],
+        trip_rate: Callable[[BaseException], None],
+    ) -> Callable[[int, BaseException], None]:
+        """``exception_path`` under a rate trigger: the failure is counted in the current
+        bucket without the lock (``count_rate_failure``), after the count trigger's part if
+        the policy has one too."""
+        model, closed = self, CLOSED
+        count_closed_failure = self.count_closed_failure if self._max_failures else None
+        count_rate_failure = self.count_rate_failure
+
+        def on_rate_exception(token: int, exc: BaseException) -> None:
+            if token or handle.state is not closed:
+                other(token, exc)
+                return
+            if listeners.callbacks:
+                if listeners.call_callbacks:
+                    other(token, exc)
+                    return
+                count_failure()
+            now = monotonic()
+            if count_closed_failure is not None:
+                if count_closed_failure(now, exc):
+                    trip(now, exc)
+                    if handle.state is not closed:
+                        return
+                elif handle.state is closed:
+                    handle.dirty = True
+            if now >= model.bucket_end:
+                roll()
+            if count_rate_failure(now, exc):
+                trip_rate(exc)
+
+        return on_rate_exception
+
     def trip_if_due(self, now: float, changes: list[Transition]) -> None:
         """Open if closed with ``max_failures`` failures in the window (owner holds the lock)."""
         failures = self._failures
         if (
             self.state is CLOSED
-            and len(failures) == failures.maxlen
+            and len(failures) == (self._max_failures or 1)
             and failures[0] > now - self.policy.window_seconds
         ):
             self._open(now, changes, "failures")
@@ -542,7 +687,7 @@ class CircuitModel:
             if self.recheck and self._recheck(now, changes):
                 return
             self.dirty = False  # before clear(): a failure counted concurrently re-marks it
-            self._failures.clear()
+            self._forget_failures()
             if self.counts_calls:
                 self.roll(now)
                 self.ok()
@@ -564,7 +709,7 @@ class CircuitModel:
             if self.recheck and self._recheck(now, changes):
                 return
             self.dirty = False
-            self._failures.clear()
+            self._forget_failures()
             if self.counts_calls:
                 trigger = self.count_call(now, False, True)
                 if trigger is not None:
@@ -580,7 +725,7 @@ class CircuitModel:
         self.last_failure = (reason, now)
         self.open_until = 0.0
         self.dirty = False
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.reopenings = 0
@@ -596,8 +741,10 @@ class CircuitModel:
         change width starts empty."""
         old = self.policy
         self.policy = policy
-        self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
+        if isinstance(self._failures, deque):  # (none yet: made at the first failure)
+            self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
         self._max_failures = policy.max_failures or 0
+        self.fail_floor = _fail_floor(policy)
         self.window = policy.window_seconds
         if policy.counts_calls != old.counts_calls or policy.bucket_ms != old.bucket_ms:
             self.counts_calls = policy.counts_calls
@@ -651,7 +798,7 @@ class CircuitModel:
         self.opened_by, self._opened_figures = (
             opened if state in (OPEN, HALF_OPEN, FORCED_OPEN) else (None, None)
         )
-        self._failures.clear()
+        self._forget_failures()
         self._permits.clear()
         self._trial_successes = 0
         self.dirty = False

@@ -73,6 +73,10 @@ class OutcomeCounts(Protocol):
         """Calls through a disabled circuit, whatever their outcome (they are not recorded)."""
         ...
 
+    def value_of(self, outcome: str) -> int:
+        """The count of ``outcome`` (one of the names above), read without making its counter."""
+        ...
+
 
 class RateWindow(Protocol):
     """The rate window a fast success may be counted into by the call path itself."""
@@ -99,6 +103,9 @@ class CircuitHandle(Protocol):
     """True while closed with failures recorded, so that a success must reset them."""
     io_free: bool
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
+    open_until: float
+    """Monotonic time (``monotonic``'s clock) before which every call is rejected, as known
+    in this process (0.0 when none): the call path rejects without calling ``acquire``."""
     observe: bool
     """The policy's ``mode`` is ``"observe"``: a call the circuit would reject runs anyway."""
     slow_after: float | None

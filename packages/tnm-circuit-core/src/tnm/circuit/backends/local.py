@@ -13,11 +13,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._counter import CallCounts
+from .._counter import AtomicCounter, CallCounts
 from .._validate import exception_reason
 from ..clock import Clock
 from ..events import EventKind, ListenerList
-from ..exceptions import CircuitOpenError
+from ..exceptions import _DEFERRED, CircuitOpenError, _deferred_open_error
 from ..policies import ServicePolicy
 from ..state import (
     CLOSED,
@@ -76,18 +76,17 @@ class LocalCircuit:
         "_lock",
         "_model",
         "_monotonic",
+        "_on_exception",
+        "_policy_watchers",
         "counts",
         "dirty",
         "monotonic",
         "observe",
-        "on_exception",
         "open_until",
         "policy",
-        "policy_watchers",
         "service",
         "slow_after",
         "state",
-        "successes",
         "tally",
         "window",
     )
@@ -107,12 +106,21 @@ class LocalCircuit:
         self._lock = threading.Lock()
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
-        self.successes = self.counts.success
-        self.policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] = (
-            weakref.WeakKeyDictionary()
-        )
-        """Wrappers made by ``protect`` and how to bind each again when the policy changes."""
+        self._on_exception: Callable[[int, BaseException], None] | None = None
+        self._policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] | None = None
         self._bind_policy()
+
+    @property
+    def policy_watchers(self) -> weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]]:
+        """Wrappers made by ``protect`` and how to bind each again when the policy changes
+        (made with the first wrapper: a circuit only ``execute`` uses holds none)."""
+        watchers = self._policy_watchers
+        if watchers is None:
+            with self._lock:
+                watchers = self._policy_watchers
+                if watchers is None:
+                    watchers = self._policy_watchers = weakref.WeakKeyDictionary()
+        return watchers
 
     def _bind_policy(self) -> None:
         """Derive from ``policy`` what the call path reads as plain attributes."""
@@ -121,21 +129,38 @@ class LocalCircuit:
         """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
         self.slow_after = policy.slow_call_seconds
         """Calls are timed only when this is set (a slow-call policy)."""
-        self._count_fast = not policy.counts_calls
-        """No rate trigger: a closed failure is counted without the lock."""
+        self._count_fast = bool(policy.max_failures) or policy.counts_calls
+        """A closed failure is counted without the lock (count trigger, rate trigger, or both)."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
-        self.on_exception = self._model.exception_path(
-            self._monotonic,
-            self,
-            self._listeners,
-            self._failure_of,
-            self._trip,
-            self.counts.failure.increment,
-        )
+        self._on_exception = None  # made again, for this policy, at its next use
+
+    @property
+    def successes(self) -> AtomicCounter:
+        return self.counts.success
+
+    @property
+    def on_exception(self) -> Callable[[int, BaseException], None]:
         """A failure whose reason is the exception's: the common one takes no lock, and the
-        reason is formatted only when someone reads the last failure."""
+        reason is formatted only when someone reads the last failure. Made at first use
+        (``protect`` reads it once; an idle circuit holds none)."""
+        on_exception = self._on_exception
+        if on_exception is None:
+            on_exception = self._on_exception = self._model.exception_path(
+                self._monotonic,
+                self,
+                self._listeners,
+                self._failure_of,
+                self._trip,
+                self._count_failure,
+                self.roll_window,
+                self._trip_rate,
+            )
+        return on_exception
+
+    def _count_failure(self) -> None:
+        self.counts.failure.increment()
 
     def set_policy(self, policy: ServicePolicy) -> None:
         """Govern this circuit by ``policy`` from now on, keeping its state (see
@@ -204,7 +229,7 @@ class LocalCircuit:
             self._disabled_call()
             return
         if self._listeners.callbacks:
-            self.successes.increment()
+            self.counts.success.increment()
         if not token and not self.dirty and self.state is CLOSED:
             if self.tally is not None:
                 self.tally()
@@ -226,19 +251,30 @@ class LocalCircuit:
         listening = self._listeners.callbacks
         if listening:
             self.counts.failure.increment()
-        if not token and self.state is CLOSED and self._count_fast and not trip:
+        if (
+            not token
+            and self.state is CLOSED
+            and self._count_fast
+            and not trip
+            and not (slow and model.counts_calls)
+        ):
             # The common failure: counted without the lock; the lock only to trip.
-            now = self._monotonic()
-            if not model.count_closed_failure(now, reason):
-                if self.state is CLOSED:
-                    self.dirty = True
-                if listening:
-                    self._notify(EventKind.FAILURE, [], reason)
-                return
             changes: list[Transition] = []
-            with self._lock:
-                model.trip_if_due(now, changes)
-                self._publish()
+            now = self._monotonic()
+            if model._max_failures:
+                if model.count_closed_failure(now, reason):
+                    with self._lock:
+                        model.trip_if_due(now, changes)
+                        self._publish()
+                elif self.state is CLOSED:
+                    self.dirty = True
+            if model.counts_calls and self.state is CLOSED:
+                if now >= model.bucket_end:
+                    self.roll_window()
+                if model.count_rate_failure(now, reason):
+                    with self._lock:
+                        model.trip_rate_if_due(self._monotonic(), changes)
+                        self._publish()
         else:
             changes = []
             with self._lock:
@@ -259,6 +295,14 @@ class LocalCircuit:
         if changes:
             self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
+    def _trip_rate(self, exc: BaseException) -> None:
+        changes: list[Transition] = []
+        with self._lock:
+            self._model.trip_rate_if_due(self._monotonic(), changes)
+            self._publish()
+        if changes:
+            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+
     def _trip(self, now: float, exc: BaseException) -> None:
         changes: list[Transition] = []
         with self._lock:
@@ -273,7 +317,7 @@ class LocalCircuit:
             self._disabled_call()
             return
         if self._listeners.callbacks:
-            self.successes.increment()
+            self.counts.success.increment()
         changes: list[Transition] = []
         with self._lock:
             self._model.record_slow_success(self._monotonic(), token, changes)
@@ -346,32 +390,37 @@ class LocalCircuit:
         return snap
 
     def open_error(self) -> CircuitOpenError:
-        # Built on every rejection: plain reads, no lock (a slightly stale view is fine).
+        # Built on every rejection: plain reads, no lock (a slightly stale view is fine), and
+        # nothing worked out until someone reads the error (``_open_error_fields``).
         model = self._model
-        policy = self.policy
-        state = model.state
         now = self._monotonic()
-        if state is FORCED_OPEN:
-            retry_after = None
-        elif state is OPEN:
-            retry_after = max(0.0, model.open_until - now)
-        else:
-            retry_after = model.retry_after(now)
-        failures, calls, failure_rate, slow_rate = (
-            model.figures(now) if model.opened_by else (0, None, None, None)
-        )
-        return CircuitOpenError(
+        state, opened_by, figures = model.state, model.opened_by, model._opened_figures
+        if state is HALF_OPEN or (opened_by is not None and figures is None):
+            return self._open_error_now(now)  # rare: every trial permit taken, or assumed
+        return _deferred_open_error(
             self.service,
-            retry_after,
-            model.last_failure_at(now, self._clock.time),
-            state,
-            failures,
-            policy.max_failures or 0,
-            policy.window_seconds,
-            model.opened_by,
-            calls,
-            failure_rate,
-            slow_rate,
+            _DEFERRED,
+            _open_error_fields,
+            (self, state, model.open_until, now, model.last_failure, opened_by, figures, self.policy),
+        )
+
+    def _open_error_now(self, now: float) -> CircuitOpenError:
+        model = self._model
+        figures = model.figures(now) if model.opened_by else None
+        return _deferred_open_error(
+            self.service,
+            _DEFERRED,
+            _open_error_fields,
+            (
+                self,
+                model.state,
+                model.retry_after(now),
+                now,
+                model.last_failure,
+                model.opened_by,
+                figures,
+                self.policy,
+            ),
         )
 
     def last_failure(self) -> dict[str, Any] | None:
@@ -418,6 +467,33 @@ class LocalCircuit:
         with self._lock:
             self._model.assume(state, open_until, reopenings, last_failure, opened)
             self._publish()
+
+
+def _open_error_fields(service: str, capture: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A rejection's ``CircuitOpenError`` fields, worked out when first read from what
+    ``LocalCircuit.open_error`` kept: (circuit, state, open_until (half-open: retry_after),
+    monotonic now, last_failure, opened_by, the figures that opened it, policy)."""
+    circuit, state, until, now, last, opened_by, figures, policy = capture
+    if state is FORCED_OPEN:
+        retry_after = None
+    elif state is OPEN:
+        retry_after = max(0.0, until - now)
+    else:
+        retry_after = until
+    failures, calls, failure_rate, slow_rate = figures if opened_by else (0, None, None, None)
+    return (
+        service,
+        retry_after,
+        circuit._model.failure_record(last, circuit._monotonic(), circuit._clock.time),
+        state,
+        failures,
+        policy.max_failures or 0,
+        policy.window_seconds,
+        opened_by,
+        calls,
+        failure_rate,
+        slow_rate,
+    )
 
 
 class LocalBackend:

@@ -83,7 +83,7 @@ class CircuitStats:
             if circuit is not None:
                 counts = circuit.counts
                 for outcome in OUTCOMES:
-                    calls[outcome] = getattr(counts, outcome).value
+                    calls[outcome] = counts.value_of(outcome)
             triggered = {
                 (f, t, why): c.value for (s, f, t, why), c in self._transitions.items() if s == service
             }

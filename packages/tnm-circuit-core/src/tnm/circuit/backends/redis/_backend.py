@@ -145,7 +145,9 @@ class RedisBackend:
     def _threads(self) -> tuple[Listener, Refresher]:
         refresher = Refresher(self.store, self.overrides, self._handle, self.policy_overrides)
         self.store.resync_soon = refresher.resync_soon
-        return Listener(self.store, refresher.resync_soon, refresher.read_policies_soon), refresher
+        return Listener(
+            self.store, refresher.resync_soon, refresher.read_policies_soon, refresher.resubscribed
+        ), refresher
 
     @property
     def on_policy_override(self) -> OnChange | None:

@@ -44,12 +44,16 @@ class Listener(Worker):
         store: Store,
         on_subscribed: Callable[[], None],
         on_policy: Callable[[], None] | None = None,
+        on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
         self._on_subscribed = on_subscribed
+        """Every mirror must be read again (notices were lost unread)."""
         self._on_policy = on_policy
         """Called for a notice that a fleet policy override changed (the registry is read then)."""
+        self._on_resubscribed = on_resubscribed or on_subscribed
+        """A subscription started: notices since the last read may have been missed."""
         self.subscribed = threading.Event()
 
     def noticed(self, data: Any) -> str | None:
@@ -126,8 +130,9 @@ class Listener(Worker):
                 pubsub.subscribe(self._store.keys.channel)
                 self.subscribed.set()
                 # Notices published before this subscription (since the last read, or while
-                # the connection was down) were missed: read every mirror again.
-                self._on_subscribed()
+                # the connection was down) were missed: the refresher reads every mirror
+                # again unless the namespace's change counter says none was published.
+                self._on_resubscribed()
                 backoff = 0.05
                 self._listen(pubsub)
             except STORAGE_ERRORS:

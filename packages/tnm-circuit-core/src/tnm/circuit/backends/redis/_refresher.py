@@ -91,6 +91,7 @@ class Refresher(Worker):
         self._resync_now = False
         self._full_needed = True
         self._changes_seen: bytes | None = None
+        self._subscribed_since_read = False
         self._next_full = 0.0
 
     def _wake_up(self) -> None:
@@ -108,6 +109,16 @@ class Refresher(Worker):
         """Re-read every mirror at once (notices may have been missed)."""
         self.read_done.clear()
         self._full_needed = True
+        self._resync_now = True
+        self._wake.set()
+
+    def resubscribed(self) -> None:
+        """The listener (re)subscribed: notices published since the last read were missed, if
+        any. On one server the namespace's change counter says whether there were (the next
+        round reads every mirror only if it moved: ``initialize()`` then reads each circuit
+        once, not twice); on a Cluster, which keeps no counter, every mirror is read again."""
+        self.read_done.clear()
+        self._subscribed_since_read = True
         self._resync_now = True
         self._wake.set()
 
@@ -158,6 +169,7 @@ class Refresher(Worker):
         counter, which decides whether the mirrors need a full read.
         """
         keys = self._store.keys
+        resubscribed, self._subscribed_since_read = self._subscribed_since_read, False
         mark = self._policies.mark()
         # Circuits whose keys must exist (forced open, disabled, open before their deadline):
         # one that is gone was evicted or deleted, and no notice says so.
@@ -175,6 +187,8 @@ class Refresher(Worker):
                 client.time(),
             )
             exists = [client.exists(c.keys[0]) for c in watched]
+            if resubscribed:
+                self._full_needed = True  # no change counter to tell what was missed
         else:
             pipe = client.pipeline(transaction=False)
             pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
@@ -267,6 +281,7 @@ class Refresher(Worker):
                 circuit.settle_owed(client)  # trials that ended while Redis did not answer
         now = time.monotonic()
         if not (self._full_needed or store.health.degraded or now >= self._next_full):
+            self.read_done.set()
             return
         self._full_needed = False
         self._next_full = now + max(store.refresh_interval, store.meta_ttl_seconds / 3)

@@ -111,11 +111,28 @@ local function keep_type(key, want)
   end
   return true
 end
-if not keep_type(state_key, 'hash') then state_lost = true end
-keep_type(failures_key, 'zset')
-keep_type(permits_key, 'zset')
-if calls_key then keep_type(calls_key, 'hash') end
-if calls_key then keep_type(calls_key, 'hash') end
+-- Cost: the state, failures and calls keys are not type-checked up front (a TYPE each per
+-- run): the first command that fails on a key of the wrong type finds it, and on_key
+-- deletes it (repaired) and runs the command again.
+local function on_key(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    if not string.find(reply.err, 'WRONGTYPE', 1, true) then error(reply) end
+    redis.call('DEL', key)
+    repaired = 1
+    reply = redis.call(command, key, ...)
+  end
+  return reply
+end
+-- Cost: trial permits exist only while half-open, so the permits key is type-checked and
+-- read only when an operation touches it (see permits_key_checked below).
+local permits_checked = false
+local function check_permits()
+  if not permits_checked then
+    permits_checked = true
+    keep_type(permits_key, 'zset')
+  end
+end
 
 local STATES = {closed = true, open = true, half_open = true, forced_open = true, disabled = true}
 local function is_int_or_nil(v)
@@ -125,8 +142,12 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   local n = tonumber(v)
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
-local h = redis.call('HMGET', state_key, 's', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v',
-  'ob', 'of')
+local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc', 'xp'}
+local h = redis.pcall('HMGET', state_key, unpack(FIELDS))
+if h.err then
+  if not string.find(h.err, 'WRONGTYPE', 1, true) then error(h) end
+  h = {'wrong type'}  -- not a state: deleted below, and the caller's last good state taken
+end
 if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_nil(h[3])
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
@@ -167,6 +188,7 @@ local changed = false
 -- Other processes mirror "closed with failures recorded" (their dirty flag): publish
 -- when it flips, not on every failure.
 local had_failures = redis.call('EXISTS', failures_key) == 1
+local failures_exist = nil  -- known again once this run adds or deletes failures
 local result = 0
 
 local function set_state(s)
@@ -177,13 +199,22 @@ local function set_state(s)
   end
 end
 
+-- Cost: the failures in the window are counted once per run unless the failures key changes
+-- (every write to it sets counted_failures = nil).
+local counted_failures = nil
 local function in_window()
-  return redis.call('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+  if counted_failures == nil then
+    counted_failures = on_key('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+  end
+  return counted_failures
 end
 
--- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets.
+-- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets, read once
+-- per run unless the buckets change (count_call and clear_window set window_read = nil).
+local window_read = nil
 local function window_counts()
   if not counts_calls then return 0, 0, 0 end
+  if window_read ~= nil then return window_read[1], window_read[2], window_read[3] end
   local current = math.floor(now / bucket_ms)
   local fields = {}
   for b = current - buckets + 1, current do
@@ -191,19 +222,21 @@ local function window_counts()
     fields[#fields + 1] = b .. ':f'
     fields[#fields + 1] = b .. ':s'
   end
-  local v = redis.call('HMGET', calls_key, unpack(fields))
+  local v = on_key('HMGET', calls_key, unpack(fields))
   local c, f, sl = 0, 0, 0
   for i = 1, #v, 3 do
     c = c + (tonumber(v[i]) or 0)
     f = f + (tonumber(v[i + 1]) or 0)
     sl = sl + (tonumber(v[i + 2]) or 0)
   end
+  window_read = {c, f, sl}
   return c, f, sl
 end
 
 local function count_call(failed, slow)
+  window_read = nil
   local current = math.floor(now / bucket_ms)
-  redis.call('HINCRBY', calls_key, current .. ':c', 1 + carried)
+  on_key('HINCRBY', calls_key, current .. ':c', 1 + carried)
   carried = 0
   if failed then redis.call('HINCRBY', calls_key, current .. ':f', 1) end
   if slow then redis.call('HINCRBY', calls_key, current .. ':s', 1) end
@@ -236,6 +269,7 @@ local function freeze_figures()
 end
 
 local function clear_window()
+  window_read = nil
   if calls_key then redis.call('DEL', calls_key) end
 end
 
@@ -252,6 +286,7 @@ local function open_circuit(trigger)
   open_until = now + open_duration()
   successes = 0
   redis.call('DEL', permits_key)
+  permits_checked = true  -- gone: nothing left to check
   clear_window()
   set_state('open')
 end
@@ -262,12 +297,16 @@ local function close_circuit()
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
+  counted_failures, permits_checked, failures_exist = 0, true, false
   clear_window()
   set_state('closed')
 end
 
 local function release()
-  if token > 0 then redis.call('ZREM', permits_key, token) end
+  if token > 0 then
+    check_permits()
+    redis.call('ZREM', permits_key, token)
+  end
 end
 
 -- What the passing of time decides: open -> half-open, stale permits expire.
@@ -276,11 +315,18 @@ if state == 'open' and now >= open_until then
   set_state('half_open')
 end
 if state == 'half_open' then
+  check_permits()
   redis.call('ZREMRANGEBYSCORE', permits_key, '-inf', now)
 end
 -- Others mirror how many trial permits are taken (rejecting without a round trip
--- while they are all in use): publish when that count changes.
-local permits_before = redis.call('ZCARD', permits_key)
+-- while they are all in use): publish when that count changes. Permits are taken only
+-- while half-open and dropped with every other state, so no other state reads them.
+local function permits_held()
+  if state ~= 'half_open' and token == 0 then return 0 end
+  check_permits()
+  return redis.call('ZCARD', permits_key)
+end
+local permits_before = permits_held()
 
 if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disable' then
   -- Disabled: every call passes and nothing is recorded.
@@ -291,7 +337,7 @@ if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disab
 elseif op == 'acquire' then
   if state == 'closed' then
     result = 0
-  elseif state == 'half_open' and redis.call('ZCARD', permits_key) < half_open_max then
+  elseif state == 'half_open' and permits_before < half_open_max then
     result = redis.call('HINCRBY', state_key, 'nt', 1)
     redis.call('ZADD', permits_key, now + trial_timeout_ms, result)
   else
@@ -302,9 +348,10 @@ elseif op == 'failure' then
   last_reason, last_ms = ARGV[15], now
   if state == 'closed' then
     if max_failures > 0 then
-      local seq = redis.call('HINCRBY', state_key, 'fc', 1)
-      redis.call('ZADD', failures_key, now, seq)
+      -- (a member unique to this write: its time and the version it stores)
+      on_key('ZADD', failures_key, now, now .. ':' .. (version + 1))
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
+      counted_failures, failures_exist = nil, true
       if in_window() >= max_failures then open_circuit('failures') end
     end
     if counts_calls and state == 'closed' then
@@ -322,6 +369,7 @@ elseif op == 'slow' then
   release()
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    counted_failures, failures_exist = 0, false
     if counts_calls then
       count_call(false, true)
       local trigger = rate_trip_due()
@@ -344,6 +392,7 @@ elseif op == 'success' or op == 'recheck' then
   end
   if state == 'closed' then
     redis.call('DEL', failures_key)
+    counted_failures, failures_exist = 0, false
     -- A trial that ends after its circuit closed is a call of the new window (as in
     -- state.py), and so is a caller's first success (ARGV[24] = 1: it had not read the
     -- circuit, so it could not count it); other successes are counted by their process.
@@ -381,6 +430,7 @@ elseif op == 'force_open' then
   opened_by = 'operator'
   last_reason, last_ms = ARGV[15], now
   redis.call('DEL', permits_key)
+  permits_checked = true
   clear_window()
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
@@ -391,6 +441,7 @@ elseif op == 'disable' then
   reopenings = 0
   successes = 0
   redis.call('DEL', failures_key, permits_key)
+  counted_failures, permits_checked, failures_exist = 0, true, false
   clear_window()
   set_state('disabled')
 elseif op == 'reset' then
@@ -399,8 +450,12 @@ end
 
 local failures = 0
 if state == 'closed' or op == 'read' or op == 'touch' then failures = in_window() end
-local first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
-local permits = redis.call('ZCARD', permits_key)
+local first, permits = {}, 0
+if state == 'half_open' then  -- (no other state holds a permit: see permits_held)
+  check_permits()
+  first = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
+  permits = redis.call('ZCARD', permits_key)
+end
 if not ((op == 'read' or op == 'touch') and repaired == 0) then version = version + 1 end
 local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
@@ -423,27 +478,59 @@ if (op == 'read' or op == 'touch') and repaired == 0 then
   return reply
 end
 
-redis.call('HSET', state_key, 's', state, 'ou', open_until, 'ro', reopenings, 'ts', successes,
-  'lr', last_reason, 'lt', last_ms, 'svc', ARGV[13], 'mf', max_failures, 'wm', window_ms, 'v', version,
-  'ob', opened_by, 'of', opened_figures)
-
 -- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
-if state == 'forced_open' or state == 'disabled' then
-  redis.call('PERSIST', state_key)
-else
+-- Cost: the expiry is pushed only when it falls due. It is set a quarter further than
+-- needed and its deadline kept in the hash (xp), so most writes skip the PEXPIREs: keys
+-- live at least what they need and at most a quarter more after the last write.
+local held = state == 'forced_open' or state == 'disabled'
+local ttl, expires = 0, h[15]
+if not held then
   local keep = ttl_ms
   if state == 'open' then keep = math.max(keep, open_until - now + trial_timeout_ms) end
-  if state == 'closed' then keep = math.max(keep, window_ms) end
   if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
-  redis.call('PEXPIRE', state_key, keep)
-  redis.call('PEXPIRE', failures_key, math.max(keep, window_ms))
-  redis.call('PEXPIRE', permits_key, math.max(keep, trial_timeout_ms))
-  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(keep, window_ms)) end
+  ttl = math.max(keep, window_ms)
+  -- (a caller's own clock, a test's, is not the one keys expire by: then every write pushes)
+  if changed or repaired == 1 or ARGV[2] ~= '' or (tonumber(expires) or 0) < now + ttl then
+    ttl = ttl + math.floor(ttl / 4)
+    expires = now + ttl
+  else
+    ttl = 0  -- still far enough: nothing to push
+  end
 end
 
+-- Cost: only the fields whose value changes are written (a failure while closed: its reason,
+-- time and the version). The values compare as Redis stores them (tostring).
+local values = {state, open_until, reopenings, successes, last_reason, last_ms, max_failures, window_ms,
+  false, false, version, opened_by, opened_figures, ARGV[13], held and '' or expires}
+local write = {}
+for i, value in ipairs(values) do
+  if value and tostring(value) ~= h[i] then
+    write[#write + 1] = FIELDS[i]
+    write[#write + 1] = value
+  end
+end
+if #write > 0 then redis.call('HSET', state_key, unpack(write)) end
+
+if held then
+  redis.call('PERSIST', state_key)
+else
+  if ttl > 0 then
+    redis.call('PEXPIRE', state_key, ttl)
+    redis.call('PEXPIRE', failures_key, ttl)
+  elseif failures_exist and not had_failures then
+    redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
+  end
+  if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
+  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(ttl_ms, window_ms)) end
+end
+
+local function failures_left()
+  if failures_exist == nil then return redis.call('EXISTS', failures_key) == 1 end
+  return failures_exist
+end
 if changed or repaired == 1 or permits ~= permits_before
-    or had_failures ~= (redis.call('EXISTS', failures_key) == 1) then
+    or had_failures ~= failures_left() then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
   if KEYS[5] and type(redis.pcall('INCR', KEYS[5])) == 'table' then

@@ -1,0 +1,211 @@
+"""What the rejected and failing paths leave out: work nobody reads, and the circuit's lock."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit.state import CircuitModel
+from tnm.circuit.testing import ManualClock
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom("down")
+
+
+class CountingLock:
+    """Stands in for a circuit's lock and counts how often it is taken."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self.taken += 1
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def count_lock(breaker: CircuitBreaker, service: str) -> CountingLock:
+    lock = CountingLock()
+    breaker._circuit(service)._lock = lock  # type: ignore[attr-defined]
+    return lock
+
+
+def opened(clock: ManualClock, **policy: Any) -> tuple[CircuitBreaker, Callable[[], None]]:
+    breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=3, **policy))
+    call = breaker.protect("svc")(boom)
+    for _ in range(3):
+        with pytest.raises(Boom):
+            call()
+    return breaker, call
+
+
+class TestRejection:
+    def test_a_rejection_works_out_no_field(
+        self, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Rejected calls whose error nobody reads build no last_failure, figures or message."""
+        _breaker, call = opened(clock)
+        calls: list[str] = []
+        for name in ("failure_record", "figures", "retry_after"):
+            original = getattr(CircuitModel, name)
+
+            def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
+                calls.append(_name)
+                return _original(*args)
+
+            monkeypatch.setattr(CircuitModel, name, spy)
+        errors = []
+        for _ in range(100):
+            with pytest.raises(CircuitOpenError) as info:
+                call()
+            errors.append(info.value)
+        assert calls == []
+        assert errors[0].last_failure is not None
+        assert calls == ["failure_record"]
+
+    def test_a_rejection_takes_no_lock(self, clock: ManualClock) -> None:
+        """A call rejected while the circuit is open takes neither the circuit's lock nor a permit."""
+        breaker, call = opened(clock)
+        lock = count_lock(breaker, "svc")
+        for _ in range(10):
+            with pytest.raises(CircuitOpenError):
+                call()
+            with pytest.raises(CircuitOpenError):
+                breaker.execute("svc", boom)
+        assert lock.taken == 0
+
+    def test_fields_are_those_of_the_rejection(self, clock: ManualClock) -> None:
+        """An error read later reports the circuit as it was when the call was rejected."""
+        breaker, call = opened(clock, open_seconds=10)
+        clock.advance(4)
+        with pytest.raises(CircuitOpenError) as info:
+            call()
+        clock.advance(5)
+        breaker.record_failure("svc", "later")
+        error = info.value
+        assert error.retry_after == pytest.approx(6.0)
+        assert error.last_failure is not None
+        assert error.last_failure["reason"] == "Boom: down"
+        assert (error.state, error.opened_by, error.failures, error.max_failures) == (
+            "open",
+            "failures",
+            3,
+            3,
+        )
+        assert "3 failure(s)" in str(error)
+
+    def test_a_deferred_error_pickles_with_every_field(self, clock: ManualClock) -> None:
+        """The error pickles as its fields (never the circuit it came from)."""
+        _breaker, call = opened(clock)
+        with pytest.raises(CircuitOpenError) as info:
+            call()
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert copy.args == info.value.args
+        assert len(copy.args) == 11
+        assert str(copy) == str(info.value)
+
+    def test_the_same_failure_reads_the_same_everywhere(self, clock: ManualClock) -> None:
+        """A rejection's last_failure is the breaker's, ts included, whichever is read first."""
+        breaker, call = opened(clock)
+        with pytest.raises(CircuitOpenError) as first:
+            call()
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError) as second:
+            call()
+        assert second.value.last_failure == breaker.last_failure("svc") == first.value.last_failure
+
+
+def rate_breaker(clock: ManualClock | None = None, **policy: Any) -> CircuitBreaker:
+    fields: dict[str, Any] = {
+        "window_seconds": 3600,
+        "max_failures": None,
+        "failure_rate_threshold": 0.5,
+        "minimum_calls": 10**6,
+    }
+    fields.update(policy)
+    if clock is None:
+        return CircuitBreaker(default_policy=ServicePolicy(**fields))
+    return CircuitBreaker(clock=clock, default_policy=ServicePolicy(**fields))
+
+
+class TestFailure:
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            {"max_failures": 10**6, "failure_rate_threshold": None},
+            {},
+            {"max_failures": 10**6, "failure_rate_threshold": 0.5},
+        ],
+        ids=["count", "rate", "count and rate"],
+    )
+    def test_a_failure_that_opens_nothing_takes_no_lock(
+        self, clock: ManualClock, policy: dict[str, Any]
+    ) -> None:
+        """Failures that leave the circuit closed take no lock, counted or metered, through
+        protect, execute and a fixed failure_reason, within one rate bucket."""
+        breaker = rate_breaker(clock, **policy)
+        breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
+        call = breaker.protect("svc")(boom)
+        lock = count_lock(breaker, "svc")
+        metered: list[object] = []
+        for round_ in range(2):  # the second round with a state-change listener (metrics)
+            for _ in range(20):
+                with pytest.raises(Boom):
+                    call()
+                with pytest.raises(Boom):
+                    breaker.execute("svc", boom)
+                with pytest.raises(Boom):
+                    breaker.execute("svc", boom, failure_reason="down")
+            if round_ == 0:
+                breaker.add_listener(metered.append, calls=False)
+        assert lock.taken == 0
+        assert breaker.state("svc").failures == 120
+
+    def test_a_rate_failure_opens_once_never_early(self) -> None:
+        """Under 8 threads a failure-rate circuit opens once, never before the failure that makes it due."""
+        breaker = rate_breaker(failure_rate_threshold=1.0, minimum_calls=400)
+        opened_at: list[object] = []
+        breaker.add_listener(opened_at.append, calls=False)
+        call = breaker.protect("svc")(boom)
+        barrier = threading.Barrier(8)
+        ran = [0] * 8
+
+        def worker(index: int) -> None:
+            barrier.wait(timeout=10)
+            for _ in range(100):
+                try:
+                    call()
+                except Boom:
+                    ran[index] += 1
+                except CircuitOpenError:
+                    pass
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        finally:
+            sys.setswitchinterval(old)
+        snap = breaker.state("svc")
+        assert snap.state.value == "open"
+        assert snap.opened_by == "failure_rate"
+        # Never before the 400th failure; failures in flight while it opened count too.
+        assert snap.calls == snap.failures
+        assert 400 <= snap.calls <= sum(ran) <= 400 + 7
+        assert len(opened_at) == 1
