@@ -3,11 +3,6 @@ longer used dropped, and a grpc.aio channel that never makes the breaker do bloc
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +14,8 @@ from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
 from tnm.circuit.testing import ManualClock
 from tnm.circuit_grpc import CircuitBreakerInterceptor, CircuitOpenRpcError, aio_interceptors
 
+from ..other_process import POLICY, run_script, until_open
 from .server import EchoServer
-
-NAMESPACE = "test:circuit"  # the namespace of the root conftest's make_redis_breaker
-POLICY = {"max_failures": 2, "open_seconds": 60}
 
 # Another process: a sync channel sends the given unary requests through its own Redis-backed
 # breaker and prints each outcome (a status code name, or "refused").
@@ -58,18 +51,7 @@ print(json.dumps(outcomes))
 
 
 def in_other_process(redis_url: str, target: str, *requests: str) -> list[Any]:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "NAMESPACE": NAMESPACE,
-        "POLICY": json.dumps(POLICY),
-        "TARGET": target,
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, *requests], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return run_script(OTHER_PROCESS, redis_url, *requests, TARGET=target)
 
 
 def sync_channel(breaker: CircuitBreaker, target: str, **options: Any) -> grpc.Channel:
@@ -95,9 +77,7 @@ class TestSharedAcrossProcesses:
                 "refused",
             ]
             handle = breaker.circuits()[echo.target]
-            deadline = time.monotonic() + 10  # this process learns of it in the background: bounded
-            while handle.state is not CircuitState.OPEN and time.monotonic() < deadline:
-                time.sleep(0.01)
+            until_open(handle)  # this process learns of it in the background: bounded
             with pytest.raises(CircuitOpenRpcError):
                 unary(b"ok", timeout=10)
         assert echo.hits() == 3
