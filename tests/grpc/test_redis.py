@@ -14,6 +14,7 @@ from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
 from tnm.circuit.testing import ManualClock
 from tnm.circuit_grpc import CircuitBreakerInterceptor, CircuitOpenRpcError, aio_interceptors
 
+from ..blocking_spy import spy_on_blocking
 from ..other_process import POLICY, run_script, until_open
 from .server import EchoServer
 
@@ -96,9 +97,6 @@ class TestSharedAcrossProcesses:
         assert echo.hits() == 2
 
 
-SYNC_IO = ("acquire", "on_success", "on_failure", "on_ignored", "is_available", "snapshot", "last_failure")
-
-
 class TestAsyncStaysAsync:
     @pytest.mark.asyncio
     async def test_no_sync_breaker_io_on_the_event_loop(
@@ -113,15 +111,7 @@ class TestAsyncStaysAsync:
         breaker = make_redis_breaker(max_failures=2, open_seconds=60)
         breaker.state(echo.target)  # the handle exists: spy on its blocking methods
         handle = breaker.circuits()[echo.target]
-        blocking_calls: list[str] = []
-        for name in SYNC_IO:
-            method = getattr(handle, name)
-
-            def spy(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                blocking_calls.append(_name)
-                return _method(*args)
-
-            monkeypatch.setattr(handle, name, spy)
+        blocking_calls = spy_on_blocking(handle, monkeypatch)
         try:
             async with aio.insecure_channel(
                 echo.target, interceptors=aio_interceptors(breaker, target=echo.target)

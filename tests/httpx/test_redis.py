@@ -12,6 +12,7 @@ import pytest
 from tnm.circuit import CircuitBreaker, CircuitState
 from tnm.circuit_httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenRequestError
 
+from ..blocking_spy import spy_on_blocking
 from ..other_process import POLICY, run_script, until_open
 from ..upstream import Upstream
 
@@ -80,9 +81,6 @@ class TestSharedAcrossProcesses:
         assert upstream.hits() == 2
 
 
-SYNC_IO = ("acquire", "on_success", "on_failure", "on_ignored", "is_available", "snapshot", "last_failure")
-
-
 class TestAsyncStaysAsync:
     @pytest.mark.asyncio
     async def test_no_sync_breaker_io_on_the_event_loop(
@@ -97,15 +95,7 @@ class TestAsyncStaysAsync:
         breaker = make_redis_breaker(**POLICY)
         breaker.state(upstream.service)  # the handle exists: spy on its blocking methods
         handle = breaker.circuits()[upstream.service]
-        blocking_calls: list[str] = []
-        for name in SYNC_IO:
-            method = getattr(handle, name)
-
-            def spy(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                blocking_calls.append(_name)
-                return _method(*args)
-
-            monkeypatch.setattr(handle, name, spy)
+        blocking_calls = spy_on_blocking(handle, monkeypatch)
 
         try:
             transport = AsyncCircuitBreakerTransport(breaker)
