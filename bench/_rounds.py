@@ -59,3 +59,15 @@ def report(label: str, times: dict[str, list[float]]) -> None:
 def load_average(when: str) -> None:
     """Print the one-minute load average, to show how busy the machine was."""
     print(f"load average at {when}: {os.getloadavg()[0]:.1f}")
+
+
+def alone_header(title: str, base: str, wrapped: str) -> None:
+    """The heading of the table of the adapter's own cost, measured around a stub (ns per call)."""
+    print(f"\n{title}")
+    print(f"| path | {base} ns | {wrapped} ns | added ns |")
+    print("| --- | --- | --- | --- |")
+
+
+def alone_row(label: str, base: float, cost: float) -> None:
+    """One row of that table: the stub alone, with the adapter, and the difference."""
+    print(f"| {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 from _loopback import command_line, idle_breaker, serve_http, upstream
-from _rounds import async_rounds_of, header, load_average, report
+from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report
 from yarl import URL
 
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware
@@ -86,10 +86,12 @@ async def middleware_alone(n: int, repeat: int) -> None:
 
     base = await best(lambda: handler(request))
     cost = await best(lambda: middleware(request, handler))  # type: ignore[arg-type]
-    print(f"\nThe middleware alone (stub handler, best of {repeat} x {n} calls)")
-    print("| path | stub handler ns | with the middleware ns | added ns |")
-    print("| --- | --- | --- | --- |")
-    print(f"| healthy 200 | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_header(
+        f"The middleware alone (stub handler, best of {repeat} x {n} calls)",
+        "stub handler",
+        "with the middleware",
+    )
+    alone_row("healthy 200", base, cost)
 
 
 def main() -> None:

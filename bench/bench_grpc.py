@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 from _loopback import command_line, idle_breaker, upstream
-from _rounds import async_rounds_of, header, load_average, report, rounds_of
+from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report, rounds_of
 from grpc import aio
 
 from tnm.circuit_grpc import CircuitBreakerInterceptor, aio_interceptors
@@ -132,10 +132,12 @@ def interceptor_alone(n: int, repeat: int) -> None:
     base = min(timeit.repeat(lambda: continuation(None, b"x"), number=n, repeat=repeat)) / n
     run = interceptor.intercept_unary_unary
     cost = min(timeit.repeat(lambda: run(continuation, None, b"x"), number=n, repeat=repeat)) / n  # type: ignore[arg-type]
-    print(f"\nThe sync interceptor alone (stub continuation, best of {repeat} x {n} calls)")
-    print("| path | stub ns | with the interceptor ns | added ns |")
-    print("| --- | --- | --- | --- |")
-    print(f"| healthy unary | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_header(
+        f"The sync interceptor alone (stub continuation, best of {repeat} x {n} calls)",
+        "stub",
+        "with the interceptor",
+    )
+    alone_row("healthy unary", base, cost)
 
 
 def main() -> None:

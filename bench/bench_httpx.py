@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 from _loopback import command_line, idle_breaker, serve_http, upstream
-from _rounds import async_rounds_of, header, report, rounds_of
+from _rounds import alone_header, alone_row, async_rounds_of, header, report, rounds_of
 
 from tnm.circuit import CircuitOpenError
 from tnm.circuit_httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport
@@ -130,18 +130,20 @@ def stub_pair(label: str, status: int, request: httpx.Request, n: int, repeat: i
     wrapped = CircuitBreakerTransport(idle_breaker(), transport=stub)
     base = per_call(lambda: stub.handle_request(request), n, repeat)
     cost = per_call(lambda: wrapped.handle_request(request), n, repeat)
-    print(f"| sync {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_row(f"sync {label}", base, cost)
     awrapped = AsyncCircuitBreakerTransport(idle_breaker(), transport=stub)
     base = async_per_call(lambda: stub.handle_async_request(request), n, repeat)
     cost = async_per_call(lambda: awrapped.handle_async_request(request), n, repeat)
-    print(f"| async {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_row(f"async {label}", base, cost)
 
 
 def transport_alone(n: int, repeat: int) -> None:
     request = httpx.Request("GET", "http://upstream.test/")
-    print(f"\nThe transport alone (stub inner transport, best of {repeat} x {n} calls)")
-    print("| path | inner transport ns | wrapped ns | added ns |")
-    print("| --- | --- | --- | --- |")
+    alone_header(
+        f"The transport alone (stub inner transport, best of {repeat} x {n} calls)",
+        "inner transport",
+        "wrapped",
+    )
     stub_pair("healthy 200", 200, request, n, repeat)
     stub_pair("counted 503", 503, request, n, repeat)
     open_breaker = idle_breaker()

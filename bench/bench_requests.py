@@ -23,7 +23,7 @@ from functools import partial
 
 import requests
 from _loopback import command_line, idle_breaker, serve_http, upstream
-from _rounds import header, load_average, report, rounds_of
+from _rounds import alone_header, alone_row, header, load_average, report, rounds_of
 from requests.adapters import HTTPAdapter
 
 from tnm.circuit_requests import CircuitBreakerAdapter
@@ -58,10 +58,10 @@ def adapter_alone(n: int, repeat: int) -> None:
         cost = min(timeit.repeat(lambda: guarded.send(request), number=n, repeat=repeat)) / n
     finally:
         HTTPAdapter.send = original  # type: ignore[method-assign]
-    print(f"\nThe adapter alone (stub send, best of {repeat} x {n} calls)")
-    print("| path | stub send ns | with the adapter ns | added ns |")
-    print("| --- | --- | --- | --- |")
-    print(f"| healthy 200 | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_header(
+        f"The adapter alone (stub send, best of {repeat} x {n} calls)", "stub send", "with the adapter"
+    )
+    alone_row("healthy 200", base, cost)
 
 
 def main() -> None:
