@@ -15,60 +15,24 @@ measured without the network (a stub handler returning a ready response), for a 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import aiohttp
+from _loopback import command_line, idle_breaker, serve_http, upstream
+from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report
 from yarl import URL
 
-from tnm.circuit import CircuitBreaker, ServicePolicy
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware
-
-NEVER = 10**9  # a threshold no run reaches
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The upstream: answers every request with a small 200."""
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def serve(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the upstream did not start")
 
 
 def sessions() -> dict[str, aiohttp.ClientSession]:
-    breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=NEVER, window_seconds=3600))
     return {
         "bare": aiohttp.ClientSession(),
-        "tnm": aiohttp.ClientSession(middlewares=[CircuitBreakerMiddleware(breaker)]),
+        "tnm": aiohttp.ClientSession(middlewares=[CircuitBreakerMiddleware(idle_breaker())]),
     }
 
 
@@ -88,11 +52,8 @@ async def measure(url: str, rounds: int, n: int) -> dict[str, list[float]]:
             for _ in range(50):
                 async with session.get(url) as response:
                     await response.read()
-        times: dict[str, list[float]] = {"bare": [], "tnm": []}
-        for i in range(rounds):
-            for name in ("bare", "tnm") if i % 2 == 0 else ("tnm", "bare"):
-                times[name].append(await one_round(clients[name], url, n))
-        return times
+        calls = {name: partial(one_round, session, url, n) for name, session in clients.items()}
+        return await async_rounds_of(calls, rounds)
     finally:
         for session in clients.values():
             await session.close()
@@ -112,9 +73,7 @@ async def middleware_alone(n: int, repeat: int) -> None:
     async def handler(_: Any) -> Any:
         return ready
 
-    middleware = CircuitBreakerMiddleware(
-        CircuitBreaker(default_policy=ServicePolicy(max_failures=NEVER, window_seconds=3600))
-    )
+    middleware = CircuitBreakerMiddleware(idle_breaker())
 
     async def best(call: Any) -> float:
         times = []
@@ -127,39 +86,28 @@ async def middleware_alone(n: int, repeat: int) -> None:
 
     base = await best(lambda: handler(request))
     cost = await best(lambda: middleware(request, handler))  # type: ignore[arg-type]
-    print(f"\nThe middleware alone (stub handler, best of {repeat} x {n} calls)")
-    print("| path | stub handler ns | with the middleware ns | added ns |")
-    print("| --- | --- | --- | --- |")
-    print(f"| healthy 200 | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_header(
+        f"The middleware alone (stub handler, best of {repeat} x {n} calls)",
+        "stub handler",
+        "with the middleware",
+    )
+    alone_row("healthy 200", base, cost)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = command_line()
     if args.serve:
-        serve(args.serve)
+        serve_http(args.serve)
         return
     rounds, n = (6, 200) if args.quick else (10, 1000)
     print(f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}")
-    print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    process, url = start_server()
-    try:
-        times = asyncio.run(measure(url, rounds, n))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    bare, tnm = (statistics.median(times[name]) for name in ("bare", "tnm"))
-    spread = max(abs(a / b - 1) for a, b in zip(times["tnm"], times["bare"], strict=True))
+    load_average("start")
+    with upstream(__file__) as port:
+        times = asyncio.run(measure(f"http://127.0.0.1:{port}/", rounds, n))
     print(f"\nEnd to end: median over {rounds} alternating rounds of {n} requests (keep-alive, loopback)")
-    print("| client | bare µs/request | tnm µs/request | tnm / bare | added µs | widest gap in one round |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(
-        f"| `aiohttp.ClientSession` | {bare * 1e6:.1f} | {tnm * 1e6:.1f} | {tnm / bare:.3f}x "
-        f"| {(tnm - bare) * 1e6:+.1f} | {spread * 100:.1f}% |"
-    )
-    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    header("client", "request")
+    report("`aiohttp.ClientSession`", times)
+    load_average("end")
     asyncio.run(middleware_alone(*((20_000, 3) if args.quick else (100_000, 5))))
 
 

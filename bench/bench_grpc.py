@@ -18,26 +18,22 @@ call), for a healthy call.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import time
 import timeit
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import grpc
+from _loopback import command_line, idle_breaker, upstream
+from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report, rounds_of
 from grpc import aio
 
-from tnm.circuit import CircuitBreaker, ServicePolicy
 from tnm.circuit_grpc import CircuitBreakerInterceptor, aio_interceptors
 
-NEVER = 10**9  # a threshold no run reaches
 METHOD = "/bench.Bench/Echo"
 
 
@@ -48,35 +44,6 @@ def serve(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the server did not start")
-
-
-def breaker() -> CircuitBreaker:
-    return CircuitBreaker(default_policy=ServicePolicy(max_failures=NEVER, window_seconds=3600))
-
-
-def report(label: str, times: dict[str, list[float]]) -> None:
-    bare, tnm = (statistics.median(times[name]) for name in ("bare", "tnm"))
-    spread = max(abs(a / b - 1) for a, b in zip(times["tnm"], times["bare"], strict=True))
-    print(
-        f"| {label} | {bare * 1e6:.1f} | {tnm * 1e6:.1f} | {tnm / bare:.3f}x | {(tnm - bare) * 1e6:+.1f} "
-        f"| {spread * 100:.1f}% |"
-    )
 
 
 class Noop(grpc.UnaryUnaryClientInterceptor):
@@ -91,18 +58,8 @@ class AioNoop(aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def rounds_of(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Each round runs every variant once, in an order that rotates between rounds."""
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            times[name].append(calls[name]())
-    return times
-
-
 def sync_calls(target: str, rounds: int, n: int) -> None:
-    interceptor = CircuitBreakerInterceptor(breaker(), target=target)
+    interceptor = CircuitBreakerInterceptor(idle_breaker(), target=target)
     channels = {
         "bare": grpc.insecure_channel(target),
         "noop": grpc.intercept_channel(grpc.insecure_channel(target), Noop()),
@@ -119,7 +76,7 @@ def sync_calls(target: str, rounds: int, n: int) -> None:
             call(b"x", timeout=10)
         return (time.perf_counter() - start) / n
 
-    times = rounds_of({name: (lambda call=call: one_round(call)) for name, call in calls.items()}, rounds)
+    times = rounds_of({name: partial(one_round, call) for name, call in calls.items()}, rounds)
     report("sync channel, unary", times)
     report(
         "sync channel, a no-op interceptor (gRPC's own cost)", {"bare": times["bare"], "tnm": times["noop"]}
@@ -132,7 +89,7 @@ async def aio_calls(target: str, rounds: int, n: int) -> None:
     channels = {
         "bare": aio.insecure_channel(target),
         "noop": aio.insecure_channel(target, interceptors=[AioNoop()]),
-        "tnm": aio.insecure_channel(target, interceptors=aio_interceptors(breaker(), target=target)),
+        "tnm": aio.insecure_channel(target, interceptors=aio_interceptors(idle_breaker(), target=target)),
     }
     calls = {name: ch.unary_unary(METHOD) for name, ch in channels.items()}
     for call in calls.values():
@@ -145,11 +102,7 @@ async def aio_calls(target: str, rounds: int, n: int) -> None:
             await call(b"x", timeout=10)
         return (time.perf_counter() - start) / n
 
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            times[name].append(await one_round(calls[name]))
+    times = await async_rounds_of({name: partial(one_round, call) for name, call in calls.items()}, rounds)
     report("`grpc.aio` channel, unary", times)
     report(
         "`grpc.aio` channel, a no-op interceptor (gRPC's own cost)",
@@ -175,38 +128,33 @@ def interceptor_alone(n: int, repeat: int) -> None:
     def continuation(details: Any, request: Any) -> Finished:
         return finished
 
-    interceptor = CircuitBreakerInterceptor(breaker(), target="upstream.test:50051")
+    interceptor = CircuitBreakerInterceptor(idle_breaker(), target="upstream.test:50051")
     base = min(timeit.repeat(lambda: continuation(None, b"x"), number=n, repeat=repeat)) / n
     run = interceptor.intercept_unary_unary
     cost = min(timeit.repeat(lambda: run(continuation, None, b"x"), number=n, repeat=repeat)) / n  # type: ignore[arg-type]
-    print(f"\nThe sync interceptor alone (stub continuation, best of {repeat} x {n} calls)")
-    print("| path | stub ns | with the interceptor ns | added ns |")
-    print("| --- | --- | --- | --- |")
-    print(f"| healthy unary | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_header(
+        f"The sync interceptor alone (stub continuation, best of {repeat} x {n} calls)",
+        "stub",
+        "with the interceptor",
+    )
+    alone_row("healthy unary", base, cost)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = command_line()
     if args.serve:
         serve(args.serve)
         return
     rounds, n = (6, 300) if args.quick else (10, 2000)
     print(f"Python {sys.version.split()[0]}, grpcio {grpc.__version__}")
-    print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    process, target = start_server()
-    try:
+    load_average("start")
+    with upstream(__file__, "server") as port:
+        target = f"127.0.0.1:{port}"
         print(f"\nEnd to end: median over {rounds} alternating rounds of {n} calls (one loopback server)")
-        print("| channel | bare µs/call | tnm µs/call | tnm / bare | added µs | widest gap in one round |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        header("channel", "call")
         sync_calls(target, rounds, n)
         asyncio.run(aio_calls(target, rounds, n))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    load_average("end")
     interceptor_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 
 

@@ -16,59 +16,21 @@ counted 503 and a refused request.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import socket
-import statistics
-import subprocess
 import sys
 import time
 import timeit
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
+from _loopback import command_line, idle_breaker, serve_http, upstream
+from _rounds import alone_header, alone_row, async_rounds_of, header, report, rounds_of
 
-from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit import CircuitOpenError
 from tnm.circuit_httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport
-
-NEVER = 10**9  # a threshold no run reaches
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The upstream: answers every request with a small 200."""
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def serve(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the upstream did not start")
-
-
-def breaker() -> CircuitBreaker:
-    return CircuitBreaker(default_policy=ServicePolicy(max_failures=NEVER, window_seconds=3600))
-
 
 # -- end to end: a real request, bare against wrapped -------------------------------------
 
@@ -89,57 +51,34 @@ async def async_round(client: httpx.AsyncClient, url: str, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def compare(label: str, rounds: int, run: Callable[[str, int], float], n: int) -> None:
-    times: dict[str, list[float]] = {"bare": [], "tnm": []}
-    for i in range(rounds):
-        order = ("bare", "tnm") if i % 2 == 0 else ("tnm", "bare")
-        for name in order:
-            times[name].append(run(name, n))
-    report(label, times)
-
-
-def report(label: str, times: dict[str, list[float]]) -> None:
-    """One table row: medians of the rounds, their ratio and difference, and the widest gap
-    between the two within one round (how much a single round can mislead)."""
-    bare, tnm = (statistics.median(times[name]) for name in ("bare", "tnm"))
-    spread = max(abs(a / b - 1) for a, b in zip(times["tnm"], times["bare"], strict=True))
-    print(
-        f"| {label} | {bare * 1e6:.1f} | {tnm * 1e6:.1f} | {tnm / bare:.3f}x | {(tnm - bare) * 1e6:+.1f} "
-        f"| {spread * 100:.1f}% |"
-    )
-
-
 def end_to_end(url: str, rounds: int, n: int) -> None:
     print(
         f"\nEnd to end: median over {rounds} alternating rounds of {n} requests "
         "(keep-alive, one loopback upstream)"
     )
-    print("| client | bare µs/request | tnm µs/request | tnm / bare | added µs | widest gap in one round |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    header("client", "request")
     clients = {
         "bare": httpx.Client(),
-        "tnm": httpx.Client(transport=CircuitBreakerTransport(breaker())),
+        "tnm": httpx.Client(transport=CircuitBreakerTransport(idle_breaker())),
     }
     for client in clients.values():  # warm up: connect, first circuit use
         for _ in range(200):
             client.get(url)
-    compare("sync `httpx.Client`", rounds, lambda name, k: sync_round(clients[name], url, k), n)
+    times = rounds_of({name: partial(sync_round, c, url, n) for name, c in clients.items()}, rounds)
+    report("sync `httpx.Client`", times)
     for client in clients.values():
         client.close()
 
     async def run_async() -> None:
         aclients = {
             "bare": httpx.AsyncClient(),
-            "tnm": httpx.AsyncClient(transport=AsyncCircuitBreakerTransport(breaker())),
+            "tnm": httpx.AsyncClient(transport=AsyncCircuitBreakerTransport(idle_breaker())),
         }
         for client in aclients.values():
             for _ in range(200):
                 await client.get(url)
-        times: dict[str, list[float]] = {"bare": [], "tnm": []}
-        for i in range(rounds):
-            for name in ("bare", "tnm") if i % 2 == 0 else ("tnm", "bare"):
-                times[name].append(await async_round(aclients[name], url, n))
-        report("async `httpx.AsyncClient`", times)
+        calls = {name: partial(async_round, c, url, n) for name, c in aclients.items()}
+        report("async `httpx.AsyncClient`", await async_rounds_of(calls, rounds))
         for client in aclients.values():
             await client.aclose()
 
@@ -188,24 +127,26 @@ def refused(call: Callable[[], Any]) -> Callable[[], Any]:
 def stub_pair(label: str, status: int, request: httpx.Request, n: int, repeat: int) -> None:
     """One path of the transport alone: the stub inner transport bare, then wrapped (sync, async)."""
     stub = Stub(status)
-    wrapped = CircuitBreakerTransport(breaker(), transport=stub)
+    wrapped = CircuitBreakerTransport(idle_breaker(), transport=stub)
     base = per_call(lambda: stub.handle_request(request), n, repeat)
     cost = per_call(lambda: wrapped.handle_request(request), n, repeat)
-    print(f"| sync {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
-    awrapped = AsyncCircuitBreakerTransport(breaker(), transport=stub)
+    alone_row(f"sync {label}", base, cost)
+    awrapped = AsyncCircuitBreakerTransport(idle_breaker(), transport=stub)
     base = async_per_call(lambda: stub.handle_async_request(request), n, repeat)
     cost = async_per_call(lambda: awrapped.handle_async_request(request), n, repeat)
-    print(f"| async {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+    alone_row(f"async {label}", base, cost)
 
 
 def transport_alone(n: int, repeat: int) -> None:
     request = httpx.Request("GET", "http://upstream.test/")
-    print(f"\nThe transport alone (stub inner transport, best of {repeat} x {n} calls)")
-    print("| path | inner transport ns | wrapped ns | added ns |")
-    print("| --- | --- | --- | --- |")
+    alone_header(
+        f"The transport alone (stub inner transport, best of {repeat} x {n} calls)",
+        "inner transport",
+        "wrapped",
+    )
     stub_pair("healthy 200", 200, request, n, repeat)
     stub_pair("counted 503", 503, request, n, repeat)
-    open_breaker = breaker()
+    open_breaker = idle_breaker()
     open_breaker.force_open("upstream.test:80")
     wrapped = CircuitBreakerTransport(open_breaker, transport=Stub(200))
     cost = per_call(refused(lambda: wrapped.handle_request(request)), n, repeat)
@@ -213,21 +154,14 @@ def transport_alone(n: int, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = command_line()
     if args.serve:
-        serve(args.serve)
+        serve_http(args.serve)
         return
     rounds, n = (4, 500) if args.quick else (10, 2000)
     print(f"Python {sys.version.split()[0]}, httpx {httpx.__version__}")
-    process, url = start_server()
-    try:
-        end_to_end(url, rounds, n)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with upstream(__file__) as port:
+        end_to_end(f"http://127.0.0.1:{port}/", rounds, n)
     transport_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 
 

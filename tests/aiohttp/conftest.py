@@ -1,7 +1,7 @@
-"""Fixtures for the aiohttp middleware tests: the real uvicorn upstreams of the requests tests."""
+"""Fixtures for the aiohttp middleware tests: two real upstreams and a refused port."""
 
 from __future__ import annotations
 
-from ..requests.conftest import _upstreams, other_upstream, refused_url, upstream
+from ..upstream_fixtures import _upstreams, other_upstream, refused_url, upstream
 
 __all__ = ["_upstreams", "other_upstream", "refused_url", "upstream"]

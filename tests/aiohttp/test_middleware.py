@@ -14,7 +14,7 @@ from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServiceP
 from tnm.circuit.testing import ManualClock, half_open
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware, CircuitOpenClientError
 
-from ..httpx.upstream import Upstream
+from ..upstream import Upstream
 
 MakeBreaker = Callable[..., CircuitBreaker]
 TIMEOUT = aiohttp.ClientTimeout(total=10)

@@ -11,6 +11,8 @@ from yarl import URL
 from tnm.circuit import CircuitBreaker, InvalidConfigError
 from tnm.circuit_aiohttp import DEFAULT_FAILURE_STATUSES, CircuitBreakerMiddleware, authority
 
+from ..http_tables import AUTHORITIES, BAD_OPTIONS
+
 MakeBreaker = Callable[..., CircuitBreaker]
 
 
@@ -25,11 +27,7 @@ class TestBadOptions:
     @pytest.mark.parametrize(
         ("options", "field"),
         [
-            ({"service": 42}, "service"),
-            ({"service": ""}, "service"),
-            ({"failure_statuses": "500"}, "failure_statuses"),
-            ({"failure_statuses": [500, "502"]}, "failure_statuses"),
-            ({"failure_statuses": [700]}, "failure_statuses"),
+            *BAD_OPTIONS,
         ],
     )
     def test_refused_naming_the_option(
@@ -56,11 +54,7 @@ class TestAuthority:
     @pytest.mark.parametrize(
         ("url", "name"),
         [
-            ("https://api.example.com/v1/orders?x=1", "api.example.com:443"),
-            ("http://api.example.com/", "api.example.com:80"),
-            ("https://api.example.com:8443/", "api.example.com:8443"),
-            ("http://API.Example.COM:80/", "api.example.com:80"),
-            ("http://[::1]:8080/", "[::1]:8080"),
+            *AUTHORITIES,
             ("https://bob:s3cret@api.example.com/", "api.example.com:443"),
         ],
     )

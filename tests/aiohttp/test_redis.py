@@ -4,11 +4,6 @@ no longer called dropped, and a session that never makes the breaker do blocking
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +14,9 @@ from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
 from tnm.circuit.testing import ManualClock
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware, CircuitOpenClientError
 
-from ..httpx.upstream import Upstream
-
-NAMESPACE = "test:circuit"  # the namespace of the root conftest's make_redis_breaker
-POLICY = {"max_failures": 2, "open_seconds": 60}
+from ..blocking_spy import spy_on_blocking
+from ..other_process import POLICY, run_script, until_open
+from ..upstream import Upstream
 
 # Another process: an aiohttp session sends the given requests through its own Redis-backed
 # breaker and prints each outcome (a status code, or "refused").
@@ -57,20 +51,7 @@ asyncio.run(main())
 
 
 def in_other_process(redis_url: str, *urls: str) -> list[Any]:
-    env = {**os.environ, "REDIS_URL": redis_url, "NAMESPACE": NAMESPACE, "POLICY": json.dumps(POLICY)}
-    done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, *urls], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
-def until_open(handle: Any, timeout: float = 10.0) -> bool:
-    """Wait (at most ``timeout``) until this process's mirror of the circuit says open."""
-    deadline = time.monotonic() + timeout
-    while handle.state is not CircuitState.OPEN and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return handle.state is CircuitState.OPEN
+    return run_script(OTHER_PROCESS, redis_url, *urls)
 
 
 async def status_of(session: aiohttp.ClientSession, url: str) -> int:
@@ -120,9 +101,6 @@ class TestSharedAcrossProcesses:
         assert upstream.hits() == 2
 
 
-SYNC_IO = ("acquire", "on_success", "on_failure", "on_ignored", "is_available", "snapshot", "last_failure")
-
-
 class TestAsyncStaysAsync:
     @pytest.mark.asyncio
     async def test_no_sync_breaker_io_on_the_event_loop(
@@ -137,15 +115,7 @@ class TestAsyncStaysAsync:
         breaker = make_redis_breaker(max_failures=3, open_seconds=60)
         breaker.state(upstream.service)  # the handle exists: spy on its blocking methods
         handle = breaker.circuits()[upstream.service]
-        blocking_calls: list[str] = []
-        for name in SYNC_IO:
-            method = getattr(handle, name)
-
-            def spy(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                blocking_calls.append(_name)
-                return _method(*args)
-
-            monkeypatch.setattr(handle, name, spy)
+        blocking_calls = spy_on_blocking(handle, monkeypatch)
         try:
             async with aiohttp.ClientSession(middlewares=[CircuitBreakerMiddleware(breaker)]) as session:
                 for _ in range(2):

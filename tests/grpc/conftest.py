@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..httpx.upstream import refused_port
+from ..upstream import refused_port
 from .server import EchoServer
 
 

@@ -3,11 +3,6 @@ longer used dropped, and a grpc.aio channel that never makes the breaker do bloc
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +14,9 @@ from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
 from tnm.circuit.testing import ManualClock
 from tnm.circuit_grpc import CircuitBreakerInterceptor, CircuitOpenRpcError, aio_interceptors
 
+from ..blocking_spy import spy_on_blocking
+from ..other_process import POLICY, run_script, until_open
 from .server import EchoServer
-
-NAMESPACE = "test:circuit"  # the namespace of the root conftest's make_redis_breaker
-POLICY = {"max_failures": 2, "open_seconds": 60}
 
 # Another process: a sync channel sends the given unary requests through its own Redis-backed
 # breaker and prints each outcome (a status code name, or "refused").
@@ -58,18 +52,7 @@ print(json.dumps(outcomes))
 
 
 def in_other_process(redis_url: str, target: str, *requests: str) -> list[Any]:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "NAMESPACE": NAMESPACE,
-        "POLICY": json.dumps(POLICY),
-        "TARGET": target,
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, *requests], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return run_script(OTHER_PROCESS, redis_url, *requests, TARGET=target)
 
 
 def sync_channel(breaker: CircuitBreaker, target: str, **options: Any) -> grpc.Channel:
@@ -95,9 +78,7 @@ class TestSharedAcrossProcesses:
                 "refused",
             ]
             handle = breaker.circuits()[echo.target]
-            deadline = time.monotonic() + 10  # this process learns of it in the background: bounded
-            while handle.state is not CircuitState.OPEN and time.monotonic() < deadline:
-                time.sleep(0.01)
+            until_open(handle)  # this process learns of it in the background: bounded
             with pytest.raises(CircuitOpenRpcError):
                 unary(b"ok", timeout=10)
         assert echo.hits() == 3
@@ -116,9 +97,6 @@ class TestSharedAcrossProcesses:
         assert echo.hits() == 2
 
 
-SYNC_IO = ("acquire", "on_success", "on_failure", "on_ignored", "is_available", "snapshot", "last_failure")
-
-
 class TestAsyncStaysAsync:
     @pytest.mark.asyncio
     async def test_no_sync_breaker_io_on_the_event_loop(
@@ -133,15 +111,7 @@ class TestAsyncStaysAsync:
         breaker = make_redis_breaker(max_failures=2, open_seconds=60)
         breaker.state(echo.target)  # the handle exists: spy on its blocking methods
         handle = breaker.circuits()[echo.target]
-        blocking_calls: list[str] = []
-        for name in SYNC_IO:
-            method = getattr(handle, name)
-
-            def spy(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                blocking_calls.append(_name)
-                return _method(*args)
-
-            monkeypatch.setattr(handle, name, spy)
+        blocking_calls = spy_on_blocking(handle, monkeypatch)
         try:
             async with aio.insecure_channel(
                 echo.target, interceptors=aio_interceptors(breaker, target=echo.target)

@@ -17,6 +17,8 @@ from tnm.circuit_httpx import (
     authority,
 )
 
+from ..http_tables import AUTHORITIES
+
 MakeBreaker = Callable[..., CircuitBreaker]
 
 
@@ -24,11 +26,7 @@ class TestAuthority:
     @pytest.mark.parametrize(
         ("url", "name"),
         [
-            ("https://api.example.com/v1/orders?x=1", "api.example.com:443"),
-            ("http://api.example.com/", "api.example.com:80"),
-            ("https://api.example.com:8443/", "api.example.com:8443"),
-            ("http://API.Example.COM:80/", "api.example.com:80"),
-            ("http://[::1]:8080/", "[::1]:8080"),
+            *AUTHORITIES,
             ("wss://stream.example.com/", "stream.example.com:443"),
         ],
     )

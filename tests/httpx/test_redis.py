@@ -3,11 +3,6 @@ async client that never makes the breaker do blocking I/O."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +12,9 @@ import pytest
 from tnm.circuit import CircuitBreaker, CircuitState
 from tnm.circuit_httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenRequestError
 
-from .upstream import Upstream
-
-NAMESPACE = "test:circuit"  # the namespace of the root conftest's make_redis_breaker
-POLICY = {"max_failures": 2, "open_seconds": 60}
+from ..blocking_spy import spy_on_blocking
+from ..other_process import POLICY, run_script, until_open
+from ..upstream import Upstream
 
 # Another process: an httpx.AsyncClient sends the given requests through its own Redis-backed
 # breaker and prints each outcome (a status code, or "refused").
@@ -54,12 +48,7 @@ asyncio.run(main())
 
 
 def in_other_process(redis_url: str, *urls: str) -> list[Any]:
-    env = {**os.environ, "REDIS_URL": redis_url, "NAMESPACE": NAMESPACE, "POLICY": json.dumps(POLICY)}
-    done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, *urls], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return run_script(OTHER_PROCESS, redis_url, *urls)
 
 
 class TestSharedAcrossProcesses:
@@ -75,9 +64,7 @@ class TestSharedAcrossProcesses:
             assert in_other_process(redis_url, failing, failing, failing) == [503, 503, "refused"]
             # This process learns of the opening in the background (pub/sub): wait for it, bounded.
             handle = breaker.circuits()[upstream.service]
-            deadline = time.monotonic() + 10
-            while handle.state is not CircuitState.OPEN and time.monotonic() < deadline:
-                time.sleep(0.01)
+            until_open(handle)
             with pytest.raises(CircuitOpenRequestError):
                 client.get(failing)
         assert (upstream.hits("/ok"), upstream.hits("/status/503")) == (1, 2)
@@ -94,9 +81,6 @@ class TestSharedAcrossProcesses:
         assert upstream.hits() == 2
 
 
-SYNC_IO = ("acquire", "on_success", "on_failure", "on_ignored", "is_available", "snapshot", "last_failure")
-
-
 class TestAsyncStaysAsync:
     @pytest.mark.asyncio
     async def test_no_sync_breaker_io_on_the_event_loop(
@@ -111,15 +95,7 @@ class TestAsyncStaysAsync:
         breaker = make_redis_breaker(**POLICY)
         breaker.state(upstream.service)  # the handle exists: spy on its blocking methods
         handle = breaker.circuits()[upstream.service]
-        blocking_calls: list[str] = []
-        for name in SYNC_IO:
-            method = getattr(handle, name)
-
-            def spy(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                blocking_calls.append(_name)
-                return _method(*args)
-
-            monkeypatch.setattr(handle, name, spy)
+        blocking_calls = spy_on_blocking(handle, monkeypatch)
 
         try:
             transport = AsyncCircuitBreakerTransport(breaker)

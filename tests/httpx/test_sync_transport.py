@@ -11,7 +11,7 @@ from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServiceP
 from tnm.circuit.testing import half_open
 from tnm.circuit_httpx import CircuitBreakerTransport, CircuitOpenRequestError
 
-from .upstream import STREAM_BODY, Upstream
+from ..upstream import STREAM_BODY, Upstream
 
 MakeBreaker = Callable[..., CircuitBreaker]
 SLOW_READ = httpx.Timeout(10.0, read=0.3)  # only against /stall, which never answers

@@ -10,39 +10,9 @@ import requests
 from tnm.circuit import CircuitBreaker
 from tnm.circuit_requests import CircuitBreakerAdapter
 
-from ..httpx.upstream import Upstream, refused_port
+from ..upstream_fixtures import _upstreams, other_upstream, refused_url, upstream
 
-
-@pytest.fixture(scope="session")
-def _upstreams() -> Iterator[tuple[Upstream, Upstream]]:
-    servers = (Upstream(), Upstream())
-    for server in servers:
-        server.start()
-    yield servers
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def upstream(_upstreams: tuple[Upstream, Upstream]) -> Upstream:
-    """A running uvicorn upstream, its request counts cleared."""
-    _upstreams[0].reset()
-    return _upstreams[0]
-
-
-@pytest.fixture
-def other_upstream(_upstreams: tuple[Upstream, Upstream]) -> Upstream:
-    """A second upstream on another port: another circuit."""
-    _upstreams[1].reset()
-    return _upstreams[1]
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A loopback URL whose connections are refused."""
-    sock = refused_port()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
+__all__ = ["_upstreams", "other_upstream", "refused_url", "upstream"]
 
 
 def session_for(breaker: CircuitBreaker, **options: object) -> requests.Session:

@@ -12,7 +12,7 @@ from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServiceP
 from tnm.circuit.testing import ManualClock, half_open
 from tnm.circuit_requests import CircuitOpenRequestError
 
-from ..httpx.upstream import STREAM_BODY, Upstream
+from ..upstream import STREAM_BODY, Upstream
 
 MakeBreaker = Callable[..., CircuitBreaker]
 MakeSession = Callable[..., requests.Session]

@@ -16,7 +16,7 @@ import requests
 from tnm.circuit import CircuitBreaker, CircuitState, ServicePolicy
 from tnm.circuit.testing import ManualClock
 
-from ..httpx.upstream import Upstream
+from ..upstream import Upstream
 
 TTL = 60.0
 POLICY = {"max_failures": 1, "open_seconds": 3600, "window_seconds": 3600}

@@ -10,6 +10,8 @@ import requests
 from tnm.circuit import CircuitBreaker, InvalidConfigError
 from tnm.circuit_requests import DEFAULT_FAILURE_STATUSES, CircuitBreakerAdapter, authority
 
+from ..http_tables import AUTHORITIES, BAD_OPTIONS
+
 MakeBreaker = Callable[..., CircuitBreaker]
 
 
@@ -21,11 +23,7 @@ class TestBadOptions:
     @pytest.mark.parametrize(
         ("options", "field"),
         [
-            ({"service": 42}, "service"),
-            ({"service": ""}, "service"),
-            ({"failure_statuses": "500"}, "failure_statuses"),
-            ({"failure_statuses": [500, "502"]}, "failure_statuses"),
-            ({"failure_statuses": [700]}, "failure_statuses"),
+            *BAD_OPTIONS,
             ({"failure_statuses": [True]}, "failure_statuses"),
         ],
     )
@@ -55,11 +53,7 @@ class TestAuthority:
     @pytest.mark.parametrize(
         ("url", "name"),
         [
-            ("https://api.example.com/v1/orders?x=1", "api.example.com:443"),
-            ("http://api.example.com/", "api.example.com:80"),
-            ("https://api.example.com:8443/", "api.example.com:8443"),
-            ("http://API.Example.COM:80/", "api.example.com:80"),
-            ("http://[::1]:8080/", "[::1]:8080"),
+            *AUTHORITIES,
         ],
     )
     def test_host_and_port(self, url: str, name: str) -> None:

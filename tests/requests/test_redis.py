@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tnm.circuit import CircuitBreaker, CircuitState
+from tnm.circuit import CircuitBreaker
 from tnm.circuit_requests import CircuitOpenRequestError
 
-from ..httpx.upstream import Upstream
+from ..other_process import POLICY, run_script, until_open
+from ..upstream import Upstream
 from .conftest import session_for
-
-NAMESPACE = "test:circuit"  # the namespace of the root conftest's make_redis_breaker
-POLICY = {"max_failures": 2, "open_seconds": 60}
 
 # Another process: a requests.Session sends the given requests through its own Redis-backed
 # breaker and prints each outcome (a status code, or "refused").
@@ -50,12 +43,7 @@ print(json.dumps(outcomes))
 
 
 def in_other_process(redis_url: str, *urls: str) -> list[Any]:
-    env = {**os.environ, "REDIS_URL": redis_url, "NAMESPACE": NAMESPACE, "POLICY": json.dumps(POLICY)}
-    done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, *urls], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return run_script(OTHER_PROCESS, redis_url, *urls)
 
 
 class TestSharedAcrossProcesses:
@@ -72,9 +60,7 @@ class TestSharedAcrossProcesses:
             assert in_other_process(redis_url, failing, failing, failing) == [503, 503, "refused"]
             # This process learns of the opening in the background (pub/sub): wait for it, bounded.
             handle = breaker.circuits()[upstream.service]
-            deadline = time.monotonic() + 10
-            while handle.state is not CircuitState.OPEN and time.monotonic() < deadline:
-                time.sleep(0.01)
+            until_open(handle)
             with pytest.raises(CircuitOpenRequestError):
                 session.get(failing, timeout=10)
         assert (upstream.hits("/ok"), upstream.hits("/status/503")) == (1, 2)

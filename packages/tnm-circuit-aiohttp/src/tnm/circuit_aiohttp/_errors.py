@@ -9,7 +9,6 @@ Everything else reaching the caller (aiohttp's own errors, responses) is aiohttp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -33,24 +32,10 @@ class CircuitOpenClientError(aiohttp.ClientConnectionError, CircuitOpenError):
 
     request: aiohttp.ClientRequest | None
 
-    def __init__(
-        self,
-        service: str,
-        retry_after: float | None = None,
-        last_failure: Mapping[str, Any] | None = None,
-        state: Any = "open",
-        failures: int = 0,
-        max_failures: int = 0,
-        window_seconds: float = 0.0,
-        /,
-        *figures: Any,
-        request: aiohttp.ClientRequest | None = None,
-    ) -> None:
-        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them.
-        # ``figures``: the later fields (opened_by, calls, failure_rate, slow_call_rate).
-        super().__init__(
-            service, retry_after, last_failure, state, failures, max_failures, window_seconds, *figures
-        )
+    def __init__(self, service: str, /, *fields: Any, request: aiohttp.ClientRequest | None = None) -> None:
+        """``service`` and ``fields`` are CircuitOpenError's, positional (``retry_after``, ...);
+        ``request`` is the refused request."""
+        super().__init__(service, *fields)  # in ``args``, where CircuitOpenError reads (and pickles) them
         self.request = request
 
     __str__ = CircuitOpenError.__str__

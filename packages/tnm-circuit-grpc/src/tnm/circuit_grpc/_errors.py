@@ -10,7 +10,7 @@ Everything else reaching the caller (responses, gRPC's own errors) is gRPC's, un
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -35,20 +35,9 @@ class CircuitOpenRpcError(AioRpcError, grpc.Call, grpc.Future, CircuitOpenError)
     raises it; iterating a refused stream raises it).
     """
 
-    def __init__(
-        self,
-        service: str,
-        retry_after: float | None = None,
-        last_failure: Mapping[str, Any] | None = None,
-        state: Any = "open",
-        failures: int = 0,
-        max_failures: int = 0,
-        window_seconds: float = 0.0,
-        /,
-        *figures: Any,
-    ) -> None:
-        # ``figures``: the later fields (opened_by, calls, failure_rate, slow_call_rate).
-        fields = (service, retry_after, last_failure, state, failures, max_failures, window_seconds, *figures)
+    def __init__(self, service: str, /, *fields: Any) -> None:
+        """``service`` and ``fields`` are CircuitOpenError's, positional (``retry_after``, ...)."""
+        fields = (service, *fields)
         self.args = fields  # CircuitOpenError reads its fields here: the message below needs them
         AioRpcError.__init__(
             self, grpc.StatusCode.UNAVAILABLE, Metadata(), Metadata(), CircuitOpenError.__str__(self)

@@ -10,7 +10,6 @@ transport's, unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -31,32 +30,11 @@ class CircuitOpenRequestError(httpx.TransportError, CircuitOpenError):
     never the URL.
     """
 
-    def __init__(
-        self,
-        service: str,
-        retry_after: float | None = None,
-        last_failure: Mapping[str, Any] | None = None,
-        state: Any = "open",
-        failures: int = 0,
-        max_failures: int = 0,
-        window_seconds: float = 0.0,
-        /,
-        *figures: Any,
-        request: httpx.Request | None = None,
-    ) -> None:
+    def __init__(self, service: str, /, *fields: Any, request: httpx.Request | None = None) -> None:
+        """``service`` and ``fields`` are CircuitOpenError's, positional (``retry_after``, ...);
+        ``request`` is the refused request."""
         httpx.TransportError.__init__(self, service, request=request)
-        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them;
-        # ``figures`` are the later ones (opened_by, calls, failure_rate, slow_call_rate).
-        self.args = (
-            service,
-            retry_after,
-            last_failure,
-            state,
-            failures,
-            max_failures,
-            window_seconds,
-            *figures,
-        )
+        self.args = (service, *fields)  # where CircuitOpenError reads (and pickles) the circuit's fields
 
     @classmethod
     def from_open_error(cls, error: CircuitOpenError, request: httpx.Request) -> CircuitOpenRequestError:

@@ -9,7 +9,6 @@ Everything else reaching the caller (requests' own errors, responses) is request
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -32,31 +31,12 @@ class CircuitOpenRequestError(requests.ConnectionError, CircuitOpenError):
     """
 
     def __init__(
-        self,
-        service: str,
-        retry_after: float | None = None,
-        last_failure: Mapping[str, Any] | None = None,
-        state: Any = "open",
-        failures: int = 0,
-        max_failures: int = 0,
-        window_seconds: float = 0.0,
-        /,
-        *figures: Any,
-        request: requests.PreparedRequest | None = None,
+        self, service: str, /, *fields: Any, request: requests.PreparedRequest | None = None
     ) -> None:
+        """``service`` and ``fields`` are CircuitOpenError's, positional (``retry_after``, ...);
+        ``request`` is the refused request."""
         requests.ConnectionError.__init__(self, service, request=request)
-        # The circuit's fields live in ``args``, where CircuitOpenError reads (and pickles) them;
-        # ``figures`` are the later ones (opened_by, calls, failure_rate, slow_call_rate).
-        self.args = (
-            service,
-            retry_after,
-            last_failure,
-            state,
-            failures,
-            max_failures,
-            window_seconds,
-            *figures,
-        )
+        self.args = (service, *fields)  # where CircuitOpenError reads (and pickles) the circuit's fields
 
     # OSError (a base of requests' errors) comes first in the MRO: keep the circuit's message.
     __str__ = CircuitOpenError.__str__

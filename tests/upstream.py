@@ -1,4 +1,4 @@
-"""A real HTTP upstream for the transport tests: uvicorn on a free loopback port, in a thread.
+"""A real HTTP upstream for the HTTP client adapter tests: uvicorn on a free loopback port, in a thread.
 
 Paths: ``/ok``; ``/slow`` (200 after 0.3 s); ``/status/<code>`` (503 and 429 carry
 ``Retry-After: 7``); ``/stall``, which never answers and returns once the client hangs up;
