@@ -101,10 +101,14 @@ class SuccessFlusher:
             return 0
         try:
             pipe: Any = store.client().pipeline(transaction=False)
+            seen = f"s:{store.reporter}"
             for circuit, successes in batch:
                 key = circuit.keys[3]
                 pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", successes)
                 pipe.pexpire(key, circuit.window_ms * 2)
+                # This process calls the service: a rate met meanwhile waits for its flushes.
+                pipe.zadd(circuit.keys[4], {seen: now_ms})
+                pipe.pexpire(circuit.keys[4], circuit.window_ms * 2)
             pipe.execute()
         except STORAGE_ERRORS:
             if time.monotonic() - self._last_ok <= max(c.window_ms for c, _ in batch) / 1000.0:
@@ -118,9 +122,35 @@ class SuccessFlusher:
 
     def _loop(self) -> None:
         stop = self._stop
-        while not stop.wait(FLUSH_INTERVAL):
+        while not stop.wait(self._next_wait()):
             self._flush_quietly()
+            self._decide_due()
         self._flush_quietly()
+
+    def _next_wait(self) -> float:
+        """Until the next flush, or sooner if a deferred rate decision falls due before it."""
+        due = [c.decide_at for c in list(self.circuits) if c.decide_at is not None]
+        if not due:
+            return FLUSH_INTERVAL
+        store = self._store()
+        now = time.monotonic() if store is None else store.clock.monotonic()
+        return min(FLUSH_INTERVAL, max(0.0, min(due) - now))
+
+    def _decide_due(self) -> None:
+        """Ask for the rate decisions the script deferred and that are now due (the flush
+        just sent this process's successes; the others' were sent meanwhile)."""
+        store = self._store()
+        if store is None:
+            return
+        now = store.clock.monotonic()
+        for circuit in list(self.circuits):
+            due = circuit.decide_at
+            if due is not None and due <= now:
+                circuit.decide_at = None
+                try:
+                    circuit.run("decide")
+                except Exception:  # never kill the thread
+                    store.health.listener_failed()
 
     def _flush_quietly(self) -> None:
         try:

@@ -22,6 +22,7 @@ from ._clients import is_cluster, make_async_client, make_client
 from ._derive import async_client_like
 from ._health import StorageHealth
 from ._keys import Keys
+from ._reporters import new_reporter_id
 from ._urls import Secrets, Target
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class Store:
             weakref.WeakKeyDictionary()
         )
         self.lock = threading.Lock()
+        self.reporter = new_reporter_id()
+        """This backend's id in the fleet's reporters (``_reporters.py``)."""
         self.cluster = (
             is_cluster(client) if client is not None else target is not None and target.kind == "cluster"
         )
@@ -145,6 +148,7 @@ class Store:
     def after_fork(self) -> None:
         """In a forked child: new locks and connections (the parent's are the parent's)."""
         self.lock = threading.Lock()
+        self.reporter = new_reporter_id()  # the child's calls are its own
         self._aclients = weakref.WeakKeyDictionary()
         for circuit in self.circuits.values():
             circuit.after_fork()
