@@ -176,3 +176,33 @@ class TestAdmit:
         await (await caller.aadmit("a")).afailure("down")
         with pytest.raises(CircuitOpenError):
             await caller.aadmit("a")
+
+
+class TestProtectPins:
+    def test_a_wrapper_keeps_its_circuit_only_while_it_lives(self, clock: ManualClock) -> None:
+        """A protect wrapper keeps its idle circuit while it lives; once it is gone the circuit is
+        dropped like any idle one, and a new wrapper shares the breaker's one circuit for the name."""
+        import gc
+
+        breaker = CircuitBreaker(
+            clock=clock, meta_ttl_seconds=60, default_policy=ServicePolicy(max_failures=2)
+        )
+        wrapper = breaker.protect("svc")(lambda: 1)
+        assert wrapper() == 1
+
+        def idle_twice() -> None:
+            for step in range(2):
+                clock.advance(61)
+                breaker.execute(f"other-{step}-{clock.monotonic()}", lambda: 1)
+
+        idle_twice()
+        assert "svc" in breaker.circuits()
+        del wrapper
+        gc.collect()
+        idle_twice()
+        assert "svc" not in breaker.circuits()
+        again = breaker.protect("svc")(lambda: 1)
+        for _ in range(2):
+            breaker.record_failure("svc", "down")
+        with pytest.raises(CircuitOpenError):
+            again()

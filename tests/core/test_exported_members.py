@@ -38,6 +38,7 @@ PUBLIC_MODULES: dict[str, set[str]] = {
     "tnm.circuit.breaker": {"Admitted", "Caller", "CircuitBreaker", "get_breaker"},
     "tnm.circuit.clock": {"Clock", "SystemClock"},
     "tnm.circuit.events": {"CircuitEvent", "EventKind", "Listener", "ListenerList"},
+    "tnm.circuit.http": {"DEFAULT_FAILURE_STATUSES", "retry_after_seconds", "status_policy"},
     "tnm.circuit.exceptions": {
         "CircuitBackendError",
         "CircuitError",

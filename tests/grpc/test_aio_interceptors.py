@@ -77,6 +77,7 @@ class TestUnary:
         assert isinstance(caught.value, CircuitOpenError)
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
         assert caught.value.service == echo.target
+        assert isinstance(caught.value.__cause__, CircuitOpenError)  # the breaker's own error
 
     @pytest.mark.asyncio
     async def test_answers_and_deadlines(

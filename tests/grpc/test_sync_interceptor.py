@@ -66,6 +66,7 @@ class TestUnary:
         assert error.code() is grpc.StatusCode.UNAVAILABLE
         assert f"circuit {echo.target!r} is open" in error.details()
         assert (error.service, error.retry_after) == (echo.target, pytest.approx(30))
+        assert isinstance(error.__cause__, CircuitOpenError)  # the breaker's own error
         assert breaker.state(echo.target).last_failure["reason"] == "gRPC UNAVAILABLE"  # type: ignore[index]
 
     def test_refusal_through_with_call_and_future(

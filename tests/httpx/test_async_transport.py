@@ -195,18 +195,15 @@ class TestInnerTransports:
 
 
 class TestRetryAfter:
-    def test_retry_after_stretches_the_open_time(self, make_breaker: MakeBreaker, upstream: Upstream) -> None:
+    @pytest.mark.asyncio
+    async def test_retry_after_stretches_the_open_time(
+        self, make_breaker: MakeBreaker, upstream: Upstream
+    ) -> None:
         """With the async client too, a 429 with Retry-After: 7 that opens the circuit holds it 7 s."""
         breaker = make_breaker(max_failures=2, open_seconds=2, max_open_seconds=60)
-
-        async def main() -> float | None:
-            async with httpx.AsyncClient(
-                transport=AsyncCircuitBreakerTransport(breaker), timeout=10.0
-            ) as client:
-                for _ in range(2):
-                    assert (await client.get(f"{upstream.url}/status/429")).status_code == 429
-                with pytest.raises(CircuitOpenRequestError) as caught:
-                    await client.get(f"{upstream.url}/ok")
-            return caught.value.retry_after
-
-        assert asyncio.run(main()) == pytest.approx(7)
+        async with httpx.AsyncClient(transport=AsyncCircuitBreakerTransport(breaker), timeout=10.0) as client:
+            for _ in range(2):
+                assert (await client.get(f"{upstream.url}/status/429")).status_code == 429
+            with pytest.raises(CircuitOpenRequestError) as caught:
+                await client.get(f"{upstream.url}/ok")
+        assert caught.value.retry_after == pytest.approx(7)

@@ -119,6 +119,32 @@ class TestManyHostsLocal:
         check_kept(breaker)
 
 
+class TestOnlyKnownHostsCalled:
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    @pytest.mark.asyncio
+    async def test_hosts_no_longer_called_go_while_others_are(self, clock: ManualClock, kind: str) -> None:
+        """The hosts a client stopped calling are forgotten even if it goes on calling only one host it
+        already knows (no new circuit is ever made after the burst)."""
+        breaker = local_breaker(clock)
+        inner = httpx.MockTransport(answer)
+        if kind == "sync":
+            transport = CircuitBreakerTransport(breaker, transport=inner)
+
+            async def send(req: httpx.Request) -> httpx.Response:
+                return transport.handle_request(req)
+
+        else:
+            atransport = AsyncCircuitBreakerTransport(breaker, transport=inner)
+            send = atransport.handle_async_request
+        await send(request("busy"))
+        for n in range(1_000):
+            await send(request(f"h{n}.example"))
+        for _ in range(2):
+            clock.advance(TTL + 1)
+            assert (await send(request("busy"))).status_code == 200
+        assert set(breaker.circuits()) == {"busy:80"}
+
+
 class TestDroppedCircuits:
     def test_a_dropped_host_comes_back_on_the_breakers_one_circuit(self, clock: ManualClock) -> None:
         """After its circuit is dropped, nothing keeps the old one alive, and the host's next requests

@@ -8,10 +8,11 @@ Each upstream (``host:port``) gets its own circuit. While it is open, requests t
 middlewares).
 """
 
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES
+
 from ._errors import CircuitOpenClientError
 from ._middleware import CircuitBreakerMiddleware
 from ._service import ServiceName, authority
-from ._statuses import DEFAULT_FAILURE_STATUSES
 
 CircuitBreakerMiddleware.__module__ = __name__
 CircuitOpenClientError.__module__ = __name__

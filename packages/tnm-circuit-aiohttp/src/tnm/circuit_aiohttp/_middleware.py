@@ -10,11 +10,10 @@ import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, InvalidConfigTypeError, ReturnValuePolicyError
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES, retry_after_seconds, status_policy
 
 from ._errors import CircuitOpenClientError
-from ._retry_after import retry_after_seconds
 from ._service import ServiceName, service_namer
-from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 
 __all__ = ["CircuitBreakerMiddleware"]
 
@@ -56,7 +55,9 @@ class CircuitBreakerMiddleware:
             raise InvalidConfigTypeError("breaker", f"must be a tnm.circuit.CircuitBreaker, got {breaker!r}")
         self.breaker = breaker
         self._name_of = service_namer(service)
-        self._acall = breaker.caller(on_retval_policy=status_policy(failure_statuses)).acall
+        self._acall = breaker.caller(
+            on_retval_policy=status_policy(failure_statuses, attribute="status")
+        ).acall
 
     def __repr__(self) -> str:
         return f"CircuitBreakerMiddleware({self.breaker!r})"

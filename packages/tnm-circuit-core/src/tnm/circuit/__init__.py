@@ -13,7 +13,8 @@ page, docs/guide/operations.md).
 
 Everything an application needs is importable from here. The public modules, each
 exporting what its ``__all__`` names, are: ``breaker``, ``policies``, ``state``,
-``events``, ``exceptions``, ``clock``, ``testing`` (helpers for your tests),
+``events``, ``exceptions``, ``clock``, ``http`` (what the HTTP client adapters share),
+``testing`` (helpers for your tests),
 ``metrics`` (with ``metrics.prometheus`` and ``metrics.otel``) and ``backends`` (with
 ``backends.base``, the protocols a backend implements, ``backends.local`` and
 ``backends.redis``). Modules whose name starts with an underscore, and names a module

@@ -55,7 +55,7 @@ class Caller:
     or raises ``CircuitOpenError``, and the ``Admitted`` it returns takes the outcome once.
     """
 
-    __slots__ = ("_breaker", "_overrides", "_rules")
+    __slots__ = ("_breaker", "_monotonic", "_overrides", "_rules")
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class Caller:
         on_retval_policy: ReturnValuePolicy | None,
     ) -> None:
         self._breaker = breaker
+        self._monotonic = breaker.clock.monotonic
         policy = breaker.default_policy
         # Checked now (a bad override is refused naming it), and kept in checked form.
         rules = CallRules(policy, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy)
@@ -89,15 +90,34 @@ class Caller:
             entry = self._rules[id(policy)] = (policy, CallRules(policy, *self._overrides))
         return entry[1]
 
+    def _circuit(self, service: str) -> CircuitHandle:
+        """The breaker's circuit for ``service``, once idle circuits are dropped if that is due.
+
+        The breaker sweeps when it makes a circuit; a client that goes on calling only hosts it
+        knows would never make one, and the hosts it stopped calling would stay: a caller
+        checks the sweep's time at each call (one clock read).
+        """
+        breaker = self._breaker
+        if self._monotonic() - breaker._swept_at >= breaker._idle_after:
+            with breaker._lock:
+                breaker._sweep_if_due()
+        return breaker._circuit(service)
+
     def call(self, service: str, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Call ``func(*args, **kwargs)`` through ``service``'s circuit and return its result."""
-        circuit = self._breaker._circuit(service)
-        rules = self._rules_for(circuit.policy)
-        return call_sync(func, circuit, rules, self._breaker._listeners, None, args, kwargs)
+        breaker = self._breaker  # _circuit and _rules_for, inlined: this runs on every request
+        if self._monotonic() - breaker._swept_at >= breaker._idle_after:
+            circuit = self._circuit(service)
+        else:
+            circuit = breaker._circuits.get(service) or breaker._circuit_slow(service)
+        policy = circuit.policy
+        entry = self._rules.get(id(policy))
+        rules = entry[1] if entry is not None and entry[0] is policy else self._rules_for(policy)
+        return call_sync(func, circuit, rules, breaker._listeners, None, args, kwargs)
 
     async def acall(self, service: str, func: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``func(*args, **kwargs)`` through ``service``'s circuit and return its result."""
-        circuit = self._breaker._circuit(service)
+        circuit = self._circuit(service)
         rules = self._rules_for(circuit.policy)
         return await call_async(func, circuit, rules, self._breaker._listeners, None, args, kwargs)  # type: ignore[no-any-return]
 
@@ -105,7 +125,7 @@ class Caller:
         """Let one call to ``service`` start (taking a half-open trial permit if needed), or raise
         ``CircuitOpenError``; report its outcome on the returned ``Admitted``, exactly once."""
         breaker = self._breaker
-        circuit = breaker._circuit(service)
+        circuit = self._circuit(service)
         token = 0
         if circuit.state is not CLOSED:
             token = admit(circuit, self._rules_for(circuit.policy), breaker._listeners, None)
@@ -116,7 +136,7 @@ class Caller:
     async def aadmit(self, service: str) -> Admitted:
         """``admit`` for async code: a shared store's I/O never blocks the loop."""
         breaker = self._breaker
-        circuit = breaker._circuit(service)
+        circuit = self._circuit(service)
         token = 0
         if circuit.state is not CLOSED:
             token = await aadmit(circuit, self._rules_for(circuit.policy), breaker._listeners, None)

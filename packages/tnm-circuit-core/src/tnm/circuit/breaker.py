@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -119,8 +120,9 @@ class CircuitBreaker:
         """Circuits used since the last sweep (the call path reads this dict only)."""
         self._idle: dict[str, CircuitHandle] = {}
         """Circuits not used since the last sweep: dropped at the next one if closed and clean."""
-        self._pinned: set[str] = set()
-        """Services with a ``protect`` wrapper: the wrapper holds the handle, so it is never dropped."""
+        self._pinned: dict[str, weakref.WeakSet[Callable[..., Any]]] = {}
+        """Services with a live ``protect`` wrapper (or decorator): it holds the handle, so the
+        circuit is kept while it lives, and may be dropped once it is gone."""
         self._lock = threading.Lock()
         self._swept_at = self.clock.monotonic()
         self._idle_after = _validate.duration("meta_ttl_seconds", meta_ttl_seconds, allow_zero=False)
@@ -291,12 +293,13 @@ class CircuitBreaker:
         kept: dict[str, CircuitHandle] = {}
         for name, circuit in self._idle.items():
             clean = circuit.state is CircuitState.CLOSED and not circuit.dirty
-            if name in self._pinned or forget is None or not (clean or getattr(circuit, "cold", False)):
+            if self._pinned.get(name) or forget is None or not (clean or getattr(circuit, "cold", False)):
                 kept[name] = circuit
             else:
                 forget(name, circuit)
                 self._policy_rules.pop(name, None)
         self._idle, self._circuits = self._circuits, kept
+        self._pinned = {name: pins for name, pins in self._pinned.items() if pins}
         self._swept_at = now
 
     # -- protecting calls ------------------------------------------------------
@@ -325,7 +328,6 @@ class CircuitBreaker:
         it completes.
         """
         circuit = self._circuit(service)
-        self._pinned.add(service)
         rules = self._rules(
             circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
         )
@@ -334,9 +336,20 @@ class CircuitBreaker:
         def decorator(func: Callable[_P, _R]) -> Callable[_P, _R]:
             if not callable(func):
                 raise InvalidConfigTypeError("func", f"protect() needs a callable, got {func!r}")
-            return protected(func, circuit, rules, listeners, fallback)
+            wrapper = protected(func, circuit, rules, listeners, fallback)
+            self._pin(service, wrapper)
+            return wrapper
 
+        self._pin(service, decorator)
         return decorator
+
+    def _pin(self, service: str, holder: Callable[..., Any]) -> None:
+        """Keep ``service``'s circuit while ``holder`` (a wrapper holding its handle) lives."""
+        with self._lock:
+            pins = self._pinned.get(service)
+            if pins is None:
+                pins = self._pinned[service] = weakref.WeakSet()
+            pins.add(holder)
 
     def caller(
         self,

@@ -32,7 +32,7 @@ class _Guard:
         try:
             return await self._aadmit(self.naming.service(details))  # type: ignore[arg-type]
         except CircuitOpenError as error:
-            raise CircuitOpenRpcError.from_open_error(error) from None
+            raise CircuitOpenRpcError.from_open_error(error) from error
 
     async def settle(self, admitted: Admitted, code: grpc.StatusCode | None) -> None:
         if code is None or code is grpc.StatusCode.OK:

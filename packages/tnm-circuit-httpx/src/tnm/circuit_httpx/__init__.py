@@ -8,10 +8,11 @@ raise ``CircuitOpenRequestError`` (an ``httpx.TransportError`` and a
 ``tnm.circuit.CircuitOpenError``) without being sent.
 """
 
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES
+
 from ._async_transport import AsyncCircuitBreakerTransport
 from ._errors import CircuitOpenRequestError
 from ._service import ServiceName, authority
-from ._statuses import DEFAULT_FAILURE_STATUSES
 from ._transport import CircuitBreakerTransport
 
 __all__ = [

@@ -8,9 +8,9 @@ from typing import NoReturn
 import httpx
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, InvalidConfigTypeError, ReturnValuePolicyError
+from tnm.circuit.http import retry_after_seconds
 
 from ._errors import CircuitOpenRequestError
-from ._retry_after import retry_after_seconds
 
 __all__ = ["check_breaker", "counted_response", "refuse"]
 

@@ -9,10 +9,10 @@ from typing import TypeVar
 import httpx
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, ReturnValuePolicyError
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES, status_policy
 
 from ._options import asked_wait, check_breaker, counted_response, refuse
 from ._service import ServiceName, service_namer
-from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 
 __all__ = ["CircuitBreakerTransport"]
 

@@ -10,10 +10,11 @@ Each upstream (``host:port``) gets its own circuit. While it is open, requests t
 ``tnm.circuit.CircuitOpenError``) without being sent.
 """
 
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES
+
 from ._adapter import CircuitBreakerAdapter
 from ._errors import CircuitOpenRequestError
 from ._service import ServiceName, authority
-from ._statuses import DEFAULT_FAILURE_STATUSES
 
 CircuitBreakerAdapter.__module__ = __name__
 CircuitOpenRequestError.__module__ = __name__

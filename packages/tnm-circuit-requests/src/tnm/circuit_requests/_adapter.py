@@ -11,12 +11,11 @@ from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, DEFAULT_RETRI
 from urllib3.util.retry import Retry
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, InvalidConfigTypeError, ReturnValuePolicyError
+from tnm.circuit.http import DEFAULT_FAILURE_STATUSES, retry_after_seconds, status_policy
 
 from ._body import watch_body
 from ._errors import CircuitOpenRequestError
-from ._retry_after import retry_after_seconds
 from ._service import ServiceName, service_namer
-from ._statuses import DEFAULT_FAILURE_STATUSES, status_policy
 
 __all__ = ["CircuitBreakerAdapter"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -29,8 +30,19 @@ def authority(request: requests.PreparedRequest) -> str:
 
 def _authority(request: requests.PreparedRequest) -> str | None:
     """``authority``, or ``None`` for a URL without a host."""
+    scheme, sep, rest = (request.url or "").partition("://")
+    if not sep:
+        return None
+    # "user:pw@host:port" from "scheme://user:pw@host:port/path?query#fragment", without the user.
+    hostport = rest.partition("/")[0].partition("?")[0].partition("#")[0].rpartition("@")[2]
+    return _name(scheme.lower(), hostport)
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: a client calling many hosts keeps no more than this
+def _name(scheme: str, hostport: str) -> str | None:
+    """``host:port`` of one URL authority (parsing a URL costs more than the rest of the adapter)."""
     try:
-        parts = urlsplit(request.url or "")
+        parts = urlsplit(f"{scheme}://{hostport}/")
         host, port = parts.hostname, parts.port
     except ValueError:  # a bad port: requests raises its own error for it
         return None
@@ -39,7 +51,7 @@ def _authority(request: requests.PreparedRequest) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     if port is None:
-        port = _DEFAULT_PORTS.get(parts.scheme)
+        port = _DEFAULT_PORTS.get(scheme)
         if port is None:
             return host
     return f"{host}:{port}"

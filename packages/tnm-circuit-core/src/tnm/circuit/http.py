@@ -1,0 +1,89 @@
+"""What the HTTP client adapters share: which response statuses count, and ``Retry-After``.
+
+``tnm-circuit-httpx``, ``tnm-circuit-requests`` and ``tnm-circuit-aiohttp`` judge responses
+and read ``Retry-After`` the same way; an adapter of your own for another HTTP client can
+use the same rules::
+
+    from tnm.circuit.http import DEFAULT_FAILURE_STATUSES, retry_after_seconds, status_policy
+
+    breaker.caller(on_retval_policy=status_policy(DEFAULT_FAILURE_STATUSES, attribute="status"))
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable
+from datetime import timezone
+from http import HTTPStatus
+
+from .exceptions import InvalidConfigError, InvalidConfigTypeError
+from .policies import ReturnValuePolicy
+
+__all__ = ["DEFAULT_FAILURE_STATUSES", "retry_after_seconds", "status_policy"]
+
+DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+"""Server errors that say the upstream is down or overloaded, and "too many requests"."""
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def status_policy(
+    failure_statuses: Iterable[int], *, attribute: str = "status_code"
+) -> ReturnValuePolicy | None:
+    """The policy that makes a response with one of these statuses a failure.
+
+    ``attribute`` names the response's status attribute (``status_code`` for httpx and
+    requests, ``status`` for aiohttp). The predicate answers in one dict lookup (it runs
+    on every response), with the reason an operator reads at a glance:
+    ``"HTTP 503 Service Unavailable"``.
+
+    ``None`` for an empty set: then the service policy's own ``on_retval_policy``, if
+    any, judges responses. Anything but a collection of ints from 100 to 599 raises
+    :class:`~tnm.circuit.InvalidConfigError` naming ``failure_statuses``.
+    """
+    if isinstance(failure_statuses, (str, bytes)) or not isinstance(failure_statuses, Iterable):
+        raise InvalidConfigTypeError(
+            "failure_statuses", f"must be a collection of HTTP status codes, got {failure_statuses!r}"
+        )
+    statuses = tuple(failure_statuses)
+    for status in statuses:
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise InvalidConfigTypeError("failure_statuses", f"must hold ints, got {status!r}")
+        if not 100 <= status <= 599:
+            raise InvalidConfigError("failure_statuses", f"{status} is not an HTTP status code (100-599)")
+    if not statuses:
+        return None
+    reasons = {status: f"HTTP {status} {_phrase(status)}".rstrip() for status in sorted(set(statuses))}
+
+    def failed_status(response: object) -> str | None:
+        return reasons.get(getattr(response, attribute, None))  # type: ignore[arg-type]
+
+    return ReturnValuePolicy(predicate=failed_status)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Seconds that a ``Retry-After`` ``value`` asks to wait, from ``now`` (epoch seconds).
+
+    ``value`` is delta-seconds (``"120"``) or an HTTP date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``); a date in the past means 0. ``None`` when it
+    says nothing: anything else, negative numbers included, is ignored rather than trusted.
+    When a counted 503 or 429 opens a circuit, the adapters hold it open that long
+    (:meth:`~tnm.circuit.CircuitBreaker.hold_open`, capped by ``max_open_seconds``).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are always GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
