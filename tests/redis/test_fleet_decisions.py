@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
 
 from .helpers import ROOT
 
@@ -67,10 +72,12 @@ class Fleet:
         assert ready, "worker did not answer in time"
         return worker.stdout.readline().strip()
 
-    def start(self) -> None:
+    def start(self) -> float:
+        """Every process calls from now on (the wall time returned)."""
         for worker in self.workers:
             assert self._line(worker, 30) == "ready"
         self.go.touch()
+        return time.time()
 
     def results(self, timeout: float = 60) -> list[dict[str, Any]]:
         results = [json.loads(self._line(worker, timeout)) for worker in self.workers]
@@ -140,3 +147,117 @@ class TestTheSickProcessIsIsolated:
         rejected = outcomes(sick, "rejected")
         assert {call[2] for call in rejected} == {"process"}
         assert len(rejected) > len(calls) / 2  # trials only, once its open time is over
+
+
+QUORUM_2 = {"window_seconds": 10, "open_seconds": 1.5, "max_failures": 5, "min_failing_processes": 2}
+
+
+def first(calls: list[list[Any]], outcome: str, after: float = 0.0) -> int | None:
+    """Index of the first call with ``outcome`` made after the wall time ``after``."""
+    return next((i for i, c in enumerate(calls) if c[0] >= after and c[1] == outcome), None)
+
+
+def wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+@pytest.mark.slow
+class TestQuorum:
+    def test_one_sick_process_is_isolated_two_open_the_fleet_and_recovery_closes_all(
+        self, redis_url: str
+    ) -> None:
+        """k=2: one sick process is isolated; a second opens the fleet; recovery closes every circuit."""
+        with fleet(redis_url, "quorum", 7.0, 4, QUORUM_2) as running:
+            running.sick_file(3).touch()
+            t0 = running.start()
+            wait_until(t0 + 2.0)
+            running.sick_file(2).touch()
+            wait_until(t0 + 3.0)
+            running.recover.touch()
+            results = running.results()
+        # Phase 1: one sick process of four. The healthy three never see the circuit open.
+        for healthy in results[:3]:
+            assert [c for c in healthy["calls"] if c[0] < t0 + 2.0 and c[1] == "rejected"] == []
+        sick = results[3]["calls"]
+        rejected = first(sick, "rejected")
+        assert rejected is not None
+        assert rejected <= QUORUM_2["max_failures"]  # isolated within its threshold
+        assert sick[rejected][2] == "process"
+        # Phase 2: a second process fails: it is isolated within its threshold, and with two
+        # processes isolated at once the fleet's circuit opens (for the healthy two as well).
+        second = [c for c in results[2]["calls"] if c[0] >= t0 + 2.0]
+        completes = first(second, "rejected")
+        assert completes is not None
+        assert completes <= QUORUM_2["max_failures"]
+        quorum_met = second[completes - 1][0]  # the failure that completed the quorum ended then
+        for healthy in results[:2]:
+            opened = first(healthy["calls"], "rejected", t0 + 2.0)
+            assert opened is not None
+            assert healthy["calls"][opened][2] == "failures"  # the fleet's circuit, not isolation
+            assert healthy["calls"][opened][0] - quorum_met < 0.25  # its next call or the one after
+        # Phase 3: the trouble is over: the fleet's circuit and the isolated ones are closed.
+        for result in results:
+            assert [c for c in result["calls"] if c[0] >= t0 + 5.5 and c[1] != "ok"] == []
+            assert result["snapshot"]["state"] == "closed"
+
+
+def _boom() -> None:
+    raise OSError("down")
+
+
+class TestQuorumOnOneServer:
+    """Two breakers on one server are two reporters (each its own backend): fast, exact checks."""
+
+    def test_one_failing_reporter_cannot_open_a_quorum_of_two(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """k=2: one failing reporter is isolated, the fleet stays closed; a second one opens it."""
+        one = make_redis_breaker(max_failures=3, min_failing_processes=2)
+        two = make_redis_breaker(max_failures=3, min_failing_processes=2)
+        two.execute("svc", lambda: None)  # another reporter calls the service
+        for _ in range(3):
+            with pytest.raises(OSError):
+                one.execute("svc", _boom)
+        snap = two.state("svc")
+        assert (snap.state, snap.failing_processes) == (CircuitState.CLOSED, 1)
+        with pytest.raises(CircuitOpenError) as isolated:
+            one.execute("svc", _boom)
+        assert isolated.value.opened_by == "process"
+        assert one.state("svc").opened_by == "process"
+        with pytest.raises(OSError):
+            two.execute("svc", _boom)  # a second failing reporter, three failures in a row
+        assert two.state("svc").state is CircuitState.OPEN
+        assert two.state("svc").failing_processes == 2
+
+    def test_open_on_opens_at_once_whatever_the_quorum(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """open_on trips the fleet's circuit at once, even with k=3."""
+        breaker = make_redis_breaker(max_failures=3, min_failing_processes=3, open_on=(OSError,))
+        with pytest.raises(OSError):
+            breaker.execute("svc", _boom)
+        assert breaker.state("svc").opened_by == "open_on"
+
+    def test_unreachable_redis_decides_alone_and_says_so_once(self, caplog: pytest.LogCaptureFixture) -> None:
+        """While Redis is unreachable a process decides alone, as with k=1, and one INFO line says so."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        breaker = CircuitBreaker(
+            "redis",
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            socket_timeout=0.2,
+            warn_interval=0,
+            default_policy=ServicePolicy(max_failures=2, min_failing_processes=2),
+        )
+        try:
+            with caplog.at_level(logging.INFO, logger="tnm.circuit"):
+                for _ in range(2):
+                    with pytest.raises(OSError):
+                        breaker.execute("svc", _boom)
+                with pytest.raises(CircuitOpenError):
+                    breaker.execute("svc", _boom)
+        finally:
+            breaker.close()
+        alone = [r for r in caplog.records if "decides alone" in r.getMessage()]
+        assert [r.levelno for r in alone] == [logging.INFO]

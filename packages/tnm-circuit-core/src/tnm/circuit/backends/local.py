@@ -8,6 +8,7 @@ no files and opens no sockets.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -382,6 +383,22 @@ class LocalCircuit:
             self._publish()
 
 
+_logger = logging.getLogger("tnm.circuit")
+
+
+def say_deciding_alone(policy: ServicePolicy, why: str) -> bool:
+    """Log once (the caller keeps the flag) that a quorum cannot be formed: True if it logged."""
+    if policy.min_failing_processes <= 1:
+        return False
+    _logger.info(
+        "tnm-circuit: %s, so each process decides alone, as with min_failing_processes=1"
+        " (the policy asks for %d)",
+        why,
+        policy.min_failing_processes,
+    )
+    return True
+
+
 class LocalBackend:
     """Circuits in this process's memory (the default backend)."""
 
@@ -390,6 +407,7 @@ class LocalBackend:
     def __init__(self) -> None:
         self._circuits: dict[str, LocalCircuit] = {}
         self._lock = threading.Lock()
+        self._said_alone = False
 
     def __repr__(self) -> str:
         return f"LocalBackend(services={len(self._circuits)})"
@@ -404,6 +422,8 @@ class LocalBackend:
                 if circuit is None:
                     circuit = LocalCircuit(service, policy, clock, listeners)
                     self._circuits[service] = circuit
+                    if not self._said_alone:
+                        self._said_alone = say_deciding_alone(policy, "the local backend is one process")
         return circuit
 
     def services(self) -> list[str]:

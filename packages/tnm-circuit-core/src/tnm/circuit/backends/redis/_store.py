@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
+from ..local import say_deciding_alone
 from ._clients import is_cluster, make_async_client, make_client
 from ._derive import async_client_like
 from ._health import StorageHealth
@@ -79,6 +80,7 @@ class Store:
             weakref.WeakKeyDictionary()
         )
         self.lock = threading.Lock()
+        self._said_alone = False
         self.reporter = new_reporter_id()
         """This backend's id in the fleet's reporters (``_reporters.py``)."""
         self.cluster = (
@@ -195,5 +197,9 @@ class Store:
         self.health.degrade(exc)
 
     def _start_alone(self) -> None:
+        said = False
         for circuit in list(self.circuits.values()):
             circuit.start_alone()
+            if not said and not self._said_alone:
+                said = say_deciding_alone(circuit.policy, f"Redis at {self.where} is unreachable")
+        self._said_alone = self._said_alone or said

@@ -108,6 +108,9 @@ local reporter = ARGV[26] or ''
 local quorum = tonumber(ARGV[27] or '') or 1
 local isolating_trigger, isolating_ms = string.match(ARGV[28] or '', '^([%a_]+):(%d+)$')
 local REPORTERS_MAX = 128
+-- An isolated process counts as isolated until its open time ends and its first trial
+-- had this long to run (a failed trial reports it isolated again).
+local TRIAL_GRACE_MS = 1000
 -- Other processes add their successes every 0.2 s: a rate met while another process is
 -- seen is decided this much later, on a window that holds what they had counted.
 local DECISION_WAIT_MS = 250
@@ -396,7 +399,7 @@ elseif op == 'failure' then
     if isolating_trigger and state == 'closed' then
       -- This process's own calls met the trigger: with a quorum, that many isolated at
       -- once open the fleet's circuit (one sick process never does).
-      note_reporter('i:', now + tonumber(isolating_ms))
+      note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
       local _, isolated = reporter_counts()
       if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
     end
@@ -414,7 +417,7 @@ elseif op == 'slow' then
       rate_decision(rate_trip_due())
     end
     if isolating_trigger and state == 'closed' then
-      note_reporter('i:', now + tonumber(isolating_ms))
+      note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
       local _, isolated = reporter_counts()
       if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
     end
