@@ -466,6 +466,7 @@ elseif op == 'force_open' then
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
 elseif op == 'disable' then
+  forget_failing()
   opened_by, opened_figures = '', ''
   last_reason, last_ms = ARGV[15], now
   open_until = 0
