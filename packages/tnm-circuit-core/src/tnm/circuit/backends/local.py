@@ -386,7 +386,7 @@ class LocalCircuit:
 _logger = logging.getLogger("tnm.circuit")
 
 
-def say_deciding_alone(policy: ServicePolicy, why: str) -> bool:
+def _say_deciding_alone(policy: ServicePolicy, why: str) -> bool:
     """Log once (the caller keeps the flag) that a quorum cannot be formed: True if it logged."""
     if policy.min_failing_processes <= 1:
         return False
@@ -423,7 +423,7 @@ class LocalBackend:
                     circuit = LocalCircuit(service, policy, clock, listeners)
                     self._circuits[service] = circuit
                     if not self._said_alone:
-                        self._said_alone = say_deciding_alone(policy, "the local backend is one process")
+                        self._said_alone = _say_deciding_alone(policy, "the local backend is one process")
         return circuit
 
     def services(self) -> list[str]:

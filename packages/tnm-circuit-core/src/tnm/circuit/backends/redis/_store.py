@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
-from ..local import say_deciding_alone
+from ..local import _say_deciding_alone
 from ._clients import is_cluster, make_async_client, make_client
 from ._derive import async_client_like
 from ._health import StorageHealth
@@ -201,5 +201,5 @@ class Store:
         for circuit in list(self.circuits.values()):
             circuit.start_alone()
             if not said and not self._said_alone:
-                said = say_deciding_alone(circuit.policy, f"Redis at {self.where} is unreachable")
+                said = _say_deciding_alone(circuit.policy, f"Redis at {self.where} is unreachable")
         self._said_alone = self._said_alone or said
