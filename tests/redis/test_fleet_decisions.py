@@ -20,7 +20,7 @@ import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
 
-from .helpers import ROOT
+from .helpers import ROOT, wait_for
 
 RATE_50 = {
     "window_seconds": 10,
@@ -228,6 +228,30 @@ class TestQuorumOnOneServer:
             two.execute("svc", _boom)  # a second failing reporter, three failures in a row
         assert two.state("svc").state is CircuitState.OPEN
         assert two.state("svc").failing_processes == 2
+
+    def test_own_successes_between_own_failures_never_isolate(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """Count policy: a process failing every other call is never isolated, whoever clears the count."""
+        one = make_redis_breaker(max_failures=3)
+        two = make_redis_breaker(max_failures=3)
+        outcomes = iter([True, False] * 10)
+
+        @one.protect("svc")
+        def flaky() -> None:
+            if next(outcomes):
+                raise OSError("down")
+
+        two.execute("svc", lambda: None)
+        mine, theirs = (b.backend.circuits["svc"] for b in (one, two))  # type: ignore[attr-defined]
+        for _ in range(10):
+            with pytest.raises(OSError):
+                flaky()
+            assert wait_for(lambda: theirs.dirty)  # the other process heard of the failure
+            two.execute("svc", lambda: None)  # its success clears the fleet's count
+            assert wait_for(lambda: mine._failures == 0)  # and this process heard that
+            flaky()  # its own success: must clear its own count too
+        assert one.state("svc").state is CircuitState.CLOSED
 
     def test_open_on_opens_at_once_whatever_the_quorum(
         self, make_redis_breaker: Callable[..., CircuitBreaker]

@@ -13,8 +13,8 @@ succeed; a failed trial isolates it again, with the policy's backoff.
 Its evidence is what this process already has: its failures and slow calls (each went
 to Redis anyway) and, under a rate policy, the count of its own fast successes that the
 rate window keeps (``Operations.pending``). Nothing is added to a healthy call. Under a
-count policy, a success after an own failure clears the count through the circuit's
-``tally`` hook, set only while this process has failures counted.
+count policy, while this process has failures counted its mirror stays dirty, so its next
+success takes the recording path and clears them (through the circuit's ``tally`` hook).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Isolation:
         while events and (events[0][0] <= now - window or len(events) > _EVENTS_MAX):
             self._baseline = events.popleft()[1]
         streak = self.streak
-        if failed:
+        if failed and policy.max_failures:
             streak.append(now)
         while streak and streak[0] <= now - window:
             streak.popleft()

@@ -130,8 +130,10 @@ class Mirror:
             open_until = 0.0
         self.fleet_state = state
         self.others_seen = reply.others_seen
-        dirty = state is CLOSED and reply.failures > 0
         isolation = self.isolation
+        # This process's own failures (the count trigger's) keep it dirty too: its next success
+        # must be seen, to clear them, even after another process's success cleared the fleet's.
+        dirty = state is CLOSED and (reply.failures > 0 or bool(isolation.streak))
         if isolation.state is not None:
             if state is CLOSED:  # this process stays isolated: calls ask it, successes report
                 state, open_until = isolation.presented()
