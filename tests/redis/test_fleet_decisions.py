@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tnm.circuit import CircuitBreaker, CircuitOpenError, CircuitState, ServicePolicy
+from tnm.circuit import CircuitBreaker, CircuitEvent, CircuitOpenError, CircuitState, EventKind, ServicePolicy
 
 from .helpers import ROOT, wait_for
 
@@ -122,6 +122,21 @@ class TestOneSickProcessAtADeploy:
         assert all(len(outcomes(r, "ok")) > 100 for r in healthy)
         assert sick["snapshot"]["failing_processes"] in (1, None)  # None: read while isolated alone
         assert [r["snapshot"]["state"] for r in healthy] == ["closed"] * 3
+
+    def test_after_a_close_the_window_starts_empty_and_still_never_opens(self, redis_url: str) -> None:
+        """An operator's reset mid-traffic empties the window: the sick process still cannot open it."""
+        with fleet(redis_url, "after-close", 3.0, 4, RATE_50) as running:
+            running.sick_file(3).touch()
+            t0 = running.start()
+            operator = CircuitBreaker("redis", redis_url=redis_url, namespace="after-close")
+            try:
+                for moment in (1.0, 1.7, 2.4):
+                    wait_until(t0 + moment)
+                    operator.reset("svc")  # closes it: the rate window starts again
+            finally:
+                operator.close()
+            results = running.results()
+        assert [len(outcomes(r, "rejected")) for r in results[:3]] == [0, 0, 0]
 
 
 COUNT_5 = {"window_seconds": 10, "open_seconds": 1, "max_failures": 5}
@@ -252,6 +267,51 @@ class TestQuorumOnOneServer:
             assert wait_for(lambda: mine._failures == 0)  # and this process heard that
             flaky()  # its own success: must clear its own count too
         assert one.state("svc").state is CircuitState.CLOSED
+
+    def test_an_isolation_is_one_state_change_event_and_one_warning(
+        self, make_redis_breaker: Callable[..., CircuitBreaker], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The isolated process emits STATE_CHANGE closed -> open (trigger process) and one WARNING line."""
+        one = make_redis_breaker(max_failures=3, min_failing_processes=2)
+        two = make_redis_breaker(max_failures=3, min_failing_processes=2)
+        events: list[CircuitEvent] = []
+        one.add_listener(events.append)
+        two.execute("svc", lambda: None)
+        with caplog.at_level(logging.INFO, logger="tnm.circuit"):
+            for _ in range(3):
+                with pytest.raises(OSError):
+                    one.execute("svc", _boom)
+            for _ in range(5):
+                with pytest.raises(CircuitOpenError):
+                    one.execute("svc", _boom)
+        changes = [e for e in events if e.kind is EventKind.STATE_CHANGE]
+        assert [(e.previous_state, e.state, e.trigger) for e in changes] == [
+            (CircuitState.CLOSED, CircuitState.OPEN, "process")
+        ]
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert "isolated" in warnings[0].getMessage()
+        assert two.state("svc").state is CircuitState.CLOSED
+
+    def test_a_forked_child_reports_under_its_own_id(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """The reporter id is stable in a process and new in a forked child."""
+        breaker = make_redis_breaker(max_failures=3)
+        store = breaker.backend.store  # type: ignore[attr-defined]
+        parent = store.reporter
+        assert store.reporter == parent
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: say its id, and leave at once
+            os.write(write, store.reporter.encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            child = pipe.read()
+        os.waitpid(pid, 0)
+        assert child != parent
+        assert child.split(":")[1] == str(pid)
 
     def test_open_on_opens_at_once_whatever_the_quorum(
         self, make_redis_breaker: Callable[..., CircuitBreaker]
