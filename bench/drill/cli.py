@@ -9,15 +9,17 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from types import FrameType
 
 from .config import CONTENDERS, DEFAULT, QUICK, SCENARIOS, Drill, Policy
 from .measures import RunRecord, summarize
 from .processes import Children, DrillError, check_port_free, free_port
-from .report import Results, goal_lines, machine, table, write_json
+from .report import Results, goal_lines, load_average, machine, table, write_json
 from .run import run_one
 
 
@@ -68,6 +70,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Drill]:
     if unknown or not contenders:
         choices = ", ".join(CONTENDERS)
         parser.error(f"argument --contenders: unknown {unknown or 'empty list'}; choose from {choices}")
+    needed = {"circuitbreaker": "circuitbreaker", "pybreaker-redis": "pybreaker"}
+    needed = {name: module for name, module in needed.items() if name in contenders}
+    if args.plot:
+        needed["--plot"] = "matplotlib"
+    missing = sorted({f"{what} needs {module}" for what, module in needed.items() if not find_spec(module)})
+    if missing:
+        parser.error(f"{'; '.join(missing)}: run it with `uv run --group bench python bench/drill.py`")
     if not 0 <= args.port <= 65535 - args.workers:
         parser.error(f"argument --port: {args.port} is not a usable first port for {args.workers} workers")
     base = QUICK if args.quick else DEFAULT
@@ -104,8 +113,8 @@ def run_drill(
 ) -> int:
     upstream = children.start_module("upstream", "upstream", [str(ports[0])], ports[0])
     children.wait_ready([upstream])
-    machine_line = machine()
-    print(f"machine: {machine_line}")
+    machine_line, load_at_start = machine(), load_average()
+    print(f"machine: {machine_line}, load average {load_at_start}")
     print(
         f"fleet: {drill.workers} workers (FastAPI on uvicorn), {drill.rate:g} requests/s in all; outage "
         f"{drill.outage_seconds:g} s after {drill.warmup_seconds:g} s of healthy traffic, then "
@@ -127,7 +136,7 @@ def run_drill(
         }
         for scenario, runs in records.items()
     }
-    machine_line = f"{machine_line} at the start, {machine().split('load average ')[1]} at the end"
+    machine_line = f"{machine_line}, load average {load_at_start} at the start, {load_average()} at the end"
     for scenario, figures in results.items():
         print("\n".join(table(scenario, figures)))
     print("\n".join(goal_lines(drill, results)))
@@ -139,7 +148,8 @@ def run_drill(
 
         title = (
             f"{drill.workers} workers, {drill.rate:g} requests/s, open after {drill.policy.threshold} "
-            f"failures for {drill.policy.open_seconds:g} s ({machine_line.split(', Linux')[0]})"
+            f"failures for {drill.policy.open_seconds:g} s ({os.cpu_count()} CPUs, load average "
+            f"{load_at_start.split()[0]} at the start)"
         )
         draw(args.plot, records, title, drill.stall_hold_seconds)
         print(f"picture written to {args.plot}")
@@ -155,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         ports = fleet_ports(drill)
         from tests.redis_server import RedisServer
 
-        redis_server = RedisServer()
-        redis_server.start()
+        try:
+            redis_server = RedisServer()
+            redis_server.start()
+        except RuntimeError as exc:  # not installed, or did not start
+            raise DrillError(str(exc)) from None
         return run_drill(args, drill, children, redis_server.url, ports)
     except DrillError as exc:
         print(f"drill.py: error: {exc}", file=sys.stderr)
@@ -165,6 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         print("drill.py: interrupted; stopping every process it started", file=sys.stderr)
         return 130
     finally:
-        children.stop_all()
+        children.close()
         if redis_server is not None:
             redis_server.cleanup()

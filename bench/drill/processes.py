@@ -1,7 +1,7 @@
 """Starting, watching and stopping every process the drill starts.
 
 Each child runs in its own process group (``start_new_session``), so a Ctrl-C in the terminal
-reaches only the drill, which then stops every child itself (``Children.stop_all``, called from
+reaches only the drill, which then stops every child itself (``Children.close``, called from
 the drill's ``finally``): first SIGTERM to the group, then SIGKILL after a bounded wait. A child's
 output goes to a log file, whose tail is shown if it fails to start.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,7 +68,7 @@ class Child:
 
 
 class Children:
-    """The drill's child processes; ``stop_all`` ends every one still running."""
+    """The drill's child processes; ``close`` ends every one still running."""
 
     def __init__(self) -> None:
         self.logs = Path(tempfile.mkdtemp(prefix="tnm-drill-"))
@@ -133,5 +134,7 @@ class Children:
             if child in self.running:
                 self.running.remove(child)
 
-    def stop_all(self) -> None:
+    def close(self) -> None:
+        """Stop every child still running, and remove their logs."""
         self.stop(list(self.running))
+        shutil.rmtree(self.logs, ignore_errors=True)

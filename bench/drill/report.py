@@ -15,10 +15,14 @@ Results = dict[str, dict[str, dict[str, Any]]]
 
 
 def machine() -> str:
-    """This machine in one line: CPUs, Python, load average now."""
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    """This machine in one line: CPUs, system, Python."""
     system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} CPUs, {system}, Python {platform.python_version()}, load average {load}"
+    return f"{os.cpu_count()} CPUs, {system}, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    """The load average now (1, 5 and 15 minutes): how busy the machine was around the run."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def table(scenario: str, figures: dict[str, dict[str, Any]]) -> list[str]:

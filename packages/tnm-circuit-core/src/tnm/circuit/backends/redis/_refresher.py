@@ -210,6 +210,7 @@ class Refresher(Worker):
     def sync(self, client: Any) -> None:
         """One round: probe, detect a data loss, re-read the mirrors if needed; recover if degraded."""
         store = self._store
+        on_thread = threading.current_thread().name == self.thread_name  # not initialize()'s round
         if self.check_epoch(client):
             self._full_needed = True
             lost = True
@@ -222,6 +223,8 @@ class Refresher(Worker):
                     self._overrides.pending[service] = override
                 store.health.circuit_lost(service, override is not None)
                 self._full_needed = True  # the fleet's view of it is read afresh
+        if on_thread and self._stop.is_set():
+            return  # closed meanwhile: a closed backend writes nothing (another may own the store now)
         if lost or self._overrides.pending:
             restored = self._overrides.restore(self._circuit_for, everything=lost)
             if lost:
