@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitEvent, CircuitOpenError, CircuitState, EventKind, ServicePolicy
 
-from .helpers import ROOT, wait_for
+from .helpers import ROOT, Traffic, wait_for
 
 RATE_50 = {
     "window_seconds": 10,
@@ -31,8 +30,9 @@ RATE_50 = {
 }
 
 
-class Fleet:
-    """``tests/redis/fleet_worker.py`` processes: each fails its calls while its SICK file exists."""
+class Fleet(Traffic):
+    """``tests/redis/fleet_worker.py`` processes, each with its own SICK file (its calls fail while it
+    exists); reading their lines and stopping them as ``Traffic`` does."""
 
     def __init__(
         self, url: str, namespace: str, seconds: float, processes: int, policy: dict[str, Any]
@@ -66,31 +66,17 @@ class Fleet:
     def sick_file(self, index: int) -> Path:
         return self.dir / f"sick-{index}"
 
-    def _line(self, worker: subprocess.Popen[str], timeout: float) -> str:
-        assert worker.stdout is not None
-        ready, _, _ = select.select([worker.stdout], [], [], timeout)
-        assert ready, "worker did not answer in time"
-        return worker.stdout.readline().strip()
-
     def start(self) -> float:
         """Every process calls from now on (the wall time returned)."""
-        for worker in self.workers:
-            assert self._line(worker, 30) == "ready"
+        self.wait_ready()
         self.go.touch()
         return time.time()
 
     def results(self, timeout: float = 60) -> list[dict[str, Any]]:
-        results = [json.loads(self._line(worker, timeout)) for worker in self.workers]
+        results = super().results(timeout)
         for result in results:
             assert result["foreign"] == []
         return results
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.kill()
-            worker.wait(10)
-            if worker.stdout is not None:
-                worker.stdout.close()
 
 
 @contextmanager

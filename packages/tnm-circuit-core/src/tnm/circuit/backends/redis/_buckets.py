@@ -10,8 +10,11 @@ each of those runs computes the fleet's rates from the buckets atomically.
 **Staleness.** A success is in the fleet's counts at most ``FLUSH_INTERVAL`` (0.2 s)
 plus one round trip after it happened (plus the time the flushing thread waits for
 the CPU on a loaded host). Until then the fleet's failure rate can read higher than
-it is, by at most what this process did in that time. Successes are added to the
-bucket of the moment they are flushed, so one may land one bucket (a tenth of the
+it is, by at most what this process did in that time; so a rate the script finds met
+while other processes call is decided 0.25 s later (``decide``, asked by this thread
+when it falls due, or the next failure), on a window that holds their successes. Each
+flush also marks this process as calling the service (the reporters, ``_reporters.py``).
+Successes are added to the bucket of the moment they are flushed, so one may land one bucket (a tenth of the
 window) later than it happened. While Redis is unreachable the counts wait here and
 are added once it answers again, unless a whole window went by meanwhile (they are
 dropped: they could only make the window look better than it is).
