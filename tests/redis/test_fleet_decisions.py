@@ -299,6 +299,19 @@ class TestQuorumOnOneServer:
         assert child != parent
         assert child.split(":")[1] == str(pid)
 
+    def test_failures_before_the_fleet_opened_never_isolate_later(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """Once the fleet's circuit opened, earlier failures of this process never isolate it."""
+        web, worker = make_redis_breaker(max_failures=3), make_redis_breaker(max_failures=3)
+        worker.execute("svc", lambda: None)
+        for _ in range(2):
+            for _ in range(3):
+                with pytest.raises(OSError):
+                    web.execute("svc", _boom)
+            assert web.state("svc").opened_by == "failures"  # the fleet's circuit, both times
+            web.reset("svc")
+
     def test_open_on_opens_at_once_whatever_the_quorum(
         self, make_redis_breaker: Callable[..., CircuitBreaker]
     ) -> None:

@@ -142,6 +142,10 @@ class Isolation:
         if self.state is HALF_OPEN:
             self.trials = max(0, self.trials - 1)
 
+    def holds_evidence(self) -> bool:
+        """Isolated, or with own failures or slow calls counted (else ``clear`` has nothing to do)."""
+        return self.state is not None or bool(self._events) or bool(self.streak)
+
     def clear(self) -> None:
         """Not isolated (its trials succeeded, or the fleet's circuit decides now)."""
         self.state = None

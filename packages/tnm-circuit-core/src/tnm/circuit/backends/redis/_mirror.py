@@ -134,12 +134,12 @@ class Mirror:
         # This process's own failures (the count trigger's) keep it dirty too: its next success
         # must be seen, to clear them, even after another process's success cleared the fleet's.
         dirty = state is CLOSED and (reply.failures > 0 or bool(isolation.streak))
-        if isolation.state is not None:
-            if state is CLOSED:  # this process stays isolated: calls ask it, successes report
-                state, open_until = isolation.presented()
-                dirty = True
-            else:  # the fleet's circuit decides for everyone now
+        if state is not CLOSED:
+            if isolation.holds_evidence():  # the fleet's circuit decides for everyone now
                 isolation.clear()
+        elif isolation.state is not None:  # this process stays isolated: calls ask it
+            state, open_until = isolation.presented()
+            dirty = True
         self.dirty = dirty
         self.open_until = open_until
         self.state = state
