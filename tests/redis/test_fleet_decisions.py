@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitEvent, CircuitOpenError, CircuitState, EventKind, ServicePolicy
+from tnm.circuit.testing import ManualClock
 
 from .helpers import ROOT, Traffic, wait_for
 
@@ -311,6 +313,36 @@ class TestQuorumOnOneServer:
                     web.execute("svc", _boom)
             assert web.state("svc").opened_by == "failures"  # the fleet's circuit, both times
             web.reset("svc")
+
+    def test_the_async_path_isolates_and_recovers_the_same(
+        self, make_redis_breaker: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """execute_async: isolated after its own threshold, local trial after open_seconds, closed again."""
+        one = make_redis_breaker(max_failures=3, min_failing_processes=2, open_seconds=5)
+        two = make_redis_breaker(max_failures=3, min_failing_processes=2, open_seconds=5)
+
+        async def boom() -> None:
+            raise OSError("down")
+
+        async def main() -> None:
+            try:
+                await two.execute_async("svc", asyncio.sleep, 0)
+                for _ in range(3):
+                    with pytest.raises(OSError):
+                        await one.execute_async("svc", boom)
+                with pytest.raises(CircuitOpenError) as rejected:
+                    await one.execute_async("svc", asyncio.sleep, 0)
+                assert rejected.value.opened_by == "process"
+                assert (await one.astate("svc")).state is CircuitState.OPEN
+                clock.advance(5)
+                await one.execute_async("svc", asyncio.sleep, 0)  # its trial succeeds
+                assert (await one.astate("svc")).state is CircuitState.CLOSED
+                assert (await two.astate("svc")).state is CircuitState.CLOSED
+            finally:
+                await one.aclose()
+                await two.aclose()
+
+        asyncio.run(main())
 
     def test_open_on_opens_at_once_whatever_the_quorum(
         self, make_redis_breaker: Callable[..., CircuitBreaker]
