@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitEvent, CircuitOpenError, CircuitState, EventKind, ServicePolicy
+from tnm.circuit.backends.redis._isolation import Isolation
 from tnm.circuit.testing import ManualClock
 
 from .helpers import ROOT, Traffic, wait_for
@@ -376,3 +377,31 @@ class TestQuorumOnOneServer:
             breaker.close()
         alone = [r for r in caplog.records if "decides alone" in r.getMessage()]
         assert [r.levelno for r in alone] == [logging.INFO]
+
+
+class TestIsolationVerdict:
+    """``Isolation`` alone (no Redis): this process's own verdict, driven by explicit times."""
+
+    def test_a_trial_never_reported_frees_its_permit_after_the_trial_timeout(self) -> None:
+        """A cancelled local trial (no outcome) does not keep the process half-open forever."""
+        policy = ServicePolicy(max_failures=2, open_seconds=5, trial_timeout_seconds=10)
+        isolation = Isolation(policy, lambda: 0)
+        assert isolation.judge(0.0, True, False) is None
+        assert isolation.judge(1.0, True, False) == "failures"
+        isolation.isolate(1.0)
+        assert isolation.acquire(2.0) == (False, False)  # open
+        assert isolation.acquire(6.0) == (True, True)  # half-open: the one trial
+        assert isolation.acquire(7.0) == (False, False)  # its permit is taken
+        assert isolation.acquire(16.0) == (True, False)  # never reported: freed after 10 s
+        assert isolation.trial_succeeded()  # and this one closes it
+        assert isolation.state is None
+
+    def test_the_rate_counts_this_process_successes(self) -> None:
+        """Own rate: 10 failures among 40 own successes stay under 50%; alone they meet it."""
+        policy = ServicePolicy(max_failures=None, failure_rate_threshold=0.5, minimum_calls=10)
+        successes = 40
+        isolation = Isolation(policy, lambda: successes)
+        assert [isolation.judge(float(t), True, False) for t in range(10)] == [None] * 10
+        successes = 0
+        alone = Isolation(policy, lambda: successes)
+        assert [alone.judge(float(t), True, False) for t in range(10)][-1] == "failure_rate"

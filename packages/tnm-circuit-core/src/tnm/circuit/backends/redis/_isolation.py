@@ -48,7 +48,9 @@ class Isolation:
         """``OPEN`` or ``HALF_OPEN`` while isolated; ``None`` otherwise."""
         self.until = 0.0
         self.reopenings = 0
-        self.trials = 0
+        self._trials: deque[float] = deque()
+        """When each trial in flight started: a trial never reported (a cancelled call) frees
+        its permit after ``trial_timeout_seconds``, as a Redis permit does."""
         self.trial_successes = 0
         self.figures: Figures | None = None
         """This process's own (failures, calls, failure rate, slow rate) when it isolated itself."""
@@ -108,7 +110,8 @@ class Isolation:
             self.reopenings += 1
         duration = self.policy.open_duration(self.reopenings)
         self.state, self.until = OPEN, now + duration
-        self.trials = self.trial_successes = 0
+        self._trials.clear()
+        self.trial_successes = 0
         self.streak.clear()
         return duration
 
@@ -117,20 +120,24 @@ class Isolation:
         if self.state is OPEN:
             if now < self.until:
                 return False, False
-            self.state, self.trials, self.trial_successes = HALF_OPEN, 0, 0
+            self.state, self.trial_successes = HALF_OPEN, 0
+            self._trials.clear()
             turned = True
         else:
             turned = False
-        if self.trials >= self.policy.half_open_max_calls:
+        trials = self._trials
+        while trials and trials[0] <= now - self.policy.trial_timeout_seconds:
+            trials.popleft()
+        if len(trials) >= self.policy.half_open_max_calls:
             return False, turned
-        self.trials += 1
+        trials.append(now)
         return True, turned
 
     def trial_succeeded(self) -> bool:
         """A trial succeeded; True if that closes the isolation."""
         if self.state is not HALF_OPEN:
             return False
-        self.trials = max(0, self.trials - 1)
+        self.release()
         self.trial_successes += 1
         if self.trial_successes < self.policy.success_threshold:
             return False
@@ -139,8 +146,8 @@ class Isolation:
 
     def release(self) -> None:
         """A trial that neither succeeded nor failed (cancelled, ignored): its permit comes back."""
-        if self.state is HALF_OPEN:
-            self.trials = max(0, self.trials - 1)
+        if self.state is HALF_OPEN and self._trials:
+            self._trials.popleft()
 
     def holds_evidence(self) -> bool:
         """Isolated, or with own failures or slow calls counted (else ``clear`` has nothing to do)."""
@@ -150,7 +157,8 @@ class Isolation:
         """Not isolated (its trials succeeded, or the fleet's circuit decides now)."""
         self.state = None
         self.until = 0.0
-        self.reopenings = self.trials = self.trial_successes = 0
+        self.reopenings = self.trial_successes = 0
+        self._trials.clear()
         self.figures = None
         self.streak.clear()
         self._events.clear()
