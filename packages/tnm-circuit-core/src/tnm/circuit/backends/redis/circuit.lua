@@ -223,8 +223,10 @@ local function window_counts()
 end
 
 -- The fleet's reporters: note this process (kind 's:', 'f:' or 'i:'), and count them.
+local counted = nil  -- reporter_counts() of this run, until the set changes
 local function note_reporter(kind, score)
   if reporter == '' or not reporters_key then return end
+  counted = nil
   redis.call('ZADD', reporters_key, score or now, kind .. reporter)
   redis.call('ZREMRANGEBYSCORE', reporters_key, '-inf', now - window_ms)
   if redis.call('ZCARD', reporters_key) > REPORTERS_MAX then
@@ -235,6 +237,7 @@ end
 -- (processes that failed in the window, processes isolated now, another process seen)
 local function reporter_counts()
   if not reporters_key then return 0, 0, false end
+  if counted then return counted[1], counted[2], counted[3] end
   local failing, isolated, others = 0, 0, false
   -- The whole set (it is small; no grant beyond the failure set's): members of the window.
   local m = redis.call('ZRANGE', reporters_key, 0, -1, 'WITHSCORES')
@@ -245,6 +248,7 @@ local function reporter_counts()
     elseif kind == 'i:' and tonumber(m[i + 1]) > now then isolated = isolated + 1
     elseif kind == 's:' and id ~= reporter then others = true end
   end
+  counted = {failing, isolated, others}
   return failing, isolated, others
 end
 
@@ -257,6 +261,7 @@ end
 -- A closed circuit forgets who failed: only 's:' (who calls) outlives it.
 local function forget_failing()
   if not reporters_key then return end
+  counted = nil
   for _, member in ipairs(redis.call('ZRANGE', reporters_key, 0, -1)) do
     if string.sub(member, 1, 2) ~= 's:' then redis.call('ZREM', reporters_key, member) end
   end
