@@ -9,7 +9,8 @@ The app calls three made-up services five times a second. Take one down and watc
 row turn open, then half-open and closed again once it is back.
 
 The page is read-only. Set TNM_DASHBOARD_PASSWORD to require a login (user "operator")
-for the page and to add the Open, Disable and Reset buttons. With TNM_CIRCUIT_REDIS_URL set, state
+for the page and to add the Open, Disable and Reset buttons, and each row's policy form (Apply,
+and Clear override once a policy was changed). With TNM_CIRCUIT_REDIS_URL set, state
 lives in Redis and the page shows the circuits of every process sharing the store: run a
 second copy on another port and break a service in one of them.
 """

@@ -242,3 +242,77 @@ def test_without_javascript_the_browser_reloads_the_table(
         poll_frequency=0.1,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     ).until(reloaded_open)
+
+
+# -- the policy form ------------------------------------------------------------------
+
+FIELD = "tr[data-service='payments'] input[name='max_failures']"
+APPLY = "tr[data-service='payments'] .policy-form button"
+SUMMARY = "tr[data-service='payments'] details.policy-edit summary"
+
+
+def policy_text(driver: WebDriver) -> str:
+    return str(
+        driver.execute_script(
+            "return document.querySelector(`tr[data-service='payments'] td.policy`).innerText;"
+        )
+    )
+
+
+def fill_and_apply(driver: WebDriver, value: str) -> None:
+    if not driver.execute_script(f"return document.querySelector(`{SUMMARY}`).parentElement.open;"):
+        driver.find_element(By.CSS_SELECTOR, SUMMARY).click()
+    field = driver.find_element(By.CSS_SELECTOR, FIELD)
+    field.clear()
+    field.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, APPLY).click()
+
+
+class TestPolicyFormInChromium:
+    def test_with_javascript(
+        self, redis_url: str, serve: Callable[[FastAPI], str], start_browser: Callable[..., WebDriver]
+    ) -> None:
+        """The operator opens Edit policy, sets max failures to 2 and applies: the fleet override is
+        stored, the row says so without a reload, and the live refresh never wiped the open form."""
+        app, breaker = dashboard_app(redis_url, refresh_seconds=0.2, authorize=allow_all)
+        base = serve(app)
+        breaker.state("payments")
+        driver = start_browser()
+        driver.get(f"{base}/circuits/")
+        WebDriverWait(driver, 10, poll_frequency=0.05).until(
+            lambda d: d.find_element(By.ID, "live-status").text.startswith("Live")
+        )
+        driver.execute_script("window.notReloaded = true;")
+        assert "from code" in policy_text(driver)
+        WebDriverWait(
+            driver, 5, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(lambda d: fill_and_apply(d, "2") or True)
+        WebDriverWait(driver, 5, poll_frequency=0.05).until(expected_conditions.alert_is_present()).accept()
+        WebDriverWait(driver, 5, poll_frequency=0.05).until(
+            lambda d: "changed for the fleet" in policy_text(d)
+        )
+        assert "2 failures / 60 s" in policy_text(driver)
+        assert breaker.policy_overrides() == {"payments": {"max_failures": 2}}
+        assert breaker.policy_for("payments").max_failures == 2
+        assert driver.execute_script("return window.notReloaded === true;")
+
+    def test_without_javascript(
+        self, redis_url: str, serve: Callable[[FastAPI], str], start_browser: Callable[..., WebDriver]
+    ) -> None:
+        """With scripts off the form is a plain post: the browser comes back to the page, which shows
+        the change; Clear override returns the service to its code's policy."""
+        app, breaker = dashboard_app(redis_url, noscript_refresh_seconds=60, authorize=allow_all)
+        base = serve(app)
+        breaker.state("payments")
+        driver = start_browser(javascript=False)
+        driver.get(f"{base}/circuits/")
+        fill_and_apply(driver, "4")
+        WebDriverWait(driver, 10, poll_frequency=0.05).until(
+            lambda d: "changed for the fleet" in policy_text(d)
+        )
+        assert breaker.policy_for("payments").max_failures == 4
+        driver.find_element(
+            By.CSS_SELECTOR, "tr[data-service='payments'] form[action^='clear-policy'] button"
+        ).click()
+        WebDriverWait(driver, 10, poll_frequency=0.05).until(lambda d: "from code" in policy_text(d))
+        assert breaker.policy_source("payments") == "code"

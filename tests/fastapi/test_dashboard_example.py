@@ -85,7 +85,9 @@ def test_docs_name_every_button(monkeypatch: pytest.MonkeyPatch) -> None:
         trip(example.breaker, "payments")  # open: its row offers Reset
         html = client.get("/circuits/", auth=login).text
     buttons = sorted(set(re.findall(r"<button[^>]*>([^<]+)</button>", html)))
-    assert buttons == ["Disable", "Open", "Reset"]
+    assert buttons == ["Apply", "Disable", "Open", "Reset"]
     guide = (EXAMPLE.parents[1] / "docs" / "guide" / "operations.md").read_text()
     for text in (example.__doc__ or "", guide):
         assert "Open, Disable and Reset buttons" in text
+        assert "Apply" in text
+        assert "Clear override" in text

@@ -92,6 +92,7 @@ def _acl_user(server: RedisServer, name: str, namespace: str, registry: str) -> 
     """A user with every grant on ``namespace`` but ``registry`` access (``%R``, ``%RW``) to the
     operators' registry; returns its URL."""
     rules = ["on", ">pw", f"~{namespace}:{{*", f"~{namespace}:epoch", f"~{namespace}:changes"]
+    rules += [f"~{namespace}:policies"]
     rules += [f"{registry}~{namespace}:forced", f"&{namespace}:events", "+@all"]
     server.client().execute_command("ACL", "SETUSER", name, "reset", *rules)
     return f"redis://{name}:pw@127.0.0.1:{server.port}/0"

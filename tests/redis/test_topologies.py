@@ -183,6 +183,26 @@ class TestCluster:
             client.close()
 
     @pytest.mark.slow
+    def test_fleet_policy_on_a_cluster(self, cluster: Cluster) -> None:
+        """A fleet policy override is stored, merged and applied by another process on a cluster."""
+        setter = _breaker(cluster.url, "cl-policy", refresh_interval=0.1)
+        other = _breaker(cluster.url, "cl-policy", refresh_interval=0.1)
+        try:
+            setter.set_policy(SERVICES[0], {"max_failures": 2}, fleet=True)
+            setter.set_policy(SERVICES[0], {"open_seconds": 4}, fleet=True)
+            assert setter.policy_overrides() == {SERVICES[0]: {"max_failures": 2, "open_seconds": 4}}
+            deadline = time.monotonic() + 5
+            while other.policy_for(SERVICES[0]).open_seconds != 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert (other.policy_source(SERVICES[0]), other.policy_for(SERVICES[0]).max_failures) == (
+                "fleet",
+                2,
+            )
+        finally:
+            setter.close()
+            other.close()
+
+    @pytest.mark.slow
     def test_cli_status_on_a_cluster(self, cluster: Cluster) -> None:
         """tnm-circuit status lists the services of every master."""
         breaker = _breaker(cluster.url, "cl-cli")

@@ -14,6 +14,7 @@ from tnm.circuit import CircuitBreaker, CircuitError, CircuitSnapshot, CircuitSt
 
 from ._demo import run_demo
 from ._options import BreakerConfig, breaker_options, pass_breaker
+from ._policy import policy
 from ._table import render_table
 from ._watch import Reading, watch_loop
 
@@ -309,6 +310,9 @@ def demo(ctx: click.Context) -> None:
         return config.breaker
 
     ctx.exit(run_demo(factory, click.echo))
+
+
+cli.add_command(policy)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from ._rules import FAILURE, TRIP, CallRules
 from .backends.base import CircuitHandle
 from .events import ListenerList
 from .exceptions import ReturnValuePolicyError
-from .state import CLOSED, DISABLED
+from .state import CLOSED, DISABLED, CircuitState
 
 logger = logging.getLogger("tnm.circuit")
 
@@ -170,7 +170,7 @@ async def aadmit(
 
 def is_slow(circuit: CircuitHandle, rules: CallRules, start: float | None) -> bool:
     """Did the work started at ``start`` (``None``: not timed) take longer than ``slow_call_seconds``?"""
-    return start is not None and circuit.monotonic() - start > rules.slow_after  # type: ignore[operator]
+    return start is not None and circuit.monotonic() - start > circuit.slow_after  # type: ignore[operator]
 
 
 def finish(
@@ -275,10 +275,10 @@ def call_sync(
     if circuit.state is not CLOSED:
         token = admit(circuit, rules, listeners, fallback)
         if token < 0:
-            if rules.observe:
+            if circuit.observe:
                 return func(*args, **kwargs)
             return fallback(*args, **kwargs)  # type: ignore[misc,no-any-return]
-    start = None if rules.slow_after is None else circuit.monotonic()
+    start = None if circuit.slow_after is None else circuit.monotonic()
     try:
         result = func(*args, **kwargs)
     except Exception as exc:
@@ -320,9 +320,9 @@ async def call_async(
     if circuit.state is not CLOSED:
         token = await aadmit(circuit, rules, listeners, fallback)
         if token < 0:
-            served = func(*args, **kwargs) if rules.observe else fallback(*args, **kwargs)  # type: ignore[misc]
+            served = func(*args, **kwargs) if circuit.observe else fallback(*args, **kwargs)  # type: ignore[misc]
             return await served if inspect.isawaitable(served) else served
-    start = None if rules.slow_after is None else circuit.monotonic()
+    start = None if circuit.slow_after is None else circuit.monotonic()
     try:
         result = func(*args, **kwargs)
         if inspect.isawaitable(result):
@@ -377,27 +377,39 @@ def sync_wrapper(
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., R]:
-    """Wrap a sync ``func`` so that each call goes through ``circuit``."""
-    if rules.slow_after is not None:
+    """Wrap a sync ``func`` so that each call goes through ``circuit``.
 
-        def timed(*args: Any, **kwargs: Any) -> R:
-            return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
-
-        return timed
+    What the wrapper reads from the circuit's policy is bound in its closure, and bound again
+    when the policy changes (``CircuitBreaker.set_policy``): the call path reads no policy.
+    """
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     counts_all = rules.counts_all
-    fail = failure_recorder(circuit, rules.failure_reason)
-    observe = rules.observe
-    tally = circuit.tally
     count_success = circuit.counts.success.increment
     count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
-    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
+    roll, monotonic = circuit.roll_window, circuit.monotonic
+    fast_state: CircuitState | None = closed
+    """The state in which a call takes the inline path; ``None`` under a slow-call policy (every
+    call is timed in ``call_sync``), so the healthy path pays no extra check for it."""
+    fail = failure_recorder(circuit, rules.failure_reason)
+    observe = circuit.observe
+    tally = circuit.tally
+    window = circuit.window
+
+    def bind() -> None:
+        nonlocal fast_state, fail, observe, tally, window
+        fast_state = None if circuit.slow_after is not None else closed
+        fail = failure_recorder(circuit, rules.failure_reason)
+        observe, tally, window = circuit.observe, circuit.tally, circuit.window
+
+    bind()
 
     def run(*args: Any, **kwargs: Any) -> R:
         token = 0
-        if circuit.state is not closed:
+        if circuit.state is not fast_state:
+            if fast_state is None:
+                return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
             token = circuit.acquire()
             if token < 0:
                 if observe:
@@ -445,6 +457,7 @@ def sync_wrapper(
                 tally()
         return result
 
+    watch_policy(circuit, run, bind)
     return run
 
 
@@ -455,28 +468,35 @@ def async_wrapper(
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., Awaitable[R]]:
-    """Wrap an async ``func``; storage I/O on this path uses the backend's async methods."""
-    if rules.slow_after is not None:
-
-        async def timed(*args: Any, **kwargs: Any) -> R:
-            return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)  # type: ignore[no-any-return]
-
-        return timed
+    """Wrap an async ``func``; storage I/O on this path uses the backend's async methods
+    (what it reads from the policy is bound as in ``sync_wrapper``)."""
     closed = CLOSED
     has_retval_policy = rules.retval_policy is not None
     io_free = circuit.io_free
     counts_all = rules.counts_all
-    fail = failure_recorder(circuit, rules.failure_reason)
-    observe = rules.observe
-    tally = circuit.tally
     count_success = circuit.counts.success.increment
     count_disabled = circuit.counts.disabled.increment
     count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
-    window, roll, monotonic = circuit.window, circuit.roll_window, circuit.monotonic
+    roll, monotonic = circuit.roll_window, circuit.monotonic
+    fast_state: CircuitState | None = closed
+    fail = failure_recorder(circuit, rules.failure_reason)
+    observe = circuit.observe
+    tally = circuit.tally
+    window = circuit.window
+
+    def bind() -> None:
+        nonlocal fast_state, fail, observe, tally, window
+        fast_state = None if circuit.slow_after is not None else closed
+        fail = failure_recorder(circuit, rules.failure_reason)
+        observe, tally, window = circuit.observe, circuit.tally, circuit.window
+
+    bind()
 
     async def run(*args: Any, **kwargs: Any) -> R:
         token = 0
-        if circuit.state is not closed:
+        if circuit.state is not fast_state:
+            if fast_state is None:
+                return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)  # type: ignore[no-any-return]
             token = circuit.acquire() if io_free else await circuit.aacquire()
             if token < 0:
                 if observe:
@@ -531,7 +551,16 @@ def async_wrapper(
                 tally()
         return result
 
+    watch_policy(circuit, run, bind)
     return run
+
+
+def watch_policy(circuit: CircuitHandle, wrapper: Callable[..., Any], bind: Callable[[], None]) -> None:
+    """Have ``bind`` called whenever ``circuit``'s policy changes, for as long as ``wrapper``
+    lives (a circuit from a backend that cannot change policies has no watchers)."""
+    watchers = getattr(circuit, "policy_watchers", None)
+    if watchers is not None:
+        watchers[wrapper] = bind
 
 
 def _reject(
@@ -540,8 +569,8 @@ def _reject(
     """Tell listeners about a rejected call; raise ``CircuitOpenError`` unless it runs anyway
     (observe mode) or a fallback serves it."""
     if listeners.callbacks:
-        circuit.on_rejected(fallback is not None and not rules.observe, rules.observe)
-    if not rules.observe and fallback is None:
+        circuit.on_rejected(fallback is not None and not circuit.observe, circuit.observe)
+    if not circuit.observe and fallback is None:
         raise circuit.open_error()
 
 

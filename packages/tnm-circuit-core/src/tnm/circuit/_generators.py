@@ -40,9 +40,9 @@ def generator_wrapper(
     def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         token = admit(circuit, rules, listeners, fallback)
         if token < 0:
-            served = func(*args, **kwargs) if rules.observe else fallback(*args, **kwargs)  # type: ignore[misc]
+            served = func(*args, **kwargs) if circuit.observe else fallback(*args, **kwargs)  # type: ignore[misc]
             return (yield from served)
-        start = None if rules.slow_after is None else circuit.monotonic()
+        start = None if circuit.slow_after is None else circuit.monotonic()
         slow: bool | None = None  # decided at the first item
         inner: Any = func(*args, **kwargs)
         sent: Any = None
@@ -107,7 +107,7 @@ def async_generator_wrapper(
     async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         token = await aadmit(circuit, rules, listeners, fallback)
         if token < 0:
-            served: Any = func(*args, **kwargs) if rules.observe else fallback(*args, **kwargs)  # type: ignore[misc]
+            served: Any = func(*args, **kwargs) if circuit.observe else fallback(*args, **kwargs)  # type: ignore[misc]
             if hasattr(served, "__aiter__"):
                 async for item in served:
                     yield item
@@ -115,7 +115,7 @@ def async_generator_wrapper(
                 for item in served:
                     yield item
             return
-        start = None if rules.slow_after is None else circuit.monotonic()
+        start = None if circuit.slow_after is None else circuit.monotonic()
         slow: bool | None = None
         inner: Any = func(*args, **kwargs)
         sent: Any = None

@@ -44,7 +44,7 @@ class Guard:
 
     def _started(self, token: int) -> None:
         self._token = token
-        self._start = None if self._rules.slow_after is None else self._circuit.monotonic()
+        self._start = None if self._circuit.slow_after is None else self._circuit.monotonic()
 
     def _taken(self) -> int:
         token, self._token = self._token, _UNUSED

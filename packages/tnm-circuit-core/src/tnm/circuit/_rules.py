@@ -68,10 +68,8 @@ class CallRules:
         "counts_all",
         "failure_reason",
         "ignore",
-        "observe",
         "on",
         "retval_policy",
-        "slow_after",
         "trips",
     )
 
@@ -107,10 +105,6 @@ class CallRules:
         if failure_reason is not None and not isinstance(failure_reason, str):
             raise InvalidConfigTypeError("failure_reason", f"must be a str, got {failure_reason!r}")
         self.failure_reason = None if failure_reason is None else _validate.bounded_reason(failure_reason)
-        self.observe = policy.mode == "observe"
-        """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
-        self.slow_after = policy.slow_call_seconds
-        """Calls are timed only when this is set (a slow-call policy)."""
 
     def judge(self, exc: BaseException) -> int:
         """``IGNORED`` (0), ``FAILURE`` (1) or ``TRIP`` (2: a failure listed in ``open_on``, which

@@ -14,6 +14,8 @@ from . import _validate
 from ._call import call_async, call_sync, protected
 from ._caller import Admitted, Caller
 from ._guard import Guard
+from ._policy_book import PolicyBook, announce, refusal
+from ._policy_overrides import changes, check_patch, merge, patch_of
 from ._rules import CallRules
 from .backends.base import Backend, CircuitHandle
 from .backends.local import LocalBackend
@@ -114,6 +116,8 @@ class CircuitBreaker:
                 policies[name] = policy
         self.default_policy = default_policy
         self.service_policies: Mapping[str, ServicePolicy] = policies
+        self._policies = PolicyBook(default_policy, policies)
+        self._policy_lock = threading.RLock()
         self.clock: Clock = SystemClock() if clock is None else clock
         self._listeners = ListenerList()
         self._circuits: dict[str, CircuitHandle] = {}
@@ -131,6 +135,8 @@ class CircuitBreaker:
             backend, redis_url, namespace, meta_ttl_seconds, backend_options
         )
         self._initialized = False
+        if hasattr(self._backend, "on_policy_override"):
+            self._backend.on_policy_override = self._fleet_override
 
     def _make_backend(
         self,
@@ -257,8 +263,140 @@ class CircuitBreaker:
     # -- circuits and policies -------------------------------------------------
 
     def policy_for(self, service: str) -> ServicePolicy:
-        """The policy that governs ``service``: its own, or the default."""
-        return self.service_policies.get(service, self.default_policy)
+        """The policy that governs ``service`` now: a fleet override (Redis), else this process's
+        override (``set_policy``), else its own in ``service_policies``, else the default."""
+        policies = self._policies
+        if policies.default is not self.default_policy or policies.services is not self.service_policies:
+            # Replaced after construction (tests do): follow them.
+            policies.default, policies.services = self.default_policy, self.service_policies
+        return policies.effective(service)
+
+    def policy_source(self, service: str) -> str:
+        """Where ``service``'s effective policy comes from: ``"fleet"`` (an override stored in
+        Redis for every process), ``"process"`` (``set_policy`` in this process) or ``"code"``."""
+        _validate.service_name(service)
+        return self._policies.source(service)
+
+    def set_policy(
+        self, service: str, policy: ServicePolicy | Mapping[str, Any], *, fleet: bool = False
+    ) -> None:
+        """Govern ``service`` by ``policy`` from now on, without a restart.
+
+        Future calls use it, and the live circuit goes on under it: failures counted so far
+        stay, so a lower threshold already met opens the circuit at its next failure; an open
+        circuit keeps its deadline unless the new ``open_seconds`` is shorter than what is
+        left (then it is cut to it). Wrappers made earlier by ``protect`` see the change;
+        their exception and return-value rules stay as decorated. Emits ``POLICY_CHANGED``.
+
+        ``fleet=True`` (Redis backend): stores the policy's numeric and mode fields for every
+        process of the namespace, which merge them over their own code policy within
+        ``refresh_interval`` (see the guide's "Changing a policy at run time"); exception
+        rules, return-value rules and predicates stay each process's code's; the fields given
+        are merged into the stored override. A fleet override wins over a process override.
+
+        ``policy`` may also be a mapping of just the numeric and mode fields to change
+        (``{"max_failures": 3}``): in this process they replace those of the policy in force.
+        ``CircuitBackendError`` if the store cannot take it. Bad input raises
+        ``InvalidConfigError`` naming the field, and nothing is stored or applied.
+        """
+        _validate.service_name(service)
+        if fleet:
+            if isinstance(policy, ServicePolicy):
+                patch = patch_of(policy)
+            elif isinstance(policy, Mapping):
+                patch = check_patch(policy)
+            else:
+                raise InvalidConfigTypeError(
+                    "policy", f"must be a ServicePolicy or a mapping, got {policy!r}"
+                )
+            self._fleet_override(service, self._fleet_store().store(service, patch))
+            return
+        if isinstance(policy, Mapping):
+            policy = merge(self.policy_for(service), check_patch(policy))
+        elif not isinstance(policy, ServicePolicy):
+            raise InvalidConfigTypeError("policy", f"must be a ServicePolicy or a mapping, got {policy!r}")
+        with self._lock:
+            before = self.policy_for(service)
+            self._policies.process[service] = policy
+        self._policy_changed(service, before)
+
+    def clear_policy(self, service: str, *, fleet: bool = False) -> None:
+        """Drop ``service``'s override made by ``set_policy`` in this process (``fleet=True``: the
+        fleet-wide one, for every process); it goes back to the next source (fleet, then code)."""
+        _validate.service_name(service)
+        if fleet:
+            self._fleet_store().clear(service)
+            self._fleet_override(service, None)
+            return
+        with self._lock:
+            before = self.policy_for(service)
+            had = self._policies.process.pop(service, None)
+        if had is not None:
+            self._policy_changed(service, before)
+
+    def policy_overrides(self) -> dict[str, dict[str, Any]]:
+        """The fleet-wide overrides stored in the namespace: service -> the fields it sets (empty
+        on the local backend). Read from the store; ``CircuitBackendError`` if it is unreachable."""
+        store = getattr(self._backend, "policy_overrides", None)
+        return {} if store is None else store.read_all()
+
+    def _fleet_override(
+        self, service: str, patch: Mapping[str, Any] | None, unknown: Iterable[str] = ()
+    ) -> None:
+        """Apply the fleet override of ``service`` read from the store (``None``: none any more).
+
+        Called by the backend when it learns of one (a notice, the refresher, ``initialize``).
+        The patch is merged over this process's code policy and validated; a patch invalid
+        here is not applied (one warning and a refused ``POLICY_CHANGED``), never half-applied.
+        Unknown fields (from a newer release) are ignored with one warning.
+        """
+        with self._lock:
+            before = self.policy_for(service)
+            changed, refused = self._policies.take_fleet(service, patch)
+        self._policies.warn_unknown(service, unknown)
+        if not changed:
+            return
+        if refused is not None:
+            circuit = self._circuits.get(service) or self._idle.get(service)
+            announce(
+                self._listeners,
+                service,
+                self._policies.source(service),
+                refusal(refused),
+                self.clock.time(),
+                None if circuit is None else circuit.state,
+                refused=True,
+            )
+            return
+        self._policy_changed(service, before)
+
+    def _fleet_store(self) -> Any:
+        store = getattr(self._backend, "policy_overrides", None)
+        if store is None:
+            raise InvalidConfigError(
+                "fleet",
+                f"needs the redis backend (this breaker's is {getattr(self._backend, 'name', '?')!r}): "
+                "set_policy(service, policy) changes this process only",
+            )
+        return store
+
+    def _policy_changed(self, service: str, before: ServicePolicy) -> None:
+        """Apply ``service``'s new effective policy to its live circuit and announce it.
+
+        Changes are applied one at a time (``_policy_lock``), so two changes made at once (here
+        and by the refresher) reach the circuit in the order the book took them."""
+        with self._policy_lock:
+            with self._lock:
+                new = self.policy_for(service)
+                source = self._policies.source(service)
+                circuit = self._circuits.get(service) or self._idle.get(service)
+                self._policy_rules.pop(service, None)
+            if circuit is not None and circuit.policy is not new:
+                set_policy = getattr(circuit, "set_policy", None)
+                if set_policy is not None:
+                    set_policy(new)
+        state = None if circuit is None else circuit.state
+        announce(self._listeners, service, source, changes(before, new), self.clock.time(), state)
 
     def _circuit(self, service: str) -> CircuitHandle:
         circuit = self._circuits.get(service)

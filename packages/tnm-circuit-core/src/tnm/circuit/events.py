@@ -16,13 +16,16 @@ Which thread a listener runs in depends on what caused the event:
   ``ainitialize()``).
 * ``storage_repaired``: a caller's thread or the refresher thread, whichever read the
   corrupt data.
+* ``policy_changed``: the thread that called ``set_policy``/``clear_policy``, or, for a
+  fleet-wide change made elsewhere, the Redis backend's background threads.
 * On the Redis backend, the ``state_change`` made by returning the trial permit of a
   cancelled call comes from the refresher thread, which does that work so that the
   cancelled coroutine never waits.
 
 So a listener that touches an event loop or non-thread-safe state must hand the event
 over (``loop.call_soon_threadsafe``, a queue) rather than assume the caller's thread.
-Changes made by other processes update this process's mirrors but emit no event here.
+Changes made by other processes update this process's mirrors but emit no event here,
+except ``policy_changed``: each process that applies a fleet-wide policy change says so.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class EventKind(str, enum.Enum):
     STORAGE_RECOVERED = "storage_recovered"
     STORAGE_RESET = "storage_reset"
     STORAGE_REPAIRED = "storage_repaired"
+    POLICY_CHANGED = "policy_changed"
+    """The service's effective policy changed (``source`` says where it now comes from)."""
 
     def __str__(self) -> str:
         return self.value
@@ -75,6 +80,11 @@ class CircuitEvent:
     ``forced_open``): why it opened, the value ``CircuitSnapshot.opened_by`` then reports
     (``"failures"``, ``"failure_rate"``, ``"slow_call_rate"``, ``"trial_failed"``,
     ``"operator"``, ``"open_on"``).
+    ``policy_changed`` is emitted by every process that applies a run-time policy change
+    (``CircuitBreaker.set_policy`` / ``clear_policy``, here or, fleet-wide, elsewhere): its
+    ``source`` is where the effective policy now comes from (``"code"``, ``"process"`` or
+    ``"fleet"``), its ``reason`` the fields that changed (``"max_failures: 5 -> 3"``), or why
+    a fleet change was refused here (``"refused: ..."``).
     """
 
     kind: EventKind
@@ -84,6 +94,7 @@ class CircuitEvent:
     previous_state: CircuitState | None = None
     reason: str | None = None
     trigger: str | None = None
+    source: str | None = None
 
 
 Listener = Callable[[CircuitEvent], object]

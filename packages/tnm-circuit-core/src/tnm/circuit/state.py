@@ -574,6 +574,26 @@ class CircuitModel:
             self._clear_window()
         self._enter(DISABLED, changes)
 
+    def set_policy(self, policy: ServicePolicy, now: float) -> None:
+        """Go on under ``policy``, keeping the state: failures counted so far stay (the newest
+        ``max_failures`` of them), so a lower threshold already met opens the circuit at its
+        next failure; an open circuit keeps its deadline unless the new open time is shorter
+        than what is left, then it is cut to it. A rate window whose buckets change width
+        starts empty."""
+        old = self.policy
+        self.policy = policy
+        self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
+        self._max_failures = policy.max_failures or 0
+        self.window = policy.window_seconds
+        if policy.counts_calls != old.counts_calls or policy.bucket_ms != old.bucket_ms:
+            self.counts_calls = policy.counts_calls
+            self.bucket_ms = policy.bucket_ms
+            self._clear_window()
+            self.bucket = -1
+            self.bucket_end = -math.inf
+        if self.state is OPEN:
+            self.open_until = min(self.open_until, now + policy.open_duration(self.reopenings))
+
     def hold_open(self, now: float, seconds: float) -> bool:
         """If open, stay open at least ``seconds`` from ``now`` (capped by ``max_open_seconds``,
         never shortened); True if the deadline moved. For a server's ``Retry-After``."""

@@ -99,6 +99,10 @@ class CircuitHandle(Protocol):
     """True while closed with failures recorded, so that a success must reset them."""
     io_free: bool
     """True if no method does I/O, so async callers may call the sync ones (no coroutine)."""
+    observe: bool
+    """The policy's ``mode`` is ``"observe"``: a call the circuit would reject runs anyway."""
+    slow_after: float | None
+    """The policy's ``slow_call_seconds``: calls are timed only when it is set."""
 
     @property
     def successes(self) -> Counter:
@@ -198,6 +202,10 @@ class CircuitHandle(Protocol):
         """Let every call through, recording nothing, until ``reset``; ``CircuitBackendError``
         if the store could not take it."""
         ...
+
+    # Optional: ``set_policy(policy)`` governs the live circuit by a new policy, keeping its
+    # state, and ``policy_watchers`` (a weak mapping of wrapper to a no-argument callable) is
+    # how ``protect``'s wrappers are told to read it; ``CircuitBreaker.set_policy`` uses both.
 
 
 class Backend(Protocol):

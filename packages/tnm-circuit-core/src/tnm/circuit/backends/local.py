@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,12 @@ def _report_rejection(circuit: Any, listeners: ListenerList, fallback: bool, obs
         circuit._notify(kind, [])
 
 
+def _rebind_watchers(circuit: Any) -> None:
+    """Bind every live wrapper of ``circuit`` again to its policy (after ``set_policy``)."""
+    for bind in list(circuit.policy_watchers.values()):
+        bind()
+
+
 class LocalCircuit:
     """A service's circuit owned by this process."""
 
@@ -73,10 +80,13 @@ class LocalCircuit:
         "counts",
         "dirty",
         "monotonic",
+        "observe",
         "on_exception",
         "open_until",
         "policy",
+        "policy_watchers",
         "service",
+        "slow_after",
         "state",
         "successes",
         "tally",
@@ -99,16 +109,44 @@ class LocalCircuit:
         self.counts = CallCounts()
         """Outcomes seen while a listener was registered (for metrics)."""
         self.successes = self.counts.success
+        self.policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Wrappers made by ``protect`` and how to bind each again when the policy changes."""
+        self._bind_policy()
+
+    def _bind_policy(self) -> None:
+        """Derive from ``policy`` what the call path reads as plain attributes."""
+        policy = self.policy
+        self.observe = policy.mode == "observe"
+        """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
+        self.slow_after = policy.slow_call_seconds
+        """Calls are timed only when this is set (a slow-call policy)."""
         self._count_fast = not policy.counts_calls
         """No rate trigger: a closed failure is counted without the lock."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
         self.window = self._model if policy.counts_calls else None
         self.on_exception = self._model.exception_path(
-            self._monotonic, self, listeners, self._failure_of, self._trip, self.counts.failure.increment
+            self._monotonic,
+            self,
+            self._listeners,
+            self._failure_of,
+            self._trip,
+            self.counts.failure.increment,
         )
         """A failure whose reason is the exception's: the common one takes no lock, and the
         reason is formatted only when someone reads the last failure."""
+
+    def set_policy(self, policy: ServicePolicy) -> None:
+        """Govern this circuit by ``policy`` from now on, keeping its state (see
+        ``CircuitModel.set_policy``); wrappers made earlier see it at their next call."""
+        with self._lock:
+            self._model.set_policy(policy, self._monotonic())
+            self.policy = policy
+            self._bind_policy()
+            self._publish()
+        _rebind_watchers(self)
 
     def __repr__(self) -> str:
         return f"<LocalCircuit {self.service!r} {self.state.value}>"

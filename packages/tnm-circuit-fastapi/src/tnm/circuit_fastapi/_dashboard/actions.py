@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.params import Depends as DependsParam
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tnm.circuit import CircuitBreaker
+from tnm.circuit import CircuitBreaker, InvalidConfigError
 
 from .._dependencies import BreakerDep
+from .policy_form import parse_form
 
-__all__ = ["add_operator_routes", "same_origin"]
+__all__ = ["add_operator_routes", "apply_form", "same_origin"]
 
 OPEN_REASON = "opened from the dashboard"
 DISABLE_REASON = "disabled from the dashboard"
@@ -84,3 +86,41 @@ def add_operator_routes(router: APIRouter, authorize: Callable[..., Any], expose
     def reset_circuit(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
         breaker.reset(service)
         return _answer(request, breaker, service, expose_reasons)
+
+    @router.post("/policy", dependencies=dependencies, name="circuit_dashboard_policy")
+    async def change_policy(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
+        body = await request.body()
+        try:
+            await run_in_threadpool(apply_form, breaker, service, body)
+        except InvalidConfigError as exc:
+            return _refused(request, f"{exc.field}: {exc.message}")
+        return _answer(request, breaker, service, expose_reasons)
+
+    @router.post("/clear-policy", dependencies=dependencies, name="circuit_dashboard_policy_clear")
+    def clear_policy(request: Request, breaker: BreakerDep, service: KnownService) -> Response:
+        source = breaker.policy_source(service)
+        if source != "code":
+            breaker.clear_policy(service, fleet=source == "fleet")
+        return _answer(request, breaker, service, expose_reasons)
+
+
+def apply_form(breaker: CircuitBreaker, service: str, body: bytes) -> None:
+    """Apply the policy form's changed fields: fleet-wide on Redis, in this process otherwise.
+    Every value is validated as ``ServicePolicy`` validates it; an invalid one raises
+    ``InvalidConfigError`` naming the field, and nothing is stored or applied."""
+    current = breaker.policy_for(service)
+    changed = parse_form(body, current)
+    if not changed:
+        return
+    breaker.set_policy(service, changed, fleet=breaker.backend.name == "redis")
+
+
+def _refused(request: Request, message: str) -> Response:
+    """A 400 naming the field: JSON for the page's script, a short page for a plain form."""
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"detail": message}, status_code=status.HTTP_400_BAD_REQUEST)
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused</title></head>'
+        f'<body><p>Refused: {escape(message)}</p><p><a href="./">Back to the circuits</a></p></body></html>',
+        status_code=status.HTTP_400_BAD_REQUEST,
+    )

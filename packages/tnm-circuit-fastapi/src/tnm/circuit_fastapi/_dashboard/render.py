@@ -8,14 +8,15 @@ reasons) is escaped here, so the script can insert the fragment as it is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from urllib.parse import quote
 
-from tnm.circuit import CircuitSnapshot
+from tnm.circuit import CircuitSnapshot, ServicePolicy
 
 from .history import STORE, Change
+from .policy_form import policy_cell
 
 __all__ = ["Settings", "View", "render_live", "render_page"]
 
@@ -48,6 +49,8 @@ class View:
     store_ok: bool
     history: list[Change]
     now: float
+    policies: dict[str, tuple[ServicePolicy, str]] = field(default_factory=dict)
+    """service -> (the policy in force in this process, its source: code, process or fleet)."""
 
 
 def _time(ts: float) -> str:
@@ -151,12 +154,15 @@ def _actions(s: CircuitSnapshot) -> str:
     return "".join(forms) or "&mdash;"
 
 
-def _row(s: CircuitSnapshot, now: float, settings: Settings) -> str:
-    state = s.state.value
+def _row(s: CircuitSnapshot, view: View, settings: Settings) -> str:
+    state, now = s.state.value, view.now
+    in_force = view.policies.get(s.service)
+    policy = "&mdash;" if in_force is None else policy_cell(s.service, *in_force, settings.operator)
     cells = [
         f'<th scope="row" class="service">{escape(s.service)}</th>',
         f'<td class="state">{_state(state)}{_opened_by(s)}</td>',
         f'<td class="failures">{_failures(s)}{_failing_processes(s)}</td>',
+        f'<td class="policy">{policy}</td>',
         f'<td class="retry">{_retry(s)}</td>',
         f'<td class="last-failure">{_last_failure(s, now, settings)}</td>',
     ]
@@ -173,11 +179,11 @@ def _table(view: View, settings: Settings) -> str:
             '<p class="empty">No circuits yet: a circuit appears once the app calls its service '
             "(or, with a shared store, once any process does).</p>"
         )
-    head = ["Service", "State", "Failures in window", "Retry", "Last failure"]
+    head = ["Service", "State", "Failures in window", "Policy", "Retry", "Last failure"]
     if settings.operator:
         head.append("Operator")
     header = "".join(f'<th scope="col">{h}</th>' for h in head)
-    rows = "".join(_row(s, view.now, settings) for s in view.snapshots)
+    rows = "".join(_row(s, view, settings) for s in view.snapshots)
     return f'<table class="circuits"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
 
 

@@ -83,6 +83,7 @@ async def _read(breaker: CircuitBreaker, history: StateHistory) -> View:
         store_ok=breaker.storage_available,
         history=history.newest_first(),
         now=now,
+        policies={name: (breaker.policy_for(name), breaker.policy_source(name)) for name in names},
     )
 
 
@@ -109,10 +110,13 @@ def circuit_dashboard_router(
 
     Read-only unless ``authorize`` is given: a FastAPI dependency (what you would put
     in ``Depends(...)``) that raises an ``HTTPException`` for a caller who may not act.
-    Only then are ``POST {prefix}/open?service=…``, ``POST {prefix}/disable?service=…``
-    and ``POST {prefix}/reset?service=…`` routed; each runs ``authorize`` and refuses
-    requests sent from other sites. The Open, Disable and Reset buttons are rendered
-    only for a request that ``authorize`` lets through: others see the read-only page.
+    Only then are ``POST {prefix}/open?service=…``, ``POST {prefix}/disable?service=…``,
+    ``POST {prefix}/reset?service=…``, ``POST {prefix}/policy?service=…`` (a form of
+    policy fields: fleet-wide on Redis, this process on the local backend) and
+    ``POST {prefix}/clear-policy?service=…`` routed; each runs ``authorize`` and refuses
+    requests sent from other sites. The Open, Disable and Reset buttons and the policy
+    form are rendered only for a request that ``authorize`` lets through: others see the
+    read-only page. Every row shows the thresholds in force and their source.
     To restrict who sees the page, pass ``dependencies=[Depends(...)]`` like any
     router option.
 

@@ -26,6 +26,7 @@ from ._health import StorageHealth
 from ._keys import PROBE_FIELD, Keys
 from ._listener import Listener
 from ._overrides import Overrides
+from ._policy_registry import OnChange, PolicyRegistry
 from ._refresher import Refresher
 from ._refusals import is_refusal, named_grant
 from ._script import decode, eval_script
@@ -133,6 +134,8 @@ class RedisBackend:
         self.store.submit = self._submit
         self.store.start_threads = self.start_threads
         self.overrides = Overrides(self.store)
+        self.policy_overrides = PolicyRegistry(self.store)
+        """The namespace's fleet policy overrides (``CircuitBreaker.set_policy(..., fleet=True)``)."""
         self._lock = threading.Lock()
         self.listener, self.refresher = self._threads()
         self._running = False
@@ -140,9 +143,18 @@ class RedisBackend:
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def _threads(self) -> tuple[Listener, Refresher]:
-        refresher = Refresher(self.store, self.overrides, self._handle)
+        refresher = Refresher(self.store, self.overrides, self._handle, self.policy_overrides)
         self.store.resync_soon = refresher.resync_soon
-        return Listener(self.store, refresher.resync_soon), refresher
+        return Listener(self.store, refresher.resync_soon, refresher.read_policies_soon), refresher
+
+    @property
+    def on_policy_override(self) -> OnChange | None:
+        """Called with (service, patch or None, unknown fields) when a fleet override changes."""
+        return self.policy_overrides.on_change
+
+    @on_policy_override.setter
+    def on_policy_override(self, hook: OnChange | None) -> None:
+        self.policy_overrides.on_change = hook
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.describe()!r}, namespace={self.namespace!r})"
@@ -268,7 +280,7 @@ class RedisBackend:
         keys = self.keys.probe(cluster=self.cluster)
         args = RedisCircuit(self.store, self.overrides, "probe", ServicePolicy()).script_args("probe")
         eval_script(client, keys, args)
-        epoch, forced = self.keys.epoch, self.keys.forced
+        epoch, forced, policies = self.keys.epoch, self.keys.forced, self.keys.policies
         checks: tuple[tuple[str, str, Callable[[], object]], ...] = (
             ("SET", epoch, lambda: client.set(epoch, secrets.token_hex(8), nx=True)),  # kept: the epoch
             ("GET", epoch, lambda: client.get(epoch)),
@@ -276,6 +288,7 @@ class RedisBackend:
             ("HSET", forced, lambda: client.hset(forced, PROBE_FIELD, "")),
             ("HDEL", forced, lambda: client.hdel(forced, PROBE_FIELD)),
             ("HGETALL", forced, lambda: client.hgetall(forced)),
+            ("HGETALL", policies, lambda: client.hgetall(policies)),  # the fleet policy overrides
         )
         for command, key, run in checks:
             try:

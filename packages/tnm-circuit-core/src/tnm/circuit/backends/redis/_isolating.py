@@ -33,6 +33,12 @@ class Isolating(Operations):
         self._plain_tally = self.tally
         self._isolation_trigger = ""
 
+    def set_policy(self, policy: ServicePolicy) -> None:
+        """The new policy judges this process's own calls too (from its next failure)."""
+        super().set_policy(policy)
+        self._plain_tally = self.tally
+        self.isolation.policy = policy
+
     # -- judging this process's own calls -----------------------------------------------------
 
     def _clear_streak_then_tally(self) -> None:

@@ -43,6 +43,9 @@ class Keys:
         self.forced = f"{namespace}:forced"
         """Hash of service -> reason for every forced-open (or, marked, disabled) circuit: an
         operator's decision, restored after a data loss."""
+        self.policies = f"{namespace}:policies"
+        """Hash of service -> fleet policy override (a JSON patch of numeric and mode fields):
+        restored after a data loss, like ``forced``."""
         self.changes = f"{namespace}:changes"
         """Bumped by every published change (one server only: a Cluster script can't reach it)."""
         self.state_pattern = _glob_escape(f"{namespace}:{{") + "*}:state"

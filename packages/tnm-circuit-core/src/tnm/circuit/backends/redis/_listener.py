@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError
 
 from ._clients import STORAGE_ERRORS
+from ._policy_registry import policy_notice
 from ._script import BadReply, Probe, Reply, eval_many, parse_message
 from ._worker import Worker
 
@@ -38,15 +39,25 @@ BATCH = 500
 class Listener(Worker):
     thread_name = "tnm-circuit-listener"
 
-    def __init__(self, store: Store, on_subscribed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_subscribed: Callable[[], None],
+        on_policy: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self._store = store
         self._on_subscribed = on_subscribed
+        self._on_policy = on_policy
+        """Called for a notice that a fleet policy override changed (the registry is read then)."""
         self.subscribed = threading.Event()
 
     def noticed(self, data: Any) -> str | None:
         """The service a notice names, if this process mirrors it (else ``None``)."""
         store = self._store
+        if self._on_policy is not None and policy_notice(data) is not None:
+            self._on_policy()
+            return None
         try:
             notice = parse_message(data)
         except Probe:

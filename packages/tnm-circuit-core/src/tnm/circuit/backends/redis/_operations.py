@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._counter import AtomicCounter
@@ -21,6 +23,7 @@ from ...events import EventKind
 from ...exceptions import CircuitBackendError
 from ...policies import RATE_BUCKETS, ServicePolicy
 from ...state import Transition
+from ..local import _rebind_watchers
 from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
 from ._mirror import Mirror
@@ -53,7 +56,39 @@ class Operations(Mirror):
         # Then the rate buckets, the reporters and (one server only) the namespace's change counter.
         changes = () if store.cluster else (store.keys.changes,)
         self.keys: tuple[str, ...] = (*base, calls_key(base[0]), reporters_key(base[0]), *changes)
-        self._args: list[Any] = [
+        self._args: list[Any] = []
+        self._rate_args: list[Any] = []
+        self.bucket_ms = self.window_ms = 0
+        self.observe = False
+        """The policy's mode is observe: a call the circuit would reject runs anyway."""
+        self.slow_after: float | None = None
+        """The policy's ``slow_call_seconds``: calls are timed only when it is set."""
+        self._derive_from_policy()
+        self.pending = AtomicCounter()
+        """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
+        self.flushed = 0
+        self._pending_lock = threading.Lock()
+        self.tally: Callable[[], None] | None = self._tally if policy.counts_calls else None
+        self.policy_watchers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Wrappers made by ``protect`` and how to bind each again when the policy changes."""
+        self._trials: set[int] = set()
+        """Trial permits Redis granted to this process's calls, not yet given back."""
+        self.owed: dict[int, tuple[str, str, bool]] = {}
+        """Trial outcomes Redis did not hear (token -> op, reason, slow): the refresher reports
+        them as soon as Redis answers, so the permit is not held until its deadline."""
+        self._owed_lock = threading.Lock()
+        self.refused = False
+        """The last operation was refused by the server (a missing grant), not lost."""
+        self._flushed = policy.counts_calls
+        if policy.counts_calls:
+            flusher_for(store).register(self)
+
+    def _derive_from_policy(self) -> None:
+        """What the script is given and the call path reads, derived from ``policy``."""
+        policy, store = self.policy, self._store
+        self._args = [
             policy.max_failures or 0,
             int(policy.window_seconds * _MS),
             int(policy.open_seconds * _MS),  # type: ignore[operator]
@@ -64,10 +99,10 @@ class Operations(Mirror):
             int(policy.trial_timeout_seconds * _MS),
             int(store.meta_ttl_seconds * _MS),
             store.keys.channel,
-            service,
+            self.service,
         ]
         rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
-        self._rate_args: list[Any] = [
+        self._rate_args = [
             "" if rate is None else repr(rate),
             "" if slow_rate is None else repr(slow_rate),
             policy.minimum_calls,
@@ -76,21 +111,27 @@ class Operations(Mirror):
         ]
         self.bucket_ms = policy.bucket_ms
         self.window_ms = int(policy.window_seconds * _MS)
-        self.pending = AtomicCounter()
-        """Fast successes counted here for the rate triggers; ``flushed`` of them are in Redis."""
-        self.flushed = 0
-        self._pending_lock = threading.Lock()
-        self.tally = self._tally if policy.counts_calls else None
-        self._trials: set[int] = set()
-        """Trial permits Redis granted to this process's calls, not yet given back."""
-        self.owed: dict[int, tuple[str, str, bool]] = {}
-        """Trial outcomes Redis did not hear (token -> op, reason, slow): the refresher reports
-        them as soon as Redis answers, so the permit is not held until its deadline."""
-        self._owed_lock = threading.Lock()
-        self.refused = False
-        """The last operation was refused by the server (a missing grant), not lost."""
-        if policy.counts_calls:
-            flusher_for(store).register(self)
+        self.observe = policy.mode == "observe"
+        self.slow_after = policy.slow_call_seconds
+
+    def set_policy(self, policy: ServicePolicy) -> None:
+        """Decide this process's calls by ``policy`` from now on: the script gets its figures from
+        the next round trip (which evaluates the shared state under them), and the per-process
+        fallback takes it too. Wrappers made by ``protect`` read it at their next call."""
+        with self._news_lock:
+            self.policy = policy
+            self._derive_from_policy()
+            self.tally = self._tally if policy.counts_calls else None
+            register = policy.counts_calls and not self._flushed
+            self._flushed = self._flushed or policy.counts_calls
+        if register:
+            flusher_for(self._store).register(self)
+        self.fallback.set_policy(policy)
+        _rebind_watchers(self)
+        if not self.cold:
+            # One round trip: the shared state takes this process's thresholds, and an open
+            # deadline further away than the new open time is cut to it (for the fleet).
+            self.run("policy")
 
     def script_args(
         self,

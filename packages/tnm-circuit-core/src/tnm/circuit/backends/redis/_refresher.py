@@ -50,6 +50,7 @@ from ._worker import Worker
 if TYPE_CHECKING:
     from ._circuit import RedisCircuit
     from ._overrides import Overrides
+    from ._policy_registry import PolicyRegistry
     from ._store import Store
 
 __all__ = ["Refresher"]
@@ -71,11 +72,16 @@ class Refresher(Worker):
     thread_name = "tnm-circuit-refresher"
 
     def __init__(
-        self, store: Store, overrides: Overrides, circuit_for: Callable[[str], RedisCircuit]
+        self,
+        store: Store,
+        overrides: Overrides,
+        circuit_for: Callable[[str], RedisCircuit],
+        policies: PolicyRegistry,
     ) -> None:
         super().__init__()
         self._store = store
         self._overrides = overrides
+        self._policies = policies
         self._circuit_for = circuit_for
         self.epoch: str | None = None
         self.read_done = threading.Event()
@@ -105,12 +111,32 @@ class Refresher(Worker):
         self._resync_now = True
         self._wake.set()
 
+    def read_policies_soon(self) -> None:
+        """Read the policy registry on this thread at once (a notice said it changed)."""
+        self.submit(self._read_policies)
+        self._wake.set()
+
+    def _read_policies(self) -> None:
+        if self._stop.is_set():
+            return  # closed: a closed backend neither applies nor repairs anything
+        try:
+            client = self._store.client()
+            mark = self._policies.mark()
+            self._policies.read(client.hgetall(self._store.keys.policies), client, mark)
+        except STORAGE_ERRORS:
+            pass  # the next round reads it (and reports the trouble)
+
     # -- one round ------------------------------------------------------------------
 
     def _repair_namespace_keys(self, client: Any) -> None:
         """Remove namespace keys of the wrong type (written by someone else), with a warning."""
         keys = self._store.keys
-        for key, wanted in ((keys.epoch, "string"), (keys.forced, "hash"), (keys.changes, "string")):
+        for key, wanted in (
+            (keys.epoch, "string"),
+            (keys.forced, "hash"),
+            (keys.policies, "hash"),
+            (keys.changes, "string"),
+        ):
             found = decode(client.type(key))
             if found not in (wanted, "none"):
                 client.delete(key)
@@ -132,6 +158,7 @@ class Refresher(Worker):
         counter, which decides whether the mirrors need a full read.
         """
         keys = self._store.keys
+        mark = self._policies.mark()
         # Circuits whose keys must exist (forced open, disabled, open before their deadline):
         # one that is gone was evicted or deleted, and no notice says so.
         watched = (
@@ -141,9 +168,10 @@ class Refresher(Worker):
         )
         if is_cluster(client):  # keys in different slots, TIME on any node: one by one
             client.set(keys.epoch, secrets.token_hex(8), nx=True)
-            epoch, forced, (seconds, micros) = (
+            epoch, forced, policies, (seconds, micros) = (
                 client.get(keys.epoch),
                 client.hgetall(keys.forced),
+                client.hgetall(keys.policies),
                 client.time(),
             )
             exists = [client.exists(c.keys[0]) for c in watched]
@@ -152,11 +180,12 @@ class Refresher(Worker):
             pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
             pipe.get(keys.epoch)
             pipe.hgetall(keys.forced)
+            pipe.hgetall(keys.policies)
             pipe.time()
             pipe.get(keys.changes)
             for circuit in watched:
                 pipe.exists(circuit.keys[0])
-            _, epoch, forced, (seconds, micros), changes, *exists = pipe.execute()
+            _, epoch, forced, policies, (seconds, micros), changes, *exists = pipe.execute()
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
@@ -168,8 +197,10 @@ class Refresher(Worker):
             # Every override the fleet held, until each is restored (a failed restore is
             # tried again next round: the new epoch no longer says "lost").
             self._overrides.lost()
+            self._policies.lost()
             return True
         self._overrides.read(forced)
+        self._policies.read(policies, client, mark)
         for circuit, found in zip(watched, exists, strict=True):
             if not found:
                 circuit.keys_lost()
@@ -225,6 +256,8 @@ class Refresher(Worker):
                 self._full_needed = True  # the fleet's view of it is read afresh
         if on_thread and self._stop.is_set():
             return  # closed meanwhile: a closed backend writes nothing (another may own the store now)
+        if self._policies.pending:
+            self._policies.restore(client)
         if lost or self._overrides.pending:
             restored = self._overrides.restore(self._circuit_for, everything=lost)
             if lost:

@@ -8,7 +8,8 @@
 --         'i:<id>' isolated until (a process whose own calls met the trigger)
 --       6 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
--- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|force_open|disable|reset|read|touch|probe)
+-- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|policy|force_open|disable|reset|read|
+--         touch|probe)
 --       2 now in ms, or "" to use the Redis server's TIME (so every host agrees)
 --       3 max_failures  4 window_ms  5 open_ms  6 backoff multiplier  7 max_open_ms
 --       8 half_open_max_calls  9 success_threshold  10 trial_timeout_ms
@@ -305,15 +306,18 @@ local function clear_window()
   if calls_key then redis.call('DEL', calls_key) end
 end
 
+local function open_duration()
+  if reopenings > 0 and multiplier ~= 1 then
+    return math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
+  end
+  return open_ms
+end
+
 local function open_circuit(trigger)
   decision_due = nil
   freeze_figures()
   opened_by = trigger
-  local duration = open_ms
-  if reopenings > 0 and multiplier ~= 1 then
-    duration = math.min(open_ms * multiplier ^ math.min(reopenings, 64), max_open_ms)
-  end
-  open_until = now + duration
+  open_until = now + open_duration()
   successes = 0
   redis.call('DEL', permits_key)
   clear_window()
@@ -459,6 +463,16 @@ elseif op == 'hold_open' then
     local held = now + math.min(tonumber(ARGV[15]) or 0, max_open_ms)
     if held > open_until then
       open_until = held
+      changed = true
+    end
+  end
+elseif op == 'policy' then
+  -- The caller's policy changed at run time: its thresholds are stored (below), and an open
+  -- deadline further away than its open time is cut to it (never lengthened).
+  if state == 'open' then
+    local cut = now + open_duration()
+    if cut < open_until then
+      open_until = cut
       changed = true
     end
   end

@@ -18,8 +18,13 @@
     timer = setTimeout(refresh, every);
   }
 
+  function editing() {
+    // An operator filling in a policy form: redrawing the table would throw the input away.
+    return live.querySelector("details[open]") !== null;
+  }
+
   function refresh() {
-    if (document.hidden) return schedule();
+    if (document.hidden || editing()) return schedule();
     // The server escapes every name and reason in this fragment.
     fetch("live", { cache: "no-store", headers: { Accept: "text/html" } })
       .then(function (response) {
@@ -27,6 +32,7 @@
         return response.text();
       })
       .then(function (html) {
+        if (editing()) return; // a form was opened while this was on its way: keep it
         live.innerHTML = html;
         show("Live: updated every " + every / 1000 + " s", true);
       })
@@ -42,9 +48,23 @@
     event.preventDefault();
     var question = form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) return;
-    fetch(form.action, { method: "POST", headers: { Accept: "application/json" } })
+    var opened = form.closest("details");
+    fetch(form.action, {
+      method: "POST",
+      headers: { Accept: "application/json" },
+      body: new URLSearchParams(new FormData(form)),
+    })
       .then(function (response) {
-        if (!response.ok) show("Refused: HTTP " + response.status, false);
+        if (response.ok) {
+          if (opened) opened.open = false;
+          return;
+        }
+        return response
+          .json()
+          .catch(function () { return {}; })
+          .then(function (body) {
+            show("Refused: " + (body.detail || "HTTP " + response.status), false);
+          });
       })
       .catch(function (error) {
         show("Not sent (" + error.message + ")", false);
