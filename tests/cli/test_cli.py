@@ -73,9 +73,10 @@ class TestStatus:
         assert table.exit_code == 0, table.stderr
         lines = table.stdout.splitlines()
         assert lines[0].split() == [
-            "SERVICE", "STATE", "OPENED", "BY", "FAILURES", "RETRY", "IN", "LAST", "FAILURE", "AGE"
+            "SERVICE", "STATE", "OPENED", "BY", "FAILURES", "PROCESSES",
+            "RETRY", "IN", "LAST", "FAILURE", "AGE",
         ]  # fmt: skip
-        assert lines[1].split()[:4] == ["payments", "open", "failures", "2/2"]
+        assert lines[1].split()[:5] == ["payments", "open", "failures", "2/2", "1"]  # one failing process
         assert "gateway timeout" in lines[1]
         assert lines[2].split()[:4] == ["search", "closed", "-", "1/2"]
         data = json.loads(runner.invoke(cli, [*redis_args(redis_url), "status", "--json"]).stdout)

@@ -189,7 +189,7 @@ class TestDisableKeepsTheAppsThreshold:
         assert done.exit_code == 0, done.stderr
         status = runner.invoke(cli, ["--redis-url", redis_url, "--namespace", "cli", "status"])
         header, line = status.stdout.splitlines()[:2]
-        starts = [header.index(name) for name in ("SERVICE", "STATE", "OPENED BY", "FAILURES", "RETRY IN")]
+        starts = [header.index(name) for name in ("SERVICE", "STATE", "OPENED BY", "FAILURES", "PROCESSES")]
         columns = ("SERVICE", "STATE", "OPENED BY", "FAILURES")
         row = {name: line[a:b].strip() for name, a, b in zip(columns, starts[:-1], starts[1:], strict=True)}
         assert (row["SERVICE"], row["STATE"], row["FAILURES"]) == ("payments", "disabled", "0/3")

@@ -50,6 +50,9 @@ class TestServicePolicyValidation:
             ({"slow_call_seconds": -1}, "slow_call_seconds"),
             ({"mode": "dry-run"}, "mode"),
             ({"max_failures": None}, "max_failures"),
+            ({"min_failing_processes": 0}, "min_failing_processes"),
+            ({"min_failing_processes": 2.5}, "min_failing_processes"),
+            ({"min_failing_processes": True}, "min_failing_processes"),
         ],
     )
     def test_invalid_field_is_named(self, kwargs: dict[str, Any], field: str) -> None:

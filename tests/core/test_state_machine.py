@@ -333,6 +333,7 @@ class TestManualControl:
             "failure_rate": None,
             "slow_call_rate": None,
             "opened_by": None,
+            "failing_processes": None,
         }
         fail(breaker, times=3)
         snap = breaker.state("svc")

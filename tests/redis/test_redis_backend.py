@@ -295,7 +295,7 @@ class TestData:
     def test_keys_are_namespaced_tagged_and_bounded(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
-        """Keys live under the namespace, share a hash tag per service, the failure set is trimmed."""
+        """Keys live under the namespace, one hash tag per service; failure and reporter sets are bounded."""
         breaker = make_redis_breaker(window_seconds=3600, max_failures=1000)
         for _ in range(5):
             breaker.record_failure("My {odd} Service", "x")
@@ -303,7 +303,8 @@ class TestData:
         keys = sorted(k.decode() for k in client.keys("*"))
         assert all(k.startswith("test:circuit:") for k in keys)
         tagged = [k for k in keys if "%7Bodd%7D" in k]
-        assert [k.rsplit(":", 1)[1] for k in tagged] == ["failures", "state"]  # no permits in use
+        # no permits in use; the reporters: who failed in the window (for the quorum)
+        assert [k.rsplit(":", 1)[1] for k in tagged] == ["failures", "reporters", "state"]
         assert {k.split("{")[1].split("}")[0] for k in tagged} == {"My %7Bodd%7D Service"}
         assert client.hget(tagged[-1], "svc") == b"My {odd} Service"
         assert all(client.pttl(k) > 0 for k in tagged)
@@ -313,6 +314,7 @@ class TestData:
             small.reset("bounded")
             small.record_failure("bounded", "x")
         assert client.zcard("test:circuit:{bounded}:failures") <= 3
+        assert client.zcard("test:circuit:{bounded}:reporters") <= 2  # this backend: seen, failing
 
     def test_names_are_exact(self, make_redis_breaker: MakeRedisBreaker) -> None:
         """my-service and My-Service are two circuits in Redis too."""

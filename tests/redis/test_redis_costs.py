@@ -57,9 +57,11 @@ class TestScriptCost:
     def test_a_failure_while_closed_runs_few_commands_inside_redis(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
-        """A failure on a closed circuit that already has failures runs at most 7 commands inside
+        """A failure on a closed circuit that already has failures runs at most 11 commands inside
         Redis (the server's time, one read, the failure's add, trim and count, one write, and
-        whether failures existed): no TYPE, permit read or expiry push on every failure."""
+        whether failures existed; and the fleet's reporters: this process's mark, its trim,
+        one read of the set and its expiry): no TYPE, permit read or state expiry push on
+        every failure."""
         app = make_redis_breaker(
             use_clock=False, max_failures=10**6, backend_options={"refresh_interval": 60}
         )
@@ -69,6 +71,9 @@ class TestScriptCost:
         before_scripts, before = script_calls(redis_server), commands_run(redis_server)
         for _ in range(20):
             app.record_failure("svc", "down")
-        assert script_calls(redis_server) - before_scripts == 20
+        # The listener re-reads the circuit when the first failure's notice arrives, which may
+        # land in this window: one script run more, its read (at most 8 commands) allowed for.
+        extra = script_calls(redis_server) - before_scripts - 20
+        assert extra in (0, 1)
         # (a few more allowed for the background threads' own commands meanwhile)
-        assert commands_run(redis_server) - before <= 7 * 20 + 5
+        assert commands_run(redis_server) - before <= 11 * 20 + 5 + 8 * extra

@@ -89,12 +89,16 @@ class TestFleetRate:
         key = healthy.backend.circuits["svc"].keys[3]  # type: ignore[attr-defined]
         assert wait_for(lambda: sum(int(v) for v in raw.hvals(key)) == 100, timeout=10)
         flaky = _breaker(redis_url, "mixed", failure_rate_threshold=0.5)
-        for _ in range(40):
+        for _ in range(10):
             with pytest.raises(OSError):
                 flaky.execute("svc", _boom)
-        snap = flaky.state("svc")
-        assert (snap.state, snap.calls, snap.failures) == (CircuitState.CLOSED, 140, 40)
-        # Without the fleet's successes, 40 failures out of 40 would have opened it.
+        # Its own 10 of 10 failed: it alone is isolated (the fleet's circuit stays closed).
+        with pytest.raises(CircuitOpenError) as rejected:
+            flaky.execute("svc", _boom)
+        assert rejected.value.opened_by == "process"
+        snap = healthy.state("svc")
+        assert (snap.state, snap.calls, snap.failures) == (CircuitState.CLOSED, 110, 10)
+        # Without the fleet's successes, 10 failures out of 10 would have opened it.
         alone = _breaker(redis_url, "alone", failure_rate_threshold=0.5)
         for _ in range(10):
             with pytest.raises(OSError):

@@ -8,7 +8,7 @@ from tnm.circuit import CircuitSnapshot
 
 __all__ = ["render_table"]
 
-HEADERS = ("SERVICE", "STATE", "OPENED BY", "FAILURES", "RETRY IN", "LAST FAILURE", "AGE")
+HEADERS = ("SERVICE", "STATE", "OPENED BY", "FAILURES", "PROCESSES", "RETRY IN", "LAST FAILURE", "AGE")
 
 
 def _age(seconds: float) -> str:
@@ -36,6 +36,7 @@ def table_rows(snapshots: Sequence[CircuitSnapshot], now: float) -> list[tuple[s
                 snap.state.value,
                 snap.opened_by or "-",
                 f"{snap.failures}/{snap.max_failures}" if snap.max_failures else _rate(snap),
+                "-" if snap.failing_processes is None else str(snap.failing_processes),
                 retry,
                 "-" if last is None else str(last["reason"])[:60],
                 "-" if last is None else _age(max(0.0, now - float(last["ts"]))),

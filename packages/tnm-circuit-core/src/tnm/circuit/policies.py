@@ -210,6 +210,13 @@ class ServicePolicy:
     exhausted, an account suspended: waiting for more failures only wastes calls).
     ``ignore_exceptions`` still wins: an ignored exception never opens anything.
     ``on_retval_policy`` makes chosen return values failures.
+
+    Fleets (Redis backend): a trigger decides on every process's calls, and
+    ``min_failing_processes=k`` (a quorum) also asks that at least ``k`` distinct processes
+    failed inside the window, or that ``k`` processes are isolated at once (``k >= 2``). A
+    process whose own calls meet the trigger while the fleet's circuit stays closed isolates
+    itself: its calls are rejected, ``opened_by="process"``. One process (the local backend,
+    or while Redis is unreachable) decides alone, as with ``k=1``.
     """
 
     window_seconds: float = 60.0
@@ -229,6 +236,7 @@ class ServicePolicy:
     slow_call_rate_threshold: float | None = None
     mode: str = "enforce"
     open_on: Iterable[ExceptionRule] = ()
+    min_failing_processes: int = 1
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -243,6 +251,7 @@ class ServicePolicy:
                 _validate.rate("failure_rate_threshold", self.failure_rate_threshold),
             )
         _validate.positive_int("minimum_calls", self.minimum_calls)
+        _validate.positive_int("min_failing_processes", self.min_failing_processes)
         if self.slow_call_seconds is not None:
             setattr_(
                 self,

@@ -61,10 +61,12 @@ DISABLED = CircuitState.DISABLED
 
 Transition = tuple[CircuitState, CircuitState]
 
-OPENED_BY = ("failures", "failure_rate", "slow_call_rate", "trial_failed", "operator", "open_on")
+OPENED_BY = ("failures", "failure_rate", "slow_call_rate", "trial_failed", "operator", "open_on", "process")
 """Why a circuit opened (``CircuitSnapshot.opened_by``, ``CircuitEvent.trigger``): the count
 trigger, the failure-rate or slow-call-rate trigger, a failed half-open trial, an operator's
-``force_open``, or an exception listed in the policy's ``open_on``."""
+``force_open``, an exception listed in the policy's ``open_on``, or (Redis backend) this
+process alone, isolated because its own calls met the trigger while the fleet's circuit is
+closed."""
 
 Figures = tuple[int, "int | None", "float | None", "float | None"]
 """(failures, calls, failure_rate, slow_call_rate) as a snapshot reports them."""
@@ -117,6 +119,9 @@ class CircuitSnapshot:
     """Why the circuit is open (or half-open): one of ``OPENED_BY``; ``None`` while closed or
     disabled. While open or half-open, ``failures``, ``calls`` and the rates are the figures
     that opened it (the first opening's, after a failed trial), kept until it closes."""
+    failing_processes: int | None = None
+    """Distinct processes that reported a failure inside the window (successes elsewhere do
+    not clear it); ``None`` on the local backend, where one process decides alone."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (state as its string value)."""
@@ -134,6 +139,7 @@ class CircuitSnapshot:
             "failure_rate": self.failure_rate,
             "slow_call_rate": self.slow_call_rate,
             "opened_by": self.opened_by,
+            "failing_processes": self.failing_processes,
         }
 
 

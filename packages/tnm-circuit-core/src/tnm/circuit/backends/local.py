@@ -8,6 +8,7 @@ no files and opens no sockets.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -496,6 +497,22 @@ def _open_error_fields(service: str, capture: tuple[Any, ...]) -> tuple[Any, ...
     )
 
 
+_logger = logging.getLogger("tnm.circuit")
+
+
+def _say_deciding_alone(policy: ServicePolicy, why: str) -> bool:
+    """Log once (the caller keeps the flag) that a quorum cannot be formed: True if it logged."""
+    if policy.min_failing_processes <= 1:
+        return False
+    _logger.info(
+        "tnm-circuit: %s, so each process decides alone, as with min_failing_processes=1"
+        " (the policy asks for %d)",
+        why,
+        policy.min_failing_processes,
+    )
+    return True
+
+
 class LocalBackend:
     """Circuits in this process's memory (the default backend)."""
 
@@ -504,6 +521,7 @@ class LocalBackend:
     def __init__(self) -> None:
         self._circuits: dict[str, LocalCircuit] = {}
         self._lock = threading.Lock()
+        self._said_alone = False
 
     def __repr__(self) -> str:
         return f"LocalBackend(services={len(self._circuits)})"
@@ -518,6 +536,8 @@ class LocalBackend:
                 if circuit is None:
                     circuit = LocalCircuit(service, policy, clock, listeners)
                     self._circuits[service] = circuit
+                    if not self._said_alone:
+                        self._said_alone = _say_deciding_alone(policy, "the local backend is one process")
         return circuit
 
     def services(self) -> list[str]:

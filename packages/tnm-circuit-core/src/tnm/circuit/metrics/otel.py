@@ -30,6 +30,8 @@ class OpenTelemetryMetrics:
     - ``tnm.circuit.transitions`` (counter, ``{transition}``, ``from_state``/``to_state``/``trigger``:
       why an opening opened, ``""`` on other transitions)
     - ``tnm.circuit.last_opened`` (gauge, ``s``, epoch seconds)
+    - ``tnm.circuit.failing_processes`` (gauge, ``{process}``: distinct processes that failed
+      inside the window; Redis backend only)
     - ``tnm.circuit.storage.degraded`` (gauge) and ``tnm.circuit.storage.degradations``
       (counter, ``{event}``)
 
@@ -59,6 +61,12 @@ class OpenTelemetryMetrics:
             description="When this process last saw the circuit open (epoch seconds).",
         )
         meter.create_observable_gauge(
+            "tnm.circuit.failing_processes",
+            [self._failing],
+            unit="{process}",
+            description="Distinct processes that failed inside the window (Redis backend).",
+        )
+        meter.create_observable_gauge(
             "tnm.circuit.storage.degraded",
             [self._degraded],
             unit="1",
@@ -84,6 +92,11 @@ class OpenTelemetryMetrics:
             for state in CircuitState:
                 value = 1 if snapshot.state is state else 0
                 yield Observation(value, self._attrs(snapshot.service, state=state.value))
+
+    def _failing(self, options: CallbackOptions) -> Iterable[Observation]:
+        for snapshot in self.stats.snapshots():
+            if snapshot.failing_processes is not None:
+                yield Observation(snapshot.failing_processes, self._attrs(snapshot.service))
 
     def _transitions(self, options: CallbackOptions) -> Iterable[Observation]:
         for service in self.stats.services():

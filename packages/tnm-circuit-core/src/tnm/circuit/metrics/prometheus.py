@@ -34,7 +34,10 @@ class PrometheusMetrics:
     - ``tnm_circuit_state{state}``: 1 for the circuit's current state, 0 for the others
     - ``tnm_circuit_transitions_total{from_state,to_state,trigger}``: ``trigger`` says why an
       opening opened (``failures``, ``failure_rate``, ``slow_call_rate``, ``trial_failed``,
-      ``operator``, ``open_on``), ``""`` on other transitions
+      ``operator``, ``open_on``, ``process``: this process isolated itself), ``""`` on other
+      transitions
+    - ``tnm_circuit_failing_processes``: distinct processes that failed inside the window
+      (Redis backend only)
     - ``tnm_circuit_last_opened_timestamp_seconds``
     - ``tnm_circuit_storage_degraded`` and ``tnm_circuit_storage_degradations_total``
       (namespace only): the shared store's health.
@@ -69,7 +72,7 @@ class PrometheusMetrics:
 
     def collect(self) -> Iterator[Metric]:
         ns = self.stats.namespace
-        calls, transitions, last_opened, state, degraded, degradations = _families()
+        calls, transitions, last_opened, state, degraded, degradations, failing = _families()
         for service in self.stats.services():
             for outcome, value in service.calls.items():
                 calls.add_metric([service.service, ns, outcome], value)
@@ -80,9 +83,11 @@ class PrometheusMetrics:
         for snapshot in self.stats.snapshots():
             for name in _STATES:
                 state.add_metric([snapshot.service, ns, name], 1.0 if snapshot.state.value == name else 0.0)
+            if snapshot.failing_processes is not None:
+                failing.add_metric([snapshot.service, ns], float(snapshot.failing_processes))
         degraded.add_metric([ns], 1.0 if self.stats.storage_degraded else 0.0)
         degradations.add_metric([ns], self.stats.storage_degradations.value)
-        yield from (calls, state, transitions, last_opened, degraded, degradations)
+        yield from (calls, state, transitions, last_opened, degraded, degradations, failing)
 
 
 def _families() -> tuple[
@@ -92,8 +97,9 @@ def _families() -> tuple[
     GaugeMetricFamily,
     GaugeMetricFamily,
     CounterMetricFamily,
+    GaugeMetricFamily,
 ]:
-    """Empty families: calls, transitions, last_opened, state, degraded, degradations."""
+    """Empty families: calls, transitions, last_opened, state, degraded, degradations, failing."""
     calls = CounterMetricFamily(
         "tnm_circuit_calls", "Protected calls by outcome.", labels=["service", "namespace", "outcome"]
     )
@@ -122,4 +128,9 @@ def _families() -> tuple[
         "Times the shared state store became unreachable.",
         labels=["namespace"],
     )
-    return calls, transitions, last_opened, state, degraded, degradations
+    failing = GaugeMetricFamily(
+        "tnm_circuit_failing_processes",
+        "Distinct processes that failed inside the window (Redis backend).",
+        labels=["service", "namespace"],
+    )
+    return calls, transitions, last_opened, state, degraded, degradations, failing

@@ -98,6 +98,13 @@ def _failures(s: CircuitSnapshot) -> str:
     )
 
 
+def _failing_processes(s: CircuitSnapshot) -> str:
+    """How many processes failed inside the window (Redis backend), once one has."""
+    if not s.failing_processes:
+        return ""
+    return f' <span class="failing-processes">failing processes: {s.failing_processes}</span>'
+
+
 def _retry(s: CircuitSnapshot) -> str:
     state = s.state.value
     if state == "forced_open":
@@ -154,7 +161,7 @@ def _row(s: CircuitSnapshot, view: View, settings: Settings) -> str:
     cells = [
         f'<th scope="row" class="service">{escape(s.service)}</th>',
         f'<td class="state">{_state(state)}{_opened_by(s)}</td>',
-        f'<td class="failures">{_failures(s)}</td>',
+        f'<td class="failures">{_failures(s)}{_failing_processes(s)}</td>',
         f'<td class="policy">{policy}</td>',
         f'<td class="retry">{_retry(s)}</td>',
         f'<td class="last-failure">{_last_failure(s, now, settings)}</td>',

@@ -10,8 +10,11 @@ each of those runs computes the fleet's rates from the buckets atomically.
 **Staleness.** A success is in the fleet's counts at most ``FLUSH_INTERVAL`` (0.2 s)
 plus one round trip after it happened (plus the time the flushing thread waits for
 the CPU on a loaded host). Until then the fleet's failure rate can read higher than
-it is, by at most what this process did in that time. Successes are added to the
-bucket of the moment they are flushed, so one may land one bucket (a tenth of the
+it is, by at most what this process did in that time; so a rate the script finds met
+while other processes call is decided 0.25 s later (``decide``, asked by this thread
+when it falls due, or the next failure), on a window that holds their successes. Each
+flush also marks this process as calling the service (the reporters, ``_reporters.py``).
+Successes are added to the bucket of the moment they are flushed, so one may land one bucket (a tenth of the
 window) later than it happened. While Redis is unreachable the counts wait here and
 are added once it answers again, unless a whole window went by meanwhile (they are
 dropped: they could only make the window look better than it is).
@@ -101,10 +104,14 @@ class SuccessFlusher:
             return 0
         try:
             pipe: Any = store.client().pipeline(transaction=False)
+            seen = f"s:{store.reporter}"
             for circuit, successes in batch:
                 key = circuit.keys[3]
                 pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", successes)
                 pipe.pexpire(key, circuit.window_ms * 2)
+                # This process calls the service: a rate met meanwhile waits for its flushes.
+                pipe.zadd(circuit.keys[4], {seen: now_ms})
+                pipe.pexpire(circuit.keys[4], circuit.window_ms * 2)
             pipe.execute()
         except STORAGE_ERRORS:
             if time.monotonic() - self._last_ok <= max(c.window_ms for c, _ in batch) / 1000.0:
@@ -118,9 +125,35 @@ class SuccessFlusher:
 
     def _loop(self) -> None:
         stop = self._stop
-        while not stop.wait(FLUSH_INTERVAL):
+        while not stop.wait(self._next_wait()):
             self._flush_quietly()
+            self._decide_due()
         self._flush_quietly()
+
+    def _next_wait(self) -> float:
+        """Until the next flush, or sooner if a deferred rate decision falls due before it."""
+        due = [c.decide_at for c in list(self.circuits) if c.decide_at is not None]
+        if not due:
+            return FLUSH_INTERVAL
+        store = self._store()
+        now = time.monotonic() if store is None else store.clock.monotonic()
+        return min(FLUSH_INTERVAL, max(0.0, min(due) - now))
+
+    def _decide_due(self) -> None:
+        """Ask for the rate decisions the script deferred and that are now due (the flush
+        just sent this process's successes; the others' were sent meanwhile)."""
+        store = self._store()
+        if store is None:
+            return
+        now = store.clock.monotonic()
+        for circuit in list(self.circuits):
+            due = circuit.decide_at
+            if due is not None and due <= now:
+                circuit.decide_at = None
+                try:
+                    circuit.run("decide")
+                except Exception:  # never kill the thread
+                    store.health.listener_failed()
 
     def _flush_quietly(self) -> None:
         try:

@@ -30,7 +30,7 @@ from ...state import (
     CircuitSnapshot,
 )
 from ..local import _report_rejection
-from ._operations import Operations
+from ._isolating import Isolating
 
 if TYPE_CHECKING:
     from ._overrides import Overrides
@@ -41,7 +41,7 @@ __all__ = ["RedisCircuit"]
 _MS = 1000.0
 
 
-class RedisCircuit(Operations):
+class RedisCircuit(Isolating):
     """A service's circuit stored in Redis, mirrored in this process."""
 
     io_free = False
@@ -76,6 +76,8 @@ class RedisCircuit(Operations):
             return REJECT  # open, forced open, or every trial permit taken: known locally
         if self.state is DISABLED:
             return PASS
+        if self.isolation.state is not None:
+            return self.isolated_acquire()
         token = self.run("acquire")
         return self._alone_acquire() if token is None else token
 
@@ -84,6 +86,8 @@ class RedisCircuit(Operations):
             return REJECT
         if self.state is DISABLED:
             return PASS
+        if self.isolation.state is not None:
+            return self.isolated_acquire()
         if self._health.degraded:
             return self._alone_acquire()
         # Shielded: if the caller is cancelled while the reply is in flight, a permit the
@@ -119,6 +123,9 @@ class RedisCircuit(Operations):
             return True
         if self._listeners.callbacks:
             self.successes.increment()
+        if self.isolation.state is not None and not token:
+            self.isolated_success()  # this process alone: decided here, no round trip
+            return True
         if token or self.state is not CLOSED:
             return False
         if self.tally is not None:
@@ -170,9 +177,12 @@ class RedisCircuit(Operations):
         if self._listeners.callbacks:
             self.counts.failure.increment()
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if self.run("failure", token, reason, kind, slow, trip) is None:
+        isolating = self.judge_own(True, slow)
+        if self.run("failure", token, reason, kind, slow, trip, isolating) is None:
             self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
+        else:
+            self.isolate_if(isolating, reason)
 
     async def aon_failure(self, token: int, reason: str, slow: bool = False, trip: bool = False) -> None:
         if self._disabled_call():
@@ -180,9 +190,15 @@ class RedisCircuit(Operations):
         if self._listeners.callbacks:
             self.counts.failure.increment()
         kind = EventKind.FAILURE if self._listeners.call_callbacks else None
-        if await self._settle(self.arun("failure", token, reason, kind, slow, trip), token) is None:
+        isolating = self.judge_own(True, slow)
+        if (
+            await self._settle(self.arun("failure", token, reason, kind, slow, trip, isolating), token)
+            is None
+        ):
             self.fallback.on_failure(token, reason, slow, trip)
             self.copy_fallback()
+        else:
+            self.isolate_if(isolating, reason)
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         self.on_failure(token, exception_reason(exc))
@@ -193,9 +209,12 @@ class RedisCircuit(Operations):
         if self._listeners.callbacks:
             self.successes.increment()
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if self.run("slow", token, kind=kind) is None:
+        isolating = self.judge_own(False, True)
+        if self.run("slow", token, kind=kind, isolating=isolating) is None:
             self.fallback.on_slow_success(token)
             self.copy_fallback()
+        else:
+            self.isolate_if(isolating, "slow call")
 
     async def aon_slow_success(self, token: int) -> None:
         if self._disabled_call():
@@ -203,9 +222,12 @@ class RedisCircuit(Operations):
         if self._listeners.callbacks:
             self.successes.increment()
         kind = EventKind.SUCCESS if self._listeners.success_callbacks else None
-        if await self._settle(self.arun("slow", token, kind=kind), token) is None:
+        isolating = self.judge_own(False, True)
+        if await self._settle(self.arun("slow", token, kind=kind, isolating=isolating), token) is None:
             self.fallback.on_slow_success(token)
             self.copy_fallback()
+        else:
+            self.isolate_if(isolating, "slow call")
 
     def on_ignored(self, token: int) -> None:
         self.on_release(token)
@@ -222,6 +244,8 @@ class RedisCircuit(Operations):
         if token > 0:
             self.fallback.on_release(token)
             self._store.submit(lambda: self.run("release", token))
+        elif self.isolation.state is not None:
+            self.isolated_release()
 
     def on_rejected(self, fallback: bool, observed: bool = False) -> None:
         if self._listeners.callbacks:
@@ -287,6 +311,7 @@ class RedisCircuit(Operations):
             failure_rate=failure_rate,
             slow_call_rate=slow_rate,
             opened_by=opened_by,
+            failing_processes=self._failing,
         )
 
     def _retry_after(self) -> float | None:

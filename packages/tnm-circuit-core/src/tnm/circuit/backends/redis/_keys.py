@@ -57,9 +57,11 @@ class Keys:
 
     def probe(self, *, cluster: bool = False) -> tuple[str, ...]:
         """The keys ``initialize()``'s grant check writes and deletes (never a service's):
-        state, failures, permits, rate buckets and, on a single server, the change counter."""
+        state, failures, permits, rate buckets, reporters and, on a single server, the change
+        counter."""
         state, failures, permits = self._for_tag(_PROBE_TAG, True)
-        keys = (state, failures, permits, f"{state[: -len('state')]}calls")
+        prefix = state[: -len("state")]
+        keys = (state, failures, permits, f"{prefix}calls", f"{prefix}reporters")
         return keys if cluster else (*keys, self.changes)
 
     def _for_tag(self, tag: str, cluster: bool) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ...policies import ServicePolicy
 from ...state import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitState, Figures
 from ..local import LocalCircuit
+from ._isolation import Isolation
 from ._overrides import Override
 from ._script import Reply
 
@@ -62,8 +63,22 @@ class Mirror:
         self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
         self._opened: tuple[str | None, tuple[int, int, int, int] | None] = (None, None)
         """Why the circuit opened and (failures, calls, failed, slow) that did (last reply)."""
+        self._failing = 0
+        """Distinct processes that failed inside the window (last reply)."""
+        self.decide_at: float | None = None
+        """Monotonic time a rate decision the script deferred is due (the flusher asks then)."""
         self.fallback = LocalCircuit(service, policy, store.clock, store.listeners)
         """Decides calls while Redis is unreachable: same policy, this process only."""
+        self.fleet_state: CircuitState = OPEN
+        self.others_seen = False
+        """Another process called this service inside the window (last reply)."""
+        """The fleet's state as last read (``state`` shows this process's isolation over it)."""
+        self.isolation = Isolation(policy, self.own_successes)
+        """This process's own circuit while its calls fail and the fleet's circuit is closed."""
+
+    def own_successes(self) -> int:
+        """This process's fast successes so far (counted under a rate policy only)."""
+        return 0
 
     def accept(self, reply: Reply) -> bool:
         """Mirror a script reply (newest wins); False (nothing changed) for older news.
@@ -96,6 +111,9 @@ class Mirror:
             self._shown_window = reply.window_seconds
             self._window = (reply.calls, reply.window_failures, reply.slow_calls)
             self._opened = (reply.opened_by, reply.opened_figures)
+            self._failing = reply.failing_processes
+            due = reply.decision_due_ms
+            self.decide_at = None if due is None else self._store.to_monotonic(due, reply.now_ms)
             return True
 
     def _write(self, reply: Reply) -> None:
@@ -112,13 +130,27 @@ class Mirror:
             open_until = to_monotonic(reply.earliest_permit_ms, now_ms)
         else:
             open_until = 0.0
-        self.dirty = state is CLOSED and (reply.failures > 0 or self.recheck)
+        self.fleet_state = state
+        self.others_seen = reply.others_seen
+        isolation = self.isolation
+        # This process's own failures (the count trigger's) keep it dirty too: its next success
+        # must be seen, to clear them, even after another process's success cleared the fleet's.
+        dirty = state is CLOSED and (reply.failures > 0 or bool(isolation.streak) or self.recheck)
+        if state is not CLOSED:
+            if isolation.holds_evidence():  # the fleet's circuit decides for everyone now
+                isolation.clear()
+        elif isolation.state is not None:  # this process stays isolated: calls ask it
+            state, open_until = isolation.presented()
+            dirty = True
+        self.dirty = dirty
         self.open_until = open_until
         self.state = state
         self.cold = False
 
     def _opened_view(self) -> tuple[str | None, Figures | None]:
         """Why the circuit opened and the figures that did, as a snapshot reports them."""
+        if self.isolation.state is not None and self.state is not CLOSED:
+            return "process", self.isolation.figures
         opened_by, frozen = self._opened
         if opened_by is None or self.state not in (OPEN, HALF_OPEN, FORCED_OPEN):
             return None, None
@@ -162,7 +194,7 @@ class Mirror:
         """True if the circuit's keys must be in Redis now (their loss is a loss of state):
         forced open, disabled (kept until reset), or open before its deadline (kept past it)."""
         state = self.state
-        if self.cold or state is CLOSED or state is HALF_OPEN:
+        if self.cold or state is CLOSED or state is HALF_OPEN or self.isolation.state is not None:
             return False
         return state is not OPEN or self.fallback.monotonic() < self.open_until
 

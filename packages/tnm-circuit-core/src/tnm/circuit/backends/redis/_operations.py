@@ -28,6 +28,7 @@ from ._buckets import calls_key, flusher_for
 from ._clients import STORAGE_ERRORS
 from ._mirror import Mirror
 from ._refusals import is_refusal
+from ._reporters import reporters_key
 from ._script import BadReply, Reply, aeval, eval_script
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ class Operations(Mirror):
         self._clock = store.clock
         self._listeners = store.listeners
         base = store.keys.for_service(service, cluster=True)  # state, failures, permits
-        # Then the rate buckets, and (one server only) the namespace's change counter.
+        # Then the rate buckets, the reporters and (one server only) the namespace's change counter.
         changes = () if store.cluster else (store.keys.changes,)
-        self.keys: tuple[str, ...] = (*base, calls_key(base[0]), *changes)
+        self.keys: tuple[str, ...] = (*base, calls_key(base[0]), reporters_key(base[0]), *changes)
         self._args: list[Any] = []
         self._rate_args: list[Any] = []
         self.bucket_ms = self.window_ms = 0
@@ -143,6 +144,7 @@ class Operations(Mirror):
         slow: bool = False,
         successes: int = 0,
         trip: bool = False,
+        isolating: str = "",
     ) -> list[Any]:
         return [
             op,
@@ -155,9 +157,15 @@ class Operations(Mirror):
             "1" if slow else "0",
             successes,
             "1" if trip else "0",
+            self._store.reporter,
+            self.policy.min_failing_processes,
+            isolating,
         ]
 
     # -- successes for the rate window ---------------------------------------------------
+
+    def own_successes(self) -> int:
+        return self.pending.value
 
     def take_pending(self) -> int:
         """Successes counted here and not yet sent; they now count as sent."""
@@ -274,6 +282,7 @@ class Operations(Mirror):
         kind: EventKind | None = None,
         slow: bool = False,
         trip: bool = False,
+        isolating: str = "",
     ) -> int | None:
         """Run ``op`` in Redis; ``None`` if the store could not decide (the caller falls back)."""
         if self._health.degraded:
@@ -286,7 +295,7 @@ class Operations(Mirror):
             raw = eval_script(
                 self._store.client(),
                 self.keys,
-                self.script_args(self._op(op), token, reason, slow, successes, trip),
+                self.script_args(self._op(op), token, reason, slow, successes, trip, isolating),
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)
@@ -302,6 +311,7 @@ class Operations(Mirror):
         kind: EventKind | None = None,
         slow: bool = False,
         trip: bool = False,
+        isolating: str = "",
     ) -> int | None:
         if self._health.degraded:
             self._owe(op, token, reason, slow)
@@ -312,7 +322,9 @@ class Operations(Mirror):
         try:
             client = self._store.aclient()
             raw = await aeval(
-                client, self.keys, self.script_args(self._op(op), token, reason, slow, successes, trip)
+                client,
+                self.keys,
+                self.script_args(self._op(op), token, reason, slow, successes, trip, isolating),
             )
         except _STORE_FAILED as exc:
             self._failed(exc, successes)

@@ -96,6 +96,12 @@ class Reply(NamedTuple):
     """Why the circuit is open or half-open; ``None`` while closed or disabled."""
     opened_figures: tuple[int, int, int, int] | None = None
     """(failures, calls, failed calls, slow calls) that opened it, kept until it closes."""
+    failing_processes: int = 0
+    """Distinct processes that reported a failure inside the window."""
+    decision_due_ms: float | None = None
+    """When a rate decision the script deferred (to hear other processes' successes) is due."""
+    others_seen: bool = True
+    """Another process called inside the window (alone, this process's verdict is the fleet's)."""
 
     @classmethod
     def parse(cls, raw: Any) -> Reply:
@@ -118,6 +124,7 @@ class Reply(NamedTuple):
                 version=int(_number(raw[14])),
                 **_window(raw),
                 **_opened(raw),
+                **_fleet(raw),
             )
         except (IndexError, TypeError) as exc:
             raise BadReply(f"malformed script reply ({exc})") from None
@@ -143,6 +150,17 @@ def _opened(raw: Any) -> dict[str, Any]:
         return {"opened_by": decode(raw[18])}
     failures, calls, failed, slow = (int(_number(f)) for f in figures)
     return {"opened_by": decode(raw[18]), "opened_figures": (failures, calls, failed, slow)}
+
+
+def _fleet(raw: Any) -> dict[str, Any]:
+    """Failing processes and a deferred decision, appended after why the circuit opened."""
+    if len(raw) < 23:
+        return {}
+    return {
+        "failing_processes": int(_number(raw[20])),
+        "decision_due_ms": _optional_number(raw[21]),
+        "others_seen": decode(raw[22]) == "1",
+    }
 
 
 class Notice(NamedTuple):

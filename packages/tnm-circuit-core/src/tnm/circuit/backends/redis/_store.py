@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ...clock import Clock, SystemClock
 from ...events import ListenerList
+from ..local import _say_deciding_alone
 from ._clients import is_cluster, make_async_client, make_client
 from ._derive import async_client_like
 from ._health import StorageHealth
 from ._keys import Keys
+from ._reporters import new_reporter_id
 from ._urls import Secrets, Target
 
 if TYPE_CHECKING:
@@ -78,6 +80,9 @@ class Store:
             weakref.WeakKeyDictionary()
         )
         self.lock = threading.Lock()
+        self._said_alone = False
+        self.reporter = new_reporter_id()
+        """This backend's id in the fleet's reporters (``_reporters.py``)."""
         self.cluster = (
             is_cluster(client) if client is not None else target is not None and target.kind == "cluster"
         )
@@ -145,6 +150,7 @@ class Store:
     def after_fork(self) -> None:
         """In a forked child: new locks and connections (the parent's are the parent's)."""
         self.lock = threading.Lock()
+        self.reporter = new_reporter_id()  # the child's calls are its own
         self._aclients = weakref.WeakKeyDictionary()
         for circuit in self.circuits.values():
             circuit.after_fork()
@@ -191,5 +197,9 @@ class Store:
         self.health.degrade(exc)
 
     def _start_alone(self) -> None:
+        said = False
         for circuit in list(self.circuits.values()):
             circuit.start_alone()
+            if not said and not self._said_alone:
+                said = _say_deciding_alone(circuit.policy, f"Redis at {self.where} is unreachable")
+        self._said_alone = self._said_alone or said

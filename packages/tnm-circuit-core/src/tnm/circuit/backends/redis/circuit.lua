@@ -3,7 +3,10 @@
 --
 -- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline),
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
---       5 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
+--       5 the fleet's reporters (zset, trimmed to the window and to REPORTERS_MAX):
+--         's:<id>' last seen (a call, or a flush of its successes), 'f:<id>' last failure,
+--         'i:<id>' isolated until (a process whose own calls met the trigger)
+--       6 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
 -- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|policy|force_open|disable|reset|read|
 --         touch|probe)
@@ -18,6 +21,9 @@
 --       24 the caller's successes not yet added to the buckets (carried by failure and slow;
 --          for success, 1 if the caller had not read the circuit and so did not count it)
 --       25 "1" if the failure is one of the policy's open_on: it opens the circuit at once
+--       26 the calling process's reporter id ("" for an operator's read)
+--       27 min_failing_processes (the quorum)
+--       28 "<trigger>:<open ms>" if this failure isolates the calling process, else ""
 --       max_failures 0 turns the count trigger off. Bucket b holds the calls made in
 --       [b * bucket_ms, (b + 1) * bucket_ms); the window is the newest 22 buckets.
 --       Fast successes are not sent here: each process adds them to the buckets in the
@@ -28,7 +34,9 @@
 --           states passed through (for events), max_failures, window_ms, repaired,
 --           version, calls, failed calls and slow calls in the rate window,
 --           opened_by ('' while closed or disabled), the figures that opened it
---           ("failures:calls:failed:slow", '' if none)}
+--           ("failures:calls:failed:slow", '' if none), failing processes in the window,
+--           the ms at which a deferred rate decision is due ('' if none),
+--           1 if another process called inside the window (else 0: isolation is moot)}
 --       While open or half-open the state hash keeps why it opened (ob) and those
 --       figures (of) until it closes; a failed trial keeps the first opening's figures.
 -- Published on a change others must mirror: {service, state, open_until_ms,
@@ -62,8 +70,9 @@ if op == 'probe' then
   redis.call('HLEN', KEYS[4])
   redis.call('HKEYS', KEYS[4])
   redis.call('HDEL', KEYS[4], 'p')
-  redis.call('DEL', state_key, failures_key, permits_key, KEYS[4])
-  if KEYS[5] then redis.call('INCRBY', KEYS[5], 0) end
+  redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES')
+  redis.call('DEL', state_key, failures_key, permits_key, KEYS[4], KEYS[5])
+  if KEYS[6] then redis.call('INCRBY', KEYS[6], 0) end
   redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
   return 'ok'
 end
@@ -94,6 +103,18 @@ local slow_call = ARGV[23] == '1'
 local counts_calls = calls_key ~= nil and (failure_rate ~= nil or slow_rate ~= nil)
 local carried = tonumber(ARGV[24] or '') or 0
 local trip = ARGV[25] == '1'
+-- Fleet decisions (see KEYS[5]): who reports, the quorum, and this process's isolation.
+local reporters_key = KEYS[5]
+local reporter = ARGV[26] or ''
+local quorum = tonumber(ARGV[27] or '') or 1
+local isolating_trigger, isolating_ms = string.match(ARGV[28] or '', '^([%a_]+):(%d+)$')
+local REPORTERS_MAX = 128
+-- An isolated process counts as isolated until its open time ends and its first trial
+-- had this long to run (a failed trial reports it isolated again).
+local TRIAL_GRACE_MS = 1000
+-- Other processes add their successes every 0.2 s: a rate met while another process is
+-- seen is decided this much later, on a window that holds what they had counted.
+local DECISION_WAIT_MS = 250
 
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
@@ -142,7 +163,7 @@ local function is_finite_or_nil(v)  -- tonumber() also accepts 'inf' and 'nan'
   local n = tonumber(v)
   return v == false or v == nil or (n ~= nil and n == n and n ~= math.huge and n ~= -math.huge)
 end
-local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc', 'xp'}
+local FIELDS = {'s', 'ou', 'ro', 'ts', 'lr', 'lt', 'mf', 'wm', 'nt', 'fc', 'v', 'ob', 'of', 'svc', 'xp', 'pd'}
 local h = redis.pcall('HMGET', state_key, unpack(FIELDS))
 if h.err then
   if not string.find(h.err, 'WRONGTYPE', 1, true) then error(h) end
@@ -172,6 +193,7 @@ local version = tonumber(h[11]) or 0
 local TRIGGERS = {failures = true, failure_rate = true, slow_call_rate = true, trial_failed = true,
   operator = true, open_on = true}
 local opened_by = h[12] or ''
+local decision_due = tonumber(h[16] or '')  -- a deferred rate decision (server ms), or nil
 local opened_figures = h[13] or ''
 if not TRIGGERS[opened_by] or not string.match(opened_figures, '^%d+:%d+:%d+:%d+$') then
   opened_by, opened_figures = '', ''  -- unknown (older data, or garbage): no figures to keep
@@ -233,6 +255,53 @@ local function window_counts()
   return c, f, sl
 end
 
+-- The fleet's reporters: note this process (kind 's:', 'f:' or 'i:'), and count them.
+local counted = nil  -- reporter_counts() of this run, until the set changes
+local function note_reporter(kind, score)
+  if reporter == '' or not reporters_key then return end
+  counted = nil
+  -- Cost: no TYPE check up front (on_key finds a key of the wrong type), and the set is
+  -- counted only when this write added a member.
+  local added = on_key('ZADD', reporters_key, score or now, kind .. reporter)
+  redis.call('ZREMRANGEBYSCORE', reporters_key, '-inf', now - window_ms)
+  if added > 0 and redis.call('ZCARD', reporters_key) > REPORTERS_MAX then
+    redis.call('ZREMRANGEBYRANK', reporters_key, 0, -(REPORTERS_MAX + 1))
+  end
+end
+
+-- (processes that failed in the window, processes isolated now, another process seen)
+local function reporter_counts()
+  if not reporters_key then return 0, 0, false end
+  if counted then return counted[1], counted[2], counted[3] end
+  local failing, isolated, others = 0, 0, false
+  -- The whole set (it is small; no grant beyond the failure set's): members of the window.
+  local m = on_key('ZRANGE', reporters_key, 0, -1, 'WITHSCORES')
+  for i = 1, #m, 2 do
+    local kind, id = string.sub(m[i], 1, 2), string.sub(m[i], 3)
+    if tonumber(m[i + 1]) <= now - window_ms then  -- left the window: not counted
+    elseif kind == 'f:' then failing = failing + 1
+    elseif kind == 'i:' and tonumber(m[i + 1]) > now then isolated = isolated + 1
+    elseif kind == 's:' and id ~= reporter then others = true end
+  end
+  counted = {failing, isolated, others}
+  return failing, isolated, others
+end
+
+local function quorum_met()
+  if quorum <= 1 then return true end
+  local failing = reporter_counts()
+  return failing >= quorum
+end
+
+-- A closed circuit forgets who failed: only 's:' (who calls) outlives it.
+local function forget_failing()
+  if not reporters_key then return end
+  counted = nil
+  for _, member in ipairs(on_key('ZRANGE', reporters_key, 0, -1)) do
+    if string.sub(member, 1, 2) ~= 's:' then redis.call('ZREM', reporters_key, member) end
+  end
+end
+
 local function count_call(failed, slow)
   window_read = nil
   local current = math.floor(now / bucket_ms)
@@ -281,6 +350,7 @@ local function open_duration()
 end
 
 local function open_circuit(trigger)
+  decision_due = nil
   freeze_figures()
   opened_by = trigger
   open_until = now + open_duration()
@@ -292,6 +362,8 @@ local function open_circuit(trigger)
 end
 
 local function close_circuit()
+  decision_due = nil
+  forget_failing()
   opened_by, opened_figures = '', ''
   open_until = 0
   reopenings = 0
@@ -300,6 +372,29 @@ local function close_circuit()
   counted_failures, permits_checked, failures_exist = 0, true, false
   clear_window()
   set_state('closed')
+end
+
+-- A rate trigger met on the window: open if the quorum is met and the window holds every
+-- process's calls. While another process is seen, its successes of the last flush interval
+-- may not be in the buckets yet: the decision waits DECISION_WAIT_MS (the next failure or
+-- the caller's 'decide' makes it), then is made on the window as it is then.
+local function rate_decision(trigger)
+  if trigger == nil then
+    if decision_due ~= nil and now >= decision_due then decision_due = nil end
+    return
+  end
+  if not quorum_met() then return end
+  if decision_due == nil then
+    local _, _, others = reporter_counts()
+    if others then
+      decision_due = now + DECISION_WAIT_MS
+      changed = true
+      return
+    end
+  elseif now < decision_due then
+    return
+  end
+  open_circuit(trigger)
 end
 
 local function release()
@@ -335,6 +430,7 @@ if state == 'disabled' and op ~= 'reset' and op ~= 'force_open' and op ~= 'disab
   end
   result = 0
 elseif op == 'acquire' then
+  note_reporter('s:')  -- a process's first call (and trials): it may count successes
   if state == 'closed' then
     result = 0
   elseif state == 'half_open' and permits_before < half_open_max then
@@ -347,19 +443,26 @@ elseif op == 'failure' then
   release()
   last_reason, last_ms = ARGV[15], now
   if state == 'closed' then
+    note_reporter('f:')
     if max_failures > 0 then
       -- (a member unique to this write: its time and the version it stores)
       on_key('ZADD', failures_key, now, now .. ':' .. (version + 1))
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
       counted_failures, failures_exist = nil, true
-      if in_window() >= max_failures then open_circuit('failures') end
+      if in_window() >= max_failures and quorum_met() then open_circuit('failures') end
     end
     if counts_calls and state == 'closed' then
       count_call(true, slow_call)
-      local trigger = rate_trip_due()
-      if trigger then open_circuit(trigger) end
+      rate_decision(rate_trip_due())
     end
-    if trip and state == 'closed' then open_circuit('open_on') end
+    if trip and state == 'closed' then open_circuit('open_on') end  -- whatever the quorum
+    if isolating_trigger and state == 'closed' then
+      -- This process's own calls met the trigger: with a quorum, that many isolated at
+      -- once open the fleet's circuit (one sick process never does).
+      note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
+      local _, isolated = reporter_counts()
+      if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
+    end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
     open_circuit(trip and 'open_on' or 'trial_failed')
@@ -372,8 +475,12 @@ elseif op == 'slow' then
     counted_failures, failures_exist = 0, false
     if counts_calls then
       count_call(false, true)
-      local trigger = rate_trip_due()
-      if trigger then open_circuit(trigger) end
+      rate_decision(rate_trip_due())
+    end
+    if isolating_trigger and state == 'closed' then
+      note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
+      local _, isolated = reporter_counts()
+      if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
     end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
@@ -397,6 +504,7 @@ elseif op == 'success' or op == 'recheck' then
     -- state.py), and so is a caller's first success (ARGV[24] = 1: it had not read the
     -- circuit, so it could not count it); other successes are counted by their process.
     if counts_calls and (token > 0 or carried > 0) then
+      if carried > 0 then note_reporter('s:') end  -- a first call: it counts successes now
       carried = 0
       count_call(false, false)
     end
@@ -406,6 +514,11 @@ elseif op == 'success' or op == 'recheck' then
   end
 elseif op == 'release' then
   release()
+elseif op == 'decide' then
+  -- A deferred rate decision that is due (the process that deferred it asks).
+  if state == 'closed' and counts_calls and decision_due ~= nil and now >= decision_due then
+    rate_decision(rate_trip_due())
+  end
 elseif op == 'hold_open' then
   -- Open at least ARGV[15] ms more (a server's Retry-After), capped, never shortened.
   if state == 'open' then
@@ -435,6 +548,7 @@ elseif op == 'force_open' then
   open_until = -1  -- forced: no deadline
   set_state('forced_open')
 elseif op == 'disable' then
+  forget_failing()
   opened_by, opened_figures = '', ''
   last_reason, last_ms = ARGV[15], now
   open_until = 0
@@ -459,9 +573,12 @@ end
 if not ((op == 'read' or op == 'touch') and repaired == 0) then version = version + 1 end
 local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
+if state ~= 'closed' then decision_due = nil end
+local failing_processes, _, others_seen = reporter_counts()
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
   permits, first[2] or '', path, max_failures, window_ms, repaired, version,
-  window_calls, window_failed, window_slow, opened_by, opened_figures}
+  window_calls, window_failed, window_slow, opened_by, opened_figures, failing_processes,
+  decision_due or '', others_seen and 1 or 0}
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
@@ -502,7 +619,7 @@ end
 -- Cost: only the fields whose value changes are written (a failure while closed: its reason,
 -- time and the version). The values compare as Redis stores them (tostring).
 local values = {state, open_until, reopenings, successes, last_reason, last_ms, max_failures, window_ms,
-  false, false, version, opened_by, opened_figures, ARGV[13], held and '' or expires}
+  false, false, version, opened_by, opened_figures, ARGV[13], held and '' or expires, decision_due or ''}
 local write = {}
 for i, value in ipairs(values) do
   if value and tostring(value) ~= h[i] then
@@ -523,6 +640,7 @@ else
   end
   if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
   if counts_calls then redis.call('PEXPIRE', calls_key, math.max(ttl_ms, window_ms)) end
+  if reporters_key then redis.call('PEXPIRE', reporters_key, math.max(ttl_ms, window_ms)) end
 end
 
 local function failures_left()
@@ -533,8 +651,8 @@ if changed or repaired == 1 or permits ~= permits_before
     or had_failures ~= failures_left() then
   redis.call('PUBLISH', ARGV[12],
     cjson.encode({ARGV[13], state, open_until, failures, now, permits, first[2] or '', version}))
-  if KEYS[5] and type(redis.pcall('INCR', KEYS[5])) == 'table' then
-    redis.call('SET', KEYS[5], 1)  -- not a counter any more: start it again
+  if KEYS[6] and type(redis.pcall('INCR', KEYS[6])) == 'table' then
+    redis.call('SET', KEYS[6], 1)  -- not a counter any more: start it again
   end
 end
 return reply
