@@ -141,20 +141,16 @@ def rate_breaker(clock: ManualClock | None = None, **policy: Any) -> CircuitBrea
 
 
 class TestFailure:
+    # Under a rate trigger a failure takes the lock: counted without it, other threads' calls
+    # ran while the thread that opens the circuit waited for the CPU (the test below).
     @pytest.mark.parametrize(
-        "policy",
-        [
-            {"max_failures": 10**6, "failure_rate_threshold": None},
-            {},
-            {"max_failures": 10**6, "failure_rate_threshold": 0.5},
-        ],
-        ids=["count", "rate", "count and rate"],
+        "policy", [{"max_failures": 10**6, "failure_rate_threshold": None}], ids=["count"]
     )
     def test_a_failure_that_opens_nothing_takes_no_lock(
         self, clock: ManualClock, policy: dict[str, Any]
     ) -> None:
-        """Failures that leave the circuit closed take no lock, counted or metered, through
-        protect, execute and a fixed failure_reason, within one rate bucket."""
+        """Failures that leave a count-triggered circuit closed take no lock, counted or
+        metered, through protect, execute and a fixed failure_reason."""
         breaker = rate_breaker(clock, **policy)
         breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
         call = breaker.protect("svc")(boom)

@@ -80,13 +80,6 @@ _NO_PERMITS: dict[int, float] = {}
 ever cleared, which leaves them empty)."""
 
 
-def _fail_floor(policy: ServicePolicy) -> float:
-    rate = policy.failure_rate_threshold
-    if rate is None or policy.slow_call_rate_threshold is not None:
-        return 0.0
-    return rate * policy.minimum_calls
-
-
 NO_FAILURES: tuple[float, ...] = ()
 """A circuit's failure times before its first failure."""
 _first_failure = threading.Lock()
@@ -171,7 +164,6 @@ class CircuitModel:
 
     __slots__ = (
         "_buckets",
-        "_fail",
         "_failures",
         "_max_failures",
         "_next_token",
@@ -186,8 +178,6 @@ class CircuitModel:
         "bucket_ms",
         "counts_calls",
         "dirty",
-        "fail",
-        "fail_floor",
         "last_failure",
         "ok",
         "open_until",
@@ -238,15 +228,11 @@ class CircuitModel:
         aside (an empty dict until a bucket is settled: no table while idle)."""
         self._totals = _NO_TOTALS
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self._ok = self._fail = _NO_COUNT
-        self.ok = self.fail = _NO_NEXT
-        """``ok`` counts a fast success of ``bucket``; ``fail`` a failure (not slow), returning
-        how many came before it in the bucket (see ``count_rate_failure``): both lock-free."""
+        self._ok = _NO_COUNT
+        self.ok = _NO_NEXT
+        """``ok`` counts a fast success of ``bucket`` (lock-free)."""
         if self.counts_calls:  # else the shared placeholders above are never touched
             self._clear_window()
-        self.fail_floor = _fail_floor(policy)
-        """Fewer failed calls in the window than this cannot meet a rate trigger (a failure
-        need not read the whole window below it)."""
         self.opened_by: str | None = None
         """Why the circuit is open or half-open (one of ``OPENED_BY``); ``None`` otherwise."""
         self._opened_figures: Figures | None = None
@@ -264,18 +250,18 @@ class CircuitModel:
         bucket = self.bucket_of(now)
         if bucket == self.bucket:
             return
-        ok, failed = counted(self._ok), counted(self._fail)
-        totals = self._totals
-        if ok or failed:
-            entry = self._entry(self.bucket)
-            entry[0] += ok + failed
-            entry[1] += failed
-            totals[0] += ok + failed
-            totals[1] += failed
+        # A new counter first, then the old one read: lock-free successes that go on while this
+        # thread waits for the CPU count in the new bucket (only one that fetched ``ok`` just
+        # before the swap can be lost).
+        old_ok = self._ok
         self._ok = itertools.count()
         self.ok = self._ok.__next__
-        self._fail = itertools.count()
-        self.fail = self._fail.__next__
+        ok = counted(old_ok)
+        totals = self._totals
+        if ok:
+            entry = self._entry(self.bucket)
+            entry[0] += ok
+            totals[0] += ok
         self.bucket = bucket
         # Seconds, so that a success compares without converting; half a millisecond and a few
         # float steps early, so that no time before it can fall in the next bucket by rounding.
@@ -311,45 +297,20 @@ class CircuitModel:
 
     def _live_counts(self) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled
-        totals and the current bucket's lock-free counts."""
+        totals and the current bucket's lock-free successes."""
         calls, failures, slow = self._totals
-        failed = counted(self._fail)
-        return calls + counted(self._ok) + failed, failures + failed, slow
+        return calls + counted(self._ok), failures, slow
 
     def window_counts(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window ending at ``now``."""
         self.roll(now)
         return self._live_counts()
 
-    def count_rate_failure(self, now: float, reason: str | BaseException) -> bool:
-        """The lock-free part of a failure (not slow) while closed under a rate trigger, once
-        ``now`` is inside the current bucket (``now < bucket_end``, else roll first); True
-        if a rate trigger may now be due (then ``trip_rate_if_due`` under the lock).
-
-        ``fail()`` is one atomic C call, so concurrent failures are all counted; each
-        failure reads the counts after its own, so the one that makes a rate due sees it.
-        Like ``ok``, a failure racing the lock-held ``roll`` of its bucket is the one
-        outcome that can be lost (a bucket boundary and a thread switch between two
-        bytecodes at once).
-        """
-        failed = self._totals[1] + self.fail() + 1
-        self.last_failure = (reason, now)
-        return failed >= self.fail_floor and rate_trip_due(self.policy, *self._live_counts()) is not None
-
-    def trip_rate_if_due(self, now: float, changes: list[Transition]) -> None:
-        """Open if closed and a rate trigger is due at ``now`` (owner holds the lock)."""
-        if self.state is CLOSED:
-            trigger = rate_trip_due(self.policy, *self.window_counts(now))
-            if trigger is not None:
-                self._open(now, changes, trigger)
-
     def _clear_window(self) -> None:
         self._buckets = {}
         self._totals = [0, 0, 0]
         self._ok = itertools.count()
         self.ok = self._ok.__next__
-        self._fail = itertools.count()
-        self.fail = self._fail.__next__
 
     # -- reads ---------------------------------------------------------------
 
@@ -579,24 +540,17 @@ class CircuitModel:
         other: Callable[[int, BaseException], None],
         trip: Callable[[float, BaseException], None],
         count_failure: Callable[[], object],
-        roll: Callable[[], None] = lambda: None,
-        trip_rate: Callable[[BaseException], None] = lambda exc: None,
     ) -> Callable[[int, BaseException], None]:
-        """``count_closed_failure`` (and ``count_rate_failure``) as one closure for the call
-        path (one Python call per failure instead of three): a failure while ``handle``
-        shows closed, with no trial permit and no listener that wants per-call events, keeps
-        the exception as the reason (formatted when read), calls ``count_failure`` if anyone
-        listens (metrics), ``trip`` when the count may be due and ``trip_rate`` (which takes
-        the lock) when a rate may be; ``roll`` (under the lock) starts a new rate bucket.
-        Any other failure goes to ``other``. The hypothesis tests hold both paths to one
-        reference.
+        """``count_closed_failure`` as one closure for the call path (one Python call per
+        failure instead of three): a failure while ``handle`` shows closed, with no trial
+        permit, no listener that wants per-call events and no rate trigger, keeps the
+        exception as the reason (formatted when read), calls ``count_failure`` if anyone
+        listens (metrics), and ``trip`` when the count may be due. Any other failure goes to
+        ``other``. The hypothesis tests hold both paths to one reference.
         """
         max_failures, window, model, closed = self._max_failures, self.window, self, CLOSED
-        if self.counts_calls:
-            return self._rate_exception_path(
-                monotonic, handle, listeners, other, trip, count_failure, roll, trip_rate
-            )
-        if not max_failures:
+        if self.counts_calls or not max_failures:
+            # Under a rate trigger a failure is counted under the lock (see LocalCircuit).
             return other
         failures = self.failure_times()  # made now: this closure is made for failures
 
@@ -621,48 +575,6 @@ class CircuitModel:
                     handle.dirty = True
 
         return on_exception
-
-    def _rate_exception_path(
-        self,
-        monotonic: Callable[[], float],
-        handle: Any,
-        listeners: Any,
-        other: Callable[[int, BaseException], None],
-        trip: Callable[[float, BaseException], None],
-        count_failure: Callable[[], object],
-        roll: Callable[[], None],
-        trip_rate: Callable[[BaseException], None],
-    ) -> Callable[[int, BaseException], None]:
-        """``exception_path`` under a rate trigger: the failure is counted in the current
-        bucket without the lock (``count_rate_failure``), after the count trigger's part if
-        the policy has one too."""
-        model, closed = self, CLOSED
-        count_closed_failure = self.count_closed_failure if self._max_failures else None
-        count_rate_failure = self.count_rate_failure
-
-        def on_rate_exception(token: int, exc: BaseException) -> None:
-            if token or handle.state is not closed:
-                other(token, exc)
-                return
-            if listeners.callbacks:
-                if listeners.call_callbacks:
-                    other(token, exc)
-                    return
-                count_failure()
-            now = monotonic()
-            if count_closed_failure is not None:
-                if count_closed_failure(now, exc):
-                    trip(now, exc)
-                    if handle.state is not closed:
-                        return
-                elif handle.state is closed:
-                    handle.dirty = True
-            if now >= model.bucket_end:
-                roll()
-            if count_rate_failure(now, exc):
-                trip_rate(exc)
-
-        return on_rate_exception
 
     def trip_if_due(self, now: float, changes: list[Transition]) -> None:
         """Open if closed with ``max_failures`` failures in the window (owner holds the lock)."""
@@ -750,7 +662,6 @@ class CircuitModel:
         if isinstance(self._failures, deque):  # (none yet: made at the first failure)
             self._failures = deque(self._failures, maxlen=policy.max_failures or 1)
         self._max_failures = policy.max_failures or 0
-        self.fail_floor = _fail_floor(policy)
         self.window = policy.window_seconds
         if policy.counts_calls != old.counts_calls or policy.bucket_ms != old.bucket_ms:
             self.counts_calls = policy.counts_calls

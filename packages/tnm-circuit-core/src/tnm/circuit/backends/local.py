@@ -130,7 +130,9 @@ class LocalCircuit:
         """Observe mode: a call the circuit would reject runs anyway (and is not recorded)."""
         self.slow_after = policy.slow_call_seconds
         """Calls are timed only when this is set (a slow-call policy)."""
-        self._count_fast = bool(policy.max_failures) or policy.counts_calls
+        # A failure under a rate trigger takes the lock: counted without it, the calls of other
+        # threads were let through while the thread that opens the circuit waited for the CPU.
+        self._count_fast = bool(policy.max_failures) and not policy.counts_calls
         """A closed failure is counted without the lock (count trigger, rate trigger, or both)."""
         self.tally = self._make_tally() if policy.counts_calls else None
         """What a fast success while closed, with nothing else to record, must still do."""
@@ -155,8 +157,6 @@ class LocalCircuit:
                 self._failure_of,
                 self._trip,
                 self._count_failure,
-                self.roll_window,
-                self._trip_rate,
             )
         return on_exception
 
@@ -252,30 +252,17 @@ class LocalCircuit:
         listening = self._listeners.callbacks
         if listening:
             self.counts.failure.increment()
-        if (
-            not token
-            and self.state is CLOSED
-            and self._count_fast
-            and not trip
-            and not (slow and model.counts_calls)
-        ):
-            # The common failure: counted without the lock; the lock only to trip.
+        if not token and self.state is CLOSED and self._count_fast and not trip:
+            # The common failure under a count trigger: counted without the lock; the lock
+            # only to trip.
             changes: list[Transition] = []
             now = self._monotonic()
-            if model._max_failures:
-                if model.count_closed_failure(now, reason):
-                    with self._lock:
-                        model.trip_if_due(now, changes)
-                        self._publish()
-                elif self.state is CLOSED:
-                    self.dirty = True
-            if model.counts_calls and self.state is CLOSED:
-                if now >= model.bucket_end:
-                    self.roll_window()
-                if model.count_rate_failure(now, reason):
-                    with self._lock:
-                        model.trip_rate_if_due(self._monotonic(), changes)
-                        self._publish()
+            if model.count_closed_failure(now, reason):
+                with self._lock:
+                    model.trip_if_due(now, changes)
+                    self._publish()
+            elif self.state is CLOSED:
+                self.dirty = True
         else:
             changes = []
             with self._lock:
@@ -292,14 +279,6 @@ class LocalCircuit:
         changes: list[Transition] = []
         with self._lock:
             self._model.record_failure(self._monotonic(), exc, token, changes)
-            self._publish()
-        if changes:
-            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
-
-    def _trip_rate(self, exc: BaseException) -> None:
-        changes: list[Transition] = []
-        with self._lock:
-            self._model.trip_rate_if_due(self._monotonic(), changes)
             self._publish()
         if changes:
             self._notify(EventKind.FAILURE, changes, exception_reason(exc))
