@@ -146,6 +146,15 @@ class TestLiveCircuitOnRedis:
         assert other.state("svc").state is CircuitState.OPEN
         assert wait_for(lambda: breaker.state("svc").state is CircuitState.OPEN, 5)
 
+    def test_the_quorum_travels_fleet_wide(self, make_redis_breaker: MakeBreaker) -> None:
+        """min_failing_processes is one of the fields a fleet override sets in every process."""
+        breaker = make_redis_breaker(**FAST)
+        other = make_redis_breaker(**FAST)
+        other.state("svc")
+        breaker.set_policy("svc", {"min_failing_processes": 2}, fleet=True)
+        assert breaker.policy_for("svc").min_failing_processes == 2
+        assert wait_for(lambda: other.policy_for("svc").min_failing_processes == 2, 5)
+
     def test_open_deadline_cut_for_every_process(self, make_redis_breaker: MakeBreaker) -> None:
         """A circuit open for 60 s, then a fleet open_seconds of 2: every process sees at most 2 s left."""
         breaker = make_redis_breaker(max_failures=1, open_seconds=60, **FAST)
@@ -372,7 +381,7 @@ class TestRealProcesses:
         running = workers(2)
         assert [_line(p) for p in running] == ["ready code 5"] * 2
         redis_server.client().hset(
-            REGISTRY, "svc", json.dumps({"max_failures": 3, "min_failing_processes": 2})
+            REGISTRY, "svc", json.dumps({"max_failures": 3, "a_field_of_a_later_release": 2})
         )
         for process in running:
             assert _line(process, 10) == "changed fleet max_failures: 5 -> 3"

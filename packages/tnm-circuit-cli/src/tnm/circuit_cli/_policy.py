@@ -33,6 +33,12 @@ _FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("--slow-call-seconds", "slow_call_seconds", float, "Calls longer than this are slow."),
     ("--slow-call-rate-threshold", "slow_call_rate_threshold", float, "Share of slow calls that opens."),
     (
+        "--min-failing-processes",
+        "min_failing_processes",
+        int,
+        "Processes that must fail before the fleet's circuit opens (Redis).",
+    ),
+    (
         "--mode",
         "mode",
         click.Choice(["enforce", "observe"]),

@@ -34,6 +34,7 @@ PATCHABLE_FIELDS: Final = (
     "minimum_calls",
     "slow_call_seconds",
     "slow_call_rate_threshold",
+    "min_failing_processes",
     "mode",
 )
 """The ``ServicePolicy`` fields a run-time override may set (numbers and ``mode``)."""
