@@ -28,6 +28,14 @@ logger = logging.getLogger("tnm.circuit")
 _MODES = {"local": "per process", "reject": "by rejecting them", "raise": "by raising"}
 
 
+_NO_PASSWORD_GIVEN = (
+    "NOAUTH",
+    "Authentication required",
+    "HELLO must be called with the client already authenticated",
+)
+"""What Redis (through redis-py) says when the URL gives no password and the server needs one."""
+
+
 class RateLimit:
     """At most one report per ``interval``; counts what it held back."""
 
@@ -87,7 +95,8 @@ class StorageHealth:
     def describe(self, exc: BaseException) -> str:
         """``Type: message`` of a storage error, with every secret masked."""
         text = self.secrets.scrub(str(exc).strip())
-        if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
+        # (redis-py words it by version: NOAUTH, "Authentication required", or HELLO's refusal)
+        if any(sign in text for sign in _NO_PASSWORD_GIVEN):
             text += " (this Redis needs a password (or ACL user) in the URL: redis://[user]:password@host:port/db)"
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
