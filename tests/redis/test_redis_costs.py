@@ -75,5 +75,6 @@ class TestScriptCost:
         # land in this window: one script run more, its read (at most 8 commands) allowed for.
         extra = script_calls(redis_server) - before_scripts - 20
         assert extra in (0, 1)
-        # (a few more allowed for the background threads' own commands meanwhile)
-        assert commands_run(redis_server) - before <= 11 * 20 + 5 + 8 * extra
+        # (a few more allowed for the background threads' own commands meanwhile, fewer than
+        # one more per failure)
+        assert commands_run(redis_server) - before <= 11 * 20 + 15 + 8 * extra
