@@ -287,6 +287,30 @@ class TestSurvivesDataLoss:
         assert breaker.policy_source("svc") == "fleet"
         assert make_redis_breaker(max_failures=5, **FAST).policy_for("svc").max_failures == 2
 
+    def test_a_write_ending_during_a_read_is_kept_for_the_restore(
+        self, make_redis_breaker: MakeBreaker
+    ) -> None:
+        """A refresher read begun before ``set_policy`` stored its patch keeps the patch known, so a
+        data loss right after still writes it back."""
+        breaker = make_redis_breaker(max_failures=5, **FAST)
+        registry = redis_backend(breaker).policy_overrides
+        hook = registry.on_change
+        assert hook is not None
+        client = redis_backend(breaker).client()
+        mark = registry.mark()  # the refresher's read begins: "other" changed, "svc" not written yet
+
+        def write_meanwhile(service: str, patch: dict[str, object] | None, unknown: list[str]) -> None:
+            hook(service, patch, unknown)
+            if service == "other":
+                registry.store("svc", {"max_failures": 2})  # ends while the read is applied
+
+        registry.on_change = write_meanwhile
+        registry.read({b"other": b'{"max_failures": 3}'}, client, mark)
+        registry.on_change = hook
+        assert set(registry.known) == {"other", "svc"}
+        registry.lost()
+        assert set(registry.pending) == {"other", "svc"}
+
     @pytest.mark.slow
     def test_restart_without_persistence(
         self, make_redis_breaker: MakeBreaker, redis_server: RedisServer

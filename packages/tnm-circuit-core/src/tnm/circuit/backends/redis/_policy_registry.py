@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,9 @@ class PolicyRegistry:
         """The breaker's hook: called with (service, patch or None, unknown field names)."""
         self._writes: dict[str, int] = {}
         """Writes made by this process, per service: a read begun before one is stale for it."""
+        self._lock = threading.Lock()
+        """Held while ``known`` is replaced or a write's result is put in it: a read the
+        refresher began before a write must not drop what the write stored."""
 
     # -- an operator's side (set_policy / clear_policy with fleet=True, the CLI) ---------------
 
@@ -104,7 +108,8 @@ class PolicyRegistry:
         )
         text = decode(written[0])
         merged, _ = parse_patch(text)
-        self.known[service] = text
+        with self._lock:
+            self.known[service] = text
         self._notify(service)
         return merged
 
@@ -113,7 +118,8 @@ class PolicyRegistry:
         service_name(service)
         self._writes[service] = self._writes.get(service, 0) + 1
         self._write("HDEL", service, lambda client: client.hdel(self._store.keys.policies, service))
-        self.known.pop(service, None)
+        with self._lock:
+            self.known.pop(service, None)
         self._notify(service)
 
     def read_all(self) -> dict[str, dict[str, Any]]:
@@ -170,7 +176,7 @@ class PolicyRegistry:
         changed, and repair what cannot be read."""
         if self.pending:
             return
-        written = {s for s, n in self._writes.items() if mark is not None and mark.get(s) != n}
+        written = self._written_since(mark)
         seen: dict[str, str] = {s: self.known[s] for s in written if s in self.known}
         for name, value in raw.items():
             service, text = decode(name), decode(value)
@@ -186,9 +192,22 @@ class PolicyRegistry:
             seen[service] = text
             if self.known.get(service) != text:
                 self._changed(service, patch, unknown)
-        for service in [s for s in self.known if s not in seen and s not in written]:
+        gone = [s for s in self.known if s not in seen and s not in self._written_since(mark)]
+        for service in gone:
             self._changed(service, None, [])
-        self.known = seen
+        with self._lock:
+            # What this process wrote since the read began stays as it wrote it (a write may
+            # have ended while this ran).
+            for service in self._written_since(mark):
+                seen.pop(service, None)
+                if service in self.known:
+                    seen[service] = self.known[service]
+            self.known = seen
+
+    def _written_since(self, mark: dict[str, int] | None) -> set[str]:
+        if mark is None:
+            return set()
+        return {s for s, n in list(self._writes.items()) if mark.get(s) != n}
 
     def _changed(self, service: str, patch: dict[str, Any] | None, unknown: list[str]) -> None:
         if self.on_change is not None:
