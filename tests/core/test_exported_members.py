@@ -38,7 +38,13 @@ PUBLIC_MODULES: dict[str, set[str]] = {
     "tnm.circuit.breaker": {"Admitted", "Caller", "CircuitBreaker", "get_breaker"},
     "tnm.circuit.clock": {"Clock", "SystemClock"},
     "tnm.circuit.events": {"CircuitEvent", "EventKind", "Listener", "ListenerList"},
-    "tnm.circuit.http": {"DEFAULT_FAILURE_STATUSES", "retry_after_seconds", "status_policy"},
+    "tnm.circuit.http": {
+        "DEFAULT_FAILURE_STATUSES",
+        "retry_after_seconds",
+        "service_namer",
+        "status_policy",
+        "upstream_name",
+    },
     "tnm.circuit.exceptions": {
         "CircuitBackendError",
         "CircuitError",

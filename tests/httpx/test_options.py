@@ -99,6 +99,9 @@ class TestOtherOptions:
         with pytest.raises(InvalidConfigTypeError) as caught:
             CircuitBreakerTransport(make_breaker(), service=42)  # type: ignore[arg-type]
         assert caught.value.field == "service"
+        with pytest.raises(InvalidConfigError) as empty:
+            CircuitBreakerTransport(make_breaker(), service="")
+        assert empty.value.field == "service"
 
     def test_hostless_request_gets_httpx_own_error(self, make_breaker: MakeBreaker) -> None:
         """A URL without a host is not guarded: httpx's own error says what is wrong."""

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from tnm.circuit import InvalidConfigError, InvalidConfigTypeError
+from tnm.circuit.http import service_namer as shared_namer
+from tnm.circuit.http import upstream_name
 
 __all__ = ["ServiceName", "authority", "service_namer"]
 
@@ -27,23 +28,10 @@ def authority(request: aiohttp.ClientRequest) -> str:
 def _authority(request: aiohttp.ClientRequest) -> str | None:
     """``authority``, or ``None`` for a URL without a host."""
     url = request.url
-    host = url.host
-    if not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    port = url.port  # yarl fills in the scheme's default port
-    return host if port is None else f"{host}:{port}"
+    return upstream_name(url.scheme, url.host, url.port)  # yarl fills in the scheme's default port
 
 
 def service_namer(service: str | ServiceName | None) -> Callable[[aiohttp.ClientRequest], str | None]:
-    """Turn the ``service=`` option into ``(request) -> name``; ``None`` means "not guarded"."""
-    if service is None:
-        return _authority
-    if isinstance(service, str):
-        if not service:
-            raise InvalidConfigError("service", "must not be empty")
-        return lambda request: service
-    if callable(service):
-        return service
-    raise InvalidConfigTypeError("service", f"must be a str or a callable (request) -> str, got {service!r}")
+    """Turn the ``service=`` option into ``(request) -> name``; ``None`` means "not guarded"
+    (a URL without a host: the client then raises its own error for it)."""
+    return shared_namer(service, _authority)

@@ -1,8 +1,9 @@
-"""What the HTTP client adapters share: which response statuses count, and ``Retry-After``.
+"""What the HTTP client adapters share: which response statuses count, ``Retry-After``, and
+which circuit a request goes through.
 
-``tnm-circuit-httpx``, ``tnm-circuit-requests`` and ``tnm-circuit-aiohttp`` judge responses
-and read ``Retry-After`` the same way; an adapter of your own for another HTTP client can
-use the same rules::
+``tnm-circuit-httpx``, ``tnm-circuit-requests`` and ``tnm-circuit-aiohttp`` judge responses,
+read ``Retry-After`` and name a request's circuit (``host:port``) the same way; an adapter of
+your own for another HTTP client can use the same rules::
 
     from tnm.circuit.http import DEFAULT_FAILURE_STATUSES, retry_after_seconds, status_policy
 
@@ -12,14 +13,26 @@ use the same rules::
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timezone
 from http import HTTPStatus
+from typing import TypeVar
 
 from .exceptions import InvalidConfigError, InvalidConfigTypeError
 from .policies import ReturnValuePolicy
 
-__all__ = ["DEFAULT_FAILURE_STATUSES", "retry_after_seconds", "status_policy"]
+__all__ = [
+    "DEFAULT_FAILURE_STATUSES",
+    "retry_after_seconds",
+    "service_namer",
+    "status_policy",
+    "upstream_name",
+]
+
+_Request = TypeVar("_Request")
+
+_DEFAULT_PORTS: dict[str, int] = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+"""The ports a URL of these schemes means when it names none."""
 
 DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 """Server errors that say the upstream is down or overloaded, and "too many requests"."""
@@ -87,3 +100,40 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:  # HTTP dates are always GMT
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - now)
+
+
+def upstream_name(scheme: str, host: str | None, port: int | None) -> str | None:
+    """A request's upstream as ``host:port`` (``api.example.com:443``), the scheme's default
+    port filled in; ``None`` without a host.
+
+    Given the URL's parts, never the URL: the name never holds a user name or password. An
+    IPv6 host is bracketed (``[::1]:8080``). A scheme with no known default port and a URL
+    without one give the host alone.
+    """
+    if not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme.lower())
+        if port is None:
+            return host
+    return f"{host}:{port}"
+
+
+def service_namer(
+    service: str | Callable[[_Request], str] | None, default: Callable[[_Request], str | None]
+) -> Callable[[_Request], str | None]:
+    """Turn an adapter's ``service=`` option into ``(request) -> name``: ``None`` takes
+    ``default`` (whose ``None`` means "not guarded": the client then raises its own error
+    for a URL without a host), a string names one circuit for every request, a callable
+    names each. Anything else, or an empty string, is refused naming ``service``."""
+    if service is None:
+        return default
+    if isinstance(service, str):
+        if not service:
+            raise InvalidConfigError("service", "must not be empty")
+        return lambda request: service
+    if callable(service):
+        return service
+    raise InvalidConfigTypeError("service", f"must be a str or a callable (request) -> str, got {service!r}")

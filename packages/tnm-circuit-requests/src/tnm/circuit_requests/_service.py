@@ -8,14 +8,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tnm.circuit import InvalidConfigError, InvalidConfigTypeError
+from tnm.circuit.http import service_namer as shared_namer
+from tnm.circuit.http import upstream_name
 
 __all__ = ["ServiceName", "authority", "service_namer"]
 
 ServiceName = Callable[[requests.PreparedRequest], str]
 """What ``service=`` accepts besides a fixed name: ``(request) -> service name``."""
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def authority(request: requests.PreparedRequest) -> str:
@@ -46,15 +45,7 @@ def _name(scheme: str, hostport: str) -> str | None:
         host, port = parts.hostname, parts.port
     except ValueError:  # a bad port: requests raises its own error for it
         return None
-    if not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None:
-        port = _DEFAULT_PORTS.get(scheme)
-        if port is None:
-            return host
-    return f"{host}:{port}"
+    return upstream_name(scheme, host, port)
 
 
 def service_namer(
@@ -65,12 +56,4 @@ def service_namer(
     Only the default namer answers ``None``, for a URL without a host: requests then
     raises its own error for it, which says what is wrong.
     """
-    if service is None:
-        return _authority
-    if isinstance(service, str):
-        if not service:
-            raise InvalidConfigError("service", "must not be empty")
-        return lambda request: service
-    if callable(service):
-        return service
-    raise InvalidConfigTypeError("service", f"must be a str or a callable (request) -> str, got {service!r}")
+    return shared_namer(service, _authority)
