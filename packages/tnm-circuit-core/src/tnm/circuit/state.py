@@ -168,6 +168,7 @@ class CircuitModel:
         "_max_failures",
         "_next_token",
         "_ok",
+        "_ok_reads",
         "_opened_figures",
         "_permits",
         "_pinned_ts",
@@ -231,6 +232,8 @@ class CircuitModel:
         self._ok = _NO_COUNT
         self.ok = _NO_NEXT
         """``ok`` counts a fast success of ``bucket`` (lock-free)."""
+        self._ok_reads = 0
+        """How many times the owner read ``ok``'s count by advancing it (``_ok_count``)."""
         if self.counts_calls:  # else the shared placeholders above are never touched
             self._clear_window()
         self.opened_by: str | None = None
@@ -253,10 +256,11 @@ class CircuitModel:
         # A new counter first, then the old one read: lock-free successes that go on while this
         # thread waits for the CPU count in the new bucket (only one that fetched ``ok`` just
         # before the swap can be lost).
-        old_ok = self._ok
+        old_ok, reads = self._ok, self._ok_reads
         self._ok = itertools.count()
         self.ok = self._ok.__next__
-        ok = counted(old_ok)
+        self._ok_reads = 0
+        ok = counted(old_ok) - reads
         totals = self._totals
         if ok:
             entry = self._entry(self.bucket)
@@ -295,11 +299,47 @@ class CircuitModel:
         totals[2] += slow
         return rate_trip_due(self.policy, *self._live_counts())
 
+    def closed_rate_failure(self, now: float, reason: str | BaseException, changes: list[Transition]) -> None:
+        """A failure while closed under rate triggers alone, with no trial permit and no policy
+        change to check (the owner holds the lock; ``record_failure``'s steps for this case):
+        counted in the window, and the circuit opened if a rate trigger is now met."""
+        self.last_failure = (reason, now)
+        if now >= self.bucket_end:
+            self.roll(now)
+        entry = self._buckets.get(self.bucket)
+        if entry is None:
+            entry = self._buckets[self.bucket] = [0, 0, 0]
+        entry[0] += 1
+        entry[1] += 1
+        totals = self._totals
+        totals[0] += 1
+        totals[1] += 1
+        calls, failures, slow = totals
+        policy = self.policy
+        failure_rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
+        # The current bucket's fast successes only add calls, which only lowers both rates:
+        # when the settled counts meet neither, nothing is due (and the count is not read).
+        if (failure_rate is None or failures < failure_rate * calls) and (
+            slow_rate is None or slow < slow_rate * calls
+        ):
+            return
+        trigger = rate_trip_due(policy, calls + self._ok_count(), failures, slow)
+        if trigger is not None:
+            self._open(now, changes, trigger)
+
     def _live_counts(self) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled
         totals and the current bucket's lock-free successes."""
         calls, failures, slow = self._totals
-        return calls + counted(self._ok), failures, slow
+        return calls + self._ok_count(), failures, slow
+
+    def _ok_count(self) -> int:
+        """The current bucket's fast successes. Read by advancing the counter (``next`` is
+        one atomic step, ``counted`` parses a repr and costs ten times more) and taking the
+        reads back; the owner holds the lock."""
+        count = self.ok() - self._ok_reads
+        self._ok_reads += 1
+        return count
 
     def window_counts(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window ending at ``now``."""
@@ -311,6 +351,7 @@ class CircuitModel:
         self._totals = [0, 0, 0]
         self._ok = itertools.count()
         self.ok = self._ok.__next__
+        self._ok_reads = 0
 
     # -- reads ---------------------------------------------------------------
 

@@ -150,14 +150,46 @@ class LocalCircuit:
         (``protect`` reads it once; an idle circuit holds none)."""
         on_exception = self._on_exception
         if on_exception is None:
-            on_exception = self._on_exception = self._model.exception_path(
-                self._monotonic,
-                self,
-                self._listeners,
-                self._failure_of,
-                self._trip,
-                self._count_failure,
-            )
+            if self.policy.counts_calls and not self.policy.max_failures:
+                on_exception = self._on_exception = self._rate_exception_path()
+            else:
+                on_exception = self._on_exception = self._model.exception_path(
+                    self._monotonic,
+                    self,
+                    self._listeners,
+                    self._failure_of,
+                    self._trip,
+                    self._count_failure,
+                )
+        return on_exception
+
+    def _rate_exception_path(self) -> Callable[[int, BaseException], None]:
+        """``on_exception`` under rate triggers alone: a failure while closed, with no trial
+        permit and no listener that wants per-call events, is counted in the window under the
+        lock in one step (``CircuitModel.closed_rate_failure``), keeping the exception as the
+        reason. Any other failure goes to ``_failure_of``."""
+        model, lock, monotonic, listeners = self._model, self._lock, self._monotonic, self._listeners
+        other, count_failure, closed = self._failure_of, self._count_failure, CLOSED
+
+        def on_exception(token: int, exc: BaseException) -> None:
+            if token or self.state is not closed or listeners.call_callbacks:
+                other(token, exc)
+                return
+            if listeners.callbacks:
+                count_failure()
+            changes: list[Transition] = []
+            with lock:
+                now = monotonic()
+                if model.state is not closed or model.recheck:
+                    model.record_failure(now, exc, 0, changes)
+                else:
+                    model.closed_rate_failure(now, exc, changes)
+                    if not changes:
+                        return
+                self._publish()
+            if changes:
+                self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+
         return on_exception
 
     def _count_failure(self) -> None:
@@ -386,7 +418,8 @@ class LocalCircuit:
 
     def _open_error_now(self, now: float) -> CircuitOpenError:
         model = self._model
-        figures = model.figures(now) if model.opened_by else None
+        with self._lock:  # the figures roll the rate window
+            figures = model.figures(now) if model.opened_by else None
         return _deferred_open_error(
             self.service,
             _DEFERRED,
