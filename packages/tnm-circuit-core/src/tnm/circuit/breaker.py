@@ -575,10 +575,22 @@ class CircuitBreaker:
         """
         if not callable(func):
             raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
-        circuit = self._circuit(service)
-        rules = self._rules(
-            circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
-        )
+        circuit = self._circuits.get(service)
+        if circuit is None:
+            circuit = self._circuit_slow(service)
+        rules = None
+        if (  # the common call: the policy's rules, made once per service (``_rules`` inlined)
+            failure_reason is None
+            and ignore_exceptions is None
+            and on_exceptions is None
+            and on_retval_policy is None
+            and fallback is None
+        ):
+            rules = self._policy_rules.get(service)
+        if rules is None:
+            rules = self._rules(
+                circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
+            )
         return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
 
     @overload
