@@ -80,6 +80,28 @@ class TestPolicyForm:
         assert (policy.max_failures, policy.window_seconds, policy.open_seconds) == (2, 60, 30)
         assert breaker.policy_source("payments") == "process"
 
+    def test_the_form_edits_every_field_an_override_may_set(
+        self, breaker: CircuitBreaker, make_app: Callable[..., FastAPI]
+    ) -> None:
+        """Each field ``set_policy`` accepts has an input, and a post of it is applied."""
+        from tnm.circuit._policy_overrides import PATCHABLE_FIELDS
+
+        with TestClient(make_app(authorize=admin_only)) as client:
+            page = row(client.get("/circuits/", headers=ADMIN).text, "payments")
+            assert {name for name in PATCHABLE_FIELDS if f'name="{name}"' not in page} == set()
+            client.post(
+                "/circuits/policy?service=payments",
+                data={"backoff_multiplier": "3", "max_open_seconds": "900", "trial_timeout_seconds": "5"},
+                headers=ADMIN,
+                follow_redirects=False,
+            )
+        policy = breaker.policy_for("payments")
+        assert (policy.backoff_multiplier, policy.max_open_seconds, policy.trial_timeout_seconds) == (
+            3,
+            900,
+            5,
+        )
+
     @pytest.mark.parametrize(
         ("field", "value"),
         [("max_failures", "0"), ("failure_rate_threshold", "2"), ("open_seconds", "soon"), ("mode", "off")],

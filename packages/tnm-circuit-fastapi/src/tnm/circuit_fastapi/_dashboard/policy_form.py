@@ -21,9 +21,13 @@ FIELDS: tuple[tuple[str, str, type], ...] = (
     ("slow_call_rate_threshold", "Slow-call rate (0-1)", float),
     ("half_open_max_calls", "Trial calls", int),
     ("success_threshold", "Trial successes", int),
+    ("trial_timeout_seconds", "Trial timeout (s)", float),
+    ("backoff_multiplier", "Backoff multiplier", float),
+    ("max_open_seconds", "Max open (s)", float),
+    ("min_failing_processes", "Failing processes to open (Redis)", int),
     ("mode", "Mode", str),
 )
-"""The fields the form edits (every numeric and mode field an operator tunes in an incident)."""
+"""The fields the form edits: every field a run-time override may set (``set_policy``)."""
 
 SOURCE_TEXT = {
     "code": "from code",
