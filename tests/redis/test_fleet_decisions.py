@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tnm.circuit import CircuitBreaker, CircuitEvent, CircuitOpenError, CircuitState, EventKind, ServicePolicy
 from tnm.circuit.backends.redis._isolation import Isolation
@@ -408,3 +410,34 @@ class TestIsolationVerdict:
         successes = 0
         alone = Isolation(policy, lambda: successes)
         assert [alone.judge(float(t), True, False) for t in range(10)][-1] == "failure_rate"
+
+    @given(
+        steps=st.lists(
+            st.tuples(st.floats(0.0, 4.0), st.booleans(), st.booleans(), st.integers(0, 3)),
+            max_size=60,
+        )
+    )
+    def test_the_window_counts_match_a_recount(self, steps: list[tuple[float, bool, bool, int]]) -> None:
+        """The failures and slow calls kept as events come and go equal a recount of the window's
+        events, and the count trigger keeps only the newest ``max_failures`` failure times."""
+        policy = ServicePolicy(
+            window_seconds=5,
+            max_failures=3,
+            failure_rate_threshold=0.9,
+            minimum_calls=1000,  # never met: the counts go on
+            slow_call_seconds=1,
+            slow_call_rate_threshold=0.9,
+        )
+        successes = 0
+        isolation = Isolation(policy, lambda: successes)
+        now = 0.0
+        for gap, failed, slow, new_successes in steps:
+            now += gap
+            successes += new_successes
+            isolation.judge(now, failed, slow)
+            events = list(isolation._events)
+            assert (isolation._failed, isolation._slow) == (
+                sum(e[2] for e in events),
+                sum(e[3] for e in events),
+            )
+            assert len(isolation.streak) <= 3

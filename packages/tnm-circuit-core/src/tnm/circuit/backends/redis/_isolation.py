@@ -35,15 +35,19 @@ class Isolation:
     """This process's own verdict on one service (all times on the circuit's monotonic clock)."""
 
     def __init__(self, policy: ServicePolicy, successes: Callable[[], int]) -> None:
-        self.policy = policy
+        self._policy = policy
         self._successes = successes
         """This process's fast successes so far (a running total), for the rate triggers."""
         self._events: deque[tuple[float, int, bool, bool]] = deque()
         """(time, successes so far, failed, slow) of each own failure or slow call in the window."""
+        self._failed = self._slow = 0
+        """How many of ``_events`` failed, and were slow (kept as events come and go: a failure
+        never walks the window)."""
         self._baseline = 0
         """Successes so far when the oldest event still counted happened (or left the window)."""
-        self.streak: deque[float] = deque()
-        """Own failures since this process's last success, for the count trigger."""
+        self.streak: deque[float] = deque(maxlen=policy.max_failures or 1)
+        """Own failures since this process's last success, for the count trigger: the newest
+        ``max_failures`` of them (older ones can never complete it)."""
         self.state: CircuitState | None = None
         """``OPEN`` or ``HALF_OPEN`` while isolated; ``None`` otherwise."""
         self.until = 0.0
@@ -55,6 +59,15 @@ class Isolation:
         self.figures: Figures | None = None
         """This process's own (failures, calls, failure rate, slow rate) when it isolated itself."""
 
+    @property
+    def policy(self) -> ServicePolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: ServicePolicy) -> None:
+        self._policy = policy
+        self.streak = deque(self.streak, maxlen=policy.max_failures or 1)
+
     def own_success(self) -> None:
         """A success of this process: the count trigger starts again."""
         self.streak.clear()
@@ -64,15 +77,20 @@ class Isolation:
         policy = self.policy
         window = policy.window_seconds
         events = self._events
-        events.append((now, self._successes(), failed, slow))
+        successes = self._successes()
+        events.append((now, successes, failed, slow))
+        self._failed += failed
+        self._slow += slow
         while events and (events[0][0] <= now - window or len(events) > _EVENTS_MAX):
-            self._baseline = events.popleft()[1]
+            _, self._baseline, gone_failed, gone_slow = events.popleft()
+            self._failed -= gone_failed
+            self._slow -= gone_slow
         streak = self.streak
         if failed and policy.max_failures:
             streak.append(now)
         while streak and streak[0] <= now - window:
             streak.popleft()
-        calls, failures, slows = self._counts()
+        calls, failures, slows = successes - self._baseline + len(events), self._failed, self._slow
         trigger = None
         if policy.max_failures and len(streak) >= policy.max_failures:
             trigger = "failures"
@@ -85,12 +103,6 @@ class Isolation:
         if trigger is not None:
             self.figures = self._figures(len(streak), calls, failures, slows)
         return trigger
-
-    def _counts(self) -> tuple[int, int, int]:
-        """This process's (calls, failures, slow calls) in the window (successes from their total)."""
-        failures = sum(1 for e in self._events if e[2])
-        slows = sum(1 for e in self._events if e[3])
-        return self._successes() - self._baseline + len(self._events), failures, slows
 
     def _figures(self, streak: int, calls: int, failures: int, slows: int) -> Figures:
         policy = self.policy
@@ -162,6 +174,7 @@ class Isolation:
         self.figures = None
         self.streak.clear()
         self._events.clear()
+        self._failed = self._slow = 0
         self._baseline = self._successes()
 
     def presented(self) -> tuple[CircuitState, float]:
