@@ -311,6 +311,18 @@ class TestSurvivesDataLoss:
         registry.lost()
         assert set(registry.pending) == {"other", "svc"}
 
+    def test_a_notice_read_after_a_flushall_drops_nothing(
+        self, make_redis_breaker: MakeBreaker, redis_server: RedisServer
+    ) -> None:
+        """The read a policy notice asks for, made after the store was emptied, leaves the override
+        known (the round that reports the loss writes it back), not dropped as "cleared"."""
+        breaker = make_redis_breaker(max_failures=5, **FAST)
+        breaker.set_policy("svc", {"max_failures": 2}, fleet=True)
+        redis_server.client().flushall()
+        redis_backend(breaker).refresher._read_policies()  # the notice's read, after the loss
+        assert breaker.policy_source("svc") == "fleet"
+        assert wait_for(lambda: redis_server.client().hget(REGISTRY, "svc") is not None, 10)
+
     @pytest.mark.slow
     def test_restart_without_persistence(
         self, make_redis_breaker: MakeBreaker, redis_server: RedisServer
@@ -321,6 +333,69 @@ class TestSurvivesDataLoss:
         redis_server.restart()
         assert wait_for(lambda: _registry_value(redis_server) is not None, 15)
         assert breaker.policy_for("svc").max_failures == 2
+
+
+class TestWritesDuringARead:
+    """A fleet write that ends while the refresher applies a read it began earlier: the writer's
+    value is what this process applies and keeps (the hook writes from inside the read)."""
+
+    @staticmethod
+    def read_with_a_write_meanwhile(breaker: CircuitBreaker, write: Callable[[], None]) -> None:
+        registry = redis_backend(breaker).policy_overrides
+        client = redis_backend(breaker).client()
+        mark = registry.mark()
+        raw = {b"other": b'{"max_failures": 3}', **client.hgetall(REGISTRY)}  # read before the write
+        hook = registry.on_change
+        assert hook is not None
+
+        def hook_then_write(service: str, patch: dict[str, object] | None, unknown: list[str]) -> None:
+            hook(service, patch, unknown)
+            if service == "other":
+                write()
+
+        registry.on_change = hook_then_write
+        try:
+            registry.read(raw, client, mark)
+        finally:
+            registry.on_change = hook
+
+    def test_a_set_is_applied_not_the_value_it_replaced(self, make_redis_breaker: MakeBreaker) -> None:
+        breaker = make_redis_breaker(max_failures=5)
+        breaker.set_policy("svc", {"max_failures": 7}, fleet=True)
+        self.read_with_a_write_meanwhile(
+            breaker, lambda: breaker.set_policy("svc", {"max_failures": 2}, fleet=True)
+        )
+        assert breaker.policy_for("svc").max_failures == 2
+        assert redis_backend(breaker).policy_overrides.known["svc"] == '{"max_failures":2}'
+
+    def test_a_clear_is_not_undone(self, make_redis_breaker: MakeBreaker) -> None:
+        breaker = make_redis_breaker(max_failures=5)
+        breaker.set_policy("svc", {"max_failures": 7}, fleet=True)
+        self.read_with_a_write_meanwhile(breaker, lambda: breaker.clear_policy("svc", fleet=True))
+        assert (breaker.policy_source("svc"), breaker.policy_for("svc").max_failures) == ("code", 5)
+        assert "svc" not in redis_backend(breaker).policy_overrides.known
+
+    def test_a_read_marked_while_the_write_ran_leaves_it_known(self, make_redis_breaker: MakeBreaker) -> None:
+        """A round whose mark and read fall between the write's start and its end: the override
+        stays known, so a data loss right after writes it back."""
+        breaker = make_redis_breaker(max_failures=5)
+        registry = redis_backend(breaker).policy_overrides
+        client = redis_backend(breaker).client()
+        taken: dict[str, object] = {}
+        original = registry._write
+
+        def write(command: str, service: str, do: Callable[[object], object]) -> None:
+            taken["mark"], taken["raw"] = registry.mark(), client.hgetall(REGISTRY)
+            original(command, service, do)
+
+        registry._write = write  # type: ignore[method-assign]
+        try:
+            breaker.set_policy("svc", {"max_failures": 2}, fleet=True)
+        finally:
+            registry._write = original  # type: ignore[method-assign]
+        registry.read(taken["raw"], client, taken["mark"])  # type: ignore[arg-type]
+        registry.lost()
+        assert "svc" in registry.pending
 
 
 def _registry_value(server: RedisServer) -> bytes | None:

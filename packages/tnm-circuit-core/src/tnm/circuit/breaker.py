@@ -309,7 +309,7 @@ class CircuitBreaker:
                 raise InvalidConfigTypeError(
                     "policy", f"must be a ServicePolicy or a mapping, got {policy!r}"
                 )
-            self._fleet_override(service, self._fleet_store().store(service, patch))
+            self._fleet_store().store(service, patch)  # applied here through the backend's hook
             return
         if isinstance(policy, Mapping):
             policy = merge(self.policy_for(service), check_patch(policy))
@@ -325,8 +325,7 @@ class CircuitBreaker:
         fleet-wide one, for every process); it goes back to the next source (fleet, then code)."""
         _validate.service_name(service)
         if fleet:
-            self._fleet_store().clear(service)
-            self._fleet_override(service, None)
+            self._fleet_store().clear(service)  # applied here through the backend's hook
             return
         with self._lock:
             before = self.policy_for(service)

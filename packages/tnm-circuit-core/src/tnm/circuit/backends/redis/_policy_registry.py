@@ -86,9 +86,10 @@ class PolicyRegistry:
         """The breaker's hook: called with (service, patch or None, unknown field names)."""
         self._writes: dict[str, int] = {}
         """Writes made by this process, per service: a read begun before one is stale for it."""
-        self._lock = threading.Lock()
-        """Held while ``known`` is replaced or a write's result is put in it: a read the
-        refresher began before a write must not drop what the write stored."""
+        self._lock = threading.RLock()
+        """Held while a read is applied and while a write is counted and applied, so that each
+        sees the other whole: a read that began before a write leaves that service to the
+        writer, who applies what it stored (re-entrant: a listener may write from the hook)."""
 
     # -- an operator's side (set_policy / clear_policy with fleet=True, the CLI) ---------------
 
@@ -98,7 +99,7 @@ class PolicyRegistry:
         (``InvalidConfigError`` naming the field; nothing stored)."""
         service_name(service)
         patch = check_patch(patch)
-        self._writes[service] = self._writes.get(service, 0) + 1
+        self._count_write(service)
         key = self._store.keys.policies
         written: list[Any] = []
         self._write(
@@ -107,20 +108,30 @@ class PolicyRegistry:
             lambda client: written.append(client.eval(_MERGE, 1, key, service, json.dumps(dict(patch)))),
         )
         text = decode(written[0])
-        merged, _ = parse_patch(text)
+        merged, unknown = parse_patch(text)
         with self._lock:
+            self._count_write(service)  # again: a read marked while the write ran is stale too
             self.known[service] = text
+            self._changed(service, merged, unknown)
         self._notify(service)
         return merged
 
     def clear(self, service: str) -> None:
         """Remove ``service``'s override and tell every process."""
         service_name(service)
-        self._writes[service] = self._writes.get(service, 0) + 1
+        self._count_write(service)
         self._write("HDEL", service, lambda client: client.hdel(self._store.keys.policies, service))
         with self._lock:
+            self._count_write(service)
             self.known.pop(service, None)
+            self._changed(service, None, [])
         self._notify(service)
+
+    def _count_write(self, service: str) -> None:
+        """Counted when a write starts and when it ends: a read whose mark differs leaves
+        ``service`` alone (what it read may be older than what was written)."""
+        with self._lock:
+            self._writes[service] = self._writes.get(service, 0) + 1
 
     def read_all(self) -> dict[str, dict[str, Any]]:
         """Every stored override (unreadable ones left out), read now."""
@@ -169,40 +180,45 @@ class PolicyRegistry:
     def mark(self) -> dict[str, int]:
         """Taken before reading the registry: ``read`` then leaves alone the services this
         process wrote to meanwhile (what it read of them may be older than what it wrote)."""
-        return dict(self._writes)
+        with self._lock:
+            return dict(self._writes)
 
     def read(self, raw: dict[Any, Any], client: Any, mark: dict[str, int] | None = None) -> None:
         """The registry as just read (``HGETALL``), unless a restore is under way: apply what
-        changed, and repair what cannot be read."""
+        changed, and repair what cannot be read. Services this process wrote since ``mark``
+        are left to the writer (what was read of them may be older than what it stored)."""
         if self.pending:
             return
-        written = self._written_since(mark)
-        seen: dict[str, str] = {s: self.known[s] for s in written if s in self.known}
-        for name, value in raw.items():
-            service, text = decode(name), decode(value)
-            if service in written:
-                continue
-            try:
-                patch, unknown = parse_patch(text)
-            except ValueError as exc:
-                self._repair(service, f"policy override unreadable ({exc})", client)
-                if service in self.known:
-                    seen[service] = self.known[service]
-                continue
-            seen[service] = text
-            if self.known.get(service) != text:
-                self._changed(service, patch, unknown)
-        gone = [s for s in self.known if s not in seen and s not in self._written_since(mark)]
-        for service in gone:
-            self._changed(service, None, [])
-        with self._lock:
-            # What this process wrote since the read began stays as it wrote it (a write may
-            # have ended while this ran).
+        with self._lock:  # a write that ends meanwhile is counted and applied after this
+            written = self._written_since(mark)
+            seen: dict[str, str] = {s: self.known[s] for s in written if s in self.known}
+            for name, value in raw.items():
+                service, text = decode(name), decode(value)
+                if service in written or self._wrote(service, mark):  # (a hook may write meanwhile)
+                    continue
+                try:
+                    patch, unknown = parse_patch(text)
+                except ValueError as exc:
+                    self._repair(service, f"policy override unreadable ({exc})", client)
+                    if service in self.known:
+                        seen[service] = self.known[service]
+                    continue
+                seen[service] = text
+                if self.known.get(service) != text:
+                    self._changed(service, patch, unknown)
+            # A listener may have written from the hook meanwhile (this thread holds the lock):
+            # what it wrote stays as it wrote it.
+            written = self._written_since(mark)
+            for service in [s for s in self.known if s not in seen and s not in written]:
+                self._changed(service, None, [])
             for service in self._written_since(mark):
                 seen.pop(service, None)
                 if service in self.known:
                     seen[service] = self.known[service]
             self.known = seen
+
+    def _wrote(self, service: str, mark: dict[str, int] | None) -> bool:
+        return mark is not None and mark.get(service, 0) != self._writes.get(service, 0)
 
     def _written_since(self, mark: dict[str, int] | None) -> set[str]:
         if mark is None:
@@ -224,7 +240,8 @@ class PolicyRegistry:
 
     def lost(self) -> None:
         """The store lost its data: every override known here is to be written again."""
-        self.pending.update(self.known)
+        with self._lock:
+            self.pending.update(self.known)
 
     def restore(self, client: Any) -> int:
         """Write every pending override again; raises the store's error (they stay pending)."""

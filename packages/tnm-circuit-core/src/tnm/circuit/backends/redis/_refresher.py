@@ -133,7 +133,14 @@ class Refresher(Worker):
         try:
             client = self._store.client()
             mark = self._policies.mark()
-            self._policies.read(client.hgetall(self._store.keys.policies), client, mark)
+            policies = client.hgetall(self._store.keys.policies)
+            if self.epoch is not None and _epoch(client.get(self._store.keys.epoch)) != self.epoch:
+                # Emptied before or while we read (FLUSHALL, a restart): what was read may lack
+                # overrides this process knows. The next round (now) reports the loss and
+                # writes them back.
+                self.resync_soon()
+                return
+            self._policies.read(policies, client, mark)
         except STORAGE_ERRORS:
             pass  # the next round reads it (and reports the trouble)
 
@@ -178,13 +185,15 @@ class Refresher(Worker):
             if self._store.health.degraded
             else [c for c in self._store.circuits.values() if c.must_exist()]
         )
+        # The epoch is read after the registries: a loss before or between these reads shows
+        # as a changed (or missing) epoch, never as registries read empty under the old one.
         if is_cluster(client):  # keys in different slots, TIME on any node: one by one
             client.set(keys.epoch, secrets.token_hex(8), nx=True)
-            epoch, forced, policies, (seconds, micros) = (
-                client.get(keys.epoch),
+            forced, policies, (seconds, micros), epoch = (
                 client.hgetall(keys.forced),
                 client.hgetall(keys.policies),
                 client.time(),
+                client.get(keys.epoch),
             )
             exists = [client.exists(c.keys[0]) for c in watched]
             if resubscribed:
@@ -192,19 +201,19 @@ class Refresher(Worker):
         else:
             pipe = client.pipeline(transaction=False)
             pipe.set(keys.epoch, secrets.token_hex(8), nx=True)
-            pipe.get(keys.epoch)
             pipe.hgetall(keys.forced)
             pipe.hgetall(keys.policies)
             pipe.time()
             pipe.get(keys.changes)
             for circuit in watched:
                 pipe.exists(circuit.keys[0])
-            _, epoch, forced, policies, (seconds, micros), changes, *exists = pipe.execute()
+            pipe.get(keys.epoch)
+            _, forced, policies, (seconds, micros), changes, *exists, epoch = pipe.execute()
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
         self._store.saw_server_time(int(seconds) * 1000 + int(micros) // 1000, server_clock=True)
-        epoch = decode(epoch)
+        epoch = _epoch(epoch)  # None: emptied after this round's SET NX (reported now, once)
         lost = self.epoch is not None and epoch != self.epoch
         self.epoch = epoch
         if lost:
@@ -286,7 +295,7 @@ class Refresher(Worker):
         self._full_needed = False
         self._next_full = now + max(store.refresh_interval, store.meta_ttl_seconds / 3)
         parsed = self.read_all(client)
-        if decode(client.get(store.keys.epoch)) != self.epoch:
+        if _epoch(client.get(store.keys.epoch)) != self.epoch:
             # Emptied while we read: those reads may show a forced circuit closed. The
             # next round (now) reports the loss and restores before reading again.
             self.resync_soon()
@@ -337,3 +346,8 @@ class Refresher(Worker):
             except Exception:  # a bug must not kill the refresher, nor flood the log
                 self._store.health.listener_failed()
                 next_refresh = time.monotonic() + interval
+
+
+def _epoch(value: Any) -> str | None:
+    """The namespace epoch as read (``None``: the key is missing)."""
+    return None if value is None else decode(value)
