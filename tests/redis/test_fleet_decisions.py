@@ -441,3 +441,60 @@ class TestIsolationVerdict:
                 sum(e[3] for e in events),
             )
             assert len(isolation.streak) <= 3
+
+    def test_callers_and_the_listener_keep_the_counts_exact(
+        self, make_redis_breaker: Callable[..., CircuitBreaker]
+    ) -> None:
+        """Threads judging their failures while the listener clears the isolation (the fleet's
+        circuit opened): under the mirror's lock the kept counts always equal a recount of the
+        window's events, and they do at the end."""
+        import threading
+
+        breaker = make_redis_breaker(
+            window_seconds=1000,
+            max_failures=None,
+            failure_rate_threshold=0.9,
+            minimum_calls=10**9,
+            slow_call_seconds=1,
+            slow_call_rate_threshold=0.9,
+        )
+        breaker.state("svc")
+        circuit: Any = breaker.circuits()["svc"]
+        stop = threading.Event()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+
+        def caller() -> None:
+            for _ in range(20000):
+                circuit.judge_own(True, True)
+
+        seen_inconsistent: list[tuple[int, int]] = []
+
+        def listener() -> None:
+            while not stop.is_set():
+                with circuit._news_lock:  # as the mirror clears it on a notice
+                    isolation = circuit.isolation
+                    recount = sum(e[2] for e in isolation._events)
+                    if recount != isolation._failed:
+                        seen_inconsistent.append((recount, isolation._failed))
+                    isolation.clear()
+
+        try:
+            clearing = threading.Thread(target=listener)
+            callers = [threading.Thread(target=caller) for _ in range(2)]
+            clearing.start()
+            for thread in callers:
+                thread.start()
+            for thread in callers:
+                thread.join(60)
+            stop.set()
+            clearing.join(60)
+        finally:
+            sys.setswitchinterval(switch)
+        assert seen_inconsistent == []  # a caller never changes it under the listener's feet
+        isolation = circuit.isolation
+        events = list(isolation._events)
+        assert (isolation._failed, isolation._slow) == (
+            sum(e[2] for e in events),
+            sum(e[3] for e in events),
+        )

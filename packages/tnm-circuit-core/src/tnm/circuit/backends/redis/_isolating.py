@@ -37,13 +37,15 @@ class Isolating(Operations):
         """The new policy judges this process's own calls too (from its next failure)."""
         super().set_policy(policy)
         self._plain_tally = self.tally
-        self.isolation.policy = policy
+        with self._news_lock:
+            self.isolation.policy = policy
 
     # -- judging this process's own calls -----------------------------------------------------
 
     def _clear_streak_then_tally(self) -> None:
         """``tally`` while this process has failures counted: its success clears them."""
-        self.isolation.own_success()
+        with self._news_lock:  # ``Isolation`` is changed under the mirror's lock only
+            self.isolation.own_success()
         self.tally = plain = self._plain_tally
         if plain is not None:
             plain()
@@ -59,7 +61,8 @@ class Isolating(Operations):
             trigger = self._isolation_trigger  # a failed trial: isolated again
             reopenings = isolation.reopenings + 1
         else:
-            trigger = isolation.judge(now, failed, slow) or ""
+            with self._news_lock:  # the listener may clear it meanwhile (the fleet's circuit opened)
+                trigger = isolation.judge(now, failed, slow) or ""
             reopenings = 0
             if failed and self.policy.max_failures:
                 self.tally = self._clear_streak_then_tally
@@ -123,4 +126,5 @@ class Isolating(Operations):
             self._transition(HALF_OPEN, CLOSED, None)
 
     def isolated_release(self) -> None:
-        self.isolation.release()
+        with self._news_lock:
+            self.isolation.release()

@@ -32,7 +32,8 @@ _EVENTS_MAX = 4096
 
 
 class Isolation:
-    """This process's own verdict on one service (all times on the circuit's monotonic clock)."""
+    """This process's own verdict on one service (all times on the circuit's monotonic clock).
+    Not thread-safe by itself: its owner changes it under the mirror's lock."""
 
     def __init__(self, policy: ServicePolicy, successes: Callable[[], int]) -> None:
         self._policy = policy
