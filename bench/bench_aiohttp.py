@@ -7,8 +7,9 @@ Run by hand, never in CI:
 
 It starts a minimal uvicorn app in a separate process on a free loopback port, then sends
 the same requests through a bare ``aiohttp.ClientSession`` and through one with
-``CircuitBreakerMiddleware`` (local backend, healthy upstream), alternating in rounds so
-that drift hits both alike. It prints the median time per request, the ratio to bare and
+``CircuitBreakerMiddleware`` (local backend, healthy upstream), and through one with a
+middleware that does nothing (what aiohttp's middleware chain itself costs), alternating in
+rounds so that drift hits all alike. It prints the median time per request, the ratio to bare and
 the difference, and the load average before and after; then the middleware's own cost
 measured without the network (a stub handler returning a ready response), for a healthy request.
 """
@@ -29,10 +30,16 @@ from yarl import URL
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware
 
 
+async def noop(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """A middleware that does nothing: what aiohttp's middleware chain itself costs."""
+    return await handler(request)
+
+
 def sessions() -> dict[str, aiohttp.ClientSession]:
     return {
         "bare": aiohttp.ClientSession(),
         "tnm": aiohttp.ClientSession(middlewares=[CircuitBreakerMiddleware(idle_breaker())]),
+        "noop": aiohttp.ClientSession(middlewares=[noop]),
     }
 
 
@@ -107,6 +114,11 @@ def main() -> None:
     print(f"\nEnd to end: median over {rounds} alternating rounds of {n} requests (keep-alive, loopback)")
     header("client", "request")
     report("`aiohttp.ClientSession`", times)
+    report(
+        "`aiohttp.ClientSession`, a no-op middleware (aiohttp's own cost)",
+        {"bare": times["bare"], "tnm": times["noop"]},
+    )
+    report("the middleware against the no-op one", {"bare": times["noop"], "tnm": times["tnm"]})
     load_average("end")
     asyncio.run(middleware_alone(*((20_000, 3) if args.quick else (100_000, 5))))
 

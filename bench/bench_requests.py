@@ -20,6 +20,7 @@ import sys
 import time
 import timeit
 from functools import partial
+from typing import Any
 
 import requests
 from _loopback import command_line, idle_breaker, serve_http, upstream
@@ -29,10 +30,18 @@ from requests.adapters import HTTPAdapter
 from tnm.circuit_requests import CircuitBreakerAdapter
 
 
+class NoopAdapter(HTTPAdapter):
+    """A transport adapter of its own that only passes on: what mounting one costs."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        return super().send(request, *args, **kwargs)
+
+
 def sessions() -> dict[str, requests.Session]:
-    guarded = requests.Session()
+    guarded, passing = requests.Session(), requests.Session()
     guarded.mount("http://", CircuitBreakerAdapter(idle_breaker()))
-    return {"bare": requests.Session(), "tnm": guarded}
+    passing.mount("http://", NoopAdapter())
+    return {"bare": requests.Session(), "tnm": guarded, "noop": passing}
 
 
 def one_round(session: requests.Session, url: str, n: int) -> float:
@@ -83,6 +92,11 @@ def main() -> None:
     print(f"\nEnd to end: median over {rounds} alternating rounds of {n} requests (keep-alive, loopback)")
     header("client", "request")
     report("`requests.Session`", times)
+    report(
+        "`requests.Session`, a pass-through adapter mounted",
+        {"bare": times["bare"], "tnm": times["noop"]},
+    )
+    report("the adapter against the pass-through one", {"bare": times["noop"], "tnm": times["tnm"]})
     load_average("end")
     adapter_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 

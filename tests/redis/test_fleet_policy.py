@@ -292,7 +292,7 @@ class TestSurvivesDataLoss:
     ) -> None:
         """A refresher read begun before ``set_policy`` stored its patch keeps the patch known, so a
         data loss right after still writes it back."""
-        breaker = make_redis_breaker(max_failures=5, **FAST)
+        breaker = make_redis_breaker(max_failures=5)
         registry = redis_backend(breaker).policy_overrides
         hook = registry.on_change
         assert hook is not None
@@ -307,9 +307,9 @@ class TestSurvivesDataLoss:
         registry.on_change = write_meanwhile
         registry.read({b"other": b'{"max_failures": 3}'}, client, mark)
         registry.on_change = hook
-        assert set(registry.known) == {"other", "svc"}
-        registry.lost()
-        assert set(registry.pending) == {"other", "svc"}
+        assert registry.known["svc"] == '{"max_failures":2}'
+        registry.lost()  # ("other" exists only in this made-up read: a refresher round may drop it)
+        assert registry.pending["svc"] == '{"max_failures":2}'
 
     def test_a_notice_read_after_a_flushall_drops_nothing(
         self, make_redis_breaker: MakeBreaker, redis_server: RedisServer
