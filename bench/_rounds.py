@@ -71,3 +71,11 @@ def alone_header(title: str, base: str, wrapped: str) -> None:
 def alone_row(label: str, base: float, cost: float) -> None:
     """One row of that table: the stub alone, with the adapter, and the difference."""
     print(f"| {label} | {base * 1e9:.0f} | {cost * 1e9:.0f} | {(cost - base) * 1e9:+.0f} |")
+
+
+def report_with_baseline(label: str, baseline: str, times: dict[str, list[float]]) -> None:
+    """Three rows: the breaker against the bare client, the client's own extension point with
+    nothing in it (``times["noop"]``) against the bare client, and the breaker against that."""
+    report(label, times)
+    report(f"{label}, {baseline}", {"bare": times["bare"], "tnm": times["noop"]})
+    report(f"the breaker against {baseline}", {"bare": times["noop"], "tnm": times["tnm"]})

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 from _loopback import command_line, idle_breaker, serve_http, upstream
-from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report
+from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report_with_baseline
 from yarl import URL
 
 from tnm.circuit_aiohttp import CircuitBreakerMiddleware
@@ -113,12 +113,7 @@ def main() -> None:
         times = asyncio.run(measure(f"http://127.0.0.1:{port}/", rounds, n))
     print(f"\nEnd to end: median over {rounds} alternating rounds of {n} requests (keep-alive, loopback)")
     header("client", "request")
-    report("`aiohttp.ClientSession`", times)
-    report(
-        "`aiohttp.ClientSession`, a no-op middleware (aiohttp's own cost)",
-        {"bare": times["bare"], "tnm": times["noop"]},
-    )
-    report("the middleware against the no-op one", {"bare": times["noop"], "tnm": times["tnm"]})
+    report_with_baseline("`aiohttp.ClientSession`", "a no-op middleware (aiohttp's own cost)", times)
     load_average("end")
     asyncio.run(middleware_alone(*((20_000, 3) if args.quick else (100_000, 5))))
 

@@ -29,7 +29,15 @@ from typing import Any
 
 import grpc
 from _loopback import command_line, idle_breaker, upstream
-from _rounds import alone_header, alone_row, async_rounds_of, header, load_average, report, rounds_of
+from _rounds import (
+    alone_header,
+    alone_row,
+    async_rounds_of,
+    header,
+    load_average,
+    report_with_baseline,
+    rounds_of,
+)
 from grpc import aio
 
 from tnm.circuit_grpc import CircuitBreakerInterceptor, aio_interceptors
@@ -77,10 +85,7 @@ def sync_calls(target: str, rounds: int, n: int) -> None:
         return (time.perf_counter() - start) / n
 
     times = rounds_of({name: partial(one_round, call) for name, call in calls.items()}, rounds)
-    report("sync channel, unary", times)
-    report(
-        "sync channel, a no-op interceptor (gRPC's own cost)", {"bare": times["bare"], "tnm": times["noop"]}
-    )
+    report_with_baseline("sync channel, unary", "a no-op interceptor (gRPC's own cost)", times)
     for channel in channels.values():
         channel.close()
 
@@ -103,11 +108,7 @@ async def aio_calls(target: str, rounds: int, n: int) -> None:
         return (time.perf_counter() - start) / n
 
     times = await async_rounds_of({name: partial(one_round, call) for name, call in calls.items()}, rounds)
-    report("`grpc.aio` channel, unary", times)
-    report(
-        "`grpc.aio` channel, a no-op interceptor (gRPC's own cost)",
-        {"bare": times["bare"], "tnm": times["noop"]},
-    )
+    report_with_baseline("`grpc.aio` channel, unary", "a no-op interceptor (gRPC's own cost)", times)
     for channel in channels.values():
         await channel.close()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 from _loopback import command_line, idle_breaker, serve_http, upstream
-from _rounds import alone_header, alone_row, header, load_average, report, rounds_of
+from _rounds import alone_header, alone_row, header, load_average, report_with_baseline, rounds_of
 from requests.adapters import HTTPAdapter
 
 from tnm.circuit_requests import CircuitBreakerAdapter
@@ -91,12 +91,7 @@ def main() -> None:
         times = rounds_of(calls, rounds)
     print(f"\nEnd to end: median over {rounds} alternating rounds of {n} requests (keep-alive, loopback)")
     header("client", "request")
-    report("`requests.Session`", times)
-    report(
-        "`requests.Session`, a pass-through adapter mounted",
-        {"bare": times["bare"], "tnm": times["noop"]},
-    )
-    report("the adapter against the pass-through one", {"bare": times["noop"], "tnm": times["tnm"]})
+    report_with_baseline("`requests.Session`", "a pass-through adapter mounted", times)
     load_average("end")
     adapter_alone(*((20_000, 3) if args.quick else (100_000, 5)))
 

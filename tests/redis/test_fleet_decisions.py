@@ -95,6 +95,20 @@ def fleet(
         running.stop()
 
 
+def with_one_sick(
+    url: str, namespace: str, policy: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """4 processes started together for 3 s, the last failing every call: (healthy, sick) results;
+    the healthy three never see a rejection."""
+    with fleet(url, namespace, 3.0, 4, policy) as running:
+        running.sick_file(3).touch()
+        running.start()
+        results = running.results()
+    healthy, sick = results[:3], results[3]
+    assert [len(outcomes(r, "rejected")) for r in healthy] == [0, 0, 0]
+    return healthy, sick
+
+
 def outcomes(result: dict[str, Any], outcome: str) -> list[list[Any]]:
     return [call for call in result["calls"] if call[1] == outcome]
 
@@ -104,12 +118,7 @@ class TestOneSickProcessAtADeploy:
     @pytest.mark.parametrize("deploy", range(3))
     def test_a_50_percent_rate_never_opens_for_the_healthy_three(self, redis_url: str, deploy: int) -> None:
         """4 processes started together, one failing every call: the fleet's 25% never opens a 50% circuit."""
-        with fleet(redis_url, f"deploy{deploy}", 3.0, 4, RATE_50) as running:
-            running.sick_file(3).touch()
-            running.start()
-            results = running.results()
-        healthy, sick = results[:3], results[3]
-        assert [len(outcomes(r, "rejected")) for r in healthy] == [0, 0, 0]
+        healthy, sick = with_one_sick(redis_url, f"deploy{deploy}", RATE_50)
         assert all(len(outcomes(r, "ok")) > 100 for r in healthy)
         assert sick["snapshot"]["failing_processes"] in (1, None)  # None: read while isolated alone
         assert [r["snapshot"]["state"] for r in healthy] == ["closed"] * 3
@@ -140,12 +149,7 @@ class TestTheSickProcessIsIsolated:
         self, redis_url: str, policy: dict[str, Any]
     ) -> None:
         """One of 4 processes fails every call: it alone is isolated, within its own threshold."""
-        with fleet(redis_url, f"isolate-{len(policy)}", 3.0, 4, policy) as running:
-            running.sick_file(3).touch()
-            running.start()
-            results = running.results()
-        healthy, sick = results[:3], results[3]
-        assert [len(outcomes(r, "rejected")) for r in healthy] == [0, 0, 0]
+        _, sick = with_one_sick(redis_url, f"isolate-{len(policy)}", policy)
         calls = sick["calls"]
         first = next(i for i, call in enumerate(calls) if call[1] == "rejected")
         threshold = policy.get("max_failures") or policy["minimum_calls"]

@@ -190,11 +190,10 @@ class PolicyRegistry:
         if self.pending:
             return
         with self._lock:  # a write that ends meanwhile is counted and applied after this
-            written = self._written_since(mark)
-            seen: dict[str, str] = {s: self.known[s] for s in written if s in self.known}
+            seen: dict[str, str] = {}
             for name, value in raw.items():
                 service, text = decode(name), decode(value)
-                if service in written or self._wrote(service, mark):  # (a hook may write meanwhile)
+                if self._wrote(service, mark):  # asked per service: a hook may write meanwhile
                     continue
                 try:
                     patch, unknown = parse_patch(text)
@@ -206,12 +205,12 @@ class PolicyRegistry:
                 seen[service] = text
                 if self.known.get(service) != text:
                     self._changed(service, patch, unknown)
-            # A listener may have written from the hook meanwhile (this thread holds the lock):
-            # what it wrote stays as it wrote it.
+            # What this process wrote since the mark (a listener too, from the hook: this thread
+            # holds the lock) stays as it wrote it.
             written = self._written_since(mark)
             for service in [s for s in self.known if s not in seen and s not in written]:
                 self._changed(service, None, [])
-            for service in self._written_since(mark):
+            for service in written:
                 seen.pop(service, None)
                 if service in self.known:
                     seen[service] = self.known[service]
