@@ -17,6 +17,7 @@ import redis
 from tnm.circuit import (
     CircuitBackendError,
     CircuitBreaker,
+    CircuitEvent,
     CircuitOpenError,
     CircuitState,
     EventKind,
@@ -28,7 +29,7 @@ from tnm.circuit.backends.redis._circuit import RedisCircuit
 from tnm.circuit.testing import ManualClock, capture_events, mirror_state
 
 from ..redis_server import RedisServer, free_port
-from .helpers import redis_backend, script_calls, wait_for
+from .helpers import mirror_reaches, redis_backend, script_calls, subscribers, wait_for
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
@@ -281,16 +282,49 @@ class TestCorruptData:
         app.record_failure("svc", "down")  # open
         app.execute("fine", lambda: 1)
         state_key = redis_backend(app).keys.for_service("svc")[0]
-        # (events captured from the write on: the refresher's own read may repair it first)
+        # (events captured from the write on: the refresher's own read may repair it first,
+        # and then report it from its thread a moment after our read found it repaired)
         with capture_events(app) as events:
             redis_server.client().hset(state_key, "s", "bogus")
             with pytest.raises(CircuitOpenError):
                 app.execute("svc", lambda: 1)
             assert app.state("svc").state is CircuitState.OPEN
-        assert [e.kind for e in events if e.service == "svc" and e.kind is EventKind.STORAGE_REPAIRED]
+            assert wait_for(
+                lambda: any(e.service == "svc" and e.kind is EventKind.STORAGE_REPAIRED for e in events), 2
+            )
         assert redis_server.client().hget(state_key, "s") == b"open"
         assert app.execute("fine", lambda: 2) == 2
         assert app.storage_available
+
+    def test_a_repair_made_by_the_notice_reader_is_reported(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A notice makes this process read the circuit; the repair that read made says so."""
+        app = make_redis_breaker(max_failures=1, open_seconds=30, backend_options={"refresh_interval": 30})
+        other = make_redis_breaker(max_failures=1, open_seconds=30)
+        app.execute("svc", lambda: 1)
+        # both subscribed, and app's refresher read once since: it reads nothing more now
+        refresher = redis_backend(app).refresher
+        assert wait_for(lambda: subscribers(redis_server, app) == 2 and refresher.read_done.is_set(), 5)
+        other.record_failure("svc", "down")  # open: app's listener reads it on the notice
+        assert mirror_reaches(app, "svc", CircuitState.OPEN)  # (so its last good state is open)
+        other.close()  # app's listener is the only reader left
+        assert wait_for(lambda: subscribers(redis_server, app) == 1, 5)
+        backend = redis_backend(app)
+        state_key = backend.keys.for_service("svc")[0]
+        admin = redis_server.client()
+        repaired_on: list[str] = []
+
+        def listener(event: CircuitEvent) -> None:
+            if event.kind is EventKind.STORAGE_REPAIRED and event.service == "svc":
+                repaired_on.append(threading.current_thread().name)
+
+        app.add_listener(listener)
+        admin.hset(state_key, "s", "bogus")
+        admin.publish(backend.keys.channel, json.dumps(["svc", "open", 0, 0, 0]))
+        assert wait_for(lambda: repaired_on, 2)
+        assert repaired_on == [backend.listener.thread_name]
+        assert admin.hget(state_key, "s") == b"open"
 
     def test_a_key_of_the_wrong_type_affects_only_its_circuit(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer

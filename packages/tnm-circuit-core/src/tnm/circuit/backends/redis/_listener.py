@@ -84,7 +84,7 @@ class Listener(Worker):
             if isinstance(raw, Exception):
                 continue  # the refresher's next round reads it (and reports the trouble)
             try:
-                circuit.accept(Reply.parse(raw))
+                circuit.apply(Reply.parse(raw))  # a repair this read made is reported
             except BadReply as exc:
                 store.health.bad_data(circuit.service, str(exc))
 
