@@ -7,11 +7,16 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
+import redis
+import redis.client
 
 from tnm.circuit import CircuitBreaker, CircuitState
 from tnm.circuit.backends.redis import RedisBackend
@@ -36,6 +41,30 @@ def script_calls(server: RedisServer) -> int:
     return sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
+@contextmanager
+def commands_sent_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]]]:
+    """The Redis commands and pipelines sent from this thread inside the block: a call path's
+    round trips, without what the background threads send meanwhile (their reads are theirs)."""
+    caller = threading.current_thread()
+    sent: list[tuple[Any, ...]] = []
+    command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def counted_command(self: Any, *args: Any, **options: Any) -> Any:
+        if threading.current_thread() is caller:
+            sent.append(args)
+        return command(self, *args, **options)
+
+    def counted_pipeline(self: Any, *args: Any, **options: Any) -> Any:
+        if threading.current_thread() is caller:
+            sent.append(("pipeline",))
+        return pipeline(self, *args, **options)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.Redis, "execute_command", counted_command)
+        patch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+        yield sent
+
+
 def redis_backend(breaker: CircuitBreaker) -> RedisBackend:
     """``breaker``'s backend, typed as the Redis backend it is (its keys, channel, threads)."""
     backend = breaker.backend
@@ -58,8 +87,19 @@ def wait_until_listening(server: RedisServer, breaker: CircuitBreaker, timeout: 
     """Wait until Redis has processed ``breaker``'s SUBSCRIBE and the read that follows it is
     done: with the refresher's next round far off, its background threads then send nothing
     until something changes."""
-    refresher = breaker.backend.refresher  # type: ignore[attr-defined]
-    return wait_for(lambda: subscribers(server, breaker) == 1 and refresher.read_done.is_set(), timeout)
+    backend = breaker.backend
+    listener, refresher = backend.listener, backend.refresher  # type: ignore[attr-defined]
+
+    # (Redis may count the subscriber before the listener thread asked for the read that
+    # follows; once ``subscribed`` is set, ``read_done`` stands for that read.)
+    def listening() -> bool:
+        return (
+            subscribers(server, breaker) == 1
+            and listener.subscribed.is_set()
+            and refresher.read_done.is_set()
+        )
+
+    return wait_for(listening, timeout)
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -207,7 +207,9 @@ class TestQuorum:
             opened = first(healthy["calls"], "rejected", t0 + 2.0)
             assert opened is not None
             assert healthy["calls"][opened][2] == "failures"  # the fleet's circuit, not isolation
-            assert healthy["calls"][opened][0] - quorum_met < 0.25  # its next call or the one after
+            # on the notice (a few of its 50 calls a second later; within a second on a busy
+            # machine: without the notice it would wait for a full read, minutes away)
+            assert healthy["calls"][opened][0] - quorum_met < 1.0
         # Phase 3: the trouble is over: the fleet's circuit and the isolated ones are closed.
         for result in results:
             assert [c for c in result["calls"] if c[0] >= t0 + 5.5 and c[1] != "ok"] == []

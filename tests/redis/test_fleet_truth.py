@@ -358,9 +358,9 @@ class TestEviction:
             time.sleep(0.3)
             keys = redis_backend(operator).keys
             redis_server.client().delete(*keys.for_service("pg", cluster=True), keys.forced)
-            time.sleep(0.6)  # a few refresher rounds
             newcomer = _breaker(redis_url, "evict3")
-            assert newcomer.state("pg").state is CircuitState.FORCED_OPEN
+            # written again by a refresher round of one of them (every 0.2 s)
+            assert wait_for(lambda: newcomer.state("pg").state is CircuitState.FORCED_OPEN, 5)
             newcomer.close()
             results = workers.results()
         operator.close()
@@ -368,6 +368,68 @@ class TestEviction:
             assert result["foreign"] == []
             assert result["ran"] == []
             assert result["rejected"]
+
+
+class TestKeysListedAgain:
+    def test_a_forced_circuit_listed_again_by_a_newcomer_is_still_found_lost(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """Keys and registry entry of a forced circuit vanish, and a new process lists the circuit
+        again (closed) before the process that forced it looks: that process still finds the
+        loss (the version it read is gone) and writes the override again, for the newcomer too."""
+        operator = CircuitBreaker("redis", redis_url=redis_url, namespace="relisted", refresh_interval=30)
+        operator.initialize()
+        newcomer = _breaker(redis_url, "relisted")
+        try:
+            operator.force_open("pg", "failover")
+            redis_backend(operator).refresher.refresh()  # a round after it: nothing new since
+            keys = redis_backend(operator).keys
+            admin = redis_server.client()
+            admin.delete(*keys.for_service("pg", cluster=True), keys.forced)
+            assert newcomer.state("pg").state is CircuitState.CLOSED
+            assert wait_for(
+                lambda: admin.hget(keys.for_service("pg")[0], "s") == b"closed", 5
+            )  # listed again
+            redis_backend(operator).refresher.refresh()  # the operator's process looks now
+            redis_backend(operator).refresher.refresh()  # (and writes what it lost)
+            assert wait_for(lambda: newcomer.state("pg").state is CircuitState.FORCED_OPEN, 5)
+            assert admin.hget(keys.forced, "pg") == b"force_open:failover"
+        finally:
+            operator.close()
+            newcomer.close()
+
+
+class TestOperatorDuringARestore:
+    """After a data loss each process writes the overrides it knew again: an operator's change
+    made meanwhile is never undone by that restore."""
+
+    def _restore_under_way(self, redis_url: str, namespace: str) -> tuple[CircuitBreaker, RedisBackend]:
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace=namespace, refresh_interval=30)
+        app.initialize()
+        app.force_open("pg", "failover")
+        backend = redis_backend(app)
+        backend.overrides.lost()  # the refresher found the store emptied: pg is to be written again
+        return app, backend
+
+    def test_a_reset_made_before_the_restore_writes_is_kept(self, redis_url: str) -> None:
+        app, backend = self._restore_under_way(redis_url, "restore-reset")
+        try:
+            app.reset("pg")
+            backend.overrides.restore(backend._handle, everything=True)
+            assert app.state("pg").state is CircuitState.CLOSED
+            assert backend.store.client().hget(backend.keys.forced, "pg") is None
+        finally:
+            app.close()
+
+    def test_a_disable_made_before_the_restore_writes_is_kept(self, redis_url: str) -> None:
+        app, backend = self._restore_under_way(redis_url, "restore-disable")
+        try:
+            app.disable("pg", "noisy alarm")
+            backend.overrides.restore(backend._handle, everything=True)
+            assert app.state("pg").state is CircuitState.DISABLED
+            assert backend.store.client().hget(backend.keys.forced, "pg") == b"disable:noisy alarm"
+        finally:
+            app.close()
 
 
 class TestFirstSuccessCounts:

@@ -261,12 +261,17 @@ class TestCost:
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
         """While open, rejected calls are decided locally."""
+        # Opened by another process, gone before this one starts: no notice of its own in flight
+        opener = make_redis_breaker(max_failures=1, use_clock=False)
+        opener.record_failure("svc", "x")
+        opener.close()
         breaker = make_redis_breaker(
             max_failures=1, use_clock=False, initialize=False, backend_options={"refresh_interval": 60}
         )
         assert wait_for(lambda: subscribers(redis_server, breaker) == 0)  # earlier tests' listeners are gone
         breaker.initialize()
-        breaker.record_failure("svc", "x")
+        with pytest.raises(CircuitOpenError):
+            breaker.execute("svc", lambda: None)  # the first call reads the shared state
         assert wait_until_listening(redis_server, breaker)
         before = commands_processed(redis_server)
         for _ in range(500):
@@ -278,17 +283,46 @@ class TestCost:
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
         """Each failure costs one round trip: one script call."""
+        # The first failure publishes (failures now exist): made by another process, gone before
+        # this one starts, so that no notice (and no re-read on it) is in flight while counting
+        warm = make_redis_breaker(max_failures=1000, use_clock=False)
+        warm.record_failure("svc", "warm")
+        warm.close()
         breaker = make_redis_breaker(
             max_failures=1000, use_clock=False, initialize=False, backend_options={"refresh_interval": 60}
         )
         assert wait_for(lambda: subscribers(redis_server, breaker) == 0)  # earlier tests' listeners are gone
         breaker.initialize()
-        breaker.record_failure("svc", "warm")
+        breaker.record_failure("svc", "x")  # this process's first use of the circuit
         assert wait_until_listening(redis_server, breaker)
         before = script_calls(redis_server)
         for _ in range(100):
             breaker.record_failure("svc", "x")
         assert script_calls(redis_server) - before == 100
+
+
+class TestLifecycle:
+    def test_a_closed_backend_stays_closed_when_its_own_thread_finishes_a_task(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """Work the refresher finishes after close() (a permit returned, an outcome settled)
+        never starts the threads again: nothing stays subscribed for the rest of the process.
+        A caller's use of a closed breaker still starts them (documented)."""
+        breaker = make_redis_breaker(max_failures=5, use_clock=False)
+        breaker.record_failure("svc", "x")
+        assert wait_until_listening(redis_server, breaker)
+        breaker.close()
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 0)
+        late = threading.Thread(
+            target=lambda: breaker.record_failure("svc", "late"),
+            name=redis_backend(breaker).refresher.thread_name,
+        )
+        late.start()
+        late.join(10)
+        time.sleep(0.2)  # (a listener started by it would have subscribed by now)
+        assert subscribers(redis_server, breaker) == 0
+        breaker.record_failure("svc", "a caller")  # a caller's use starts them again
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 1)
 
 
 class TestData:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from tnm.circuit import CircuitBreaker
 
 from ..redis_server import RedisServer
-from .helpers import redis_backend, script_calls, wait_for
+from .helpers import redis_backend, script_calls, wait_for, wait_until_listening
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
@@ -65,8 +65,7 @@ class TestScriptCost:
         app = make_redis_breaker(
             use_clock=False, max_failures=10**6, backend_options={"refresh_interval": 60}
         )
-        backend = redis_backend(app)
-        assert wait_for(backend.refresher.read_done.is_set)
+        assert wait_until_listening(redis_server, app)
         app.record_failure("svc", "down")  # the first one makes the keys
         before_scripts, before = script_calls(redis_server), commands_run(redis_server)
         for _ in range(20):

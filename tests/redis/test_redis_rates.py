@@ -18,7 +18,7 @@ from tnm.circuit.backends.redis._buckets import FLUSH_INTERVAL, flusher_for
 from tnm.circuit.testing import ManualClock
 
 from ..redis_server import RedisServer
-from .helpers import redis_backend, wait_for
+from .helpers import commands_sent_here, redis_backend, wait_for
 
 RATE = {"window_seconds": 3600, "open_seconds": 3600, "max_failures": None, "minimum_calls": 10}
 
@@ -44,7 +44,8 @@ def _send(url: str, namespace: str, pattern: str, threshold: float, barrier: Any
         with contextlib.suppress(OSError, CircuitOpenError):
             breaker.execute("svc", _boom if step == "F" else (lambda: None))
     barrier.wait(60)  # everyone done: what does each process see now?
-    wait_for(lambda: circuit.state is not CircuitState.CLOSED, timeout=1.0)  # a notice may be in flight
+    # a notice may be in flight, or a rate decision deferred 0.25 s for the others' successes
+    wait_for(lambda: circuit.state is not CircuitState.CLOSED, timeout=3.0)
     results.put(circuit.state.value)
     breaker.close()
 
@@ -139,7 +140,11 @@ class TestBackgroundSuccesses:
         self, redis_url: str, redis_server: RedisServer
     ) -> None:
         """At about 5,000 calls/s for a second, every command the process sends (flushes, refreshes
-        included) is at most 0.02 per call, and no call waits for Redis."""
+        included) is at most 0.02 per call, and no call waits for Redis.
+
+        The commands go by time (a flush every 0.2 s), the calls by this machine's speed: the
+        bound is 0.02 per call at 5,000 calls a second of the loop's time (a busy machine makes
+        fewer calls in it, not more commands)."""
         breaker = _breaker(redis_url, "cost", failure_rate_threshold=0.5)
         protected = breaker.protect("svc")(lambda: None)
         protected()
@@ -151,14 +156,15 @@ class TestBackgroundSuccesses:
                 protected()
             calls += 50
             time.sleep(0.01)
+        elapsed = time.monotonic() - start
         breaker.close()  # its last flush included
         after = int(info.info("stats")["total_commands_processed"])
         commands = after - before - 1  # the INFO that read `before`
         assert calls >= 1000
-        assert commands / calls <= 0.02, (commands, calls)
+        assert commands <= 0.02 * 5000 * elapsed, (commands, calls, elapsed)
 
     def test_disable_is_fleet_wide_and_costs_nothing_per_call(
-        self, redis_url: str, redis_server: RedisServer
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """disable() in one process lets every process's calls through, with no command per failure."""
         ops = _breaker(redis_url, "dis", failure_rate_threshold=0.5)
@@ -170,13 +176,11 @@ class TestBackgroundSuccesses:
         ops.disable("svc", reason="flaky, keep calling")
         circuit = app.backend.circuits["svc"]  # type: ignore[attr-defined]
         assert wait_for(lambda: circuit.state is CircuitState.DISABLED)
-        stats = redis_server.client()
-        before = int(stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-        for _ in range(20):
-            with pytest.raises(OSError):
-                app.execute("svc", _boom)
-        after = int(stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-        assert after - before <= 1  # a background refresh at most, none per call
+        with commands_sent_here(monkeypatch) as sent:
+            for _ in range(20):
+                with pytest.raises(OSError):
+                    app.execute("svc", _boom)
+        assert sent == []  # none per call (the background threads' reads aside)
         snap = app.state("svc")
         assert (snap.state, snap.last_failure["reason"]) == (CircuitState.DISABLED, "flaky, keep calling")  # type: ignore[index]
         ops.reset("svc")
@@ -254,7 +258,7 @@ class TestWhileRedisIsDown:
 
 class TestObserveOnRedis:
     def test_open_circuit_runs_calls_without_a_round_trip(
-        self, redis_url: str, redis_server: RedisServer
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Observe mode on Redis: an open circuit runs every call, reports would_reject, asks nothing."""
         from tnm.circuit import EventKind
@@ -265,14 +269,12 @@ class TestObserveOnRedis:
             with pytest.raises(OSError):
                 breaker.execute("svc", _boom)
         assert breaker.state("svc").state is CircuitState.OPEN
-        before = int(redis_server.client().info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-        with capture_events(breaker) as events:
+        with capture_events(breaker) as events, commands_sent_here(monkeypatch) as sent:
             results = [breaker.execute("svc", lambda: "ran") for _ in range(20)]
-        after = int(redis_server.client().info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
         breaker.close()
         assert results == ["ran"] * 20
         assert [e.kind for e in events] == [EventKind.WOULD_REJECT] * 20
-        assert after - before <= 1  # a background refresh at most
+        assert sent == []  # the background threads' reads aside
 
 
 class LocalAndRedisAgreeOnRates(RuleBasedStateMachine):

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tnm.circuit import (
     CircuitBackendError,
@@ -29,7 +31,14 @@ from tnm.circuit.backends.redis._circuit import RedisCircuit
 from tnm.circuit.testing import ManualClock, capture_events, mirror_state
 
 from ..redis_server import RedisServer, free_port
-from .helpers import mirror_reaches, redis_backend, script_calls, subscribers, wait_for
+from .helpers import (
+    commands_sent_here,
+    mirror_reaches,
+    redis_backend,
+    subscribers,
+    wait_for,
+    wait_until_listening,
+)
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
@@ -156,12 +165,28 @@ class TestRecovery:
         app = make_redis_breaker(max_failures=2, use_clock=False, backend_options=options)
         app.execute("svc", lambda: 1)
         sleeper = threading.Thread(
-            target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "0.6")
+            target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "1.0")
         )
+        probe = redis.Redis(
+            host="127.0.0.1",
+            port=redis_server.port,
+            password=redis_server.password,
+            socket_timeout=0.05,
+            retry=Retry(NoBackoff(), 0),
+        )
+        probe.ping()
+
+        def stalled() -> bool:
+            try:
+                probe.ping()
+            except redis.TimeoutError:
+                return True
+            return False
+
         caplog.set_level(logging.WARNING, logger="tnm.circuit")
         with capture_events(app) as events:
             sleeper.start()
-            time.sleep(0.05)
+            assert wait_for(stalled, 2)  # the server sleeps now
             app.record_failure("svc", "during the stall")  # times out: degraded
             assert not app.storage_available
             sleeper.join(5)
@@ -252,7 +277,8 @@ class TestDegradedStartsFromSharedState:
             redis_server.client().client_kill_filter(_type="pubsub")
             for _ in range(200):
                 assert app.execute("svc", lambda: 1) == 1
-            assert wait_for(lambda: redis_backend(app).listener.subscribed.is_set(), 5)
+            # (both subscribed again: app's flag alone may still stand from the killed connection)
+            assert wait_for(lambda: subscribers(redis_server, app) == 2, 5)
             other.record_failure("tripped", "down")
             assert wait_for(lambda: not app.is_available("tripped"), 1)
         assert [e for e in events if e.service == "*"] == []
@@ -356,17 +382,22 @@ class TestCorruptData:
         admin = redis_server.client()
         channel = redis_backend(app).keys.channel
         far_future = (time.time() + 10**6) * 1000
+        assert wait_for(lambda: subscribers(redis_server, app) == 2, 5)  # both hear them all
+
+        def corrupt_lines() -> int:
+            return len([r for r in caplog.records if "corrupt" in r.getMessage()])
+
         for message in [b"\xff\xfe", "not json", json.dumps(["svc", "bogus", 0, 0, 1]), json.dumps({"a": 1}),
                         json.dumps(["svc", "forced_open", -1, 0, far_future, 0, ""])] * 50:  # fmt: skip
             admin.publish(channel, message)
-        assert wait_for(lambda: len(caplog.records) >= 1, 2)
+        assert wait_for(lambda: corrupt_lines() >= 2, 3)
         time.sleep(0.1)
         assert app.execute("svc", lambda: 1) == 1
         assert mirror_state(app, "svc") is CircuitState.CLOSED
         other.record_failure("svc", "down")  # a real change still gets through
         assert wait_for(lambda: mirror_state(app, "svc") is CircuitState.OPEN, 2)
         # 250 bad notices: one line for each of the two breakers (processes) that heard them.
-        assert len([r for r in caplog.records if "corrupt" in r.getMessage()]) == 2
+        assert corrupt_lines() == 2
 
 
 class TestPermits:
@@ -403,9 +434,10 @@ class TestPermits:
         assert other.execute("svc", lambda: "trial") == "trial"
 
     def test_half_open_rejections_make_no_round_trip(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """While every trial permit is taken, other processes reject from their mirror."""
+
         policy = {"max_failures": 1, "open_seconds": 1, "half_open_max_calls": 1}
         app = make_redis_breaker(**policy)
         other = make_redis_breaker(**policy)
@@ -417,11 +449,11 @@ class TestPermits:
         token = mirror(app, "svc").acquire()
         assert token > 0
         assert wait_for(lambda: mirror(other, "svc").open_until > clock.monotonic(), 2)
-        before = script_calls(redis_server)
-        for _ in range(100):
-            with pytest.raises(CircuitOpenError):
-                other.execute("svc", lambda: 1)
-        assert script_calls(redis_server) == before
+        with commands_sent_here(monkeypatch) as sent:
+            for _ in range(100):
+                with pytest.raises(CircuitOpenError):
+                    other.execute("svc", lambda: 1)
+        assert sent == []
         mirror(app, "svc").on_success(token)
         assert wait_for(lambda: other.is_available("svc"), 2)
 
@@ -546,8 +578,7 @@ class TestScale:
             breaker.initialize()
             for n in range(count):
                 breaker.is_available(f"svc-{n}")
-            assert wait_for(lambda: breaker.backend.listener.subscribed.is_set(), 5)  # type: ignore[attr-defined]
-            time.sleep(0.3)  # the full read that follows the subscription is over
+            assert wait_until_listening(redis_server, breaker, 30)  # the read after subscribing is over
             before = int(admin.info("stats")["total_commands_processed"])
             time.sleep(1.0)  # about 20 refresh rounds
             spent = int(admin.info("stats")["total_commands_processed"]) - before
@@ -707,9 +738,8 @@ class TestReviewedEdges:
         swap.delete("test:circuit:epoch")
         swap.hset("test:circuit:epoch", "x", "y")
         swap.execute()
-        time.sleep(0.3)  # a few refresh rounds meet it
+        assert wait_for(lambda: admin.type("test:circuit:epoch") == b"string", 5)  # a refresh round met it
         assert not app.backend.degraded  # type: ignore[attr-defined]
-        assert admin.type("test:circuit:epoch") == b"string"
 
     def test_cancelled_trial_outcome_returns_the_permit(
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer

@@ -19,7 +19,7 @@ from ...clock import Clock, SystemClock
 from ...events import ListenerList
 from ...exceptions import CircuitBackendError, InvalidConfigError, InvalidConfigTypeError, _masked_copy
 from ...policies import ServicePolicy
-from ._buckets import start_flusher, stop_flusher
+from ._buckets import FLUSHER_THREAD, start_flusher, stop_flusher
 from ._circuit import RedisCircuit
 from ._clients import STORAGE_ERRORS, aclose_client, close_client
 from ._health import StorageHealth
@@ -36,6 +36,8 @@ from ._urls import Secrets, check_url, parse_target, redact_url, url_secrets
 __all__ = ["RedisBackend"]
 
 _STORAGE_MODES = ("local", "reject", "raise")
+_OWN_THREADS = (Listener.thread_name, Refresher.thread_name, FLUSHER_THREAD)
+"""The backend's background threads (by name: a stopped one is no longer the backend's)."""
 
 
 def _client_secrets(client: Any) -> list[str]:
@@ -235,9 +237,13 @@ class RedisBackend:
         """Start the listener and the refresher if they are not running (never blocks).
 
         ``initialize`` does it; a breaker used without it (a forked worker whose parent
-        never initialized it, say) gets them on its first round trip.
+        never initialized it, say) gets them on its first round trip. The backend's own
+        threads never do: one that finishes a task after ``close()`` must not start them
+        again (they would run, subscribed, for the rest of the process).
         """
         if not self._running:
+            if threading.current_thread().name.startswith(_OWN_THREADS):
+                return
             with self._lock:
                 if self._running:
                     return

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from ._operations import Operations
     from ._store import Store
 
-__all__ = ["FLUSH_INTERVAL", "SuccessFlusher", "calls_key", "flusher_for"]
+__all__ = ["FLUSHER_THREAD", "FLUSH_INTERVAL", "SuccessFlusher", "calls_key", "flusher_for"]
+
+FLUSHER_THREAD = "tnm-circuit-flusher"
 
 FLUSH_INTERVAL = 0.2
 """Seconds between two additions of this process's successes to Redis."""
@@ -71,7 +73,7 @@ class SuccessFlusher:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._loop, name="tnm-circuit-flusher", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=FLUSHER_THREAD, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float) -> None:

@@ -393,12 +393,13 @@ class RedisCircuit(Isolating):
         then in the circuit's keys; ``CircuitBackendError`` if either is not done."""
         if self._health.degraded:
             raise self._unavailable(what)
-        self._overrides.record(self.service, op, reason)
-        if self.run(op, reason=reason) is None:
-            error = self._unavailable(what)
-            with contextlib.suppress(CircuitBackendError):
-                self._overrides.erase(self.service)  # not in the circuit's keys: not recorded
-            raise error
+        with self._overrides.changing(self.service):
+            self._overrides.record(self.service, op, reason)
+            if self.run(op, reason=reason) is None:
+                error = self._unavailable(what)
+                with contextlib.suppress(CircuitBackendError):
+                    self._overrides.erase(self.service)  # not in the circuit's keys: not recorded
+                raise error
 
     def force_open(self, reason: str) -> None:
         self._override("force_open", reason, "force open")
@@ -409,7 +410,8 @@ class RedisCircuit(Isolating):
     def reset(self) -> None:
         if self._health.degraded:
             raise self._unavailable("reset")
-        self._overrides.erase(self.service)
-        if self.run("reset") is None:
-            raise self._unavailable("reset")
+        with self._overrides.changing(self.service):
+            self._overrides.erase(self.service)
+            if self.run("reset") is None:
+                raise self._unavailable("reset")
         self.fallback.reset()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-__all__ = ["DISABLED_MARK", "PROBE_FIELD", "Keys"]
+__all__ = ["DISABLED_MARK", "PROBE_FIELD", "VERSION_FIELD", "Keys"]
 
 DISABLED_MARK = "\x1fdisabled\x1f"
 """How an earlier release marked a ``disable`` in the registry (still read, never written)."""
@@ -18,6 +18,10 @@ DISABLED_MARK = "\x1fdisabled\x1f"
 PROBE_FIELD = "\x00probe"
 """The registry field ``initialize()`` writes and deletes to check its grants: a control
 character, which no service name may hold."""
+
+VERSION_FIELD = "v"
+"""The state hash's field counting its writes (``circuit.lua``): it only grows while the
+keys live, so one lower than a mirror read means the keys were lost and made again."""
 
 _PROBE_TAG = "%probe"
 """The probe's hash tag: ``quote`` writes ``%`` only before two hex digits, so no

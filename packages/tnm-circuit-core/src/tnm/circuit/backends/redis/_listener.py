@@ -94,7 +94,8 @@ class Listener(Worker):
         forever, and is given up once two PINGs go unanswered."""
         interval = self._store.refresh_interval
         patience = 2 * interval + self._store.socket_timeout
-        last_pong = next_ping = time.monotonic()
+        last_pong = time.monotonic()  # (the subscription just made counts as an answer)
+        next_ping = last_pong + interval
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_ping:
@@ -128,11 +129,13 @@ class Listener(Worker):
             try:
                 pubsub = self._store.client().pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._store.keys.channel)
-                self.subscribed.set()
                 # Notices published before this subscription (since the last read, or while
                 # the connection was down) were missed: the refresher reads every mirror
                 # again unless the namespace's change counter says none was published.
+                # (Asked before ``subscribed`` is set: once it is, the refresher's
+                # ``read_done`` stands for a read made after this subscription.)
                 self._on_resubscribed()
+                self.subscribed.set()
                 backoff = 0.05
                 self._listen(pubsub)
             except STORAGE_ERRORS:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...policies import ServicePolicy
 from ...state import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitState, Figures
@@ -183,6 +183,18 @@ class Mirror:
         if self.state is DISABLED:
             return Override("disable", self.last_known_reason() or "disabled")
         return None
+
+    def lost_since_read(self, stored_version: Any) -> bool:
+        """True if the version stored in the circuit's state hash (``None``: no hash, or one
+        without it) says its keys were lost since this mirror read them: versions only grow
+        while the keys live. (A version that is not a number is corrupt data, which the next
+        script run repairs: not a loss.)"""
+        if stored_version is None:
+            return True
+        try:
+            return int(stored_version) < self._seen[1]
+        except ValueError:
+            return False
 
     def keys_lost(self) -> None:
         """Its keys were found missing: the next reply (version restarted) is not a loss again."""

@@ -11,7 +11,9 @@ typed is data after the prefix, so no reason can read as another kind of overrid
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...exceptions import CircuitBackendError, _chain_masked
@@ -57,6 +59,21 @@ class Overrides:
         """Overrides in the registry as of the last refresh (they outlive a data loss here)."""
         self.pending: dict[str, Override] = {}
         """Overrides to write again after a data loss, until each has been."""
+        self._lock = threading.RLock()
+        """Held by an operator's change of one override and by each step of a restore: a
+        restore never writes an override that an operator changed meanwhile."""
+
+    @contextmanager
+    def changing(self, service: str) -> Iterator[None]:
+        """An operator's change of ``service``'s override (registry and circuit keys): a restore
+        under way waits for it, and forgets what it was about to write for ``service``."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self.pending.pop(service, None)
+                if self._store.lost.get(service) is not None:
+                    self._store.lost[service] = None  # its keys' loss is still reported
 
     def forced_open(self, service: str) -> bool:
         """True if the fleet's registry holds ``service`` forced open (as last read)."""
@@ -110,7 +127,17 @@ class Overrides:
 
     def lost(self) -> None:
         """The store lost its data: every override known here is to be written again."""
-        self.pending.update(self.known)
+        with self._lock:
+            self.pending.update(self.known)
+
+    def circuit_lost(self, service: str) -> Override | None:
+        """``service``'s keys were found lost: the override its mirror held then, if any, is
+        to be written again (taken from ``Store.lost``)."""
+        with self._lock:
+            override = self._store.lost.pop(service, None)
+            if override is not None:
+                self.pending[service] = override
+            return override
 
     def restore(self, circuit_for: Callable[[str], RedisCircuit], *, everything: bool) -> int:
         """Write every pending override again (after a loss of ``everything``, also those this
@@ -118,17 +145,22 @@ class Overrides:
 
         Raises the store's error if one could not be restored; it stays pending.
         """
-        for name, circuit in list(self._store.circuits.items()) if everything else ():
-            if name in self.pending:
-                continue
-            override = circuit.held_override()
-            if override is not None:
-                self.pending[name] = override
+        with self._lock:
+            for name, circuit in list(self._store.circuits.items()) if everything else ():
+                if name in self.pending:
+                    continue
+                override = circuit.held_override()
+                if override is not None:
+                    self.pending[name] = override
         restored = 0
         client = self._store.client()
-        for name, override in list(self.pending.items()):
-            circuit_for(name).restore(override.op, override.reason)
-            client.hset(self._store.keys.forced, name, override.encode())
-            del self.pending[name]
+        for name in list(self.pending):
+            with self._lock:
+                override = self.pending.get(name)
+                if override is None:
+                    continue  # an operator changed it meanwhile: theirs stands
+                circuit_for(name).restore(override.op, override.reason)
+                client.hset(self._store.keys.forced, name, override.encode())
+                del self.pending[name]
             restored += 1
         return restored

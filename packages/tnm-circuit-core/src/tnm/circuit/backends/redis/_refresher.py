@@ -43,6 +43,7 @@ from redis.exceptions import (
 )
 
 from ._clients import STORAGE_ERRORS, is_cluster
+from ._keys import VERSION_FIELD
 from ._refusals import is_refusal
 from ._script import BadReply, Reply, decode, eval_many
 from ._worker import Worker
@@ -179,7 +180,9 @@ class Refresher(Worker):
         resubscribed, self._subscribed_since_read = self._subscribed_since_read, False
         mark = self._policies.mark()
         # Circuits whose keys must exist (forced open, disabled, open before their deadline):
-        # one that is gone was evicted or deleted, and no notice says so.
+        # one that is gone was evicted or deleted, and no notice says so. Its stored version
+        # is read, not whether the hash exists: another process may have listed the circuit
+        # again (a hash without the version read here) before this round looked.
         watched = (
             []
             if self._store.health.degraded
@@ -195,7 +198,7 @@ class Refresher(Worker):
                 client.time(),
                 client.get(keys.epoch),
             )
-            exists = [client.exists(c.keys[0]) for c in watched]
+            versions = [client.hget(c.keys[0], VERSION_FIELD) for c in watched]
             if resubscribed:
                 self._full_needed = True  # no change counter to tell what was missed
         else:
@@ -206,9 +209,9 @@ class Refresher(Worker):
             pipe.time()
             pipe.get(keys.changes)
             for circuit in watched:
-                pipe.exists(circuit.keys[0])
+                pipe.hget(circuit.keys[0], VERSION_FIELD)
             pipe.get(keys.epoch)
-            _, forced, policies, (seconds, micros), changes, *exists, epoch = pipe.execute()
+            _, forced, policies, (seconds, micros), changes, *versions, epoch = pipe.execute()
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
@@ -224,8 +227,8 @@ class Refresher(Worker):
             return True
         self._overrides.read(forced)
         self._policies.read(policies, client, mark)
-        for circuit, found in zip(watched, exists, strict=True):
-            if not found:
+        for circuit, stored in zip(watched, versions, strict=True):
+            if circuit.lost_since_read(stored):
                 circuit.keys_lost()
         return False
 
@@ -272,9 +275,7 @@ class Refresher(Worker):
         else:
             lost = False
             for service in list(store.lost):
-                override = store.lost.pop(service)
-                if override is not None:
-                    self._overrides.pending[service] = override
+                override = self._overrides.circuit_lost(service)
                 store.health.circuit_lost(service, override is not None)
                 self._full_needed = True  # the fleet's view of it is read afresh
         if on_thread and self._stop.is_set():

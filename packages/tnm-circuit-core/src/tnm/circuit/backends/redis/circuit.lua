@@ -173,8 +173,11 @@ if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_ni
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
     or not is_int_or_nil(h[9]) or not is_int_or_nil(h[10]) or not is_int_or_nil(h[11]) then
+  -- A valid version is kept: the keys were repaired, not lost (mirrors watch it for losses).
+  local kept_version = is_int_or_nil(h[11]) and h[11] or nil
   redis.call('DEL', state_key)
   h = {}
+  h[11] = kept_version
   repaired = 1
   state_lost = true
 end
