@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ..interrupts import ctrl_c_works
+
 DRILL = Path(__file__).resolve().parents[2] / "bench" / "drill.py"
 MARK = "TNM_DRILL_TEST_MARK"
 CONTENDER_KEYS = {
@@ -152,6 +154,7 @@ class TestRun:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=ctrl_c_works,
         ) as process:
             try:
                 assert process.stdout is not None

@@ -23,6 +23,7 @@ from tnm.circuit.testing import ManualClock, trip
 from tnm.circuit_cli import WorkerExit, breaker_options, cli, pass_breaker, run_worker
 from tnm.circuit_cli import _watch as watch_module
 
+from ..interrupts import ctrl_c_works
 from ..redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,15 +172,19 @@ class TestWatch:
 
     def test_ctrl_c_exits_0_quietly(self) -> None:
         """Ctrl-C (SIGINT) stops watch with exit 0 and nothing on stderr, not "Aborted!" and 1."""
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             [_entry_point(), "watch", "--interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(),
-        )  # fmt: skip
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # the first frame is out: the loop is running
-        assert b"every 0.1s" in first
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(), preexec_fn=ctrl_c_works,
+        ) as proc:  # fmt: skip
+            try:
+                assert proc.stdout is not None
+                first = proc.stdout.readline()  # the first frame is out: the loop is running
+                assert b"every 0.1s" in first
+                proc.send_signal(signal.SIGINT)
+                _, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
         assert proc.returncode == 0
         assert err == b""
 
@@ -526,7 +531,7 @@ class TestSubprocess:
             [sys.executable, str(ROOT / "examples" / "cli_worker.py"), "--items", "50", "--fail-first", "0",
              "--work-seconds", "0.05"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=ctrl_c_works,
         )  # fmt: skip
         assert proc.stdout is not None
         first = proc.stdout.readline()
