@@ -11,8 +11,10 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis.client
 from click.testing import CliRunner
 
 from tnm.circuit import (
@@ -25,7 +27,7 @@ from tnm.circuit import (
     ServicePolicy,
 )
 from tnm.circuit.backends.redis import RedisBackend
-from tnm.circuit.testing import ManualClock
+from tnm.circuit.testing import ManualClock, capture_events, mirror_state
 from tnm.circuit_cli import cli
 
 from ..redis_server import ENGINE, RedisServer
@@ -381,6 +383,7 @@ class TestKeysListedAgain:
         operator.initialize()
         newcomer = _breaker(redis_url, "relisted")
         try:
+            assert wait_for(redis_backend(operator).refresher.read_done.is_set)  # its rounds are over
             operator.force_open("pg", "failover")
             redis_backend(operator).refresher.refresh()  # a round after it: nothing new since
             keys = redis_backend(operator).keys
@@ -398,6 +401,91 @@ class TestKeysListedAgain:
             operator.close()
             newcomer.close()
 
+    def test_a_repaired_forced_circuit_is_not_taken_for_a_loss(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """Corrupt data in a forced circuit's state, repaired by a process that knew it: the
+        repair keeps the stored version, so no process reports a loss (nor writes it again)."""
+        app, other = (
+            CircuitBreaker("redis", redis_url=redis_url, namespace="repaired", refresh_interval=30)
+            for _ in range(2)
+        )
+        try:
+            for breaker in (app, other):
+                breaker.initialize()
+                assert wait_for(redis_backend(breaker).refresher.read_done.is_set)
+            for _ in range(3):
+                app.record_failure("pg", "slow")  # (a few writes: the stored version grows)
+            app.force_open("pg", "failover")
+            assert not other.is_available("pg")  # it reads it: forced open
+            redis_backend(other).refresher.refresh()
+            redis_backend(other).listener.stop(5)  # (its round, not a notice, finds the change)
+            state_key = redis_backend(app).keys.for_service("pg")[0]
+            with capture_events(app) as events, capture_events(other) as seen_by_other:
+                redis_server.client().hset(state_key, "ro", "garbage")
+                assert app.state("pg").state is CircuitState.FORCED_OPEN  # its read repairs it
+                for breaker in (app, other):
+                    redis_backend(breaker).refresher.refresh()
+                    redis_backend(breaker).refresher.refresh()
+            assert EventKind.STORAGE_REPAIRED in [e.kind for e in events]
+            assert EventKind.STORAGE_RESET not in [e.kind for e in events + seen_by_other]
+            assert mirror_state(other, "pg") is CircuitState.FORCED_OPEN
+        finally:
+            app.close()
+            other.close()
+
+    def test_a_newer_reply_during_the_round_is_not_taken_for_a_loss(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failure on an open circuit lands (and is mirrored) while the refresher's round reads
+        its stored version: the version read is older than the mirror's by then, not a loss."""
+        app = CircuitBreaker(
+            "redis", redis_url=redis_url, namespace="newer", refresh_interval=30,
+            default_policy=ServicePolicy(max_failures=1, open_seconds=60),
+        )  # fmt: skip
+        app.initialize()
+        try:
+            assert wait_for(redis_backend(app).refresher.read_done.is_set)
+            app.record_failure("pg", "down")  # open: watched by each round
+            redis_backend(app).refresher.refresh()
+            execute = redis.client.Pipeline.execute
+            landed: list[bool] = []
+
+            def read_then_a_failure_lands(self: Any, *args: Any, **kwargs: Any) -> Any:
+                replies = execute(self, *args, **kwargs)
+                if not landed:
+                    landed.append(True)
+                    app.record_failure("pg", "still down")  # (the version grows meanwhile)
+                return replies
+
+            with capture_events(app) as events:
+                monkeypatch.setattr(redis.client.Pipeline, "execute", read_then_a_failure_lands)
+                redis_backend(app).refresher.refresh()
+                monkeypatch.undo()
+            assert landed
+            assert EventKind.STORAGE_RESET not in [e.kind for e in events]
+        finally:
+            app.close()
+
+    def test_a_watched_key_of_the_wrong_type_affects_only_its_circuit(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A string where a forced circuit's state hash belongs: the round goes on (no outage,
+        every other circuit shared), and that circuit's next read repairs it, still forced."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="wrongtype", refresh_interval=30)
+        app.initialize()
+        try:
+            assert wait_for(redis_backend(app).refresher.read_done.is_set)
+            app.force_open("pg", "failover")
+            redis_server.client().set(redis_backend(app).keys.for_service("pg")[0], "garbage")
+            with capture_events(app) as events:
+                redis_backend(app).refresher.refresh()
+                assert app.storage_available
+                assert app.state("pg").state is CircuitState.FORCED_OPEN
+            assert EventKind.STORAGE_DEGRADED not in [e.kind for e in events]
+        finally:
+            app.close()
+
 
 class TestOperatorDuringARestore:
     """After a data loss each process writes the overrides it knew again: an operator's change
@@ -406,6 +494,7 @@ class TestOperatorDuringARestore:
     def _restore_under_way(self, redis_url: str, namespace: str) -> tuple[CircuitBreaker, RedisBackend]:
         app = CircuitBreaker("redis", redis_url=redis_url, namespace=namespace, refresh_interval=30)
         app.initialize()
+        assert wait_for(redis_backend(app).refresher.read_done.is_set)  # its rounds are over
         app.force_open("pg", "failover")
         backend = redis_backend(app)
         backend.overrides.lost()  # the refresher found the store emptied: pg is to be written again
@@ -418,6 +507,26 @@ class TestOperatorDuringARestore:
             backend.overrides.restore(backend._handle, everything=True)
             assert app.state("pg").state is CircuitState.CLOSED
             assert backend.store.client().hget(backend.keys.forced, "pg") is None
+        finally:
+            app.close()
+
+    def test_a_reset_made_after_a_flush_is_kept(self, redis_url: str, redis_server: RedisServer) -> None:
+        """The store is emptied, an operator resets the circuit before this process notices,
+        then it notices: the reset stands (its reply is not taken for a loss, nor undone)."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="flush-reset", refresh_interval=30)
+        app.initialize()
+        try:
+            assert wait_for(redis_backend(app).refresher.read_done.is_set)
+            for _ in range(3):
+                app.record_failure("pg", "slow")  # (a few writes: the stored version grows)
+            app.force_open("pg", "failover")
+            redis_server.client().flushall()
+            app.reset("pg")
+            assert mirror_state(app, "pg") is CircuitState.CLOSED
+            redis_backend(app).refresher.refresh()  # it notices the loss now
+            redis_backend(app).refresher.refresh()
+            assert app.state("pg").state is CircuitState.CLOSED
+            assert mirror_state(app, "pg") is CircuitState.CLOSED
         finally:
             app.close()
 

@@ -319,10 +319,27 @@ class TestLifecycle:
         )
         late.start()
         late.join(10)
-        time.sleep(0.2)  # (a listener started by it would have subscribed by now)
+        backend = redis_backend(breaker)
+        assert (backend.listener._thread, backend.refresher._thread) == (None, None)  # not started
         assert subscribers(redis_server, breaker) == 0
         breaker.record_failure("svc", "a caller")  # a caller's use starts them again
         assert wait_for(lambda: subscribers(redis_server, breaker) == 1)
+
+    def test_close_runs_the_refreshers_last_tasks_without_starting_it_again(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A task left for the refresher (a permit to give back) runs in close() itself: the
+        round trip it makes does not start the threads that close() is stopping."""
+        breaker = make_redis_breaker(max_failures=5, use_clock=False)
+        breaker.record_failure("svc", "x")
+        backend = redis_backend(breaker)
+        ran: list[str] = []
+        backend.refresher.stop(5)  # (as close() does first: the task is left for close())
+        backend.refresher.submit(lambda: ran.append("task") or breaker.record_failure("svc", "late"))
+        breaker.close()
+        assert ran == ["task"]
+        assert (backend.listener._thread, backend.refresher._thread) == (None, None)
+        assert wait_for(lambda: subscribers(redis_server, breaker) == 0)
 
 
 class TestData:

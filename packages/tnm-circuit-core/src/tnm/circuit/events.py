@@ -15,8 +15,8 @@ Which thread a listener runs in depends on what caused the event:
   refresher thread, or the thread running ``initialize()`` (a worker thread for
   ``ainitialize()``).
 * ``storage_repaired``: a caller's thread or one of the Redis backend's background
-  threads (the refresher, or the listener reading a circuit another process changed),
-  whichever read the corrupt data.
+  threads (the refresher, the listener reading a circuit another process changed, the
+  success flusher), whichever read the corrupt data.
 * ``policy_changed``: the thread that called ``set_policy``/``clear_policy``, or, for a
   fleet-wide change made elsewhere, the Redis backend's background threads.
 * On the Redis backend, the ``state_change`` made by returning the trial permit of a

@@ -141,6 +141,8 @@ class RedisBackend:
         self._lock = threading.Lock()
         self.listener, self.refresher = self._threads()
         self._running = False
+        self._closing = False
+        """True while ``close()`` runs (the refresher's last tasks must not start the threads)."""
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -242,8 +244,8 @@ class RedisBackend:
         again (they would run, subscribed, for the rest of the process).
         """
         if not self._running:
-            if threading.current_thread().name.startswith(_OWN_THREADS):
-                return
+            if self._closing or threading.current_thread().name.startswith(_OWN_THREADS):
+                return  # (close() itself runs the refresher's last tasks)
             with self._lock:
                 if self._running:
                     return
@@ -321,13 +323,17 @@ class RedisBackend:
 
     def close(self) -> None:
         self._running = False
-        timeout = self.socket_timeout + self.refresh_interval + 1
-        self.listener.stop(timeout)
-        self.refresher.stop(timeout)
-        stop_flusher(self.store, timeout)  # one last flush of counted successes (see _buckets.py)
-        client = self.store.take_client()
-        if client is not None:
-            close_client(client)
+        self._closing = True
+        try:
+            timeout = self.socket_timeout + self.refresh_interval + 1
+            self.listener.stop(timeout)
+            self.refresher.stop(timeout)
+            stop_flusher(self.store, timeout)  # one last flush of counted successes (see _buckets.py)
+            client = self.store.take_client()
+            if client is not None:
+                close_client(client)
+        finally:
+            self._closing = False
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -339,6 +345,7 @@ class RedisBackend:
         """In a forked child: new connections, new background threads (if they ran)."""
         self._lock = threading.Lock()
         self.store.after_fork()
+        self.overrides.after_fork()
         tasks = self.refresher.tasks
         self.listener, self.refresher = self._threads()
         self.refresher.tasks.extend(tasks)

@@ -395,6 +395,7 @@ class RedisCircuit(Isolating):
             raise self._unavailable(what)
         with self._overrides.changing(self.service):
             self._overrides.record(self.service, op, reason)
+            self.operator_writes()
             if self.run(op, reason=reason) is None:
                 error = self._unavailable(what)
                 with contextlib.suppress(CircuitBackendError):
@@ -412,6 +413,7 @@ class RedisCircuit(Isolating):
             raise self._unavailable("reset")
         with self._overrides.changing(self.service):
             self._overrides.erase(self.service)
+            self.operator_writes()
             if self.run("reset") is None:
                 raise self._unavailable("reset")
         self.fallback.reset()

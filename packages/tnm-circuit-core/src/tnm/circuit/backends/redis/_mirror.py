@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...policies import ServicePolicy
 from ...state import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitState, Figures
@@ -184,22 +184,22 @@ class Mirror:
             return Override("disable", self.last_known_reason() or "disabled")
         return None
 
-    def lost_since_read(self, stored_version: Any) -> bool:
-        """True if the version stored in the circuit's state hash (``None``: no hash, or one
-        without it) says its keys were lost since this mirror read them: versions only grow
-        while the keys live. (A version that is not a number is corrupt data, which the next
-        script run repairs: not a loss.)"""
-        if stored_version is None:
-            return True
-        try:
-            return int(stored_version) < self._seen[1]
-        except ValueError:
-            return False
+    @property
+    def seen_version(self) -> int:
+        """The newest version of the circuit's keys this mirror has read (versions only grow
+        while the keys live)."""
+        return self._seen[1]
 
     def keys_lost(self) -> None:
         """Its keys were found missing: the next reply (version restarted) is not a loss again."""
         with self._news_lock:
             self._store.lost[self.service] = self.held_override()
+            self._seen = (self._seen[0], 0)
+
+    def operator_writes(self) -> None:
+        """An operator's change is about to be written: its reply is the truth even if its
+        version is lower than one read before (the keys were lost and made again since)."""
+        with self._news_lock:
             self._seen = (self._seen[0], 0)
 
     def must_exist(self) -> bool:

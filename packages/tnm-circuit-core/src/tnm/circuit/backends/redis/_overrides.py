@@ -66,14 +66,17 @@ class Overrides:
     @contextmanager
     def changing(self, service: str) -> Iterator[None]:
         """An operator's change of ``service``'s override (registry and circuit keys): a restore
-        under way waits for it, and forgets what it was about to write for ``service``."""
+        under way waits for it and, once it is done, forgets what it was about to write for
+        ``service`` (a change that failed leaves that in place)."""
         with self._lock:
-            try:
-                yield
-            finally:
-                self.pending.pop(service, None)
-                if self._store.lost.get(service) is not None:
-                    self._store.lost[service] = None  # its keys' loss is still reported
+            yield
+            self.pending.pop(service, None)
+            if self._store.lost.get(service) is not None:
+                self._store.lost[service] = None  # its keys' loss is still reported
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread of the parent may have held it)."""
+        self._lock = threading.RLock()
 
     def forced_open(self, service: str) -> bool:
         """True if the fleet's registry holds ``service`` forced open (as last read)."""

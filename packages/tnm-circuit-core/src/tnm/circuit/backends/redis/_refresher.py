@@ -183,10 +183,12 @@ class Refresher(Worker):
         # one that is gone was evicted or deleted, and no notice says so. Its stored version
         # is read, not whether the hash exists: another process may have listed the circuit
         # again (a hash without the version read here) before this round looked.
+        # (With the version each mirror had read before this round's read: a reply that a
+        # caller or the listener applies meanwhile is newer than what this round reads.)
         watched = (
             []
             if self._store.health.degraded
-            else [c for c in self._store.circuits.values() if c.must_exist()]
+            else [(c, c.seen_version) for c in self._store.circuits.values() if c.must_exist()]
         )
         # The epoch is read after the registries: a loss before or between these reads shows
         # as a changed (or missing) epoch, never as registries read empty under the old one.
@@ -198,7 +200,7 @@ class Refresher(Worker):
                 client.time(),
                 client.get(keys.epoch),
             )
-            versions = [client.hget(c.keys[0], VERSION_FIELD) for c in watched]
+            versions = [_stored_version(client, c.keys[0]) for c, _ in watched]
             if resubscribed:
                 self._full_needed = True  # no change counter to tell what was missed
         else:
@@ -208,10 +210,17 @@ class Refresher(Worker):
             pipe.hgetall(keys.policies)
             pipe.time()
             pipe.get(keys.changes)
-            for circuit in watched:
+            for circuit, _ in watched:
                 pipe.hget(circuit.keys[0], VERSION_FIELD)
             pipe.get(keys.epoch)
-            _, forced, policies, (seconds, micros), changes, *versions, epoch = pipe.execute()
+            # (A circuit's key of the wrong type fails only its own HGET: that circuit's next
+            # script run repairs it. Any other error is the round's, as before.)
+            replies = pipe.execute(raise_on_error=False)
+            own = replies[:5] + replies[-1:]
+            failed = [r for r in own if isinstance(r, Exception)]
+            if failed:
+                raise failed[0]
+            _, forced, policies, (seconds, micros), changes, *versions, epoch = replies
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
@@ -227,8 +236,8 @@ class Refresher(Worker):
             return True
         self._overrides.read(forced)
         self._policies.read(policies, client, mark)
-        for circuit, stored in zip(watched, versions, strict=True):
-            if circuit.lost_since_read(stored):
+        for (circuit, read_version), stored in zip(watched, versions, strict=True):
+            if _lost_since(stored, read_version):
                 circuit.keys_lost()
         return False
 
@@ -352,3 +361,29 @@ class Refresher(Worker):
 def _epoch(value: Any) -> str | None:
     """The namespace epoch as read (``None``: the key is missing)."""
     return None if value is None else decode(value)
+
+
+def _stored_version(client: Any, key: str) -> Any:
+    """The version field of a circuit's state hash (``None`` if missing), or the error if the
+    key is of the wrong type (that circuit's next script run repairs it)."""
+    try:
+        return client.hget(key, VERSION_FIELD)
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        return exc
+
+
+def _lost_since(stored: Any, read_version: int) -> bool:
+    """True if a circuit's stored version (``None``: no state hash, or one without it) says its
+    keys were lost since its mirror read ``read_version``: versions only grow while the keys
+    live. An error (a key of the wrong type) or a version that is not a number is corrupt
+    data, which the circuit's next script run repairs: not a loss."""
+    if stored is None:
+        return True
+    if isinstance(stored, Exception):
+        return False
+    try:
+        return int(stored) < read_version
+    except ValueError:
+        return False
