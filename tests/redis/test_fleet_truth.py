@@ -401,38 +401,37 @@ class TestKeysListedAgain:
             operator.close()
             newcomer.close()
 
-    def test_a_repaired_forced_circuit_is_not_taken_for_a_loss(
+    def test_a_forced_circuit_repaired_by_a_new_process_stays_forced_for_all(
         self, redis_url: str, redis_server: RedisServer
     ) -> None:
-        """Corrupt data in a forced circuit's state, repaired by a process that knew it: the
-        repair keeps the stored version, so no process reports a loss (nor writes it again)."""
-        app, other = (
+        """Corrupt data in a forced circuit's state, met first by a process that never read it
+        (so it rewrites the state from nothing: closed): the processes that knew it forced see
+        the version start again, take it for a loss, and write the override back for all."""
+        app, other, newcomer = (
             CircuitBreaker("redis", redis_url=redis_url, namespace="repaired", refresh_interval=30)
-            for _ in range(2)
+            for _ in range(3)
         )
         try:
-            for breaker in (app, other):
+            for breaker in (app, other, newcomer):
                 breaker.initialize()
                 assert wait_for(redis_backend(breaker).refresher.read_done.is_set)
             for _ in range(3):
                 app.record_failure("pg", "slow")  # (a few writes: the stored version grows)
             app.force_open("pg", "failover")
             assert not other.is_available("pg")  # it reads it: forced open
-            redis_backend(other).refresher.refresh()
-            redis_backend(other).listener.stop(5)  # (its round, not a notice, finds the change)
-            state_key = redis_backend(app).keys.for_service("pg")[0]
-            with capture_events(app) as events, capture_events(other) as seen_by_other:
-                redis_server.client().hset(state_key, "ro", "garbage")
-                assert app.state("pg").state is CircuitState.FORCED_OPEN  # its read repairs it
-                for breaker in (app, other):
-                    redis_backend(breaker).refresher.refresh()
-                    redis_backend(breaker).refresher.refresh()
-            assert EventKind.STORAGE_REPAIRED in [e.kind for e in events]
-            assert EventKind.STORAGE_RESET not in [e.kind for e in events + seen_by_other]
-            assert mirror_state(other, "pg") is CircuitState.FORCED_OPEN
+            for breaker in (app, other):
+                redis_backend(breaker).refresher.refresh()
+                redis_backend(breaker).listener.stop(5)  # (their rounds, not notices, find it)
+            redis_server.client().hset(redis_backend(app).keys.for_service("pg")[0], "ro", "garbage")
+            assert newcomer.state("pg").state is CircuitState.CLOSED  # its read rewrote it afresh
+            for breaker in (app, other):
+                redis_backend(breaker).refresher.refresh()  # the loss, reported
+                redis_backend(breaker).refresher.refresh()  # the override, written back
+            assert newcomer.state("pg").state is CircuitState.FORCED_OPEN
+            assert mirror_state(app, "pg") is mirror_state(other, "pg") is CircuitState.FORCED_OPEN
         finally:
-            app.close()
-            other.close()
+            for breaker in (app, other, newcomer):
+                breaker.close()
 
     def test_a_newer_reply_during_the_round_is_not_taken_for_a_loss(
         self, redis_url: str, monkeypatch: pytest.MonkeyPatch
@@ -451,9 +450,11 @@ class TestKeysListedAgain:
             execute = redis.client.Pipeline.execute
             landed: list[bool] = []
 
+            test_thread = threading.current_thread()
+
             def read_then_a_failure_lands(self: Any, *args: Any, **kwargs: Any) -> Any:
                 replies = execute(self, *args, **kwargs)
-                if not landed:
+                if not landed and threading.current_thread() is test_thread:
                     landed.append(True)
                     app.record_failure("pg", "still down")  # (the version grows meanwhile)
                 return replies

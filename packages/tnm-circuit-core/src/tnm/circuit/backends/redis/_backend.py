@@ -141,8 +141,9 @@ class RedisBackend:
         self._lock = threading.Lock()
         self.listener, self.refresher = self._threads()
         self._running = False
-        self._closing = False
-        """True while ``close()`` runs (the refresher's last tasks must not start the threads)."""
+        self._closing = 0
+        """How many ``close()`` calls run now (the refresher's last tasks must not start the
+        threads they stop)."""
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -244,15 +245,15 @@ class RedisBackend:
         again (they would run, subscribed, for the rest of the process).
         """
         if not self._running:
-            if self._closing or threading.current_thread().name.startswith(_OWN_THREADS):
-                return  # (close() itself runs the refresher's last tasks)
-            with self._lock:
-                if self._running:
-                    return
+            if threading.current_thread().name.startswith(_OWN_THREADS):
+                return
+            with self._lock:  # (held while they start: close() waits for them, then stops them)
+                if self._running or self._closing:
+                    return  # (close() itself runs the refresher's last tasks)
                 self._running = True
-            self.listener.start()
-            self.refresher.start()
-            start_flusher(self.store)  # rate policies' successes (see _buckets.py)
+                self.listener.start()
+                self.refresher.start()
+                start_flusher(self.store)  # rate policies' successes (see _buckets.py)
 
     def _submit(self, task: Any) -> None:
         """Run ``task`` on the refresher thread (never blocks the caller)."""
@@ -322,8 +323,9 @@ class RedisBackend:
         await asyncio.to_thread(self.initialize)
 
     def close(self) -> None:
-        self._running = False
-        self._closing = True
+        with self._lock:
+            self._closing += 1
+            self._running = False
         try:
             timeout = self.socket_timeout + self.refresh_interval + 1
             self.listener.stop(timeout)
@@ -333,7 +335,8 @@ class RedisBackend:
             if client is not None:
                 close_client(client)
         finally:
-            self._closing = False
+            with self._lock:
+                self._closing -= 1
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -344,6 +347,7 @@ class RedisBackend:
     def after_fork(self) -> None:
         """In a forked child: new connections, new background threads (if they ran)."""
         self._lock = threading.Lock()
+        self._closing = 0
         self.store.after_fork()
         self.overrides.after_fork()
         tasks = self.refresher.tasks

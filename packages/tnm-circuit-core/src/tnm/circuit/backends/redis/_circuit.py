@@ -393,9 +393,8 @@ class RedisCircuit(Isolating):
         then in the circuit's keys; ``CircuitBackendError`` if either is not done."""
         if self._health.degraded:
             raise self._unavailable(what)
-        with self._overrides.changing(self.service):
+        with self._overrides.changing(self.service), self.operator_writing():
             self._overrides.record(self.service, op, reason)
-            self.operator_writes()
             if self.run(op, reason=reason) is None:
                 error = self._unavailable(what)
                 with contextlib.suppress(CircuitBackendError):
@@ -411,9 +410,8 @@ class RedisCircuit(Isolating):
     def reset(self) -> None:
         if self._health.degraded:
             raise self._unavailable("reset")
-        with self._overrides.changing(self.service):
+        with self._overrides.changing(self.service), self.operator_writing():
             self._overrides.erase(self.service)
-            self.operator_writes()
             if self.run("reset") is None:
                 raise self._unavailable("reset")
         self.fallback.reset()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ...policies import ServicePolicy
@@ -58,6 +60,8 @@ class Mirror:
         self._permits = 0
         self._good: tuple[str, str] = ("", "")  # last valid (state, open_until ms): repairs start there
         self._news_lock = threading.Lock()
+        self._operator_thread: int | None = None
+        """The thread writing an operator's change now: its reply is taken as the truth."""
         self._shown_max_failures = policy.max_failures
         self._shown_window = policy.window_seconds
         self._window: tuple[int, int, int] = (0, 0, 0)  # calls, failures, slow calls (last reply)
@@ -89,9 +93,11 @@ class Mirror:
         self._store.saw_server_time(reply.now_ms)
         with self._news_lock:
             seen = (reply.now_ms, reply.version)
-            if seen < self._seen:
+            if self._operator_thread == threading.get_ident():
+                pass  # an operator's own write: newer than anything read before (see operator_writing)
+            elif seen < self._seen:
                 return False
-            if (
+            elif (
                 reply.version < self._seen[1]
                 and not reply.repaired
                 and reply.state is not self.state
@@ -196,11 +202,18 @@ class Mirror:
             self._store.lost[self.service] = self.held_override()
             self._seen = (self._seen[0], 0)
 
-    def operator_writes(self) -> None:
-        """An operator's change is about to be written: its reply is the truth even if its
-        version is lower than one read before (the keys were lost and made again since)."""
+    @contextmanager
+    def operator_writing(self) -> Iterator[None]:
+        """An operator's change is written on this thread: its reply is the truth, whatever
+        was read before it (a version from before the keys were lost and made again, a time
+        from a server clock that runs ahead of the one now answering)."""
         with self._news_lock:
-            self._seen = (self._seen[0], 0)
+            self._operator_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._news_lock:
+                self._operator_thread = None
 
     def must_exist(self) -> bool:
         """True if the circuit's keys must be in Redis now (their loss is a loss of state):

@@ -216,8 +216,11 @@ class Refresher(Worker):
             # (A circuit's key of the wrong type fails only its own HGET: that circuit's next
             # script run repairs it. Any other error is the round's, as before.)
             replies = pipe.execute(raise_on_error=False)
-            own = replies[:5] + replies[-1:]
-            failed = [r for r in own if isinstance(r, Exception)]
+            failed = [
+                r
+                for i, r in enumerate(replies)
+                if isinstance(r, Exception) and not (5 <= i < len(replies) - 1 and _wrong_type(r))
+            ]
             if failed:
                 raise failed[0]
             _, forced, policies, (seconds, micros), changes, *versions, epoch = replies
@@ -369,9 +372,13 @@ def _stored_version(client: Any, key: str) -> Any:
     try:
         return client.hget(key, VERSION_FIELD)
     except ResponseError as exc:
-        if "WRONGTYPE" not in str(exc):
+        if not _wrong_type(exc):
             raise
         return exc
+
+
+def _wrong_type(exc: Exception) -> bool:
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
 
 
 def _lost_since(stored: Any, read_version: int) -> bool:

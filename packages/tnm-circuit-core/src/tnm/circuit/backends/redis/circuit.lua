@@ -174,13 +174,8 @@ if (h[1] and not STATES[h[1]]) or not is_finite_or_nil(h[2]) or not is_int_or_ni
     or not is_int_or_nil(h[4]) or (h[6] and h[6] ~= '' and not is_finite_or_nil(h[6]))
     or not is_int_or_nil(h[7]) or not is_int_or_nil(h[8])
     or not is_int_or_nil(h[9]) or not is_int_or_nil(h[10]) or not is_int_or_nil(h[11]) then
-  -- A valid version is kept when the caller has a last good state to rewrite it from: the
-  -- keys were repaired, not lost (mirrors watch the version for losses). A caller with none
-  -- writes it afresh (closed), and the version restarts: the processes that held it see a loss.
-  local kept_version = STATES[ARGV[16]] and is_int_or_nil(h[11]) and h[11] or nil
   redis.call('DEL', state_key)
   h = {}
-  h[11] = kept_version
   repaired = 1
   state_lost = true
 end
