@@ -531,6 +531,26 @@ class TestOperatorDuringARestore:
         finally:
             app.close()
 
+    def test_a_change_that_fails_leaves_the_restore_and_the_registry(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A disable that could not be written to the circuit's keys raises, and leaves what was
+        there: the earlier override in the registry, and its pending restore."""
+        app, backend = self._restore_under_way(redis_url, "restore-failed")
+        try:
+            circuit = backend.store.circuits["pg"]
+            monkeypatch.setattr(circuit, "run", lambda *args, **kwargs: None)  # the script fails
+            with pytest.raises(CircuitBackendError):
+                app.disable("pg", "noisy alarm")
+            monkeypatch.undo()
+            client = backend.store.client()
+            assert client.hget(backend.keys.forced, "pg") == b"force_open:failover"
+            assert "pg" in backend.overrides.pending
+            backend.overrides.restore(backend._handle, everything=True)
+            assert app.state("pg").state is CircuitState.FORCED_OPEN
+        finally:
+            app.close()
+
     def test_a_disable_made_before_the_restore_writes_is_kept(self, redis_url: str) -> None:
         app, backend = self._restore_under_way(redis_url, "restore-disable")
         try:

@@ -394,11 +394,15 @@ class RedisCircuit(Isolating):
         if self._health.degraded:
             raise self._unavailable(what)
         with self._overrides.changing(self.service), self.operator_writing():
+            earlier = self._overrides.known.get(self.service)
             self._overrides.record(self.service, op, reason)
             if self.run(op, reason=reason) is None:
                 error = self._unavailable(what)
-                with contextlib.suppress(CircuitBackendError):
-                    self._overrides.erase(self.service)  # not in the circuit's keys: not recorded
+                with contextlib.suppress(CircuitBackendError):  # not in the circuit's keys: not recorded
+                    if earlier is None:
+                        self._overrides.erase(self.service)
+                    else:  # the keys still hold the earlier override: so does the registry
+                        self._overrides.record(self.service, earlier.op, earlier.reason)
                 raise error
 
     def force_open(self, reason: str) -> None:
