@@ -87,8 +87,8 @@ def wait_until_listening(server: RedisServer, breaker: CircuitBreaker, timeout: 
     """Wait until Redis has processed ``breaker``'s SUBSCRIBE and the read that follows it is
     done: with the refresher's next round far off, its background threads then send nothing
     until something changes."""
-    backend = breaker.backend
-    listener, refresher = backend.listener, backend.refresher  # type: ignore[attr-defined]
+    backend = redis_backend(breaker)
+    listener, refresher = backend.listener, backend.refresher
 
     # (Redis may count the subscriber before the listener thread asked for the read that
     # follows; once ``subscribed`` is set, ``read_done`` stands for that read.)

@@ -93,7 +93,7 @@ class Mirror:
         self._store.saw_server_time(reply.now_ms)
         with self._news_lock:
             seen = (reply.now_ms, reply.version)
-            if self._operator_thread == threading.get_ident():
+            if self._operator_thread is not None and self._operator_thread == threading.get_ident():
                 pass  # an operator's own write: newer than anything read before (see operator_writing)
             elif seen < self._seen:
                 return False

@@ -216,14 +216,13 @@ class Refresher(Worker):
             # (A circuit's key of the wrong type fails only its own HGET: that circuit's next
             # script run repairs it. Any other error is the round's, as before.)
             replies = pipe.execute(raise_on_error=False)
-            failed = [
-                r
-                for i, r in enumerate(replies)
-                if isinstance(r, Exception) and not (5 <= i < len(replies) - 1 and _wrong_type(r))
-            ]
+            versions = replies[5:-1]
+            failed = [r for r in replies[:5] + replies[-1:] if isinstance(r, Exception)]
+            failed += [v for v in versions if isinstance(v, Exception) and not _wrong_type(v)]
             if failed:
                 raise failed[0]
-            _, forced, policies, (seconds, micros), changes, *versions, epoch = replies
+            _, forced, policies, (seconds, micros), changes = replies[:5]
+            epoch = replies[-1]
             if changes != self._changes_seen:
                 self._changes_seen = changes  # read before the mirrors: a later change moves it again
                 self._full_needed = True
