@@ -305,8 +305,12 @@ class TestCorruptData:
     ) -> None:
         """HSET s bogus: callers never see it, the circuit is rewritten from its last good state."""
         app = make_redis_breaker(max_failures=1, open_seconds=30)
-        app.record_failure("svc", "down")  # open
+        other = make_redis_breaker(max_failures=1, open_seconds=30)
         app.execute("fine", lambda: 1)
+        assert app.is_available("svc")
+        other.record_failure("svc", "down")  # open, by another process: app reads it on the notice
+        assert mirror_reaches(app, "svc", CircuitState.OPEN)  # (no read of app's own notice in flight)
+        other.close()
         state_key = redis_backend(app).keys.for_service("svc")[0]
         # (events captured from the write on: the refresher's own read may repair it first,
         # and then report it from its thread a moment after our read found it repaired)
