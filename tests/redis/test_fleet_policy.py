@@ -318,10 +318,13 @@ class TestSurvivesDataLoss:
         known (the round that reports the loss writes it back), not dropped as "cleared"."""
         breaker = make_redis_breaker(max_failures=5, **FAST)
         breaker.set_policy("svc", {"max_failures": 2}, fleet=True)
+        refresher = redis_backend(breaker).refresher
+        refresher.stop(5)  # (its reads run on its thread, one at a time: here, on this one)
         redis_server.client().flushall()
-        redis_backend(breaker).refresher._read_policies()  # the notice's read, after the loss
+        refresher._read_policies()  # the notice's read, after the loss
         assert breaker.policy_source("svc") == "fleet"
-        assert wait_for(lambda: redis_server.client().hget(REGISTRY, "svc") is not None, 10)
+        refresher.refresh()  # the round that reports the loss writes the override back
+        assert redis_server.client().hget(REGISTRY, "svc") is not None
 
     @pytest.mark.slow
     def test_restart_without_persistence(
