@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-import redis.client
+import redis.connection
 
 from tnm.circuit import CircuitBreaker, CircuitState
 from tnm.circuit.backends.redis import RedisBackend
@@ -42,26 +42,22 @@ def script_calls(server: RedisServer) -> int:
 
 
 @contextmanager
-def commands_sent_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]]]:
-    """The Redis commands and pipelines sent from this thread inside the block: a call path's
-    round trips, without what the background threads send meanwhile (their reads are theirs)."""
+def commands_sent_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """What this thread sends to Redis inside the block, one entry per write to a connection
+    (a command, a pipeline, a packed script run: one round trip each): a call path's round
+    trips, without what the background threads send meanwhile (their reads are theirs)."""
     caller = threading.current_thread()
-    sent: list[tuple[Any, ...]] = []
-    command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+    sent: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
 
-    def counted_command(self: Any, *args: Any, **options: Any) -> Any:
+    def counted(self: Any, command: Any, *args: Any, **options: Any) -> Any:
         if threading.current_thread() is caller:
-            sent.append(args)
-        return command(self, *args, **options)
-
-    def counted_pipeline(self: Any, *args: Any, **options: Any) -> Any:
-        if threading.current_thread() is caller:
-            sent.append(("pipeline",))
-        return pipeline(self, *args, **options)
+            parts = [command] if isinstance(command, (bytes, str)) else list(command)
+            sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts)[:60])
+        return send(self, command, *args, **options)
 
     with monkeypatch.context() as patch:
-        patch.setattr(redis.Redis, "execute_command", counted_command)
-        patch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+        patch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
         yield sent
 
 

@@ -565,6 +565,42 @@ class TestOperatorDuringARestore:
             app.close()
 
 
+class TestRegistryReadDuringAChange:
+    def test_a_registry_read_from_before_a_change_does_not_forget_it(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A refresher round reads the operators' registry, an operator forces the circuit open,
+        then the round takes what it read: the override stays known (a failed change after it
+        puts it back in the registry instead of erasing it)."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="registry-race", refresh_interval=30)
+        app.initialize()
+        try:
+            backend = redis_backend(app)
+            assert wait_for(backend.refresher.read_done.is_set)
+            backend.refresher.stop(5)  # (its rounds run here, one at a time)
+            overrides = backend.overrides
+            read = overrides.read
+
+            def read_after_a_change(raw: Any, mark: int) -> None:
+                if "pg" not in overrides.known:
+                    app.force_open("pg", "failover")  # lands between the registry's read and its use
+                read(raw, mark)
+
+            monkeypatch.setattr(overrides, "read", read_after_a_change)
+            backend.refresher.check_epoch(backend.store.client())
+            monkeypatch.undo()
+            assert overrides.known["pg"].op == "force_open"
+            monkeypatch.setattr(backend.store.circuits["pg"], "run", lambda *args, **kwargs: None)
+            with pytest.raises(CircuitBackendError):
+                app.disable("pg", "noisy alarm")  # the script fails: the registry keeps the earlier
+            monkeypatch.undo()
+            assert backend.store.client().hget(backend.keys.forced, "pg") == b"force_open:failover"
+            backend.refresher.check_epoch(backend.store.client())  # a fresh read takes the registry
+            assert overrides.known["pg"].op == "force_open"
+        finally:
+            app.close()
+
+
 class TestFirstSuccessCounts:
     def test_a_first_success_on_an_unread_circuit_counts_in_the_rate_window(self, redis_url: str) -> None:
         """A process's first record_success, before it read the circuit, counts in the fleet's

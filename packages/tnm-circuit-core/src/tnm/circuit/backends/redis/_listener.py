@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError
 
 from ._clients import STORAGE_ERRORS
+from ._pipelines import eval_many
 from ._policy_registry import policy_notice
-from ._script import BadReply, Probe, Reply, eval_many, parse_message
+from ._script import BadReply, Probe, Reply, parse_message
 from ._worker import Worker
 
 if TYPE_CHECKING:

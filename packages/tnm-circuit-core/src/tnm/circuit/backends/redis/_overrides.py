@@ -62,6 +62,8 @@ class Overrides:
         self._lock = threading.RLock()
         """Held by an operator's change of one override and by each step of a restore: a
         restore never writes an override that an operator changed meanwhile."""
+        self._changes = 0
+        """Changes this process made to the registry: a read begun before one is stale."""
 
     @contextmanager
     def changing(self, service: str) -> Iterator[None]:
@@ -90,11 +92,13 @@ class Overrides:
         registry would not survive a data loss, and the operator must hear it.
         """
         value = Override(op, reason).encode()
+        self._changes += 1
         self._write("HSET", service, lambda client: client.hset(self._store.keys.forced, service, value))
         self.known[service] = Override(op, reason)
 
     def erase(self, service: str) -> None:
         """Remove ``service``'s override from the registry (an operator's reset)."""
+        self._changes += 1
         self._write("HDEL", service, lambda client: client.hdel(self._store.keys.forced, service))
         self.known.pop(service, None)
 
@@ -121,9 +125,16 @@ class Overrides:
 
     # -- the refresher's side ---------------------------------------------------------------
 
-    def read(self, raw: dict[Any, Any]) -> None:
-        """The registry as just read (``HGETALL``), unless a restore is under way."""
-        if not self.pending:
+    def mark(self) -> int:
+        """Taken before the registry is read: ``read`` then knows whether it is stale."""
+        return self._changes
+
+    def read(self, raw: dict[Any, Any], mark: int) -> None:
+        """The registry as just read (``HGETALL``), unless a restore is under way or this
+        process changed it since ``mark`` (the read may miss that change: the next one won't)."""
+        with self._lock:
+            if self.pending or mark != self._changes:
+                return
             names = {decode(k): v for k, v in raw.items()}
             names.pop(PROBE_FIELD, None)  # initialize()'s grant check, under way elsewhere
             self.known = {name: Override.decode(v) for name, v in names.items()}

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import (
@@ -44,8 +45,9 @@ from redis.exceptions import (
 
 from ._clients import STORAGE_ERRORS, is_cluster
 from ._keys import VERSION_FIELD
+from ._pipelines import eval_batches
 from ._refusals import is_refusal
-from ._script import BadReply, Reply, decode, eval_many
+from ._script import BadReply, Reply, decode
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -178,7 +180,7 @@ class Refresher(Worker):
         """
         keys = self._store.keys
         resubscribed, self._subscribed_since_read = self._subscribed_since_read, False
-        mark = self._policies.mark()
+        mark, forced_mark = self._policies.mark(), self._overrides.mark()
         # Circuits whose keys must exist (forced open, disabled, open before their deadline):
         # one that is gone was evicted or deleted, and no notice says so. Its stored version
         # is read, not whether the hash exists: another process may have listed the circuit
@@ -236,7 +238,7 @@ class Refresher(Worker):
             self._overrides.lost()
             self._policies.lost()
             return True
-        self._overrides.read(forced)
+        self._overrides.read(forced, forced_mark)
         self._policies.read(policies, client, mark)
         for (circuit, read_version), stored in zip(watched, versions, strict=True):
             if _lost_since(stored, read_version):
@@ -251,28 +253,34 @@ class Refresher(Worker):
         the interpreter between batches, so a notice is never held up for a whole read.
         """
         circuits = list(self._store.circuits.values())
-        if not circuits:
-            return []
-        replies: list[Any] = []
-        for start in range(0, len(circuits), READ_BATCH):
-            batch = circuits[start : start + READ_BATCH]
-            replies += eval_many(client, [(c.keys, c.script_args("touch")) for c in batch])
-            time.sleep(0)  # let the listener apply what arrived meanwhile
-        outage = [r for r in replies if isinstance(r, STORAGE_ERRORS) and not _is_data_error(r)]
+        batches = (
+            [(c.keys, c.script_args("touch")) for c in circuits[start : start + READ_BATCH]]
+            for start in range(0, len(circuits), READ_BATCH)
+        )  # each made when it is sent
+        errors: list[Exception] = []
+        parsed: list[tuple[Any, Reply]] = []
+        bad: list[tuple[Any, str]] = []
+        done = 0
+        with closing(eval_batches(client, batches)) as replied:
+            for replies in replied:
+                for circuit, raw in zip(circuits[done : done + len(replies)], replies, strict=True):
+                    if isinstance(raw, Exception):
+                        errors.append(raw)
+                        bad.append((circuit, self._store.health.describe(raw)))
+                        continue
+                    try:
+                        parsed.append((circuit, Reply.parse(raw)))
+                    except BadReply as exc:
+                        bad.append((circuit, str(exc)))
+                done += len(replies)
+                time.sleep(0)  # let the listener apply what arrived meanwhile
+        outage = [e for e in errors if isinstance(e, STORAGE_ERRORS) and not _is_data_error(e)]
         if outage:
             raise outage[0]  # a lost connection or node: the store is down, not one circuit's data
-        refused = [r for r in replies if isinstance(r, STORAGE_ERRORS)]
-        if refused and len(refused) == len(replies):
-            raise refused[0]  # the store refuses the script for everyone (no grant, out of memory)
-        parsed: list[tuple[Any, Reply]] = []
-        for circuit, raw in zip(circuits, replies, strict=True):
-            if isinstance(raw, Exception):
-                self._store.health.bad_data(circuit.service, self._store.health.describe(raw))
-                continue
-            try:
-                parsed.append((circuit, Reply.parse(raw)))
-            except BadReply as exc:
-                self._store.health.bad_data(circuit.service, str(exc))
+        if errors and len(errors) == len(circuits):
+            raise errors[0]  # the store refuses the script for everyone (no grant, out of memory)
+        for circuit, why in bad:
+            self._store.health.bad_data(circuit.service, why)
         return parsed
 
     def sync(self, client: Any) -> None:

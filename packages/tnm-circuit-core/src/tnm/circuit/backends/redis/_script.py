@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from ...state import OPENED_BY, CircuitState
-from ._clients import STORAGE_ERRORS, is_cluster
+from ._packing import acall_packed, call_packed, packed_run, packs_own
 
 __all__ = [
     "SCRIPT",
@@ -28,14 +28,17 @@ __all__ = [
     "Notice",
     "Reply",
     "aeval",
-    "eval_many",
     "eval_script",
     "parse_message",
 ]
 
 SCRIPT = resources.files("tnm.circuit.backends.redis").joinpath("circuit.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
-STATES = {s.value: s for s in CircuitState}
+SHA_BYTES = SHA.encode()
+STATES: dict[Any, CircuitState] = {
+    **{s.value: s for s in CircuitState},
+    **{s.value.encode(): s for s in CircuitState},  # as the script's reply holds them
+}
 
 
 class BadReply(ValueError):
@@ -47,16 +50,16 @@ def decode(value: Any) -> str:
 
 
 def _state(value: Any) -> CircuitState:
-    state = STATES.get(decode(value))
-    if state is None:
-        raise BadReply(f"unknown state {decode(value)[:40]!r}")
-    return state
+    try:
+        return STATES[value]
+    except (KeyError, TypeError):  # TypeError: unhashable, a nested reply
+        raise BadReply(f"unknown state {decode(value)[:40]!r}") from None
 
 
 def _number(value: Any) -> float:
     try:
-        number = float(decode(value))
-    except ValueError:
+        number = float(value)  # takes the reply's bytes as they are
+    except (ValueError, TypeError):
         raise BadReply(f"not a number: {decode(value)[:40]!r}") from None
     if not math.isfinite(number):
         raise BadReply(f"not a finite number: {number}")
@@ -64,7 +67,7 @@ def _number(value: Any) -> float:
 
 
 def _optional_number(value: Any) -> float | None:
-    return None if decode(value) == "" else _number(value)
+    return None if value == b"" or value == "" else _number(value)
 
 
 class Probe(Exception):
@@ -200,6 +203,8 @@ def parse_message(data: Any) -> Notice:
 
 def eval_script(client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
     try:
+        if packs_own(client):
+            return call_packed(client, packed_run(SHA_BYTES, keys, args))
         return client.evalsha(SHA, len(keys), *keys, *args)
     except NoScriptError:
         # A flushed or restarted server forgot it: EVAL runs it and caches it again.
@@ -208,57 +213,8 @@ def eval_script(client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
 
 async def aeval(client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
     try:
+        if packs_own(client):
+            return await acall_packed(client, packed_run(SHA_BYTES, keys, args))
         return await client.evalsha(SHA, len(keys), *keys, *args)
     except NoScriptError:
         return await client.eval(SCRIPT, len(keys), *keys, *args)
-
-
-def _pipeline(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for keys, args in calls:
-        pipe.evalsha(SHA, len(keys), *keys, *args)
-    return list(pipe.execute(raise_on_error=False))
-
-
-def _by_node(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-    """A Redis Cluster: one pipeline per node, for the circuits whose slot it serves."""
-    groups: dict[str, tuple[Any, list[int]]] = {}
-    for index, (keys, _) in enumerate(calls):
-        node = client.get_node_from_key(keys[0])
-        groups.setdefault(node.name, (node, []))[1].append(index)
-    results: list[Any] = [None] * len(calls)
-    for node, indexes in groups.values():
-        try:
-            replies = _pipeline(client.get_redis_connection(node), [calls[i] for i in indexes])
-        except STORAGE_ERRORS:
-            continue  # left to the cluster client below, which finds the slot's new owner
-        for index, reply in zip(indexes, replies, strict=True):
-            results[index] = reply
-    return results
-
-
-def eval_many(client: Any, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-    """Run the script once per ``(keys, args)``, pipelined (per node on a Redis Cluster).
-
-    A reply that is an error is returned in its place, so that one bad circuit does not
-    fail the others. Calls the pipeline could not serve (a script the server forgot, a
-    slot that moved, a node that failed) are run again one by one, which re-sends the
-    script or follows the cluster's redirect.
-    """
-    cluster = is_cluster(client)
-    results = _by_node(client, calls) if cluster else _pipeline(client, calls)
-    unreachable: dict[str, Exception] = {}  # node -> its error: its other calls are not retried
-    for index, reply in enumerate(results):
-        if reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS)):
-            keys, args = calls[index]
-            node = client.get_node_from_key(keys[0]).name if cluster else ""
-            if node in unreachable:
-                results[index] = unreachable[node]
-                continue
-            try:
-                results[index] = eval_script(client, keys, args)
-            except STORAGE_ERRORS as exc:
-                results[index] = exc
-                if not isinstance(exc, ResponseError):
-                    unreachable[node] = exc  # a lost connection: each retry would wait as long
-    return results

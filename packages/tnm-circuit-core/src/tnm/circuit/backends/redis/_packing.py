@@ -1,0 +1,82 @@
+"""Script runs packed by hiredis, sent over redis-py's own connections.
+
+redis-py encodes each argument of a command in Python before hiredis packs it: for the
+script's three dozen arguments that is most of what a failure's round trip costs this
+process, and most of the time a process takes to read many circuits. Where hiredis is
+installed (the ``[redis]`` extra installs it on CPython) and the client is redis-py's own
+(not a test double), a run is packed in one C call and sent as is; the reply is read by
+the connection as redis-py reads it, with the client's retry policy for a lost connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:
+    _pack = None
+
+__all__ = ["acall_packed", "call_packed", "packs_own", "packed_run"]
+
+
+def packs_own(client: Any) -> bool:
+    """Can runs on ``client`` be packed here (hiredis installed, redis-py's own connections)?"""
+    if _pack is None:
+        return False
+    pool = getattr(client, "connection_pool", None)
+    connection_class = getattr(pool, "connection_class", None)
+    return connection_class is not None and connection_class.__module__.startswith("redis.")
+
+
+def packed_run(sha: bytes, keys: Sequence[str], args: Sequence[Any]) -> bytes:
+    """``EVALSHA sha`` with ``keys`` and ``args``, as the bytes sent (``packs_own`` said yes)."""
+    assert _pack is not None
+    return _pack((b"EVALSHA", sha, len(keys), *keys, *args))
+
+
+def call_packed(client: Any, packed: bytes) -> Any:
+    """Send one packed command on a pooled connection and return its reply (an error reply
+    is raised, as redis-py raises it)."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+
+    def send_and_read() -> Any:
+        connection.send_packed_command([packed])
+        return connection.read_response()
+
+    try:
+        return connection.retry.call_with_retry(send_and_read, lambda _error: connection.disconnect())
+    except BaseException as exc:
+        if not isinstance(exc, ResponseError):  # an error reply is read whole: still in step
+            connection.disconnect()  # a reply may be left on the socket: never hand it on
+        raise
+    finally:
+        pool.release(connection)
+
+
+async def acall_packed(client: Any, packed: bytes) -> Any:
+    """``call_packed`` on an asyncio client (a connection cancelled mid-read is dropped by
+    redis-py's own ``read_response``)."""
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+
+    async def send_and_read() -> Any:
+        await connection.send_packed_command([packed])
+        return await connection.read_response()
+
+    async def drop(_error: Exception) -> None:
+        await connection.disconnect()
+
+    try:
+        return await connection.retry.call_with_retry(send_and_read, drop)
+    except BaseException as exc:
+        if not isinstance(exc, ResponseError):
+            await connection.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(connection)

@@ -1,0 +1,157 @@
+"""Many runs of the script at once: pipelined, per node on a Redis Cluster, packed in C.
+
+A full read of a process's circuits (``initialize()``, the refresher's rounds, the
+listener's read after subscribing) runs the script once per circuit. They go in pipelines
+of a few hundred, each sent before the previous one's replies are read, so that Redis runs
+one while this process reads the other.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from ._clients import STORAGE_ERRORS, is_cluster
+from ._packing import packed_run, packs_own
+from ._script import SHA, SHA_BYTES, eval_script
+
+__all__ = ["eval_batches", "eval_many"]
+
+Call = tuple[Sequence[str], Sequence[Any]]
+"""One run of the script: its keys and its arguments."""
+
+
+def eval_many(client: Any, calls: Sequence[Call]) -> list[Any]:
+    """Run the script once per ``(keys, args)``, pipelined (per node on a Redis Cluster).
+
+    A reply that is an error is returned in its place, so that one bad circuit does not
+    fail the others. Calls the pipeline could not serve (a script the server forgot, a
+    slot that moved, a node that failed) are run again one by one, which re-sends the
+    script or follows the cluster's redirect.
+    """
+    results = _by_node(client, calls) if is_cluster(client) else _pipeline(client, calls)
+    return _run_again_alone(client, calls, results)
+
+
+def eval_batches(client: Any, batches: Iterable[Sequence[Call]]) -> Generator[list[Any], None, None]:
+    """``eval_many`` on each batch in turn: yields each batch's replies in order.
+
+    Over redis-py's own connections with hiredis installed, the next batch is made and sent
+    before this one's replies are read: Redis runs it while the caller handles these. A lost
+    connection before the first replies (a pooled connection the server closed) is retried
+    as the client's retry policy says; later, it is raised.
+    """
+    if is_cluster(client) or not packs_own(client):
+        for batch in batches:
+            yield eval_many(client, batch)
+        return
+    for batch, replies in _packed_batches(client, iter(batches)):
+        yield _run_again_alone(client, batch, replies)
+
+
+def _packed_batches(
+    client: Any, batches: Iterator[Sequence[Call]]
+) -> Generator[tuple[Sequence[Call], list[Any]], None, None]:
+    """Each batch with its replies, the next batch sent before these are read (see ``eval_batches``)."""
+    first = list(itertools.islice(batches, 2))
+    if not first:
+        return
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    in_flight: deque[Sequence[Call]] = deque()  # sent, replies not read yet
+    reading = False
+
+    def send(batch: Sequence[Call]) -> None:
+        packed = b"".join([packed_run(SHA_BYTES, keys, args) for keys, args in batch])
+        connection.send_packed_command([packed])
+        in_flight.append(batch)
+
+    def read_oldest() -> tuple[Sequence[Call], list[Any]]:
+        nonlocal reading
+        reading = True
+        replies = _read_replies(connection, len(in_flight[0]))
+        reading = False
+        return in_flight.popleft(), replies
+
+    def start() -> tuple[Sequence[Call], list[Any]]:
+        in_flight.clear()
+        for batch in first:
+            send(batch)
+        return read_oldest()
+
+    try:
+        yield connection.retry.call_with_retry(start, lambda _error: connection.disconnect())
+        for batch in batches:
+            send(batch)
+            yield read_oldest()
+        while in_flight:
+            yield read_oldest()
+    finally:
+        if in_flight or reading:
+            connection.disconnect()  # replies still on the socket: never hand it on
+        pool.release(connection)
+
+
+def _pipeline(client: Any, calls: Sequence[Call]) -> list[Any]:
+    if calls and packs_own(client):
+        replies = _packed_batches(client, iter([calls]))
+        try:
+            return next(replies)[1]
+        finally:
+            replies.close()  # the connection goes back to the pool
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.evalsha(SHA, len(keys), *keys, *args)
+    return list(pipe.execute(raise_on_error=False))
+
+
+def _read_replies(connection: Any, count: int) -> list[Any]:
+    """``count`` replies, an error reply in its place (as a pipeline reads them)."""
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+def _by_node(client: Any, calls: Sequence[Call]) -> list[Any]:
+    """A Redis Cluster: one pipeline per node, for the circuits whose slot it serves."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for index, (keys, _) in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        groups.setdefault(node.name, (node, []))[1].append(index)
+    results: list[Any] = [None] * len(calls)
+    for node, indexes in groups.values():
+        try:
+            replies = _pipeline(client.get_redis_connection(node), [calls[i] for i in indexes])
+        except STORAGE_ERRORS:
+            continue  # left to the cluster client below, which finds the slot's new owner
+        for index, reply in zip(indexes, replies, strict=True):
+            results[index] = reply
+    return results
+
+
+def _run_again_alone(client: Any, calls: Sequence[Call], results: list[Any]) -> list[Any]:
+    """Run again, one by one, the calls a pipeline could not serve (``results``: their replies)."""
+    cluster = is_cluster(client)
+    unreachable: dict[str, Exception] = {}  # node -> its error: its other calls are not retried
+    for index, reply in enumerate(results):
+        if reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS)):
+            keys, args = calls[index]
+            node = client.get_node_from_key(keys[0]).name if cluster else ""
+            if node in unreachable:
+                results[index] = unreachable[node]
+                continue
+            try:
+                results[index] = eval_script(client, keys, args)
+            except STORAGE_ERRORS as exc:
+                results[index] = exc
+                if not isinstance(exc, ResponseError):
+                    unreachable[node] = exc  # a lost connection: each retry would wait as long
+    return results

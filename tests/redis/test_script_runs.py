@@ -1,0 +1,164 @@
+"""How script runs reach Redis: packed by hiredis on redis-py's own connections, full reads in
+pipelined batches. The replies, the errors and the connections' state are redis-py's own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+import pytest
+import redis
+from redis.exceptions import ResponseError
+
+from tnm.circuit import CircuitBreaker, CircuitState, EventKind, ServicePolicy
+from tnm.circuit.backends.redis import _packing
+from tnm.circuit.backends.redis._pipelines import eval_batches
+from tnm.circuit.backends.redis._refresher import READ_BATCH
+from tnm.circuit.backends.redis._script import SHA_BYTES, eval_script
+from tnm.circuit.testing import capture_events
+
+from ..redis_server import RedisServer
+from .helpers import commands_sent_here, redis_backend
+
+MakeRedisBreaker = Callable[..., CircuitBreaker]
+
+
+def _without_hiredis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_packing, "_pack", None)
+
+
+def _kill_clients(server: RedisServer) -> None:
+    """The server closes every ordinary connection but the admin's (as after a timeout or a
+    proxy's restart): the breaker's pooled connections are dead when next used."""
+    server.client().execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+
+class TestPackedRuns:
+    def test_a_packed_run_replies_as_redis_pys_own(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        app = make_redis_breaker(max_failures=5)
+        for _ in range(2):
+            app.record_failure("pg", "timeout")
+        circuit = redis_backend(app).store.circuits["pg"]
+        client = redis_backend(app).store.client()
+        assert _packing.packs_own(client)
+        packed = eval_script(client, circuit.keys, circuit.script_args("read"))
+        _without_hiredis(monkeypatch)
+        assert not _packing.packs_own(client)
+        plain = eval_script(client, circuit.keys, circuit.script_args("read"))
+        assert packed == plain
+        assert packed[:3:2] == [b"closed", 2]  # closed, two failures in the window
+
+    def test_without_hiredis_a_failure_goes_through_redis_py(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _without_hiredis(monkeypatch)
+        app = make_redis_breaker(max_failures=3)
+        redis_backend(app).store.client().ping()  # (a pooled connection: no handshake below)
+        with commands_sent_here(monkeypatch) as sent:
+            for _ in range(3):
+                app.record_failure("pg", "timeout")
+        assert [s[:18] for s in sent] == [b"*37\r\n$7\r\nEVALSHA\r\n"] * 3
+        assert app.state("pg").state is CircuitState.OPEN
+
+    def test_a_packed_failure_is_one_write_of_the_script_run(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        app = make_redis_breaker(max_failures=3)
+        redis_backend(app).store.client().ping()  # (a pooled connection: no handshake below)
+        with commands_sent_here(monkeypatch) as sent:
+            app.record_failure("pg", "timeout")
+        assert len(sent) == 1
+        assert sent[0].startswith(b"*37\r\n$7\r\nEVALSHA\r\n$40\r\n" + SHA_BYTES[:10])
+
+    def test_an_error_reply_leaves_the_connection_in_step(self, redis_url: str) -> None:
+        """An error reply is read whole: the connection is kept (the same one serves the next
+        command) and the next reply is that command's own."""
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.set("a-string", "text")
+            connection_id = client.client_id()
+            for _ in range(3):
+                with pytest.raises(ResponseError, match="WRONGTYPE"):
+                    _packing.call_packed(client, hiredis.pack_command((b"HLEN", b"a-string")))
+                assert client.get("a-string") == b"text"
+                assert client.client_id() == connection_id
+        finally:
+            client.close()
+
+    def test_a_connection_the_server_closed_is_opened_again(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A pooled connection the server closed meanwhile costs no failure and no outage: the
+        client's retry policy sends the run again on a new connection, as redis-py would."""
+        app = make_redis_breaker(max_failures=2)
+        app.record_failure("pg", "timeout")
+        _kill_clients(redis_server)
+        with capture_events(app) as events:
+            app.record_failure("pg", "timeout")
+        assert app.state("pg").state is CircuitState.OPEN
+        assert EventKind.STORAGE_DEGRADED not in [e.kind for e in events]
+
+
+class TestFullReads:
+    def _circuits(self, app: CircuitBreaker, count: int) -> list[Any]:
+        for n in range(count):
+            app.protect(f"svc-{n}")(lambda: None)
+        return list(redis_backend(app).store.circuits.values())
+
+    def test_many_circuits_are_read_in_batches_each_reply_its_own(
+        self, make_redis_breaker: MakeRedisBreaker, redis_url: str
+    ) -> None:
+        app = make_redis_breaker(use_clock=False, max_failures=1)
+        circuits = self._circuits(app, 2 * READ_BATCH + 7)
+        one = ServicePolicy(max_failures=1)
+        other = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit", default_policy=one)
+        try:
+            other.record_failure("svc-600", "down")  # in the second batch
+            other.record_failure("svc-1006", "down")  # in the third
+        finally:
+            other.close()
+        parsed = redis_backend(app).refresher.read_all(redis_backend(app).store.client())
+        assert [circuit for circuit, _ in parsed] == circuits
+        opened = {circuit.service for circuit, reply in parsed if reply.state is CircuitState.OPEN}
+        assert opened == {"svc-600", "svc-1006"}
+
+    def test_a_read_after_the_script_was_flushed_sends_it_again(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        app = make_redis_breaker(use_clock=False)
+        circuits = self._circuits(app, READ_BATCH + 3)
+        redis_server.client().script_flush()
+        parsed = redis_backend(app).refresher.read_all(redis_backend(app).store.client())
+        assert [circuit for circuit, _ in parsed] == circuits
+
+    def test_a_read_after_the_server_closed_the_connection(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        app = make_redis_breaker(use_clock=False)
+        circuits = self._circuits(app, READ_BATCH + 3)
+        client = redis_backend(app).store.client()
+        client.ping()  # (a pooled connection, which the server then closes)
+        _kill_clients(redis_server)
+        parsed = redis_backend(app).refresher.read_all(client)
+        assert [circuit for circuit, _ in parsed] == circuits
+
+    def test_a_read_given_up_midway_leaves_no_reply_on_a_connection(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """The next batch is already sent when a batch's replies are handed out: a read left
+        there drops that connection rather than hand its unread replies to the next command."""
+        app = make_redis_breaker(use_clock=False)
+        circuits = self._circuits(app, 30)
+        client = redis_backend(app).store.client()
+        calls = [(c.keys, c.script_args("read")) for c in circuits]
+        batches = eval_batches(client, [calls[:10], calls[10:20], calls[20:]])
+        first = next(batches)
+        assert [type(reply) for reply in first] == [list] * 10
+        batches.close()
+        redis_server.client().set("plain", "value")
+        for _ in range(5):
+            assert client.get("plain") == b"value"
+            assert client.ping() is True
