@@ -26,10 +26,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._validate import exception_reason
 from .policies import RATE_BUCKETS, ServicePolicy
+
+if TYPE_CHECKING:
+    from ._counter import CallCounts
 
 __all__ = ["OPENED_BY", "CircuitSnapshot", "CircuitState"]
 
@@ -580,12 +583,12 @@ class CircuitModel:
         listeners: Any,
         other: Callable[[int, BaseException], None],
         trip: Callable[[float, BaseException], None],
-        count_failure: Callable[[], object],
+        counts: CallCounts,
     ) -> Callable[[int, BaseException], None]:
         """``count_closed_failure`` as one closure for the call path (one Python call per
         failure instead of three): a failure while ``handle`` shows closed, with no trial
         permit, no listener that wants per-call events and no rate trigger, keeps the
-        exception as the reason (formatted when read), calls ``count_failure`` if anyone
+        exception as the reason (formatted when read), bumps ``counts.failure`` if anyone
         listens (metrics), and ``trip`` when the count may be due. Any other failure goes to
         ``other``. The hypothesis tests hold both paths to one reference.
         """
@@ -594,8 +597,10 @@ class CircuitModel:
             # Under a rate trigger a failure is counted under the lock (see LocalCircuit).
             return other
         failures = self.failure_times()  # made now: this closure is made for failures
+        count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
 
         def on_exception(token: int, exc: BaseException) -> None:
+            nonlocal count_failure
             if token or handle.state is not closed:
                 other(token, exc)
                 return
@@ -603,6 +608,8 @@ class CircuitModel:
                 if listeners.call_callbacks:
                     other(token, exc)
                     return
+                if count_failure is None:
+                    count_failure = counts.failure.increment
                 count_failure()
             now = monotonic()
             failures.append(now)

@@ -159,7 +159,7 @@ class LocalCircuit:
                     self._listeners,
                     self._failure_of,
                     self._trip,
-                    self._count_failure,
+                    self.counts,
                 )
         return on_exception
 
@@ -169,13 +169,17 @@ class LocalCircuit:
         lock in one step (``CircuitModel.closed_rate_failure``), keeping the exception as the
         reason. Any other failure goes to ``_failure_of``."""
         model, lock, monotonic, listeners = self._model, self._lock, self._monotonic, self._listeners
-        other, count_failure, closed = self._failure_of, self._count_failure, CLOSED
+        other, counts, closed = self._failure_of, self.counts, CLOSED
+        count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
 
         def on_exception(token: int, exc: BaseException) -> None:
+            nonlocal count_failure
             if token or self.state is not closed or listeners.call_callbacks:
                 other(token, exc)
                 return
             if listeners.callbacks:
+                if count_failure is None:
+                    count_failure = counts.failure.increment
                 count_failure()
             changes: list[Transition] = []
             with lock:
@@ -191,9 +195,6 @@ class LocalCircuit:
                 self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
         return on_exception
-
-    def _count_failure(self) -> None:
-        self.counts.failure.increment()
 
     def set_policy(self, policy: ServicePolicy) -> None:
         """Govern this circuit by ``policy`` from now on, keeping its state (see
