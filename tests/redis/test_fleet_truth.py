@@ -498,9 +498,11 @@ class TestOperatorDuringARestore:
     def _restore_under_way(self, redis_url: str, namespace: str) -> tuple[CircuitBreaker, RedisBackend]:
         app = CircuitBreaker("redis", redis_url=redis_url, namespace=namespace, refresh_interval=30)
         app.initialize()
-        assert wait_for(redis_backend(app).refresher.read_done.is_set)  # its rounds are over
-        app.force_open("pg", "failover")
         backend = redis_backend(app)
+        assert wait_for(backend.refresher.read_done.is_set)
+        # (the round the subscription asks for may still come: its restore is the test's own here)
+        backend.refresher.stop(5)
+        app.force_open("pg", "failover")
         backend.overrides.lost()  # the refresher found the store emptied: pg is to be written again
         return app, backend
 
@@ -596,6 +598,34 @@ class TestRegistryReadDuringAChange:
             monkeypatch.undo()
             assert backend.store.client().hget(backend.keys.forced, "pg") == b"force_open:failover"
             backend.refresher.check_epoch(backend.store.client())  # a fresh read takes the registry
+            assert overrides.known["pg"].op == "force_open"
+        finally:
+            app.close()
+
+    def test_a_registry_read_begun_while_a_change_is_sent_does_not_forget_it(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The round takes its mark while the operator's write is on its way and reads the
+        registry before that write lands: what it read is older than the change, and ignored."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="registry-race-2", refresh_interval=30)
+        app.initialize()
+        try:
+            backend = redis_backend(app)
+            assert wait_for(backend.refresher.read_done.is_set)
+            backend.refresher.stop(5)
+            overrides, client = backend.overrides, backend.store.client()
+            send = overrides._send
+            seen: dict[str, Any] = {}
+
+            def read_then_send(*args: Any) -> None:
+                seen["mark"], seen["registry"] = overrides.mark(), client.hgetall(backend.keys.forced)
+                send(*args)
+
+            monkeypatch.setattr(overrides, "_send", read_then_send)
+            app.force_open("pg", "failover")
+            monkeypatch.undo()
+            assert seen["registry"] == {}  # read before the write landed
+            overrides.read(seen["registry"], seen["mark"])
             assert overrides.known["pg"].op == "force_open"
         finally:
             app.close()

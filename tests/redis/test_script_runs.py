@@ -3,19 +3,21 @@ pipelined batches. The replies, the errors and the connections' state are redis-
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any
 
 import hiredis
 import pytest
 import redis
+import redis.connection
 from redis.exceptions import ResponseError
 
 from tnm.circuit import CircuitBreaker, CircuitState, EventKind, ServicePolicy
 from tnm.circuit.backends.redis import _packing
 from tnm.circuit.backends.redis._pipelines import eval_batches
 from tnm.circuit.backends.redis._refresher import READ_BATCH
-from tnm.circuit.backends.redis._script import SHA_BYTES, eval_script
+from tnm.circuit.backends.redis._script import SHA_BYTES, BadReply, Reply, eval_script, parse_message
 from tnm.circuit.testing import capture_events
 
 from ..redis_server import RedisServer
@@ -72,6 +74,24 @@ class TestPackedRuns:
             app.record_failure("pg", "timeout")
         assert len(sent) == 1
         assert sent[0].startswith(b"*37\r\n$7\r\nEVALSHA\r\n$40\r\n" + SHA_BYTES[:10])
+
+    def test_a_policy_of_int_subclasses_is_sent_as_its_numbers(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """An ``IntEnum`` (any int subclass) in a policy goes out as its number (its repr, or
+        hiredis, would not take it)."""
+
+        class Size(enum.IntEnum):
+            TWO = 2
+            ONE = 1
+
+        app = make_redis_breaker(
+            max_failures=Size.TWO, min_failing_processes=Size.ONE, success_threshold=Size.ONE
+        )
+        app.record_failure("pg", "timeout")
+        assert app.state("pg").state is CircuitState.CLOSED
+        app.record_failure("pg", "timeout")
+        assert app.state("pg").state is CircuitState.OPEN
 
     def test_an_error_reply_leaves_the_connection_in_step(self, redis_url: str) -> None:
         """An error reply is read whole: the connection is kept (the same one serves the next
@@ -145,20 +165,102 @@ class TestFullReads:
         parsed = redis_backend(app).refresher.read_all(client)
         assert [circuit for circuit, _ in parsed] == circuits
 
-    def test_a_read_given_up_midway_leaves_no_reply_on_a_connection(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
-    ) -> None:
+    def test_a_read_given_up_midway_drops_its_connection(self, redis_url: str) -> None:
         """The next batch is already sent when a batch's replies are handed out: a read left
         there drops that connection rather than hand its unread replies to the next command."""
-        app = make_redis_breaker(use_clock=False)
-        circuits = self._circuits(app, 30)
-        client = redis_backend(app).store.client()
-        calls = [(c.keys, c.script_args("read")) for c in circuits]
-        batches = eval_batches(client, [calls[:10], calls[10:20], calls[20:]])
-        first = next(batches)
-        assert [type(reply) for reply in first] == [list] * 10
-        batches.close()
-        redis_server.client().set("plain", "value")
-        for _ in range(5):
-            assert client.get("plain") == b"value"
-            assert client.ping() is True
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        client = redis.Redis.from_url(redis_url)  # (its own pool: only this read uses it)
+        try:
+            calls = [(c.keys, c.script_args("read")) for c in self._circuits(app, 30)]
+            batches = eval_batches(client, [calls[:10], calls[10:20], calls[20:]])
+            first = next(batches)
+            [connection] = client.connection_pool._in_use_connections
+            assert [type(reply) for reply in first] == [list] * 10
+            batches.close()
+            assert connection._sock is None  # dropped, not handed on
+            client.set("plain", "value")
+            for _ in range(5):
+                assert client.get("plain") == b"value"
+        finally:
+            client.close()
+            app.close()
+
+    def test_a_health_check_is_asked_only_with_nothing_in_flight(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A client whose connections check their health (``health_check_interval``) sends a
+        PING before a command once the interval has passed: never with a batch in flight,
+        whose first reply it would read for its PONG. Every batch gets its own replies."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        client = redis.Redis.from_url(redis_url, health_check_interval=30)
+        asked: list[bool] = []
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def watched(self: Any, command: Any, check_health: bool = True) -> None:
+            asked.append(check_health)
+            send(self, command, check_health)
+
+        try:
+            circuits = self._circuits(app, 9)
+            for n, circuit in enumerate(circuits):
+                for _ in range(n % 3):
+                    app.record_failure(circuit.service, "down")
+            calls = [(c.keys, c.script_args("read")) for c in circuits]
+            client.ping()
+            monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", watched)
+            failures = [
+                reply[2]
+                for replies in eval_batches(client, [calls[:3], calls[3:6], calls[6:]])
+                for reply in replies
+            ]
+            monkeypatch.undo()
+            assert failures == [n % 3 for n in range(9)]
+            assert asked == [True, False, False]  # the first, with nothing in flight: checked if due
+        finally:
+            client.close()
+            app.close()
+
+    def test_runs_to_send_again_need_no_second_connection(
+        self, redis_url: str, redis_server: RedisServer
+    ) -> None:
+        """A pool of one connection: runs the pipeline could not serve (the script was flushed)
+        are sent again once the batches in flight are read and the connection given back."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=1)
+        client = redis.Redis(connection_pool=pool)
+        try:
+            calls = [(c.keys, c.script_args("read")) for c in self._circuits(app, 12)]
+            redis_server.client().script_flush()
+            replies = [r for batch in eval_batches(client, [calls[:4], calls[4:8], calls[8:]]) for r in batch]
+            assert [type(reply) for reply in replies] == [list] * 12
+        finally:
+            client.close()
+            app.close()
+
+
+class TestRepliesParsed:
+    """Garbage in a reply or a notice is ``BadReply`` (reported as bad data), never another error."""
+
+    @pytest.mark.parametrize(
+        "notice",
+        [
+            '["pg", "closed", 1' + "0" * 400 + ", 0, 1]",  # a number too large for a float
+            '["pg", "closed", true, 0, 1]',
+            '["pg", "closed", NaN, 0, 1]',
+            '["pg", "shut", 1, 0, 1]',
+        ],
+    )
+    def test_a_bad_notice(self, notice: str) -> None:
+        with pytest.raises(BadReply):
+            parse_message(notice)
+
+    def test_a_good_notice(self) -> None:
+        notice = parse_message('["pg", "open", 1700000000000, 5, 1699999990000, 0, "", 7]')
+        assert (notice.state, notice.failures, notice.version) == (CircuitState.OPEN, 5, 7)
+
+    def test_a_reason_that_is_not_utf8_is_shown_replaced(self) -> None:
+        raw = [b"closed", 0, 1, 1000, 0, 0, b"bad \xff byte", b"999", 0, b"", [b"closed"], 5, 60000, 0, 3]
+        reply = Reply.parse(raw)
+        assert reply.last == ("bad \ufffd byte", 999.0)
+        with pytest.raises(BadReply):
+            Reply.parse([b"\xff", *raw[1:]])

@@ -58,6 +58,7 @@ class Operations(Mirror):
         self.keys: tuple[str, ...] = (*base, calls_key(base[0]), reporters_key(base[0]), *changes)
         self._args: list[Any] = []
         self._rate_args: list[Any] = []
+        self._quorum: Any = b"1"
         self.bucket_ms = self.window_ms = 0
         self.observe = False
         """The policy's mode is observe: a call the circuit would reject runs anyway."""
@@ -113,6 +114,7 @@ class Operations(Mirror):
         # arguments per run was half of the Python time of reading many circuits at start-up.
         self._args = [_wire(value) for value in self._args]
         self._rate_args = [_wire(value) for value in self._rate_args]
+        self._quorum = _wire(policy.min_failing_processes)
         self.bucket_ms = policy.bucket_ms
         self.window_ms = int(policy.window_seconds * _MS)
         self.observe = policy.mode == "observe"
@@ -162,7 +164,7 @@ class Operations(Mirror):
             successes,
             "1" if trip else "0",
             self._store.reporter,
-            self.policy.min_failing_processes,
+            self._quorum,
             isolating,
         ]
 
@@ -351,6 +353,10 @@ class Operations(Mirror):
 def _wire(value: object) -> object:
     """A script argument as redis-py puts it on the wire: a number as the ASCII of its
     ``repr``; text as is (the client encodes it with its own encoding)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return repr(value).encode("ascii")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return repr(int(value)).encode("ascii")  # (an int subclass's repr may not be its number)
+    if isinstance(value, float):
+        return repr(float(value)).encode("ascii")
     return value

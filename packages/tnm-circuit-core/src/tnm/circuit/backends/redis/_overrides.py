@@ -92,17 +92,24 @@ class Overrides:
         registry would not survive a data loss, and the operator must hear it.
         """
         value = Override(op, reason).encode()
-        self._changes += 1
         self._write("HSET", service, lambda client: client.hset(self._store.keys.forced, service, value))
         self.known[service] = Override(op, reason)
 
     def erase(self, service: str) -> None:
         """Remove ``service``'s override from the registry (an operator's reset)."""
-        self._changes += 1
         self._write("HDEL", service, lambda client: client.hdel(self._store.keys.forced, service))
         self.known.pop(service, None)
 
     def _write(self, command: str, service: str, write: Callable[[Any], object]) -> None:
+        # Counted before and after: a registry read whose mark was taken while this write was
+        # on its way may have reached Redis before it.
+        self._changes += 1
+        try:
+            self._send(command, service, write)
+        finally:
+            self._changes += 1
+
+    def _send(self, command: str, service: str, write: Callable[[Any], object]) -> None:
         store = self._store
         try:
             write(store.client())

@@ -25,12 +25,21 @@ __all__ = ["acall_packed", "call_packed", "packs_own", "packed_run"]
 
 
 def packs_own(client: Any) -> bool:
-    """Can runs on ``client`` be packed here (hiredis installed, redis-py's own connections)?"""
+    """Can runs on ``client`` be packed here? hiredis is installed, the connections are
+    redis-py's own (not a test double's), text goes out as UTF-8 as hiredis sends it, and no
+    client-side cache watches what is sent."""
     if _pack is None:
         return False
     pool = getattr(client, "connection_pool", None)
     connection_class = getattr(pool, "connection_class", None)
-    return connection_class is not None and connection_class.__module__.startswith("redis.")
+    if connection_class is None or not connection_class.__module__.startswith("redis."):
+        return False
+    options = getattr(pool, "connection_kwargs", {})
+    return (
+        str(options.get("encoding", "utf-8")).lower().replace("_", "-") in ("utf-8", "utf8")
+        and options.get("encoding_errors", "strict") == "strict"
+        and getattr(pool, "cache", None) is None
+    )
 
 
 def packed_run(sha: bytes, keys: Sequence[str], args: Sequence[Any]) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
@@ -43,66 +43,102 @@ def eval_batches(client: Any, batches: Iterable[Sequence[Call]]) -> Generator[li
     Over redis-py's own connections with hiredis installed, the next batch is made and sent
     before this one's replies are read: Redis runs it while the caller handles these. A lost
     connection before the first replies (a pooled connection the server closed) is retried
-    as the client's retry policy says; later, it is raised.
+    as the client's retry policy says; later, it is raised. Runs the pipeline could not serve
+    (a script the server forgot) are run again once what is in flight is read and the
+    connection given back; the rest then go one batch at a time.
     """
     if is_cluster(client) or not packs_own(client):
         for batch in batches:
             yield eval_many(client, batch)
         return
-    for batch, replies in _packed_batches(client, iter(batches)):
-        yield _run_again_alone(client, batch, replies)
-
-
-def _packed_batches(
-    client: Any, batches: Iterator[Sequence[Call]]
-) -> Generator[tuple[Sequence[Call], list[Any]], None, None]:
-    """Each batch with its replies, the next batch sent before these are read (see ``eval_batches``)."""
+    batches = iter(batches)
     first = list(itertools.islice(batches, 2))
     if not first:
         return
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    in_flight: deque[Sequence[Call]] = deque()  # sent, replies not read yet
-    reading = False
-
-    def send(batch: Sequence[Call]) -> None:
-        packed = b"".join([packed_run(SHA_BYTES, keys, args) for keys, args in batch])
-        connection.send_packed_command([packed])
-        in_flight.append(batch)
-
-    def read_oldest() -> tuple[Sequence[Call], list[Any]]:
-        nonlocal reading
-        reading = True
-        replies = _read_replies(connection, len(in_flight[0]))
-        reading = False
-        return in_flight.popleft(), replies
-
-    def start() -> tuple[Sequence[Call], list[Any]]:
-        in_flight.clear()
-        for batch in first:
-            send(batch)
-        return read_oldest()
-
+    flight = _InFlight(client)
     try:
-        yield connection.retry.call_with_retry(start, lambda _error: connection.disconnect())
-        for batch in batches:
-            send(batch)
-            yield read_oldest()
-        while in_flight:
-            yield read_oldest()
+        batch, replies = flight.start(first)
+        while True:
+            if any(_unserved(reply) for reply in replies):
+                done = [(batch, replies), *flight.drain()]
+                flight.release()
+                for batch, replies in done:
+                    yield _run_again_alone(client, batch, replies)
+                for batch in batches:
+                    yield eval_many(client, batch)
+                return
+            following = next(batches, None)
+            if following is not None:
+                flight.send(following)
+            yield replies
+            if not flight.batches:
+                return
+            batch, replies = flight.read_oldest()
     finally:
-        if in_flight or reading:
-            connection.disconnect()  # replies still on the socket: never hand it on
-        pool.release(connection)
+        flight.release()
+
+
+class _InFlight:
+    """Batches of packed runs sent on one pooled connection, their replies not read yet."""
+
+    def __init__(self, client: Any) -> None:
+        self._pool = client.connection_pool
+        self.connection = self._pool.get_connection()
+        self.batches: deque[Sequence[Call]] = deque()
+        self._unsure = False
+        """A send or a read was under way: the socket may hold replies ``batches`` does not list."""
+        self._released = False
+
+    def start(self, first: Sequence[Sequence[Call]]) -> tuple[Sequence[Call], list[Any]]:
+        """Send ``first`` and read the first batch's replies, as the client's retry policy says
+        (a pooled connection the server closed is opened again and all of it sent again)."""
+
+        def attempt() -> tuple[Sequence[Call], list[Any]]:
+            self.batches.clear()
+            self._unsure = False
+            for batch in first:
+                self.send(batch)
+            return self.read_oldest()
+
+        return self.connection.retry.call_with_retry(  # type: ignore[no-any-return]
+            attempt, lambda _error: self.connection.disconnect()
+        )
+
+    def send(self, batch: Sequence[Call]) -> None:
+        packed = b"".join([packed_run(SHA_BYTES, keys, args) for keys, args in batch])
+        self._unsure = True
+        # A health check's PING would take the reply of a batch in flight for its PONG.
+        self.connection.send_packed_command([packed], check_health=not self.batches)
+        self.batches.append(batch)
+        self._unsure = False
+
+    def read_oldest(self) -> tuple[Sequence[Call], list[Any]]:
+        self._unsure = True
+        replies = _read_replies(self.connection, len(self.batches[0]))
+        batch = self.batches.popleft()
+        self._unsure = False
+        return batch, replies
+
+    def drain(self) -> list[tuple[Sequence[Call], list[Any]]]:
+        return [self.read_oldest() for _ in range(len(self.batches))]
+
+    def release(self) -> None:
+        """Give the connection back (once): dropped if replies may still be on it."""
+        if self._released:
+            return
+        self._released = True
+        if self.batches or self._unsure:
+            self.connection.disconnect()  # never hand unread replies to the next command
+        self._pool.release(self.connection)
 
 
 def _pipeline(client: Any, calls: Sequence[Call]) -> list[Any]:
     if calls and packs_own(client):
-        replies = _packed_batches(client, iter([calls]))
+        flight = _InFlight(client)
         try:
-            return next(replies)[1]
+            return flight.start([calls])[1]
         finally:
-            replies.close()  # the connection goes back to the pool
+            flight.release()
     pipe = client.pipeline(transaction=False)
     for keys, args in calls:
         pipe.evalsha(SHA, len(keys), *keys, *args)
@@ -142,7 +178,7 @@ def _run_again_alone(client: Any, calls: Sequence[Call], results: list[Any]) -> 
     cluster = is_cluster(client)
     unreachable: dict[str, Exception] = {}  # node -> its error: its other calls are not retried
     for index, reply in enumerate(results):
-        if reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS)):
+        if _unserved(reply):
             keys, args = calls[index]
             node = client.get_node_from_key(keys[0]).name if cluster else ""
             if node in unreachable:
@@ -155,3 +191,8 @@ def _run_again_alone(client: Any, calls: Sequence[Call], results: list[Any]) -> 
                 if not isinstance(exc, ResponseError):
                     unreachable[node] = exc  # a lost connection: each retry would wait as long
     return results
+
+
+def _unserved(reply: Any) -> bool:
+    """A pipeline's reply that says the run did not happen there (to be run again alone)."""
+    return reply is None or isinstance(reply, (NoScriptError, ResponseError, *STORAGE_ERRORS))

@@ -49,18 +49,30 @@ def decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _text(value: Any) -> str:
+    """Text for people (a failure's reason): bytes that are not UTF-8 are shown replaced."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: short, and whatever bytes it holds."""
+    return repr(_text(value)[:40])
+
+
 def _state(value: Any) -> CircuitState:
     try:
         return STATES[value]
     except (KeyError, TypeError):  # TypeError: unhashable, a nested reply
-        raise BadReply(f"unknown state {decode(value)[:40]!r}") from None
+        raise BadReply(f"unknown state {_shown(value)}") from None
 
 
 def _number(value: Any) -> float:
+    if value.__class__ is bool:  # (JSON's true in a notice; a reply never holds one)
+        raise BadReply(f"not a number: {value!r}")
     try:
         number = float(value)  # takes the reply's bytes as they are
-    except (ValueError, TypeError):
-        raise BadReply(f"not a number: {decode(value)[:40]!r}") from None
+    except (ValueError, TypeError, OverflowError):
+        raise BadReply(f"not a number: {_shown(value)}") from None
     if not math.isfinite(number):
         raise BadReply(f"not a finite number: {number}")
     return number
@@ -117,7 +129,7 @@ class Reply(NamedTuple):
                 now_ms=_number(raw[3]),
                 result=int(_number(raw[4])),
                 reopenings=int(_number(raw[5])),
-                last=None if last_ms is None else (decode(raw[6]), last_ms),
+                last=None if last_ms is None else (_text(raw[6]), last_ms),
                 permits=int(_number(raw[8])),
                 earliest_permit_ms=_optional_number(raw[9]),
                 path=[_state(s) for s in raw[10]],
@@ -129,7 +141,7 @@ class Reply(NamedTuple):
                 **_opened(raw),
                 **_fleet(raw),
             )
-        except (IndexError, TypeError) as exc:
+        except (IndexError, TypeError, UnicodeDecodeError) as exc:
             raise BadReply(f"malformed script reply ({exc})") from None
 
 
