@@ -14,7 +14,7 @@ import redis.connection
 from redis.exceptions import ResponseError
 
 from tnm.circuit import CircuitBreaker, CircuitState, EventKind, ServicePolicy
-from tnm.circuit.backends.redis import _packing
+from tnm.circuit.backends.redis import _packing, _pipelines
 from tnm.circuit.backends.redis._pipelines import eval_batches
 from tnm.circuit.backends.redis._refresher import READ_BATCH
 from tnm.circuit.backends.redis._script import SHA_BYTES, BadReply, Reply, eval_script, parse_message
@@ -181,6 +181,43 @@ class TestFullReads:
             client.set("plain", "value")
             for _ in range(5):
                 assert client.get("plain") == b"value"
+        finally:
+            client.close()
+            app.close()
+
+    @pytest.mark.parametrize("lost_in", ["_read_replies", "send"])
+    def test_a_connection_lost_midway_leaves_no_batch_unread(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch, lost_in: str
+    ) -> None:
+        """The connection is lost after the first batch (a failover, a restart): the batches in
+        flight are sent again, one by one as redis-py would, and every batch gets its replies."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        client = redis.Redis.from_url(redis_url)
+        try:
+            circuits = self._circuits(app, 12)
+            for n, circuit in enumerate(circuits):
+                for _ in range(n % 3):
+                    app.record_failure(circuit.service, "down")
+            calls = [(c.keys, c.script_args("read")) for c in circuits]
+            target: Any = _pipelines if lost_in == "_read_replies" else _pipelines._InFlight
+            real = getattr(target, lost_in)
+            made = {"calls": 0}
+
+            def loses_the_second(*args: Any) -> Any:
+                made["calls"] += 1
+                if made["calls"] == 3 if lost_in == "send" else made["calls"] == 2:
+                    raise redis.exceptions.ConnectionError("Connection closed by server.")
+                return real(*args)
+
+            monkeypatch.setattr(target, lost_in, loses_the_second)
+            replies = [
+                r
+                for batch in eval_batches(client, [calls[:3], calls[3:6], calls[6:9], calls[9:]])
+                for r in batch
+            ]
+            monkeypatch.undo()
+            assert [reply[2] for reply in replies] == [n % 3 for n in range(12)]
+            assert made["calls"] >= 3
         finally:
             client.close()
             app.close()

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
+from redis import exceptions as errors
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._clients import STORAGE_ERRORS, is_cluster
@@ -23,6 +24,9 @@ __all__ = ["eval_batches", "eval_many"]
 
 Call = tuple[Sequence[str], Sequence[Any]]
 """One run of the script: its keys and its arguments."""
+
+_LOST_CONNECTION = (errors.ConnectionError, errors.TimeoutError)
+"""What redis-py's retry policy retries by default (a failover's ``READONLY`` is raised as one)."""
 
 
 def eval_many(client: Any, calls: Sequence[Call]) -> list[Any]:
@@ -42,10 +46,12 @@ def eval_batches(client: Any, batches: Iterable[Sequence[Call]]) -> Generator[li
 
     Over redis-py's own connections with hiredis installed, the next batch is made and sent
     before this one's replies are read: Redis runs it while the caller handles these. A lost
-    connection before the first replies (a pooled connection the server closed) is retried
-    as the client's retry policy says; later, it is raised. Runs the pipeline could not serve
-    (a script the server forgot) are run again once what is in flight is read and the
-    connection given back; the rest then go one batch at a time.
+    connection (a pooled connection the server closed, a failover) is retried as the client's
+    retry policy says: the first batches on a new connection, later ones one batch at a time
+    through ``eval_many``, from the first whose replies were not read (a run sent twice is a
+    read twice: nothing else is sent this way). Runs the pipeline could not serve (a script
+    the server forgot) are run again once what is in flight is read and the connection given
+    back; the rest then go one batch at a time.
     """
     if is_cluster(client) or not packs_own(client):
         for batch in batches:
@@ -56,6 +62,7 @@ def eval_batches(client: Any, batches: Iterable[Sequence[Call]]) -> Generator[li
     if not first:
         return
     flight = _InFlight(client)
+    unread: list[Sequence[Call]] = []  # after a lost connection: to send again, one by one
     try:
         batch, replies = flight.start(first)
         while True:
@@ -64,18 +71,27 @@ def eval_batches(client: Any, batches: Iterable[Sequence[Call]]) -> Generator[li
                 flight.release()
                 for batch, replies in done:
                     yield _run_again_alone(client, batch, replies)
-                for batch in batches:
-                    yield eval_many(client, batch)
-                return
+                break
             following = next(batches, None)
             if following is not None:
-                flight.send(following)
+                try:
+                    flight.send(following)
+                except _LOST_CONNECTION:
+                    unread = [*flight.batches, following]  # (this batch's replies are read)
+                    flight.release()
             yield replies
-            if not flight.batches:
-                return
-            batch, replies = flight.read_oldest()
+            if unread or not flight.batches:
+                break
+            try:
+                batch, replies = flight.read_oldest()
+            except _LOST_CONNECTION:
+                unread = list(flight.batches)
+                flight.release()
+                break
     finally:
         flight.release()
+    for batch in itertools.chain(unread, batches):
+        yield eval_many(client, batch)
 
 
 class _InFlight:
