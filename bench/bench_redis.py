@@ -297,9 +297,23 @@ def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> 
     return trips.count / calls, busy / calls, int(calls / elapsed)
 
 
-def script_cost(url: str, failures: int, services: int = 50) -> None:
+def seed_fleet(client: Any, reporters_keys: list[str], processes: int) -> None:
+    """Make each service look called by ``processes`` other processes, a third of them failing
+    (the members their calls and failures leave in the service's reporters set)."""
+    if not processes:
+        return
+    seconds, micros = client.time()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    for key in reporters_keys:
+        members = {f"s:other-{k}": now for k in range(processes)}
+        members.update({f"f:other-{k}": now for k in range(0, processes, 3)})
+        client.zadd(key, members)
+
+
+def script_cost(url: str, failures: int, services: int = 50, fleet: int = 0) -> None:
     """Redis's own CPU per failure (``INFO commandstats``: the script's microseconds per call)
-    and the failure's time against a PING in the same run, under a count and a rate policy."""
+    and the failure's time against a PING in the same run, under a count and a rate policy
+    (``fleet``: as many other processes calling each service)."""
     client = redis.Redis.from_url(url)
     policies = {
         "count": ServicePolicy(window_seconds=3600, max_failures=10**6),
@@ -307,7 +321,8 @@ def script_cost(url: str, failures: int, services: int = 50) -> None:
             window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=10**6
         ),
     }
-    print(f"Redis's CPU per failure ({failures} failures over {services} services, INFO commandstats)")
+    others = f", {fleet} other processes calling each" if fleet else ""
+    print(f"Redis's CPU per failure ({failures} failures over {services} services{others}, commandstats)")
     for name, policy in policies.items():
         breaker = CircuitBreaker(
             "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
@@ -317,6 +332,8 @@ def script_cost(url: str, failures: int, services: int = 50) -> None:
         calls = [breaker.protect(f"svc-{i}")(boom) for i in range(services)]
         for call in calls:  # each service read once (a process's first call of it)
             timed(call, 1)
+        circuits = breaker.backend.circuits  # type: ignore[attr-defined]
+        seed_fleet(client, [circuits[f"svc-{i}"].keys[4] for i in range(services)], fleet)
         time.sleep(0.3)
         client.config_resetstat()
         start = time.perf_counter()
@@ -336,7 +353,7 @@ def script_cost(url: str, failures: int, services: int = 50) -> None:
     print()
 
 
-def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int = 300) -> None:
+def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int = 300, fleet: int = 0) -> None:
     """This script against ``other_script`` (another version of circuit.lua), run on the same
     server with the same arguments in interleaved rounds: the median of each one's
     microseconds inside Redis per failure (50 services, count and rate policy)."""
@@ -347,7 +364,8 @@ def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int =
     client = redis.Redis.from_url(url)
     scripts = {"this script": SCRIPT, "other script": Path(other_script).read_text(encoding="utf-8")}
     shas = {name: client.script_load(text) for name, text in scripts.items()}
-    print(f"the script per failure, against {other_script} (median of {rounds} interleaved rounds)")
+    others = f", {fleet} other processes calling each service" if fleet else ""
+    print(f"the script per failure, against {other_script} (median of {rounds} interleaved rounds{others})")
     for policy_name, policy in (
         ("count", ServicePolicy(window_seconds=3600, max_failures=10**6)),
         (
@@ -368,6 +386,7 @@ def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int =
                 for i in range(50)
             ]
             calls[name] = [(c.keys, c.script_args("failure", reason="Boom: down")) for c in circuits]
+            seed_fleet(client, [c.keys[4] for c in circuits], fleet)
         for r in range(rounds):
             for name in list(scripts) if r % 2 == 0 else list(reversed(scripts)):
                 client.config_resetstat()
@@ -412,6 +431,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--script-only", action="store_true", help="only the script's cost per failure")
     parser.add_argument("--script-versus", metavar="LUA", help="compare the script with another version")
+    parser.add_argument(
+        "--fleet", type=int, default=0, metavar="N", help="the script's cost with N other processes calling"
+    )
     args = parser.parse_args()
     n = 300 if args.quick else 2000
     server = RedisServer()
@@ -420,8 +442,8 @@ def main() -> None:
         url = server.url
         print_setup(url)
         if args.script_versus:
-            script_versus(url, args.script_versus)
-        script_cost(url, 2000)
+            script_versus(url, args.script_versus, fleet=args.fleet)
+        script_cost(url, 2000, fleet=args.fleet)
         if args.script_only or args.script_versus:
             return
         ping_client = redis.Redis.from_url(url)
