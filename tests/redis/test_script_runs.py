@@ -128,6 +128,19 @@ class TestFullReads:
             app.protect(f"svc-{n}")(lambda: None)
         return list(redis_backend(app).store.circuits.values())
 
+    def _reads_of_counted(self, redis_url: str, count: int) -> list[Any]:
+        """Reads of ``count`` circuits, circuit ``n`` with ``n % 3`` failures (each reply says
+        whose it is), made by a breaker closed again: no thread of its own sends meanwhile."""
+        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        try:
+            circuits = self._circuits(app, count)
+            for n, circuit in enumerate(circuits):
+                for _ in range(n % 3):
+                    app.record_failure(circuit.service, "down")
+            return [(c.keys, c.script_args("read")) for c in circuits]
+        finally:
+            app.close()
+
     def test_many_circuits_are_read_in_batches_each_reply_its_own(
         self, make_redis_breaker: MakeRedisBreaker, redis_url: str
     ) -> None:
@@ -191,25 +204,21 @@ class TestFullReads:
     ) -> None:
         """The connection is lost after the first batch (a failover, a restart): the batches in
         flight are sent again, one by one as redis-py would, and every batch gets its replies."""
-        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        calls = self._reads_of_counted(redis_url, 12)
         client = redis.Redis.from_url(redis_url)
         try:
-            circuits = self._circuits(app, 12)
-            for n, circuit in enumerate(circuits):
-                for _ in range(n % 3):
-                    app.record_failure(circuit.service, "down")
-            calls = [(c.keys, c.script_args("read")) for c in circuits]
             target: Any = _pipelines if lost_in == "_read_replies" else _pipelines._InFlight
             real = getattr(target, lost_in)
             made = {"calls": 0}
+            lost_at = 3 if lost_in == "send" else 2  # after the first batch's replies were read
 
-            def loses_the_second(*args: Any) -> Any:
+            def loses_the_connection(*args: Any) -> Any:
                 made["calls"] += 1
-                if made["calls"] == 3 if lost_in == "send" else made["calls"] == 2:
+                if made["calls"] == lost_at:
                     raise redis.exceptions.ConnectionError("Connection closed by server.")
                 return real(*args)
 
-            monkeypatch.setattr(target, lost_in, loses_the_second)
+            monkeypatch.setattr(target, lost_in, loses_the_connection)
             replies = [
                 r
                 for batch in eval_batches(client, [calls[:3], calls[3:6], calls[6:9], calls[9:]])
@@ -220,7 +229,6 @@ class TestFullReads:
             assert made["calls"] >= 3
         finally:
             client.close()
-            app.close()
 
     def test_a_health_check_is_asked_only_with_nothing_in_flight(
         self, redis_url: str, monkeypatch: pytest.MonkeyPatch
@@ -228,7 +236,7 @@ class TestFullReads:
         """A client whose connections check their health (``health_check_interval``) sends a
         PING before a command once the interval has passed: never with a batch in flight,
         whose first reply it would read for its PONG. Every batch gets its own replies."""
-        app = CircuitBreaker("redis", redis_url=redis_url, namespace="test:circuit")
+        calls = self._reads_of_counted(redis_url, 9)
         client = redis.Redis.from_url(redis_url, health_check_interval=30)
         asked: list[bool] = []
         send = redis.connection.AbstractConnection.send_packed_command
@@ -238,11 +246,6 @@ class TestFullReads:
             send(self, command, check_health)
 
         try:
-            circuits = self._circuits(app, 9)
-            for n, circuit in enumerate(circuits):
-                for _ in range(n % 3):
-                    app.record_failure(circuit.service, "down")
-            calls = [(c.keys, c.script_args("read")) for c in circuits]
             client.ping()
             monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", watched)
             failures = [
@@ -255,7 +258,6 @@ class TestFullReads:
             assert asked == [True, False, False]  # the first, with nothing in flight: checked if due
         finally:
             client.close()
-            app.close()
 
     def test_runs_to_send_again_need_no_second_connection(
         self, redis_url: str, redis_server: RedisServer
