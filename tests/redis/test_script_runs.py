@@ -4,6 +4,7 @@ pipelined batches. The replies, the errors and the connections' state are redis-
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,9 @@ import hiredis
 import pytest
 import redis
 import redis.connection
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from tnm.circuit import CircuitBreaker, CircuitState, EventKind, ServicePolicy
 from tnm.circuit.backends.redis import _packing, _pipelines
@@ -112,7 +115,7 @@ class TestPackedRuns:
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
         """A pooled connection the server closed meanwhile costs no failure and no outage: the
-        client's retry policy sends the run again on a new connection, as redis-py would."""
+        pool finds it closed when it hands it out and opens a new one, as for any command."""
         app = make_redis_breaker(max_failures=2)
         app.record_failure("pg", "timeout")
         _kill_clients(redis_server)
@@ -177,6 +180,47 @@ class TestFullReads:
         _kill_clients(redis_server)
         parsed = redis_backend(app).refresher.read_all(client)
         assert [circuit for circuit, _ in parsed] == circuits
+
+    @pytest.mark.parametrize("runs", ["one run", "a full read"])
+    def test_a_connection_lost_on_the_first_reply_follows_the_clients_retry_policy(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch, runs: str
+    ) -> None:
+        """A connection lost while the first reply is read (after the pool handed it out
+        healthy): a client that retries once gets its replies, one that never retries (this
+        redis-py's default) gets the error, as for any of its commands."""
+        calls = self._reads_of_counted(redis_url, 6)
+        read_response = redis.connection.AbstractConnection.read_response
+        lost = {"left": 1}
+        here = threading.current_thread()
+
+        def loses_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if lost["left"] and threading.current_thread() is here:
+                lost["left"] -= 1
+                raise redis.exceptions.ConnectionError("Connection closed by server.")
+            return read_response(self, *args, **kwargs)
+
+        def run(client: redis.Redis) -> list[Any]:
+            if runs == "one run":
+                keys, args = calls[4]
+                return [eval_script(client, keys, args)]
+            return [reply for replies in eval_batches(client, [calls[:3], calls[3:]]) for reply in replies]
+
+        retrying = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1))
+        never = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
+        try:
+            for client in (retrying, never):
+                client.ping()  # (a pooled connection, handed out healthy)
+            monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", loses_one)
+            replies = run(retrying)
+            assert [reply[2] for reply in replies] == (
+                [1] if runs == "one run" else [n % 3 for n in range(6)]
+            )
+            lost["left"] = 1
+            with pytest.raises(redis.exceptions.ConnectionError):
+                run(never)
+        finally:
+            retrying.close()
+            never.close()
 
     def test_a_read_given_up_midway_drops_its_connection(self, redis_url: str) -> None:
         """The next batch is already sent when a batch's replies are handed out: a read left
