@@ -115,7 +115,8 @@ class TestPackedRuns:
         self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
     ) -> None:
         """A pooled connection the server closed meanwhile costs no failure and no outage: the
-        pool finds it closed when it hands it out and opens a new one, as for any command."""
+        pool finds it closed when it hands it out and opens a new one, as for any command (and
+        one a background thread was opening, killed mid-handshake, is opened again)."""
         app = make_redis_breaker(max_failures=2)
         app.record_failure("pg", "timeout")
         _kill_clients(redis_server)
