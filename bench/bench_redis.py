@@ -297,17 +297,20 @@ def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> 
     return trips.count / calls, busy / calls, int(calls / elapsed)
 
 
-def seed_fleet(client: Any, reporters_keys: list[str], processes: int) -> None:
-    """Make each service look called by ``processes`` other processes, a third of them failing
-    (the members their calls and failures leave in the service's reporters set)."""
+def seed_fleet(client: Any, circuits: list[Any], processes: int, sha: str | None = None) -> None:
+    """Make each circuit's service called by ``processes`` other processes, a third of them
+    failing: the script (``sha``, by default this one) runs their first call and failure as
+    theirs, so their marks beside the circuit are the script's own."""
     if not processes:
         return
-    seconds, micros = client.time()
-    now = int(seconds) * 1000 + int(micros) // 1000
-    for key in reporters_keys:
-        members = {f"s:other-{k}": now for k in range(processes)}
-        members.update({f"f:other-{k}": now for k in range(0, processes, 3)})
-        client.zadd(key, members)
+    from tnm.circuit.backends.redis._script import SHA
+
+    for circuit in circuits:
+        for k in range(processes):
+            for op in ("acquire", "failure") if k % 3 == 0 else ("acquire",):
+                args = circuit.script_args(op, reason="Boom: down")
+                args[25] = f"other-{k}"  # ARGV[26], the reporter
+                client.evalsha(sha or SHA, len(circuit.keys), *circuit.keys, *args)
 
 
 def script_cost(url: str, failures: int, services: int = 50, fleet: int = 0) -> None:
@@ -333,7 +336,7 @@ def script_cost(url: str, failures: int, services: int = 50, fleet: int = 0) -> 
         for call in calls:  # each service read once (a process's first call of it)
             timed(call, 1)
         circuits = breaker.backend.circuits  # type: ignore[attr-defined]
-        seed_fleet(client, [circuits[f"svc-{i}"].keys[4] for i in range(services)], fleet)
+        seed_fleet(client, [circuits[f"svc-{i}"] for i in range(services)], fleet)
         time.sleep(0.3)
         client.config_resetstat()
         start = time.perf_counter()
@@ -386,7 +389,7 @@ def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int =
                 for i in range(50)
             ]
             calls[name] = [(c.keys, c.script_args("failure", reason="Boom: down")) for c in circuits]
-            seed_fleet(client, [c.keys[4] for c in circuits], fleet)
+            seed_fleet(client, circuits, fleet, shas[name])
         for r in range(rounds):
             for name in list(scripts) if r % 2 == 0 else list(reversed(scripts)):
                 client.config_resetstat()

@@ -44,6 +44,11 @@ FLUSHER_THREAD = "tnm-circuit-flusher"
 FLUSH_INTERVAL = 0.2
 """Seconds between two additions of this process's successes to Redis."""
 
+TRIM_EVERY = 50
+"""Every this many flushes (and at the first), each flushed service's reporters are trimmed to
+the window: a service that never fails would otherwise keep a member per process that ever
+called it (the script trims only when it adds a member)."""
+
 
 def calls_key(state_key: str) -> str:
     """The rate buckets' key beside ``state_key`` (same hash tag, so the same Cluster slot)."""
@@ -107,12 +112,15 @@ class SuccessFlusher:
         try:
             pipe: Any = store.client().pipeline(transaction=False)
             seen = f"s:{store.reporter}"
+            trim = self.flushes % TRIM_EVERY == 0
             for circuit, successes in batch:
                 key = circuit.keys[3]
                 pipe.hincrby(key, f"{int(now_ms) // circuit.bucket_ms}:c", successes)
                 pipe.pexpire(key, circuit.window_ms * 2)
                 # This process calls the service: a rate met meanwhile waits for its flushes.
                 pipe.zadd(circuit.keys[4], {seen: now_ms})
+                if trim:  # (the callers' band only: the script trims the failed and isolated)
+                    pipe.zremrangebyscore(circuit.keys[4], "-inf", now_ms - circuit.window_ms)
                 pipe.pexpire(circuit.keys[4], circuit.window_ms * 2)
             pipe.execute()
         except STORAGE_ERRORS:

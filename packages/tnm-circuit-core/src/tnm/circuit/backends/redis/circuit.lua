@@ -3,9 +3,11 @@
 --
 -- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline),
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
---       5 the fleet's reporters (zset, trimmed to the window and to REPORTERS_MAX):
---         's:<id>' last seen (a call, or a flush of its successes), 'f:<id>' last failure,
---         'i:<id>' isolated until (a process whose own calls met the trigger)
+--       5 the fleet's reporters (zset, trimmed to the window and to REPORTERS_MAX), each
+--         kind in its own band of scores, so that a kind is counted with one ZCOUNT:
+--         's:<id>' last seen (a call, or a flush of its successes), 'f:<id>' FAILED_BAND +
+--         last failure, 'i:<id>' ISOLATED_BAND + isolated until (a process whose own calls
+--         met the trigger)
 --       6 (optional, not on a Redis Cluster) the namespace's change counter: bumped with
 --         every notice, so an idle process sees in one GET that it missed none
 -- ARGV: 1 op (acquire|failure|slow|success|release|hold_open|policy|force_open|disable|reset|read|
@@ -71,7 +73,7 @@ if op == 'probe' then
   redis.call('HLEN', KEYS[4])
   redis.call('HKEYS', KEYS[4])
   redis.call('HDEL', KEYS[4], 'p')
-  redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES')
+  redis.call('ZRANGE', KEYS[5], 0, 1, 'BYSCORE', 'LIMIT', 0, 2)
   redis.call('DEL', state_key, failures_key, permits_key, KEYS[4], KEYS[5])
   if KEYS[6] then redis.call('INCRBY', KEYS[6], 0) end
   redis.call('PUBLISH', ARGV[12], cjson.encode({''}))
@@ -110,6 +112,8 @@ local reporter = ARGV[26] or ''
 local quorum = tonumber(ARGV[27] or '') or 1
 local isolating_trigger, isolating_ms = string.match(ARGV[28] or '', '^([%a_]+):(%d+)$')
 local REPORTERS_MAX = 128
+-- The bands of scores (ms): 's:' below FAILED_BAND, 'f:' below ISOLATED_BAND, 'i:' above.
+local FAILED_BAND, ISOLATED_BAND = 1e13, 2e13
 -- An isolated process counts as isolated until its open time ends and its first trial
 -- had this long to run (a failed trial reports it isolated again).
 local TRIAL_GRACE_MS = 1000
@@ -257,50 +261,69 @@ local function window_counts()
 end
 
 -- The fleet's reporters: note this process (kind 's:', 'f:' or 'i:'), and count them.
-local counted = nil  -- reporter_counts() of this run, until the set changes
+-- Cost: each count is one ZCOUNT (or a ZRANGE of at most two members) over its band, however
+-- large the fleet; members that left the window are trimmed when a member is added.
+local function score_bound(band, ms)  -- an exclusive bound, as ZCOUNT reads it
+  return '(' .. string.format('%.17g', band + ms)
+end
+local BAND = {['s:'] = 0, ['f:'] = FAILED_BAND, ['i:'] = ISOLATED_BAND}
+local counts_of = {}  -- this run's counts, until the set changes
 local function note_reporter(kind, score)
   if reporter == '' or not reporters_key then return end
-  counted = nil
-  -- Cost: no TYPE check up front (on_key finds a key of the wrong type), and the set is
-  -- counted only when this write added a member.
-  local added = on_key('ZADD', reporters_key, score or now, kind .. reporter)
-  redis.call('ZREMRANGEBYSCORE', reporters_key, '-inf', now - window_ms)
-  if added > 0 and redis.call('ZCARD', reporters_key) > REPORTERS_MAX then
-    redis.call('ZREMRANGEBYRANK', reporters_key, 0, -(REPORTERS_MAX + 1))
+  counts_of = {}
+  -- Cost: no TYPE check up front (on_key finds a key of the wrong type).
+  local added = on_key('ZADD', reporters_key, BAND[kind] + (score or now), kind .. reporter)
+  if added > 0 then
+    local gone = now - window_ms
+    redis.call('ZREMRANGEBYSCORE', reporters_key, '-inf', gone)
+    redis.call('ZREMRANGEBYSCORE', reporters_key, FAILED_BAND, FAILED_BAND + gone)
+    redis.call('ZREMRANGEBYSCORE', reporters_key, ISOLATED_BAND, ISOLATED_BAND + gone)
+    if redis.call('ZCARD', reporters_key) > REPORTERS_MAX then
+      redis.call('ZREMRANGEBYRANK', reporters_key, 0, -(REPORTERS_MAX + 1))
+    end
   end
 end
 
--- (processes that failed in the window, processes isolated now, another process seen)
-local function reporter_counts()
-  if not reporters_key then return 0, 0, false end
-  if counted then return counted[1], counted[2], counted[3] end
-  local failing, isolated, others = 0, 0, false
-  -- The whole set (it is small; no grant beyond the failure set's): members of the window.
-  local m = on_key('ZRANGE', reporters_key, 0, -1, 'WITHSCORES')
-  for i = 1, #m, 2 do
-    local kind, id = string.sub(m[i], 1, 2), string.sub(m[i], 3)
-    if tonumber(m[i + 1]) <= now - window_ms then  -- left the window: not counted
-    elseif kind == 'f:' then failing = failing + 1
-    elseif kind == 'i:' and tonumber(m[i + 1]) > now then isolated = isolated + 1
-    elseif kind == 's:' and id ~= reporter then others = true end
+-- Processes that failed inside the window.
+local function failing_count()
+  if not reporters_key then return 0 end
+  if counts_of.failing == nil then
+    counts_of.failing = on_key('ZCOUNT', reporters_key, score_bound(FAILED_BAND, now - window_ms),
+      score_bound(ISOLATED_BAND, 0))
   end
-  counted = {failing, isolated, others}
-  return failing, isolated, others
+  return counts_of.failing
+end
+
+-- Processes isolated now.
+local function isolated_count()
+  if not reporters_key then return 0 end
+  if counts_of.isolated == nil then
+    counts_of.isolated = on_key('ZCOUNT', reporters_key, score_bound(ISOLATED_BAND, now), '+inf')
+  end
+  return counts_of.isolated
+end
+
+-- Whether another process called inside the window.
+local function others_seen()
+  if not reporters_key then return false end
+  if counts_of.others == nil then
+    local seen = on_key('ZRANGE', reporters_key, score_bound(0, now - window_ms),
+      score_bound(FAILED_BAND, 0), 'BYSCORE', 'LIMIT', 0, 2)
+    counts_of.others = #seen == 2 or (#seen == 1 and seen[1] ~= 's:' .. reporter)
+  end
+  return counts_of.others
 end
 
 local function quorum_met()
   if quorum <= 1 then return true end
-  local failing = reporter_counts()
-  return failing >= quorum
+  return failing_count() >= quorum
 end
 
 -- A closed circuit forgets who failed: only 's:' (who calls) outlives it.
 local function forget_failing()
   if not reporters_key then return end
-  counted = nil
-  for _, member in ipairs(on_key('ZRANGE', reporters_key, 0, -1)) do
-    if string.sub(member, 1, 2) ~= 's:' then redis.call('ZREM', reporters_key, member) end
-  end
+  counts_of = {}
+  on_key('ZREMRANGEBYSCORE', reporters_key, FAILED_BAND, '+inf')
 end
 
 local function count_call(failed, slow)
@@ -386,8 +409,7 @@ local function rate_decision(trigger)
   end
   if not quorum_met() then return end
   if decision_due == nil then
-    local _, _, others = reporter_counts()
-    if others then
+    if others_seen() then
       decision_due = now + DECISION_WAIT_MS
       changed = true
       return
@@ -461,8 +483,7 @@ elseif op == 'failure' then
       -- This process's own calls met the trigger: with a quorum, that many isolated at
       -- once open the fleet's circuit (one sick process never does).
       note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
-      local _, isolated = reporter_counts()
-      if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
+      if quorum >= 2 and isolated_count() >= quorum then open_circuit(isolating_trigger) end
     end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
@@ -480,8 +501,7 @@ elseif op == 'slow' then
     end
     if isolating_trigger and state == 'closed' then
       note_reporter('i:', now + tonumber(isolating_ms) + TRIAL_GRACE_MS)
-      local _, isolated = reporter_counts()
-      if quorum >= 2 and isolated >= quorum then open_circuit(isolating_trigger) end
+      if quorum >= 2 and isolated_count() >= quorum then open_circuit(isolating_trigger) end
     end
   elseif state == 'half_open' then
     reopenings = reopenings + 1
@@ -575,11 +595,11 @@ if not ((op == 'read' or op == 'touch') and repaired == 0) then version = versio
 local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
 if state ~= 'closed' then decision_due = nil end
-local failing_processes, _, others_seen = reporter_counts()
+local failing_processes, others = failing_count(), others_seen()
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
   permits, first[2] or '', path, max_failures, window_ms, repaired, version,
   window_calls, window_failed, window_slow, opened_by, opened_figures, failing_processes,
-  decision_due or '', others_seen and 1 or 0}
+  decision_due or '', others and 1 or 0}
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
