@@ -326,9 +326,15 @@ class CircuitModel:
             slow_rate is None or slow < slow_rate * calls
         ):
             return
-        trigger = rate_trip_due(policy, calls + self._ok_count(), failures, slow)
-        if trigger is not None:
-            self._open(now, changes, trigger)
+        # (``_ok_count`` and ``rate_trip_due``, inlined: a failing service's every failure)
+        calls += self.ok() - self._ok_reads
+        self._ok_reads += 1
+        if calls < policy.minimum_calls:
+            return
+        if failure_rate is not None and failures >= failure_rate * calls:
+            self._open(now, changes, "failure_rate")
+        elif slow_rate is not None and slow >= slow_rate * calls:
+            self._open(now, changes, "slow_call_rate")
 
     def _live_counts(self) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled

@@ -168,7 +168,9 @@ class LocalCircuit:
         permit and no listener that wants per-call events, is counted in the window under the
         lock in one step (``CircuitModel.closed_rate_failure``), keeping the exception as the
         reason. Any other failure goes to ``_failure_of``."""
-        model, lock, monotonic, listeners = self._model, self._lock, self._monotonic, self._listeners
+        model, monotonic, listeners = self._model, self._monotonic, self._listeners
+        # (acquire and release in try/finally: on CPython 3.11 ``with`` costs twice as much)
+        acquire, release = self._lock.acquire, self._lock.release
         other, counts, closed = self._failure_of, self.counts, CLOSED
         count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
 
@@ -182,7 +184,8 @@ class LocalCircuit:
                     count_failure = counts.failure.increment
                 count_failure()
             changes: list[Transition] = []
-            with lock:
+            acquire()
+            try:
                 now = monotonic()
                 if model.state is not closed or model.recheck:
                     model.record_failure(now, exc, 0, changes)
@@ -191,6 +194,8 @@ class LocalCircuit:
                     if not changes:
                         return
                 self._publish()
+            finally:
+                release()
             if changes:
                 self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
