@@ -84,6 +84,24 @@ class TestFleetSize:
         # (reading the whole set took 2.3 times as long; a band's count costs a few µs)
         assert statistics.median(crowded) <= 1.4 * statistics.median(alone) + 3
 
+    def test_only_a_failure_that_may_isolate_its_process_looks_for_other_callers(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """Whether another process calls decides only whether this one may isolate itself: the
+        failures before its own trigger is met do not ask Redis (one command less each)."""
+        app = make_redis_breaker(max_failures=5, min_failing_processes=2)
+        redis_backend(app).refresher.stop(5)
+        app.record_failure("svc", "timeout")
+        _run_as(app, "svc", "acquire", "other")  # another process calls the service
+        admin = redis_server.client()
+        admin.config_resetstat()
+        for _ in range(3):
+            app.record_failure("svc", "timeout")
+        assert "cmdstat_zrange" not in admin.info("commandstats")
+        app.record_failure("svc", "timeout")  # its fifth in a row: this process isolates itself
+        assert admin.info("commandstats")["cmdstat_zrange"]["calls"] == 1
+        assert redis_backend(app).store.circuits["svc"].others_seen
+
 
 class TestWindow:
     def test_failing_and_isolated_processes_count_inside_their_window(

@@ -92,6 +92,8 @@ class Mirror:
         """
         self._store.saw_server_time(reply.now_ms)
         with self._news_lock:
+            if reply.others_seen is not None:  # (only a run that may isolate looks: news, even late)
+                self.others_seen = reply.others_seen
             seen = (reply.now_ms, reply.version)
             if self._operator_thread is not None and self._operator_thread == threading.get_ident():
                 pass  # an operator's own write: newer than anything read before (see operator_writing)
@@ -137,7 +139,6 @@ class Mirror:
         else:
             open_until = 0.0
         self.fleet_state = state
-        self.others_seen = reply.others_seen
         isolation = self.isolation
         # This process's own failures (the count trigger's) keep it dirty too: its next success
         # must be seen, to clear them, even after another process's success cleared the fleet's.

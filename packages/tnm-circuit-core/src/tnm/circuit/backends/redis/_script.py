@@ -115,8 +115,9 @@ class Reply(NamedTuple):
     """Distinct processes that reported a failure inside the window."""
     decision_due_ms: float | None = None
     """When a rate decision the script deferred (to hear other processes' successes) is due."""
-    others_seen: bool = True
-    """Another process called inside the window (alone, this process's verdict is the fleet's)."""
+    others_seen: bool | None = True
+    """Another process called inside the window (alone, this process's verdict is the fleet's);
+    ``None`` if the run did not look (only a run that may isolate its process does)."""
 
     @classmethod
     def parse(cls, raw: Any) -> Reply:
@@ -174,7 +175,7 @@ def _fleet(raw: Any) -> dict[str, Any]:
     return {
         "failing_processes": int(_number(raw[20])),
         "decision_due_ms": _optional_number(raw[21]),
-        "others_seen": decode(raw[22]) == "1",
+        "others_seen": None if decode(raw[22]) == "" else decode(raw[22]) == "1",
     }
 
 

@@ -38,7 +38,8 @@
 --           opened_by ('' while closed or disabled), the figures that opened it
 --           ("failures:calls:failed:slow", '' if none), failing processes in the window,
 --           the ms at which a deferred rate decision is due ('' if none),
---           1 if another process called inside the window (else 0: isolation is moot)}
+--           1 if another process called inside the window (else 0: isolation is moot; ''
+--           unless the run may isolate its process, ARGV[28])}
 --       While open or half-open the state hash keeps why it opened (ob) and those
 --       figures (of) until it closes; a failed trial keeps the first opening's figures.
 -- Published on a change others must mirror: {service, state, open_until_ms,
@@ -243,18 +244,20 @@ local function window_counts()
   if not counts_calls then return 0, 0, 0 end
   if window_read ~= nil then return window_read[1], window_read[2], window_read[3] end
   local current = math.floor(now / bucket_ms)
-  local fields = {}
+  -- Cost: slow calls are read only under a slow-call rate (nothing else shows their count).
+  local kinds = slow_rate ~= nil and 3 or 2
+  local fields, n = {}, 0
   for b = current - buckets + 1, current do
-    fields[#fields + 1] = b .. ':c'
-    fields[#fields + 1] = b .. ':f'
-    fields[#fields + 1] = b .. ':s'
+    fields[n + 1], fields[n + 2] = b .. ':c', b .. ':f'
+    if kinds == 3 then fields[n + 3] = b .. ':s' end
+    n = n + kinds
   end
   local v = on_key('HMGET', calls_key, unpack(fields))
   local c, f, sl = 0, 0, 0
-  for i = 1, #v, 3 do
+  for i = 1, n, kinds do
     c = c + (tonumber(v[i]) or 0)
     f = f + (tonumber(v[i + 1]) or 0)
-    sl = sl + (tonumber(v[i + 2]) or 0)
+    if kinds == 3 then sl = sl + (tonumber(v[i + 2]) or 0) end
   end
   window_read = {c, f, sl}
   return c, f, sl
@@ -595,11 +598,14 @@ if not ((op == 'read' or op == 'touch') and repaired == 0) then version = versio
 local window_calls, window_failed, window_slow = 0, 0, 0
 if state == 'closed' then window_calls, window_failed, window_slow = window_counts() end
 if state ~= 'closed' then decision_due = nil end
-local failing_processes, others = failing_count(), others_seen()
+local failing_processes = failing_count()
+-- Whether another process calls matters only to a run that may isolate its process ('' else).
+local others = ''
+if isolating_trigger then others = others_seen() and 1 or 0 end
 local reply = {state, open_until, failures, now, result, reopenings, last_reason, last_ms,
   permits, first[2] or '', path, max_failures, window_ms, repaired, version,
   window_calls, window_failed, window_slow, opened_by, opened_figures, failing_processes,
-  decision_due or '', others and 1 or 0}
+  decision_due or '', others}
 if (op == 'read' or op == 'touch') and repaired == 0 then
   if op == 'touch' then
     -- An in-use circuit stays listed (for status and operators) while its process lives.
