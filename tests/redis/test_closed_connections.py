@@ -1,16 +1,22 @@
-"""A connection the server closed costs no outage: redis-py's pool finds most of them when it
-hands one out, and the one it cannot see (closed after that check, or during the handshake) is
-opened again once. A store that stalls is not asked twice: a timeout is never retried."""
+"""A connection the server closed: before a run went out whole it costs nothing (the run goes
+out on another connection, once); after, the run is never sent again (it may have run, and a
+failure must not count twice), so the process decides alone until Redis answers. A store that
+stalls is not asked twice either."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis.asyncio.connection
+import redis.connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tnm.circuit import CircuitBreaker, CircuitState, EventKind
 from tnm.circuit.testing import capture_events
@@ -20,28 +26,8 @@ from .helpers import commands_sent_here, redis_backend
 
 MakeRedisBreaker = Callable[..., CircuitBreaker]
 
-
-def _close_idle(server: RedisServer, pool: Any, can_read: Callable[..., Any]) -> None:
-    """The server closes the pool's idle connections, and they pass the pool's check when handed
-    out, as one the server closes just after that check does: the first command on it finds it
-    closed. (The other threads' connections are left alone.)"""
-    admin = server.client()
-    for connection in list(pool._available_connections):
-        if hasattr(connection, "_sock"):
-            sock = connection._sock
-        else:  # an asyncio connection
-            sock = connection._writer.transport.get_extra_info("socket")
-        host, port = sock.getsockname()[:2]
-        admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
-        connection.can_read = can_read
-
-
-def _never_readable(*_args: Any, **_options: Any) -> bool:
-    return False
-
-
-async def _never_readable_async(*_args: Any, **_options: Any) -> bool:
-    return False
+CUT = "Connection closed by server."
+"""What redis-py raises when the server closes a connection under it."""
 
 
 def _quiet(app: CircuitBreaker) -> CircuitBreaker:
@@ -50,49 +36,138 @@ def _quiet(app: CircuitBreaker) -> CircuitBreaker:
     return app
 
 
-class TestAClosedConnection:
-    def test_a_failure_on_a_connection_closed_after_the_pools_check_is_counted(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+@contextmanager
+def _next_handshake_cut(monkeypatch: pytest.MonkeyPatch, module: Any) -> Iterator[list[int]]:
+    """The next connection this thread opens (in ``module``: redis-py's sync or asyncio
+    connections) is closed by the server during its handshake, as ``CLIENT KILL`` or a proxy's
+    restart would. Yields the handshakes cut (one at most)."""
+    cut: list[int] = []
+    caller = threading.current_thread()
+    connect = module.AbstractConnection.connect
+    is_async = asyncio.iscoroutinefunction(connect)
+
+    def cuts(self: Any) -> bool:
+        opening = getattr(self, "_sock", None) is None and getattr(self, "_reader", None) is None
+        if not cut and opening and threading.current_thread() is caller:
+            cut.append(1)
+            return True
+        return False
+
+    if is_async:
+
+        async def aconnect(self: Any) -> Any:
+            if cuts(self):
+                raise RedisConnectionError(CUT)
+            return await connect(self)
+
+        monkeypatch.setattr(module.AbstractConnection, "connect", aconnect)
+    else:
+
+        def sconnect(self: Any) -> Any:
+            if cuts(self):
+                raise RedisConnectionError(CUT)
+            return connect(self)
+
+        monkeypatch.setattr(module.AbstractConnection, "connect", sconnect)
+    yield cut
+
+
+class TestBeforeTheRunWentOut:
+    def test_a_failure_whose_new_connection_was_cut_mid_handshake_is_counted(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         app = _quiet(make_redis_breaker(max_failures=2))
         app.record_failure("pg", "timeout")
-        _close_idle(redis_server, redis_backend(app).store.client().connection_pool, _never_readable)
-        with capture_events(app) as events:
+        redis_backend(app).store.client().connection_pool.disconnect()  # the next run opens one
+        with _next_handshake_cut(monkeypatch, redis.connection) as cut, capture_events(app) as events:
             app.record_failure("pg", "timeout")
+        assert cut == [1]
         assert EventKind.STORAGE_DEGRADED not in [e.kind for e in events]
         assert app.state("pg").state is CircuitState.OPEN
-        assert app.state("pg").failures == 2  # counted once: the closed connection ran nothing
 
-    def test_an_async_failure_on_a_connection_closed_after_the_pools_check_is_counted(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    def test_an_async_failure_whose_new_connection_was_cut_mid_handshake_is_counted(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         app = _quiet(make_redis_breaker(max_failures=2))
 
-        async def scenario() -> tuple[list[EventKind], CircuitState]:
+        async def scenario() -> tuple[list[int], list[EventKind], CircuitState]:
             try:
                 await app.arecord_failure("pg", "timeout")
-                pool = redis_backend(app).store.aclient().connection_pool
-                _close_idle(redis_server, pool, _never_readable_async)
-                with capture_events(app) as events:
+                await redis_backend(app).store.aclient().connection_pool.disconnect()
+                with (
+                    _next_handshake_cut(monkeypatch, redis.asyncio.connection) as cut,
+                    capture_events(app) as events,
+                ):
                     await app.arecord_failure("pg", "timeout")
-                return [e.kind for e in events], (await app.astate("pg")).state
+                return cut, [e.kind for e in events], (await app.astate("pg")).state
             finally:
                 await app.aclose()  # (its connections belong to this loop)
 
-        kinds, state = asyncio.run(scenario())
+        cut, kinds, state = asyncio.run(scenario())
+        assert cut == [1]
         assert EventKind.STORAGE_DEGRADED not in kinds
         assert state is CircuitState.OPEN
 
-    def test_a_refresher_round_on_a_closed_connection_reads_all(
-        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    def test_a_run_that_could_not_be_written_is_written_on_a_new_connection(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """The socket refuses the write (the server reset it): nothing whole reached Redis, so the
+        run goes out again, once, and counts once."""
+        app = _quiet(make_redis_breaker(max_failures=3))
+        app.record_failure("pg", "timeout")
+        send = redis.connection.AbstractConnection.send_packed_command
+        refused: list[int] = []
+
+        def reset_once(self: Any, command: Any, check_health: bool = True) -> None:
+            if not refused:
+                refused.append(1)
+                self.disconnect()  # as redis-py does when the write fails
+                raise RedisConnectionError("Error 104 while writing to socket. Connection reset by peer.")
+            send(self, command, check_health)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", reset_once)
+        app.record_failure("pg", "timeout")
+        monkeypatch.undo()
+        assert refused == [1]
+        assert app.state("pg").failures == 2  # counted, once
+
+    def test_a_refresher_round_whose_connection_was_cut_mid_handshake_is_no_outage(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The round that met it runs again at once (this is how a CI run once lost its store)."""
         app = _quiet(make_redis_breaker(max_failures=2))
         app.record_failure("pg", "timeout")
-        _close_idle(redis_server, redis_backend(app).store.client().connection_pool, _never_readable)
-        with capture_events(app) as events:
+        redis_backend(app).store.client().connection_pool.disconnect()
+        with _next_handshake_cut(monkeypatch, redis.connection) as cut, capture_events(app) as events:
             redis_backend(app).refresher.refresh()
+        assert cut == [1]
         assert EventKind.STORAGE_DEGRADED not in [e.kind for e in events]
         assert not redis_backend(app).store.health.degraded
+
+
+def _close_idle_unseen(server: RedisServer, pool: Any) -> None:
+    """The server closes the pool's idle connections, and they pass the pool's check when handed
+    out, as one the server closes just after that check does."""
+    admin = server.client()
+    for connection in list(pool._available_connections):
+        host, port = connection._sock.getsockname()[:2]
+        admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+        connection.can_read = lambda *_args, **_options: False
+
+
+class TestAfterTheRunWentOut:
+    def test_a_run_whose_reply_is_lost_is_never_sent_again(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Written whole, then the connection is found closed: Redis may have run it (here it did
+        not), so it is not sent again; the process decides alone and counts the failure once."""
+        app = _quiet(make_redis_breaker(max_failures=2))
+        app.record_failure("pg", "timeout")
+        _close_idle_unseen(redis_server, redis_backend(app).store.client().connection_pool)
+        with commands_sent_here(monkeypatch) as sent, capture_events(app) as events:
+            app.record_failure("pg", "timeout")
+        assert [s[:18] for s in sent] == [b"*37\r\n$7\r\nEVALSHA\r\n"]
+        assert EventKind.STORAGE_DEGRADED in [e.kind for e in events]
 
 
 class TestAStall:

@@ -12,7 +12,7 @@ import pytest
 
 from tnm.circuit import CircuitBreaker, ServicePolicy
 from tnm.circuit.backends.redis import _buckets
-from tnm.circuit.backends.redis._script import eval_script
+from tnm.circuit.backends.redis._script import Reply, eval_script
 from tnm.circuit.testing import ManualClock
 
 from ..redis_server import RedisServer
@@ -24,11 +24,11 @@ REPORTER_ARG = 25
 """The reporter's index in the script's arguments (ARGV[26])."""
 
 
-def _run_as(app: CircuitBreaker, service: str, op: str, reporter: str) -> list[Any]:
+def _run_as(app: CircuitBreaker, service: str, op: str, reporter: str, **options: Any) -> list[Any]:
     """The script's ``op`` on ``service``, run as the process ``reporter`` would run it."""
     backend = redis_backend(app)
     circuit = backend.store.circuits[service]
-    args = circuit.script_args(op)
+    args = circuit.script_args(op, **options)
     args[REPORTER_ARG] = reporter
     reply: list[Any] = eval_script(backend.store.client(), circuit.keys, args)
     return reply
@@ -101,6 +101,22 @@ class TestFleetSize:
         app.record_failure("svc", "timeout")  # its fifth in a row: this process isolates itself
         assert admin.info("commandstats")["cmdstat_zrange"]["calls"] == 1
         assert redis_backend(app).store.circuits["svc"].others_seen
+
+    def test_a_crowd_of_one_kind_never_pushes_out_the_others(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """150 other processes call the service and fail: each kind keeps its newest 128, so the
+        callers are still seen by a failure that may isolate its process."""
+        app = make_redis_breaker(max_failures=10**6, min_failing_processes=2)
+        redis_backend(app).refresher.stop(5)
+        app.record_failure("svc", "timeout")
+        for k in range(150):
+            _run_as(app, "svc", "acquire", f"other-{k}")
+            _run_as(app, "svc", "failure", f"other-{k}")
+        reply = Reply.parse(_run_as(app, "svc", "failure", "last", isolating="failures:1000"))
+        assert reply.failing_processes == 128
+        assert reply.others_seen is True
+        assert _members(redis_server, app, "svc") == 128 + 128 + 1  # callers, failing, isolated
 
 
 class TestWindow:

@@ -5,12 +5,6 @@ once, without backoff (redis-py's default backs off for seconds, which would hol
 caller during a failover); the backend's own probes bring it back instead. A Sentinel
 client asks the sentinels for the primary on each new connection and treats
 ``READONLY`` (a demoted primary) as a lost connection, so writes follow a failover.
-
-On one server or behind Sentinel, a connection the server closed (its idle ``timeout``,
-a proxy's restart, ``CLIENT KILL``, a failover) is opened again once, at once: redis-py's
-pool finds most such connections when it hands one out, not one closed after that check
-or during the handshake, and without this that one would read as an outage of the store.
-A timeout is never retried: a stalled store holds a caller for one ``socket_timeout``.
 """
 
 from __future__ import annotations
@@ -24,7 +18,6 @@ import redis.asyncio.retry as aioretry
 import redis.asyncio.sentinel as aiosentinel
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -46,14 +39,6 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, (RedisCluster, aiocluster.RedisCluster))
-
-
-def _reopen_closed() -> dict[str, Any]:
-    return {"retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))}
-
-
-def _areopen_closed() -> dict[str, Any]:
-    return {"retry": aioretry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))}
 
 
 def _auth(target: Target) -> dict[str, Any]:
@@ -79,17 +64,11 @@ def make_client(target: Target, socket_timeout: float) -> Any:
     if target.kind == "sentinel":
         sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call,unused-ignore]
         client = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
-            target.master,
-            db=target.db,
-            ssl=target.ssl,
-            **timeouts,
-            **_reopen_closed(),
-            **_auth(target),
-            **target.options,
+            target.master, db=target.db, ssl=target.ssl, **timeouts, **_auth(target), **target.options
         )
         client._tnm_sentinels = sentinel.sentinels  # closed with the client
         return client
-    return redis.Redis.from_url(target.url, health_check_interval=0, **timeouts, **_reopen_closed())
+    return redis.Redis.from_url(target.url, health_check_interval=0, **timeouts)
 
 
 def make_async_client(target: Target, socket_timeout: float, max_connections: int) -> Any:
@@ -109,20 +88,14 @@ def make_async_client(target: Target, socket_timeout: float, max_connections: in
             list(target.nodes), sentinel_kwargs=dict(timeouts), **timeouts
         )
         client = sentinel.master_for(
-            target.master,
-            db=target.db,
-            ssl=target.ssl,
-            **timeouts,
-            **_areopen_closed(),
-            **_auth(target),
-            **target.options,
+            target.master, db=target.db, ssl=target.ssl, **timeouts, **_auth(target), **target.options
         )
         client._tnm_sentinels = sentinel.sentinels  # closed with the client
         return client
     # A bounded pool: a burst of concurrent failures waits for a connection
     # (asynchronously) instead of opening hundreds of them.
     pool = aioredis.BlockingConnectionPool.from_url(
-        target.url, max_connections=max_connections, timeout=socket_timeout, **timeouts, **_areopen_closed()
+        target.url, max_connections=max_connections, timeout=socket_timeout, **timeouts
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 

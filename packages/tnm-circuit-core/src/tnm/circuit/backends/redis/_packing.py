@@ -5,7 +5,8 @@ script's three dozen arguments that is most of what a failure's round trip costs
 process, and most of the time a process takes to read many circuits. Where hiredis is
 installed (the ``[redis]`` extra installs it on CPython) and the client is redis-py's own
 (not a test double), a run is packed in one C call and sent as is; the reply is read by
-the connection as redis-py reads it, with the client's retry policy for a lost connection.
+the connection as redis-py reads it. A run is sent again only if it never went out whole
+(``call_packed``): never after a lost reply, whatever the client's retry policy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -50,16 +52,25 @@ def packed_run(sha: bytes, keys: Sequence[str], args: Sequence[Any]) -> bytes:
 
 def call_packed(client: Any, packed: bytes) -> Any:
     """Send one packed command on a pooled connection and return its reply (an error reply
-    is raised, as redis-py raises it)."""
+    is raised, as redis-py raises it).
+
+    A connection the server closed before the command went out whole (killed during its
+    handshake, or found closed when written to) is opened again once: Redis runs only whole
+    commands, so nothing ran. A reply lost after that is never asked for by sending the run
+    again: the run may have happened, and a failure or a trial's outcome must not count twice.
+    """
     pool = client.connection_pool
-    connection = pool.get_connection()
-
-    def send_and_read() -> Any:
-        connection.send_packed_command([packed])
-        return connection.read_response()
-
     try:
-        return connection.retry.call_with_retry(send_and_read, lambda _error: connection.disconnect())
+        connection = pool.get_connection()
+    except RedisConnectionError:
+        connection = pool.get_connection()  # (the pool gave the failed one back)
+    try:
+        try:
+            connection.send_packed_command([packed])
+        except RedisConnectionError:
+            connection.connect()  # (redis-py dropped the socket)
+            connection.send_packed_command([packed])
+        return connection.read_response()
     except BaseException as exc:
         if not isinstance(exc, ResponseError):  # an error reply is read whole: still in step
             connection.disconnect()  # a reply may be left on the socket: never hand it on
@@ -72,17 +83,17 @@ async def acall_packed(client: Any, packed: bytes) -> Any:
     """``call_packed`` on an asyncio client (a connection cancelled mid-read is dropped by
     redis-py's own ``read_response``)."""
     pool = client.connection_pool
-    connection = await pool.get_connection()
-
-    async def send_and_read() -> Any:
-        await connection.send_packed_command([packed])
-        return await connection.read_response()
-
-    async def drop(_error: Exception) -> None:
-        await connection.disconnect()
-
     try:
-        return await connection.retry.call_with_retry(send_and_read, drop)
+        connection = await pool.get_connection()
+    except RedisConnectionError:
+        connection = await pool.get_connection()
+    try:
+        try:
+            await connection.send_packed_command([packed])
+        except RedisConnectionError:
+            await connection.connect()
+            await connection.send_packed_command([packed])
+        return await connection.read_response()
     except BaseException as exc:
         if not isinstance(exc, ResponseError):
             await connection.disconnect(nowait=True)

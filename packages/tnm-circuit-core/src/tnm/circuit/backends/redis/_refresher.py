@@ -42,6 +42,7 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ._clients import STORAGE_ERRORS, is_cluster
 from ._keys import VERSION_FIELD
@@ -329,8 +330,14 @@ class Refresher(Worker):
             self.read_done.set()
 
     def refresh(self) -> None:
+        """One round; a connection lost during it (the server closed it, during its handshake
+        say) costs one more round at once, not an outage: the round's reads are reads, and what
+        it writes is written again by the next round anyway until Redis confirms it."""
         try:
-            self.sync(self._store.client())
+            try:
+                self.sync(self._store.client())
+            except RedisConnectionError:
+                self.sync(self._store.client())
         except STORAGE_ERRORS as exc:
             self._full_needed = True
             if is_refusal(exc):

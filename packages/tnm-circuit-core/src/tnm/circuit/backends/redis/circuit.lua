@@ -3,7 +3,7 @@
 --
 -- KEYS: 1 state hash, 2 failure times (zset), 3 trial permits (zset: token -> deadline),
 --       4 (optional) calls per rate bucket (hash: "<bucket>:c|f|s" -> calls, failures, slow)
---       5 the fleet's reporters (zset, trimmed to the window and to REPORTERS_MAX), each
+--       5 the fleet's reporters (zset, trimmed to the window and to REPORTERS_MAX per kind), each
 --         kind in its own band of scores, so that a kind is counted with one ZCOUNT:
 --         's:<id>' last seen (a call, or a flush of its successes), 'f:<id>' FAILED_BAND +
 --         last failure, 'i:<id>' ISOLATED_BAND + isolated until (a process whose own calls
@@ -282,7 +282,18 @@ local function note_reporter(kind, score)
     redis.call('ZREMRANGEBYSCORE', reporters_key, FAILED_BAND, FAILED_BAND + gone)
     redis.call('ZREMRANGEBYSCORE', reporters_key, ISOLATED_BAND, ISOLATED_BAND + gone)
     if redis.call('ZCARD', reporters_key) > REPORTERS_MAX then
-      redis.call('ZREMRANGEBYRANK', reporters_key, 0, -(REPORTERS_MAX + 1))
+      -- Each kind keeps its newest REPORTERS_MAX (the bands lie in rank order, callers first),
+      -- so a crowd of one kind never pushes out the others.
+      local first = 0
+      for _, band in ipairs({{'-inf', score_bound(FAILED_BAND, 0)},
+          {FAILED_BAND, score_bound(ISOLATED_BAND, 0)}, {ISOLATED_BAND, '+inf'}}) do
+        local n = redis.call('ZCOUNT', reporters_key, band[1], band[2])
+        if n > REPORTERS_MAX then
+          redis.call('ZREMRANGEBYRANK', reporters_key, first, first + n - REPORTERS_MAX - 1)
+          n = REPORTERS_MAX
+        end
+        first = first + n
+      end
     end
   end
 end
