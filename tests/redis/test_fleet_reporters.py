@@ -120,7 +120,7 @@ class TestFleetSize:
 
 
 class TestWindow:
-    def test_failing_and_isolated_processes_count_inside_their_window(
+    def test_failing_processes_count_inside_their_window(
         self, make_redis_breaker: MakeRedisBreaker, clock: ManualClock
     ) -> None:
         app = make_redis_breaker(max_failures=10**6, window_seconds=10, min_failing_processes=5)
