@@ -291,7 +291,7 @@ def call_sync(
             return fallback(*args, **kwargs)  # type: ignore[misc,no-any-return]
     start = None if circuit.slow_after is None else circuit.monotonic()
     try:
-        result = func(*args, **kwargs)
+        result = func(*args, **kwargs) if kwargs else func(*args)
     except Exception as exc:
         record_exception(circuit, rules, token, exc, start is not None and is_slow(circuit, rules, start))
         raise
@@ -339,7 +339,7 @@ async def call_async(
             return await served if inspect.isawaitable(served) else served
     start = None if circuit.slow_after is None else circuit.monotonic()
     try:
-        result = func(*args, **kwargs)
+        result = func(*args, **kwargs) if kwargs else func(*args)
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
@@ -447,7 +447,7 @@ def sync_wrapper(
                     raise circuit.open_error()
                 return fallback(*args, **kwargs)  # type: ignore[no-any-return]
         try:
-            result = func(*args, **kwargs)
+            result = func(*args, **kwargs) if kwargs else func(*args)
         except Exception as exc:
             if counts_all:  # record_exception, inlined for the common case
                 try:
@@ -549,7 +549,7 @@ def async_wrapper(
                 served = fallback(*args, **kwargs)
                 return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
         try:
-            result = await func(*args, **kwargs)
+            result = await (func(*args, **kwargs) if kwargs else func(*args))
         except Exception as exc:
             if io_free and counts_all:  # record_exception, inlined for the common case
                 try:

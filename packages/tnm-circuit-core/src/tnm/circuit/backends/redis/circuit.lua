@@ -248,8 +248,9 @@ local function window_counts()
   local kinds = slow_rate ~= nil and 3 or 2
   local fields, n = {}, 0
   for b = current - buckets + 1, current do
-    fields[n + 1], fields[n + 2] = b .. ':c', b .. ':f'
-    if kinds == 3 then fields[n + 3] = b .. ':s' end
+    local bucket = tostring(b)  -- (once: a number in a concatenation is formatted each time)
+    fields[n + 1], fields[n + 2] = bucket .. ':c', bucket .. ':f'
+    if kinds == 3 then fields[n + 3] = bucket .. ':s' end
     n = n + kinds
   end
   local v = on_key('HMGET', calls_key, unpack(fields))
@@ -343,10 +344,11 @@ end
 local function count_call(failed, slow)
   window_read = nil
   local current = math.floor(now / bucket_ms)
-  on_key('HINCRBY', calls_key, current .. ':c', 1 + carried)
+  local bucket = tostring(current)
+  on_key('HINCRBY', calls_key, bucket .. ':c', 1 + carried)
   carried = 0
-  if failed then redis.call('HINCRBY', calls_key, current .. ':f', 1) end
-  if slow then redis.call('HINCRBY', calls_key, current .. ':s', 1) end
+  if failed then redis.call('HINCRBY', calls_key, bucket .. ':f', 1) end
+  if slow then redis.call('HINCRBY', calls_key, bucket .. ':s', 1) end
   -- Drop buckets that left the window (late background additions can land there).
   if redis.call('HLEN', calls_key) > 3 * (buckets + 1) then
     local oldest = current - buckets
@@ -655,12 +657,14 @@ if not held then
 end
 
 -- Cost: only the fields whose value changes are written (a failure while closed: its reason,
--- time and the version). The values compare as Redis stores them (tostring).
+-- time and the version). Numbers compare as numbers: tostring() formats each one with a
+-- sprintf, which cost more than the rest of the write (a stored number is an exact copy).
 local values = {state, open_until, reopenings, successes, last_reason, last_ms, max_failures, window_ms,
   false, false, version, opened_by, opened_figures, ARGV[13], held and '' or expires, decision_due or ''}
 local write = {}
-for i, value in ipairs(values) do
-  if value and tostring(value) ~= h[i] then
+for i = 1, #FIELDS do
+  local value, stored = values[i], h[i]
+  if value and (value ~= stored and (type(value) ~= 'number' or tonumber(stored or '') ~= value)) then
     write[#write + 1] = FIELDS[i]
     write[#write + 1] = value
   end
