@@ -171,3 +171,29 @@ class TestWindow:
         app.execute("svc", lambda: None)
         assert wait_for(lambda: flusher.flushes > flushes)
         assert _members(redis_server, app, "svc") == 1  # this process, which called just now
+
+
+class TestExpiry:
+    def test_the_reporters_and_the_rate_buckets_outlive_what_they_hold(
+        self, make_redis_breaker: MakeRedisBreaker, redis_server: RedisServer
+    ) -> None:
+        """A run that writes the reporters or the rate buckets leaves them at least the window to
+        live (an isolated process's mark: until its first trial), however short their expiry
+        had become; Redis expires keys by its own clock, so the test reads their ``PTTL``."""
+        rate = ServicePolicy(
+            max_failures=None, failure_rate_threshold=0.5, minimum_calls=10**6, window_seconds=60
+        )
+        app = make_redis_breaker(service_policies={"svc": rate})
+        app.record_failure("svc", "timeout")
+        keys = redis_backend(app).store.circuits["svc"].keys
+        calls, reporters = keys[3], keys[4]
+        client = redis_server.client()
+        assert client.pttl(calls) >= 60_000 and client.pttl(reporters) >= 60_000
+        for key in (calls, reporters):
+            client.pexpire(key, 5_000)  # (an expiry that falls short, set by someone else)
+        app.record_failure("svc", "timeout")
+        assert client.pttl(calls) >= 60_000 and client.pttl(reporters) >= 60_000
+        # A process isolated for 10 minutes: its mark counts until then (and its trial's grace).
+        _run_as(app, "svc", "failure", "isolated", isolating="failure_rate:600000")
+        assert client.pttl(reporters) >= 600_000
+        assert client.zcard(reporters) == 3  # this process failing, the other failing and isolated

@@ -121,6 +121,9 @@ local TRIAL_GRACE_MS = 1000
 -- Other processes add their successes every 0.2 s: a rate met while another process is
 -- seen is decided this much later, on a window that holds what they had counted.
 local DECISION_WAIT_MS = 250
+-- INT: times, counts and bucket numbers are whole numbers, written into strings with
+-- string.format('%d'): tostring() and a number in a concatenation format with '%.14g', which
+-- costs twice as much (and turns 15 digits into an exponent).
 
 -- Garbage written by someone else (a key of the wrong type, an unknown state, a
 -- field that is not a number) never fails the script: the circuit is rewritten from
@@ -232,7 +235,7 @@ end
 local counted_failures = nil
 local function in_window()
   if counted_failures == nil then
-    counted_failures = on_key('ZCOUNT', failures_key, '(' .. (now - window_ms), '+inf')
+    counted_failures = on_key('ZCOUNT', failures_key, string.format('(%d', now - window_ms), '+inf')
   end
   return counted_failures
 end
@@ -248,7 +251,7 @@ local function window_counts()
   local kinds = slow_rate ~= nil and 3 or 2
   local fields, n = {}, 0
   for b = current - buckets + 1, current do
-    local bucket = tostring(b)  -- (once: a number in a concatenation is formatted each time)
+    local bucket = string.format('%d', b)  -- (see INT)
     fields[n + 1], fields[n + 2] = bucket .. ':c', bucket .. ':f'
     if kinds == 3 then fields[n + 3] = bucket .. ':s' end
     n = n + kinds
@@ -268,15 +271,18 @@ end
 -- Cost: each count is one ZCOUNT (or a ZRANGE of at most two members) over its band, however
 -- large the fleet; members that left the window are trimmed when a member is added.
 local function score_bound(band, ms)  -- an exclusive bound, as ZCOUNT reads it
-  return '(' .. string.format('%.17g', band + ms)
+  return string.format('(%d', band + ms)
 end
 local BAND = {['s:'] = 0, ['f:'] = FAILED_BAND, ['i:'] = ISOLATED_BAND}
 local counts_of = {}  -- this run's counts, until the set changes
+local reporters_need = nil  -- (ms) how long the set must live after this run, once written
 local function note_reporter(kind, score)
   if reporter == '' or not reporters_key then return end
   counts_of = {}
   -- Cost: no TYPE check up front (on_key finds a key of the wrong type).
   local added = on_key('ZADD', reporters_key, BAND[kind] + (score or now), kind .. reporter)
+  -- (an isolated process's mark counts until its first trial had time to run)
+  reporters_need = math.max(reporters_need or window_ms, (score or now) - now)
   if added > 0 then
     local gone = now - window_ms
     redis.call('ZREMRANGEBYSCORE', reporters_key, '-inf', gone)
@@ -341,10 +347,12 @@ local function forget_failing()
   on_key('ZREMRANGEBYSCORE', reporters_key, FAILED_BAND, '+inf')
 end
 
+local calls_written = false
 local function count_call(failed, slow)
   window_read = nil
+  calls_written = true
   local current = math.floor(now / bucket_ms)
-  local bucket = tostring(current)
+  local bucket = string.format('%d', current)
   on_key('HINCRBY', calls_key, bucket .. ':c', 1 + carried)
   carried = 0
   if failed then redis.call('HINCRBY', calls_key, bucket .. ':f', 1) end
@@ -485,7 +493,7 @@ elseif op == 'failure' then
     note_reporter('f:')
     if max_failures > 0 then
       -- (a member unique to this write: its time and the version it stores)
-      on_key('ZADD', failures_key, now, now .. ':' .. (version + 1))
+      on_key('ZADD', failures_key, now, string.format('%d:%d', now, version + 1))
       redis.call('ZREMRANGEBYRANK', failures_key, 0, -(max_failures + 1))
       counted_failures, failures_exist = nil, true
       if in_window() >= max_failures and quorum_met() then open_circuit('failures') end
@@ -681,9 +689,19 @@ else
     redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
   end
   if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
-  if counts_calls then redis.call('PEXPIRE', calls_key, math.max(ttl_ms, window_ms)) end
-  if reporters_key then redis.call('PEXPIRE', reporters_key, math.max(ttl_ms, window_ms)) end
 end
+-- Cost: the rate buckets and the reporters must outlive what they hold (the window; an isolated
+-- process's mark, its first trial). A run that wrote them reads their expiry and pushes it, a
+-- quarter further than needed, only when it falls short: PTTL is a read, and PEXPIRE a write
+-- (propagated as PEXPIREAT) that cost more than the rest of the run's expiry.
+local function outlive(key, need)
+  if redis.call('PTTL', key) < need then
+    local keep = math.max(ttl_ms, need)
+    redis.call('PEXPIRE', key, keep + math.floor(keep / 4))
+  end
+end
+if calls_written then outlive(calls_key, window_ms) end
+if reporters_need then outlive(reporters_key, reporters_need) end
 
 local function failures_left()
   if failures_exist == nil then return redis.call('EXISTS', failures_key) == 1 end
