@@ -27,7 +27,7 @@ START_MS = 1_700_000_000_000
 runs = st.tuples(
     st.just("run"),
     st.sampled_from(
-        ["failure"] * 6
+        ["failure"] * 14
         + ["success", "acquire", "release", "reset", "force_open", "disable", "recheck", "read"]
         + ["touch", "slow", "hold_open", "policy", "decide"]
     ),
@@ -36,13 +36,17 @@ runs = st.tuples(
     st.sampled_from([False] * 5 + [True]),  # open_on
     st.sampled_from([""] * 5 + ["failures:3000"]),  # isolating
     st.booleans(),  # with the last trial's token
+    st.sampled_from([False, False, True]),  # slow
+    st.sampled_from([0, 0, 3]),  # the caller's successes not yet in the window
 )
 policies = st.tuples(
     st.just("policy"),
     st.sampled_from([0, 1, 2, 3, 6]),  # max_failures
     st.sampled_from([1000, 5000, 5000, 0]),  # window_ms
     st.sampled_from([1, 1, 1, 2]),  # quorum
-    st.sampled_from(["", "", "0.5"]),  # failure rate
+    st.sampled_from(["", "0.5"]),  # failure rate
+    st.sampled_from(["", "", "0.5"]),  # slow-call rate
+    st.sampled_from([1, 2, 3, 10]),  # minimum calls
 )
 steps = st.tuples(st.just("advance"), st.sampled_from([0, 1, 400, 1500, 7000]))
 corruptions = st.tuples(
@@ -53,8 +57,16 @@ corruptions = st.tuples(
     st.sampled_from(FIELDS),
     st.sampled_from(["x", "", "1.5", "-3", "inf", "closed", "open", "7"]),
 )
-FAILURE = ("run", "failure", "a", "timeout", False, "", False)
-sequences = st.lists(st.one_of(runs, runs, runs, policies, steps, corruptions), min_size=1, max_size=40)
+FAILURE = ("run", "failure", "a", "timeout", False, "", False, False, 0)
+POLICY = {
+    "max_failures": 10**6,
+    "window_ms": 60_000,
+    "quorum": 1,
+    "rate": "",
+    "slow_rate": "",
+    "minimum_calls": 1,
+}
+sequences = st.lists(st.one_of(runs, runs, runs, runs, policies, steps, corruptions), min_size=1, max_size=40)
 
 
 class Pair:
@@ -63,8 +75,13 @@ class Pair:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.shas = {"fast": client.script_load(SCRIPT), "general": client.script_load(GENERAL_SCRIPT)}
-        self.now = START_MS
-        self.policy: dict[str, Any] = {"max_failures": 3, "window_ms": 5000, "quorum": 1, "rate": ""}
+        self.reset()
+
+    def reset(self) -> None:
+        """A new example: an empty store, the first time and policy, no trial."""
+        self.client.flushall()
+        self.now: int | None = START_MS
+        self.policy: dict[str, Any] = dict(POLICY, max_failures=3, window_ms=5000)
         self.token = 0
 
     @staticmethod
@@ -73,21 +90,40 @@ class Pair:
         return [f"{side}:{name}" for name in names]
 
     def args(
-        self, side: str, op: str, reporter: str, reason: str, trip: bool, isolating: str, token: int
+        self,
+        side: str,
+        op: str,
+        reporter: str,
+        reason: str,
+        trip: bool,
+        isolating: str,
+        token: int,
+        slow: bool = False,
+        carried: int = 0,
     ) -> list[Any]:
         p = self.policy
         return [
             op, self.now if self.now is not None else "", p["max_failures"], p["window_ms"], 2000, 2, 60000,
             1, 1, 3000, 300000, f"{side}:channel", "svc", token, reason, "closed", "",
-            p["rate"], "", 2, 250, 20, "0", 0, "1" if trip else "0", reporter, p["quorum"], isolating,
+            p["rate"], p["slow_rate"], p["minimum_calls"], 250, 20, "1" if slow else "0", carried,
+            "1" if trip else "0", reporter, p["quorum"], isolating,
         ]  # fmt: skip
 
     def run(
-        self, op: str, reporter: str, reason: str, trip: bool, isolating: str, with_token: bool
+        self,
+        op: str,
+        reporter: str,
+        reason: str,
+        trip: bool,
+        isolating: str,
+        with_token: bool,
+        slow: bool = False,
+        carried: int = 0,
     ) -> list[Any]:
         replies = []
+        token = self.token if with_token else 0
         for side in SIDES:
-            args = self.args(side, op, reporter, reason, trip, isolating, self.token if with_token else 0)
+            args = self.args(side, op, reporter, reason, trip, isolating, token, slow, carried)
             try:
                 replies.append(self.client.evalsha(self.shas[side], 6, *self.keys(side), *args))
             except ResponseError as exc:
@@ -143,7 +179,8 @@ def _apply(pair: Pair, step: tuple[Any, ...]) -> list[Any] | None:
     if step[0] == "run":
         return pair.run(*step[1:])
     if step[0] == "policy":
-        pair.policy = dict(zip(("max_failures", "window_ms", "quorum", "rate"), step[1:], strict=True))
+        names = ("max_failures", "window_ms", "quorum", "rate", "slow_rate", "minimum_calls")
+        pair.policy = dict(zip(names, step[1:], strict=True))
     elif step[0] == "advance":
         pair.now += step[1]
     else:
@@ -162,21 +199,31 @@ def _messages(pubsub: Any, count: int) -> list[Any]:
     return got
 
 
+@pytest.mark.timeout(300)  # about 10 s alone; a busy machine may take several times that
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(sequence=sequences)
 @example(  # a field the general path writes back, missing
-    sequence=[("run", "acquire", "a", "", False, "", False), ("corrupt", "hdel", "ob", ""), FAILURE]
+    sequence=[("run", "acquire", "a", "", False, "", False, False, 0), ("corrupt", "hdel", "ob", ""), FAILURE]
 )
-@example(sequence=[("policy", 3, 0, 1, ""), FAILURE, FAILURE])  # a window under a millisecond
+@example(  # a rate the failure meets, and successes carried into the window
+    sequence=[
+        ("policy", 0, 5000, 1, "0.5", "", 4),
+        ("run", "acquire", "a", "", False, "", False, False, 0),
+        ("run", "failure", "a", "timeout", False, "", False, False, 3),
+        FAILURE,
+        FAILURE,
+    ]
+)
+@example(sequence=[("policy", 3, 0, 1, "", "", 1), FAILURE, FAILURE])  # a window under a millisecond
 @example(  # failures that left the window, trimmed to the newest max_failures
-    sequence=[("policy", 3, 1000, 1, ""), FAILURE, FAILURE, ("advance", 1500), FAILURE, FAILURE]
+    sequence=[("policy", 3, 1000, 1, "", "", 1), FAILURE, FAILURE, ("advance", 1500), FAILURE, FAILURE]
 )
 def test_the_fast_path_stores_returns_and_publishes_what_the_general_path_does(
     pair: Pair, sequence: list[tuple[Any, ...]]
 ) -> None:
     """On a caller's clock (the script's time is the caller's, so both runs see the same)."""
     client = pair.client
-    client.flushall()
+    pair.reset()
     pubsubs = {side: client.pubsub(ignore_subscribe_messages=True) for side in SIDES}
     for side, pubsub in pubsubs.items():
         pubsub.subscribe(f"{side}:channel")
@@ -194,11 +241,16 @@ def test_the_fast_path_stores_returns_and_publishes_what_the_general_path_does(
             pubsub.close()
 
 
-def test_the_fast_path_takes_the_common_failure(pair: Pair, redis_url: str) -> None:
+@pytest.mark.parametrize(
+    "policy",
+    [{"max_failures": 10**6}, {"max_failures": 0, "rate": "1.0", "minimum_calls": 10**6}],
+    ids=["count", "rate"],
+)
+def test_the_fast_path_takes_the_common_failure(pair: Pair, redis_url: str, policy: dict[str, Any]) -> None:
     """The comparison above means something only if the fast path runs: a failure of a closed
     circuit its process wrote before counts the window first (``MONITOR`` shows the script's
     commands in order); the general path first looks whether failures exist."""
-    pair.policy = {"max_failures": 10**6, "window_ms": 60_000, "quorum": 1, "rate": ""}
+    pair.policy = dict(POLICY, **policy)
     pair.run("acquire", "a", "", False, "", False)  # (the first write stores every field)
     pair.run("failure", "a", "timeout", False, "", False)
     watcher = redis.Redis.from_url(redis_url, socket_timeout=10)
@@ -227,10 +279,9 @@ def test_the_fast_path_takes_the_common_failure(pair: Pair, redis_url: str) -> N
 def test_on_the_servers_clock_the_expiry_and_notices_agree(pair: Pair, sequence: list[str]) -> None:
     """On Redis's own clock a write pushes the keys' expiry only when it falls due: both paths
     store and publish the same, times aside (the two runs are a moment apart)."""
-    client = pair.client
-    client.flushall()
-    pair.now = None  # type: ignore[assignment]
-    pair.policy = {"max_failures": 10**6, "window_ms": 3_600_000, "quorum": 1, "rate": ""}
+    pair.reset()
+    pair.now = None
+    pair.policy = dict(POLICY, window_ms=3_600_000)
     timeless = {b"lt", b"xp", b"v"}
     for op in sequence:
         fast, general = pair.run(op, "a", "timeout", False, "", False)

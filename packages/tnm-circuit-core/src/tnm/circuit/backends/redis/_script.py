@@ -78,6 +78,13 @@ def _number(value: Any) -> float:
     return number
 
 
+def _int(value: Any) -> int:
+    """A count: the script's integer replies come as ``int`` already (no conversion)."""
+    if value.__class__ is int:
+        return value
+    return int(_number(value))
+
+
 def _optional_number(value: Any) -> float | None:
     return None if value == b"" or value == "" else _number(value)
 
@@ -126,18 +133,18 @@ class Reply(NamedTuple):
             return cls(
                 state=_state(raw[0]),
                 open_until_ms=_number(raw[1]),
-                failures=int(_number(raw[2])),
+                failures=_int(raw[2]),
                 now_ms=_number(raw[3]),
-                result=int(_number(raw[4])),
-                reopenings=int(_number(raw[5])),
+                result=_int(raw[4]),
+                reopenings=_int(raw[5]),
                 last=None if last_ms is None else (_text(raw[6]), last_ms),
-                permits=int(_number(raw[8])),
+                permits=_int(raw[8]),
                 earliest_permit_ms=_optional_number(raw[9]),
                 path=[_state(s) for s in raw[10]],
-                max_failures=int(_number(raw[11])),
+                max_failures=_int(raw[11]),
                 window_seconds=_number(raw[12]) / 1000.0,
-                repaired=bool(int(_number(raw[13]))),
-                version=int(_number(raw[14])),
+                repaired=bool(_int(raw[13])),
+                version=_int(raw[14]),
                 **_window(raw),
                 **_opened(raw),
                 **_fleet(raw),
@@ -151,9 +158,9 @@ def _window(raw: Any) -> dict[str, Any]:
     if len(raw) < 18:
         return {}
     return {
-        "calls": int(_number(raw[15])),
-        "window_failures": int(_number(raw[16])),
-        "slow_calls": int(_number(raw[17])),
+        "calls": _int(raw[15]),
+        "window_failures": _int(raw[16]),
+        "slow_calls": _int(raw[17]),
     }
 
 
@@ -164,7 +171,7 @@ def _opened(raw: Any) -> dict[str, Any]:
     figures = decode(raw[19]).split(":")
     if len(figures) != 4:
         return {"opened_by": decode(raw[18])}
-    failures, calls, failed, slow = (int(_number(f)) for f in figures)
+    failures, calls, failed, slow = (_int(f) for f in figures)
     return {"opened_by": decode(raw[18]), "opened_figures": (failures, calls, failed, slow)}
 
 
@@ -173,7 +180,7 @@ def _fleet(raw: Any) -> dict[str, Any]:
     if len(raw) < 23:
         return {}
     return {
-        "failing_processes": int(_number(raw[20])),
+        "failing_processes": _int(raw[20]),
         "decision_due_ms": _optional_number(raw[21]),
         "others_seen": None if decode(raw[22]) == "" else decode(raw[22]) == "1",
     }
@@ -204,11 +211,11 @@ def parse_message(data: Any) -> Notice:
             service=fields[0],
             state=_state(fields[1]),
             open_until_ms=_number(fields[2]),
-            failures=int(_number(fields[3])),
+            failures=_int(fields[3]),
             now_ms=_number(fields[4]),
-            permits=int(_number(permits)),
+            permits=_int(permits),
             earliest_permit_ms=_optional_number(earliest),
-            version=int(_number(version)),
+            version=_int(version),
         )
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BadReply(f"malformed notice ({exc})") from None
