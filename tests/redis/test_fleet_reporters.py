@@ -179,9 +179,14 @@ class TestExpiry:
     ) -> None:
         """A run that writes the reporters or the rate buckets leaves them at least the window to
         live (an isolated process's mark: until its first trial), however short their expiry
-        had become; Redis expires keys by its own clock, so the test reads their ``PTTL``."""
+        had become, and a flush of successes never cuts it; Redis expires keys by its own clock,
+        so the test reads their ``PTTL``."""
         rate = ServicePolicy(
-            max_failures=None, failure_rate_threshold=0.5, minimum_calls=10**6, window_seconds=60
+            max_failures=None,
+            failure_rate_threshold=0.5,
+            minimum_calls=10**6,
+            window_seconds=60,
+            max_open_seconds=600,
         )
         app = make_redis_breaker(service_policies={"svc": rate})
         app.record_failure("svc", "timeout")
@@ -195,7 +200,15 @@ class TestExpiry:
         app.record_failure("svc", "timeout")
         assert client.pttl(calls) >= 60_000
         assert client.pttl(reporters) >= 60_000
-        # A process isolated for 10 minutes: its mark counts until then (and its trial's grace).
+        # Another process isolated for 10 minutes (its longest open time): its mark counts until
+        # then (and its trial's grace), through this process's flushes of successes too.
         _run_as(app, "svc", "failure", "isolated", isolating="failure_rate:600000")
         assert client.pttl(reporters) >= 600_000
-        assert client.zcard(reporters) == 3  # this process failing, the other failing and isolated
+        flusher = _buckets.flusher_for(redis_backend(app).store)
+        flushes = flusher.flushes
+        app.execute("svc", lambda: None)
+        assert wait_for(lambda: flusher.flushes > flushes)
+        assert client.pttl(reporters) >= 600_000
+        assert (
+            client.zcard(reporters) == 4
+        )  # this process calling and failing, the other failing and isolated

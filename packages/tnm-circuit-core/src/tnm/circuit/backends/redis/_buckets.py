@@ -121,7 +121,7 @@ class SuccessFlusher:
                 pipe.zadd(circuit.keys[4], {seen: now_ms})
                 if trim:  # (the callers' band only: the script trims the failed and isolated)
                     pipe.zremrangebyscore(circuit.keys[4], "-inf", now_ms - circuit.window_ms)
-                pipe.pexpire(circuit.keys[4], circuit.window_ms * 2)
+                pipe.pexpire(circuit.keys[4], circuit.reporters_keep_ms)
             pipe.execute()
         except STORAGE_ERRORS:
             if time.monotonic() - self._last_ok <= max(c.window_ms for c, _ in batch) / 1000.0:

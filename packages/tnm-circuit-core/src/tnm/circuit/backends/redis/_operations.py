@@ -117,6 +117,13 @@ class Operations(Mirror):
         self._quorum = _wire(policy.min_failing_processes)
         self.bucket_ms = policy.bucket_ms
         self.window_ms = int(policy.window_seconds * _MS)
+        # How long the reporters live after a flush of successes marks this process: never less
+        # than a mark there may need (an isolated process's: its open time, at most
+        # max_open_seconds, and its first trial's second), meta_ttl or twice the window, and a
+        # quarter more, as the script pushes it (circuit.lua's outlive): a flush never cuts it.
+        longest_open_ms = int(max(policy.open_seconds, policy.max_open_seconds) * _MS)  # type: ignore[type-var,operator]
+        keep = max(2 * self.window_ms, int(store.meta_ttl_seconds * _MS), longest_open_ms + 1000)
+        self.reporters_keep_ms = keep + keep // 4
         self.observe = policy.mode == "observe"
         self.slow_after = policy.slow_call_seconds
 

@@ -236,10 +236,12 @@ local function trim_reporters()
   end
 end
 
--- Cost: the rate buckets and the reporters must outlive what they hold (the window; an isolated
--- process's mark, its first trial). A run that wrote them reads their expiry and pushes it, a
--- quarter further than needed, only when it falls short: PTTL is a read, and PEXPIRE a write
--- (propagated as PEXPIREAT) that cost more than the rest of the run's expiry.
+-- Cost: the rate buckets and the reporters must outlive what they hold (the buckets the window
+-- reads; the reporters, meta_ttl or an isolated process's mark until its first trial, whichever
+-- is longer: a flush of successes pushes them as far, _operations.py's reporters_keep_ms). A run
+-- that wrote them reads their expiry and pushes it, a quarter further than needed, only when it
+-- falls short: PTTL is a read, and PEXPIRE a write (propagated as PEXPIREAT) that cost more than
+-- the rest of the run's expiry.
 local function outlive(key, need)
   if redis.call('PTTL', key) < need then
     local keep = math.max(ttl_ms, need)
@@ -375,8 +377,8 @@ if op == 'failure' and state == 'closed' and repaired == 0 and token == 0 and AR
     elseif made_failures then
       redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
     end
-    if calls_written then outlive(calls_key, window_ms) end
-    outlive(reporters_key, window_ms)
+    if calls_written then outlive(calls_key, math.max(window_ms, buckets * bucket_ms)) end
+    outlive(reporters_key, math.max(ttl_ms, window_ms))
     if made_failures then publish(state, failures, 0, '') end
     return {state, open_until, failures, now, 0, reopenings, ARGV[15], now, 0, '', {state},
       max_failures, window_ms, 0, version, c, f, sl, '', '', failing, '', ''}
@@ -801,8 +803,8 @@ else
   end
   if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
 end
-if calls_written then outlive(calls_key, window_ms) end
-if reporters_need then outlive(reporters_key, reporters_need) end
+if calls_written then outlive(calls_key, math.max(window_ms, buckets * bucket_ms)) end
+if reporters_need then outlive(reporters_key, math.max(ttl_ms, reporters_need)) end
 
 local function failures_left()
   if failures_exist == nil then return redis.call('EXISTS', failures_key) == 1 end
