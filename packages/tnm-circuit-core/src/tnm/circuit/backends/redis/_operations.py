@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Operations"]
 
 _MS = 1000.0
+_TRIAL_GRACE_MS = 1000
+"""How long past its open time an isolated process's mark counts (circuit.lua's TRIAL_GRACE_MS)."""
 _STORE_FAILED: tuple[type[Exception], ...] = (*STORAGE_ERRORS, CircuitBackendError)
 _CARRY = frozenset({"failure", "slow"})
 """Operations that add the process's unsent successes to the rate window first."""
@@ -122,7 +124,7 @@ class Operations(Mirror):
         # max_open_seconds, and its first trial's second), meta_ttl or twice the window, and a
         # quarter more, as the script pushes it (circuit.lua's outlive): a flush never cuts it.
         longest_open_ms = int(max(policy.open_seconds, policy.max_open_seconds) * _MS)  # type: ignore[type-var,operator]
-        keep = max(2 * self.window_ms, int(store.meta_ttl_seconds * _MS), longest_open_ms + 1000)
+        keep = max(2 * self.window_ms, int(store.meta_ttl_seconds * _MS), longest_open_ms + _TRIAL_GRACE_MS)
         self.reporters_keep_ms = keep + keep // 4
         self.observe = policy.mode == "observe"
         self.slow_after = policy.slow_call_seconds

@@ -258,6 +258,32 @@ local function publish(state_now, failures, permits, earliest)
   end
 end
 
+-- Idle metadata lives meta_ttl; never less than what the state still needs (`keep`, ms).
+-- Cost: the expiry is pushed only when it falls due. It is set a quarter further than
+-- needed and its deadline kept in the hash (xp), so most writes skip the PEXPIREs: keys
+-- live at least what they need and at most a quarter more after the last write.
+-- Returns the time to push (0: still far enough) and the deadline to store.
+local function expiry_due(keep, force)
+  local ttl = math.max(keep, window_ms)
+  -- (a caller's own clock, a test's, is not the one keys expire by: then every write pushes)
+  if force or ARGV[2] ~= '' or (tonumber(h[15]) or 0) < now + ttl then
+    ttl = ttl + math.floor(ttl / 4)
+    return ttl, now + ttl
+  end
+  return 0, h[15]
+end
+
+-- The state's and failures' expiry pushed (ttl > 0), or failures this run made given the
+-- state's deadline.
+local function push_expiry(ttl, expires, made_failures)
+  if ttl > 0 then
+    redis.call('PEXPIRE', state_key, ttl)
+    redis.call('PEXPIRE', failures_key, ttl)
+  elseif made_failures then
+    redis.call('PEXPIRE', failures_key, tonumber(expires) - now)
+  end
+end
+
 -- The rate window: (calls, failures, slow calls) in the newest `buckets` buckets, read with
 -- `call` (on_key; or redis.pcall, which returns nil for a key of the wrong type).
 local function read_window(call)
@@ -358,28 +384,16 @@ if op == 'failure' and state == 'closed' and repaired == 0 and token == 0 and AR
     if counts_calls then count_call(true, slow_call) end
     local failing = redis.call('ZCOUNT', reporters_key, score_bound(FAILED_BAND, now - window_ms),
       score_bound(ISOLATED_BAND, 0))
-    local ttl, expires = math.max(ttl_ms, window_ms), h[15]
-    if ARGV[2] ~= '' or (tonumber(expires) or 0) < now + ttl then  -- (see the general path)
-      ttl = ttl + math.floor(ttl / 4)
-      expires = now + ttl
-    else
-      ttl = 0
-    end
+    local ttl, expires = expiry_due(ttl_ms, false)
     local write = {'v', version}  -- (only what changed, as below)
     if ARGV[15] ~= h[5] then write[#write + 1], write[#write + 2] = 'lr', ARGV[15] end
     if tonumber(h[6]) ~= now then write[#write + 1], write[#write + 2] = 'lt', now end
     if ttl > 0 and tonumber(h[15]) ~= expires then write[#write + 1], write[#write + 2] = 'xp', expires end
     redis.call('HSET', state_key, unpack(write))
-    local made_failures = not had_failures
-    if ttl > 0 then
-      redis.call('PEXPIRE', state_key, ttl)
-      redis.call('PEXPIRE', failures_key, ttl)
-    elseif made_failures then
-      redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
-    end
+    push_expiry(ttl, expires, not had_failures)
     if calls_written then outlive(calls_key, math.max(window_ms, buckets * bucket_ms)) end
     outlive(reporters_key, math.max(ttl_ms, window_ms))
-    if made_failures then publish(state, failures, 0, '') end
+    if not had_failures then publish(state, failures, 0, '') end
     return {state, open_until, failures, now, 0, reopenings, ARGV[15], now, 0, '', {state},
       max_failures, window_ms, 0, version, c, f, sl, '', '', failing, '', ''}
   end
@@ -756,25 +770,14 @@ if (op == 'read' or op == 'touch') and repaired == 0 then
   return reply
 end
 
--- Idle metadata lives meta_ttl; never less than what the state still needs.
 -- A forced-open circuit keeps its keys until reset: an operator's override must not expire.
--- Cost: the expiry is pushed only when it falls due. It is set a quarter further than
--- needed and its deadline kept in the hash (xp), so most writes skip the PEXPIREs: keys
--- live at least what they need and at most a quarter more after the last write.
 local held = state == 'forced_open' or state == 'disabled'
 local ttl, expires = 0, h[15]
 if not held then
   local keep = ttl_ms
   if state == 'open' then keep = math.max(keep, open_until - now + trial_timeout_ms) end
   if state == 'half_open' then keep = math.max(keep, trial_timeout_ms) end
-  ttl = math.max(keep, window_ms)
-  -- (a caller's own clock, a test's, is not the one keys expire by: then every write pushes)
-  if changed or repaired == 1 or ARGV[2] ~= '' or (tonumber(expires) or 0) < now + ttl then
-    ttl = ttl + math.floor(ttl / 4)
-    expires = now + ttl
-  else
-    ttl = 0  -- still far enough: nothing to push
-  end
+  ttl, expires = expiry_due(keep, changed or repaired == 1)
 end
 
 -- Cost: only the fields whose value changes are written (a failure while closed: its reason,
@@ -795,12 +798,7 @@ if #write > 0 then redis.call('HSET', state_key, unpack(write)) end
 if held then
   redis.call('PERSIST', state_key)
 else
-  if ttl > 0 then
-    redis.call('PEXPIRE', state_key, ttl)
-    redis.call('PEXPIRE', failures_key, ttl)
-  elseif failures_exist and not had_failures then
-    redis.call('PEXPIRE', failures_key, tonumber(expires) - now)  -- made by this run
-  end
+  push_expiry(ttl, expires, failures_exist and not had_failures)
   if state == 'half_open' then redis.call('PEXPIRE', permits_key, math.max(ttl_ms, trial_timeout_ms)) end
 end
 if calls_written then outlive(calls_key, math.max(window_ms, buckets * bucket_ms)) end
