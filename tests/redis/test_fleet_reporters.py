@@ -209,6 +209,5 @@ class TestExpiry:
         app.execute("svc", lambda: None)
         assert wait_for(lambda: flusher.flushes > flushes)
         assert client.pttl(reporters) >= 600_000
-        assert (
-            client.zcard(reporters) == 4
-        )  # this process calling and failing, the other failing and isolated
+        # this process calling and failing, the other one failing and isolated
+        assert client.zcard(reporters) == 4
