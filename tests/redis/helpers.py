@@ -98,6 +98,25 @@ def wait_until_listening(server: RedisServer, breaker: CircuitBreaker, timeout: 
     return wait_for(listening, timeout)
 
 
+def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The next line ``process`` prints on its stdout pipe, waiting at most ``timeout`` seconds.
+
+    It reads the pipe a byte at a time: a buffered ``readline`` may take two lines at once, and
+    ``select`` cannot see the second one waiting in Python's buffer.
+    """
+    assert process.stdout is not None
+    pipe = process.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"the process said nothing in time (so far: {bytes(line)!r})"
+        byte = os.read(pipe, 1)
+        assert byte, f"the process closed its output (so far: {bytes(line)!r})"
+        line += byte
+    return line.decode().strip()
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -121,18 +140,12 @@ class Traffic:
             for _ in range(processes)
         ]
 
-    def _line(self, worker: subprocess.Popen[str], timeout: float) -> str:
-        assert worker.stdout is not None
-        ready, _, _ = select.select([worker.stdout], [], [], timeout)
-        assert ready, "worker did not answer in time"
-        return worker.stdout.readline().strip()
-
     def wait_ready(self, timeout: float = 30) -> None:
         for worker in self.workers:
-            assert self._line(worker, timeout) == "ready"
+            assert read_line(worker, timeout) == "ready"
 
     def results(self, timeout: float = 30) -> list[dict[str, Any]]:
-        return [json.loads(self._line(worker, timeout)) for worker in self.workers]
+        return [json.loads(read_line(worker, timeout)) for worker in self.workers]
 
     def stop(self) -> None:
         for worker in self.workers:

@@ -22,7 +22,7 @@ from tnm.circuit import (
 from tnm.circuit.testing import capture_events
 
 from ..redis_server import RedisServer
-from .helpers import redis_backend, wait_for
+from .helpers import read_line, redis_backend, wait_for
 
 MakeBreaker = Callable[..., CircuitBreaker]
 FAST = {"use_clock": False, "backend_options": {"refresh_interval": 0.1}}
@@ -449,15 +449,6 @@ def workers(redis_url: str) -> Iterator[Callable[[int], list[subprocess.Popen[st
         process.communicate(timeout=10)  # waits, and closes its pipes
 
 
-def _line(process: subprocess.Popen[str], timeout: float = 30) -> str:
-    import select
-
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, "worker said nothing in time"
-    return process.stdout.readline().strip()
-
-
 @pytest.mark.slow
 class TestRealProcesses:
     def test_change_reaches_every_process(
@@ -466,26 +457,26 @@ class TestRealProcesses:
         """Three running processes each apply a fleet change (one POLICY_CHANGED each); a fourth
         started after it applies it at initialize (and says so)."""
         running = workers(3)
-        assert [_line(p) for p in running] == ["ready code 5"] * 3
+        assert [read_line(p) for p in running] == ["ready code 5"] * 3
         make_redis_breaker(**FAST).set_policy("svc", {"max_failures": 2}, fleet=True)
         for process in running:
-            assert _line(process, 10) == "changed fleet max_failures: 5 -> 2"
+            assert read_line(process, 10) == "changed fleet max_failures: 5 -> 2"
         [later] = workers(1)
-        assert [_line(later), _line(later)] == ["changed fleet max_failures: 5 -> 2", "ready fleet 2"]
+        assert [read_line(later), read_line(later)] == ["changed fleet max_failures: 5 -> 2", "ready fleet 2"]
         for process in [*running, later]:
             assert process.stdin is not None
             process.stdin.write("\n")
             process.stdin.flush()
-            assert _line(process) == "final fleet 2"
+            assert read_line(process) == "final fleet 2"
 
     def test_older_release_ignores_a_field_it_does_not_know(
         self, workers: Callable[[int], list[subprocess.Popen[str]]], redis_server: RedisServer
     ) -> None:
         """During a deploy a newer release's field is ignored by this one, which applies the rest."""
         running = workers(2)
-        assert [_line(p) for p in running] == ["ready code 5"] * 2
+        assert [read_line(p) for p in running] == ["ready code 5"] * 2
         redis_server.client().hset(
             REGISTRY, "svc", json.dumps({"max_failures": 3, "a_field_of_a_later_release": 2})
         )
         for process in running:
-            assert _line(process, 10) == "changed fleet max_failures: 5 -> 3"
+            assert read_line(process, 10) == "changed fleet max_failures: 5 -> 3"
