@@ -35,6 +35,13 @@ class CountingLock:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def acquire(self) -> bool:
+        self.taken += 1
+        return True
+
+    def release(self) -> None:
+        return None
+
 
 def count_lock(breaker: CircuitBreaker, service: str) -> CountingLock:
     lock = CountingLock()
@@ -168,6 +175,92 @@ class TestFailure:
                 breaker.add_listener(metered.append, calls=False)
         assert lock.taken == 0
         assert breaker.state("svc").failures == 120
+
+    def test_a_rate_failure_that_opens_nothing_takes_no_lock(self, clock: ManualClock) -> None:
+        """Under rate triggers alone, failures that leave the circuit closed take no lock inside
+        one bucket, counted or metered, through protect and execute; the window has them all."""
+        breaker = rate_breaker(clock)
+        breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
+        lock = count_lock(breaker, "svc")  # (before protect: the failure path binds its lock)
+        call = breaker.protect("svc")(boom)
+        lock.taken = 0  # (protect's first wrapper makes the circuit's list of wrappers)
+        metered: list[object] = []
+        for round_ in range(2):  # the second round with a state-change listener (metrics)
+            for _ in range(20):
+                with pytest.raises(Boom):
+                    call()
+                with pytest.raises(Boom):
+                    breaker.execute("svc", boom)
+            if round_ == 0:
+                breaker.add_listener(metered.append, calls=False)
+        assert lock.taken == 0
+        snapshot = breaker.state("svc")
+        assert (snapshot.calls, snapshot.failures) == (81, 80)
+        assert snapshot.last_failure is not None
+        assert snapshot.last_failure["reason"] == "Boom: down"
+
+    def test_rate_failures_counted_without_the_lock_move_with_the_window(self, clock: ManualClock) -> None:
+        """Failures counted without the lock are settled into their bucket when the next one
+        starts, and leave the window with it."""
+        breaker = rate_breaker(clock, window_seconds=10, minimum_calls=1000)
+        call = breaker.protect("svc")(boom)
+        ok = breaker.protect("svc")(lambda: None)
+        for _ in range(30):
+            with pytest.raises(Boom):
+                call()
+        ok()
+        clock.advance(6)
+        for _ in range(10):
+            with pytest.raises(Boom):
+                call()
+        snapshot = breaker.state("svc")
+        assert (snapshot.calls, snapshot.failures) == (41, 40)
+        clock.advance(5)  # the first 31 calls left the window
+        snapshot = breaker.state("svc")
+        assert (snapshot.calls, snapshot.failures) == (10, 10)
+
+    def test_the_failure_that_makes_a_rate_due_opens_the_circuit(self, clock: ManualClock) -> None:
+        """The lock-free count's bound never hides a due rate: the failure that makes it due opens."""
+        breaker = rate_breaker(clock, minimum_calls=10, failure_rate_threshold=0.5)
+        call = breaker.protect("svc")(boom)
+        ok = breaker.protect("svc")(lambda: None)
+        for _ in range(5):
+            ok()
+        for _ in range(4):
+            with pytest.raises(Boom):
+                call()
+        assert breaker.state("svc").state.value == "closed"  # 4 of 9 calls
+        with pytest.raises(Boom):
+            call()
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
+            "open",
+            "failure_rate",
+            10,
+            5,
+        )
+
+    def test_a_failure_that_completes_the_minimum_opens_a_slow_call_rate(self, clock: ManualClock) -> None:
+        """A fast failure adds no slow call, but it can bring the calls up to ``minimum_calls``
+        under a slow-call rate that is already met: it opens the circuit."""
+        breaker = rate_breaker(
+            clock,
+            failure_rate_threshold=None,
+            slow_call_rate_threshold=0.5,
+            slow_call_seconds=1,
+            minimum_calls=4,
+        )
+
+        def slow() -> None:
+            clock.advance(2)
+
+        for _ in range(3):
+            breaker.execute("svc", slow)
+        assert breaker.state("svc").state.value == "closed"  # 3 slow calls of 3: under the minimum
+        with pytest.raises(Boom):
+            breaker.execute("svc", boom)
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls) == ("open", "slow_call_rate", 4)
 
     def test_a_rate_failure_opens_once_never_early(self) -> None:
         """Under 8 threads a failure-rate circuit opens once, never before the failure that makes it due."""

@@ -159,7 +159,8 @@ def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -
 
 class CircuitModel:
     """One service's circuit. Not thread-safe by itself: its owner serialises access
-    (except ``count_closed_failure``, which is built to run without the lock).
+    (except ``count_closed_failure``, ``ok`` and ``fail``, which are built to run without
+    the lock).
 
     Only the newest ``max_failures`` failure times are kept: older ones can never
     bring the count in the window up to the threshold, so memory is bounded.
@@ -167,6 +168,7 @@ class CircuitModel:
 
     __slots__ = (
         "_buckets",
+        "_fail",
         "_failures",
         "_max_failures",
         "_next_token",
@@ -175,13 +177,14 @@ class CircuitModel:
         "_opened_figures",
         "_permits",
         "_pinned_ts",
-        "_totals",
         "_trial_successes",
         "bucket",
         "bucket_end",
         "bucket_ms",
         "counts_calls",
         "dirty",
+        "fail",
+        "fail_reads",
         "last_failure",
         "ok",
         "open_until",
@@ -191,6 +194,7 @@ class CircuitModel:
         "reopenings",
         "service",
         "state",
+        "totals",
         "window",
     )
 
@@ -230,13 +234,16 @@ class CircuitModel:
         self._buckets: dict[int, list[int]] = _NO_BUCKETS
         """bucket -> [calls, failures, slow calls], fast successes and failures of ``bucket``
         aside (an empty dict until a bucket is settled: no table while idle)."""
-        self._totals = _NO_TOTALS
-        """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self._ok = _NO_COUNT
-        self.ok = _NO_NEXT
-        """``ok`` counts a fast success of ``bucket`` (lock-free)."""
-        self._ok_reads = 0
-        """How many times the owner read ``ok``'s count by advancing it (``_ok_count``)."""
+        self.totals = _NO_TOTALS
+        """The sums of ``_buckets`` (kept as they change: a failure never walks the window); a
+        lock-free failure reads it for ``rate_may_be_due``'s bound (see ``roll``)."""
+        self._ok = self._fail = _NO_COUNT
+        self.ok = self.fail = _NO_NEXT
+        """``ok`` counts a fast success of ``bucket``, ``fail`` a failure counted without the
+        lock (see ``LocalCircuit``): both lock-free, settled into ``_buckets`` at the roll."""
+        self._ok_reads = self.fail_reads = 0
+        """How many times the owner read ``ok``'s (``fail``'s) count by advancing it
+        (``_ok_count``, ``_live_counts``): a lock-free failure takes ``fail_reads`` back too."""
         if self.counts_calls:  # else the shared placeholders above are never touched
             self._clear_window()
         self.opened_by: str | None = None
@@ -256,19 +263,29 @@ class CircuitModel:
         bucket = self.bucket_of(now)
         if bucket == self.bucket:
             return
-        # A new counter first, then the old one read: lock-free successes that go on while this
-        # thread waits for the CPU count in the new bucket (only one that fetched ``ok`` just
-        # before the swap can be lost).
-        old_ok, reads = self._ok, self._ok_reads
-        self._ok = itertools.count()
-        self.ok = self._ok.__next__
-        self._ok_reads = 0
-        ok = counted(old_ok) - reads
-        totals = self._totals
-        if ok:
+        # New counters first, then the old ones read: lock-free successes and failures that go
+        # on while this thread waits for the CPU count in the new bucket (only one that fetched
+        # ``ok`` or ``fail`` just before the swap can be lost). A lock-free failure reads
+        # ``totals`` without the lock to see whether a rate may be due: the old bucket's
+        # failures are added there before its counter is swapped out, and its calls after, so
+        # that a read in between sees the rate too high (then checked under the lock), short
+        # only of the failures counted during the swap itself.
+        totals = self.totals
+        fail_reads, old_fail = self.fail_reads, self._fail
+        early = counted(old_fail) - fail_reads
+        totals[1] += early
+        old_ok, ok_reads = self._ok, self._ok_reads
+        self._ok_reads = self.fail_reads = 0
+        self._ok, self._fail = itertools.count(), itertools.count()
+        self.ok, self.fail = self._ok.__next__, self._fail.__next__
+        failed = counted(old_fail) - fail_reads
+        calls = counted(old_ok) - ok_reads + failed
+        totals[1] += failed - early
+        if calls:
             entry = self._entry(self.bucket)
-            entry[0] += ok
-            totals[0] += ok
+            entry[1] += failed
+            entry[0] += calls
+            totals[0] += calls
         self.bucket = bucket
         # Seconds, so that a success compares without converting; half a millisecond and a few
         # float steps early, so that no time before it can fall in the next bucket by rounding.
@@ -293,7 +310,7 @@ class CircuitModel:
         """Count one completed call that is not a fast success; the rate trigger now due, if any."""
         if self.bucket_of(now) != self.bucket:
             self.roll(now)
-        entry, totals = self._entry(self.bucket), self._totals
+        entry, totals = self._entry(self.bucket), self.totals
         entry[0] += 1
         entry[1] += failed
         entry[2] += slow
@@ -309,38 +326,35 @@ class CircuitModel:
         self.last_failure = (reason, now)
         if now >= self.bucket_end:
             self.roll(now)
-        entry = self._buckets.get(self.bucket)
-        if entry is None:
-            entry = self._buckets[self.bucket] = [0, 0, 0]
-        entry[0] += 1
-        entry[1] += 1
-        totals = self._totals
-        totals[0] += 1
-        totals[1] += 1
-        calls, failures, slow = totals
-        policy = self.policy
-        failure_rate, slow_rate = policy.failure_rate_threshold, policy.slow_call_rate_threshold
-        # The current bucket's fast successes only add calls, which only lowers both rates:
-        # when the settled counts meet neither, nothing is due (and the count is not read).
-        if (failure_rate is None or failures < failure_rate * calls) and (
-            slow_rate is None or slow < slow_rate * calls
-        ):
-            return
-        # (``_ok_count`` and ``rate_trip_due``, inlined: a failing service's every failure)
-        calls += self.ok() - self._ok_reads
-        self._ok_reads += 1
-        if calls < policy.minimum_calls:
-            return
-        if failure_rate is not None and failures >= failure_rate * calls:
-            self._open(now, changes, "failure_rate")
-        elif slow_rate is not None and slow >= slow_rate * calls:
-            self._open(now, changes, "slow_call_rate")
+        failed = self.fail() - self.fail_reads + 1  # the bucket's failures, this one included
+        if self.rate_may_be_due(failed):
+            self.trip_rate_if_due(now, changes)
+
+    def rate_may_be_due(self, failed: int) -> bool:
+        """Could a rate trigger be due, with ``failed`` failures counted by ``fail`` in the
+        current bucket? A bound read without the lock: the current bucket's fast successes only
+        add calls, which only lowers both rates, and a rate needs ``minimum_calls`` calls."""
+        calls, failures, slow = self.totals
+        calls = max(calls + failed, self.policy.minimum_calls)
+        failure_rate, slow_rate = self.policy.failure_rate_threshold, self.policy.slow_call_rate_threshold
+        return (failure_rate is not None and failures + failed >= failure_rate * calls) or (
+            slow_rate is not None and slow >= slow_rate * calls
+        )
+
+    def trip_rate_if_due(self, now: float, changes: list[Transition]) -> None:
+        """Open if closed and a rate trigger is due at ``now`` (owner holds the lock)."""
+        if self.state is CLOSED:
+            trigger = rate_trip_due(self.policy, *self.window_counts(now))
+            if trigger is not None:
+                self._open(now, changes, trigger)
 
     def _live_counts(self) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled
-        totals and the current bucket's lock-free successes."""
-        calls, failures, slow = self._totals
-        return calls + self._ok_count(), failures, slow
+        totals and the current bucket's lock-free successes and failures."""
+        calls, failures, slow = self.totals
+        failed = self.fail() - self.fail_reads  # (``_ok_count``'s way, for ``fail``)
+        self.fail_reads += 1
+        return calls + self._ok_count() + failed, failures + failed, slow
 
     def _ok_count(self) -> int:
         """The current bucket's fast successes. Read by advancing the counter (``next`` is
@@ -357,10 +371,10 @@ class CircuitModel:
 
     def _clear_window(self) -> None:
         self._buckets = {}
-        self._totals = [0, 0, 0]
-        self._ok = itertools.count()
-        self.ok = self._ok.__next__
-        self._ok_reads = 0
+        self.totals = [0, 0, 0]
+        self._ok, self._fail = itertools.count(), itertools.count()
+        self.ok, self.fail = self._ok.__next__, self._fail.__next__
+        self._ok_reads = self.fail_reads = 0
 
     # -- reads ---------------------------------------------------------------
 
@@ -645,10 +659,8 @@ class CircuitModel:
         triggers are already met (a lower threshold); True if it opened."""
         self.recheck = False
         self.trip_if_due(now, changes)
-        if self.state is CLOSED and self.counts_calls:
-            trigger = rate_trip_due(self.policy, *self.window_counts(now))
-            if trigger is not None:
-                self._open(now, changes, trigger)
+        if self.counts_calls:
+            self.trip_rate_if_due(now, changes)
         return self.state is not CLOSED
 
     def record_success(self, now: float, token: int, changes: list[Transition]) -> None:
