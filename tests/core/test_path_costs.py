@@ -134,7 +134,20 @@ class TestRejection:
         assert second.value.last_failure == breaker.last_failure("svc") == first.value.last_failure
 
 
-def rate_breaker(clock: ManualClock | None = None, **policy: Any) -> CircuitBreaker:
+class SettableClock:
+    """A clock a test sets, backwards too (another thread's time read before a roll)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1.7e9 + self.now
+
+
+def rate_breaker(clock: ManualClock | SettableClock | None = None, **policy: Any) -> CircuitBreaker:
     fields: dict[str, Any] = {
         "window_seconds": 3600,
         "max_failures": None,
@@ -298,3 +311,164 @@ class TestFailure:
         assert snap.calls == snap.failures
         assert 400 <= snap.calls <= sum(ran) <= 400 + 7
         assert len(opened_at) == 1
+
+
+class TestRateFailureRaces:
+    """A failure under a failure-rate trigger reads the window's counts without the lock; each
+    test forces a thread switch at one point of that read (a roll by another thread) and
+    checks that the failure that makes the rate due still opens the circuit."""
+
+    @staticmethod
+    def breaker(clock: ManualClock) -> tuple[CircuitBreaker, Callable[[], None], Callable[[], None]]:
+        breaker = rate_breaker(clock, window_seconds=60, failure_rate_threshold=0.5, minimum_calls=4)
+        return breaker, breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
+
+    def test_a_roll_between_the_reads_of_the_counts(self, clock: ManualClock) -> None:
+        """The counts change under the read (a snapshot rolls to the next bucket): the failure
+        checks under the lock, and opens."""
+        breaker, call, ok = self.breaker(clock)
+        ok()
+        ok()
+        with pytest.raises(Boom):
+            call()
+        model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
+
+        class Totals(list[int]):
+            armed = True
+
+            def __getitem__(self, index: Any) -> Any:
+                value = list.__getitem__(self, index)  # read, and then a thread switch:
+                if index == 1 and Totals.armed:
+                    Totals.armed = False
+                    clock.advance(model.policy.bucket_ms / 1000)  # the next bucket starts
+                    breaker.state("svc")  # another thread's snapshot rolls the window
+                return value
+
+        model.totals = Totals(model.totals)
+        with pytest.raises(Boom):
+            call()  # 2 failures of 4 calls: 0.5 with minimum_calls 4, due
+        assert not Totals.armed
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
+            "open",
+            "failure_rate",
+            4,
+            2,
+        )
+
+    def test_a_snapshot_right_after_the_count(self, clock: ManualClock) -> None:
+        """Another thread reads the circuit (a snapshot: the window's counts) between this
+        failure's count and its check: the check still sees every failure, and opens."""
+        breaker = rate_breaker(clock, failure_rate_threshold=0.5, minimum_calls=10)
+        call, ok = breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
+        for _ in range(5):
+            ok()
+        for _ in range(4):
+            with pytest.raises(Boom):
+                call()
+        model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
+        count = model.fail
+
+        def count_then_switch() -> int:
+            before = count()
+            breaker.state("svc")
+            return int(before)
+
+        model.fail = count_then_switch
+        with pytest.raises(Boom):
+            call()  # 5 failures of 10 calls: due
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.calls, snapshot.failures) == ("open", 10, 5)
+
+    def test_failures_during_a_roll_wait_for_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Failures counted by other threads while a roll holds the lock (one before it reads the
+        failure count, one after) are neither lost nor judged on half-moved counts."""
+        import tnm.circuit.state as state
+
+        clock = SettableClock()
+        breaker = rate_breaker(clock, window_seconds=60, failure_rate_threshold=0.6, minimum_calls=4)
+        call, ok = breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
+        step = breaker._circuit("svc")._model.policy.bucket_ms / 1000  # type: ignore[attr-defined]
+        ok()
+        ok()
+        with pytest.raises(Boom):
+            call()
+        clock.now += step
+        breaker.state("svc")  # the next bucket starts: 3 calls, 1 failure settled
+        threads: list[threading.Thread] = []
+
+        def fail_meanwhile() -> None:  # another thread, whose failure read the clock before the roll
+            def fail() -> None:
+                with pytest.raises(Boom):
+                    call()
+
+            clock.now -= step
+            thread = threading.Thread(target=fail)
+            thread.start()
+            thread.join(0.2)  # (it waits for the roll's lock: the outcome is checked below)
+            clock.now += step
+            threads.append(thread)
+
+        real = state.counted
+
+        def counted(counter: Any) -> int:  # the roll reads two counters
+            if len(threads) < 2:
+                fail_meanwhile()
+            return real(counter)
+
+        monkeypatch.setattr(state, "counted", counted)
+        clock.now += step
+        breaker.state("svc")  # this thread's snapshot rolls the window, reading the counters
+        monkeypatch.setattr(state, "counted", real)
+        for thread in threads:
+            thread.join(10)
+        assert len(threads) == 2
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
+            "open",
+            "failure_rate",
+            5,
+            3,
+        )
+
+    def test_a_time_read_before_another_roll_never_moves_the_window_back(self, clock: ManualClock) -> None:
+        """A failure whose time was read before another thread rolled to a later bucket checks
+        the window as it stands: the window never goes back a bucket."""
+        breaker = rate_breaker(clock, window_seconds=60, failure_rate_threshold=0.5, minimum_calls=4)
+        circuit = breaker._circuit("svc")  # type: ignore[attr-defined]
+        model, real = circuit._model, circuit._lock
+        step = model.policy.bucket_ms / 1000
+
+        class SwitchingLock:
+            armed = False
+
+            def acquire(self) -> bool:
+                if SwitchingLock.armed:
+                    SwitchingLock.armed = False
+                    clock.advance(step)
+                    ok()  # another thread's success rolls to the next bucket
+                return bool(real.acquire())
+
+            def release(self) -> None:
+                real.release()
+
+            def __enter__(self) -> None:
+                real.acquire()
+
+            def __exit__(self, *exc: object) -> None:
+                real.release()
+
+        circuit._lock = SwitchingLock()  # (before protect: the failure path binds its lock)
+        call, ok = breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
+        for _ in range(3):
+            ok()
+        with pytest.raises(Boom):
+            call()
+        bucket = model.bucket
+        SwitchingLock.armed = True
+        with pytest.raises(Boom):
+            call()  # 2 failures: may be due, checked under the lock (2 of 5: not due)
+        assert not SwitchingLock.armed
+        assert model.bucket == bucket + 1
+        snapshot = breaker.state("svc")
+        assert (snapshot.calls, snapshot.failures) == (6, 2)

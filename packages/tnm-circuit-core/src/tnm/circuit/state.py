@@ -183,8 +183,9 @@ class CircuitModel:
         "bucket_ms",
         "counts_calls",
         "dirty",
+        "epoch",
         "fail",
-        "fail_reads",
+        "fail_mark",
         "last_failure",
         "ok",
         "open_until",
@@ -235,15 +236,20 @@ class CircuitModel:
         """bucket -> [calls, failures, slow calls], fast successes and failures of ``bucket``
         aside (an empty dict until a bucket is settled: no table while idle)."""
         self.totals = _NO_TOTALS
-        """The sums of ``_buckets`` (kept as they change: a failure never walks the window); a
-        lock-free failure reads it for ``rate_may_be_due``'s bound (see ``roll``)."""
+        """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
         self._ok = self._fail = _NO_COUNT
         self.ok = self.fail = _NO_NEXT
-        """``ok`` counts a fast success of ``bucket``, ``fail`` a failure counted without the
-        lock (see ``LocalCircuit``): both lock-free, settled into ``_buckets`` at the roll."""
-        self._ok_reads = self.fail_reads = 0
-        """How many times the owner read ``ok``'s (``fail``'s) count by advancing it
-        (``_ok_count``, ``_live_counts``): a lock-free failure takes ``fail_reads`` back too."""
+        """``ok`` counts a fast success of ``bucket`` (a new counter per bucket); ``fail`` a
+        failure counted without the lock (see ``LocalCircuit``), on one counter that a roll
+        never swaps, so that no failure is lost: both lock-free."""
+        self._ok_reads = 0
+        """How many times the owner read ``ok``'s count by advancing it (``_ok_count``)."""
+        self.fail_mark = 0
+        """``fail``'s count when ``bucket`` started: the bucket's failures are the count beyond it."""
+        self.epoch = 0
+        """Odd while the owner changes ``totals`` or ``fail_mark``, and moved on after each
+        change: a failure that reads them without the lock trusts its read only if the epoch
+        was even and the same before and after it."""
         if self.counts_calls:  # else the shared placeholders above are never touched
             self._clear_window()
         self.opened_by: str | None = None
@@ -261,31 +267,28 @@ class CircuitModel:
     def roll(self, now: float) -> None:
         """Move the current bucket to ``now``'s, dropping buckets that left the window."""
         bucket = self.bucket_of(now)
-        if bucket == self.bucket:
+        if bucket <= self.bucket:  # (a time read before another thread's roll: never back)
             return
-        # New counters first, then the old ones read: lock-free successes and failures that go
-        # on while this thread waits for the CPU count in the new bucket (only one that fetched
-        # ``ok`` or ``fail`` just before the swap can be lost). A lock-free failure reads
-        # ``totals`` without the lock to see whether a rate may be due: the old bucket's
-        # failures are added there before its counter is swapped out, and its calls after, so
-        # that a read in between sees the rate too high (then checked under the lock), short
-        # only of the failures counted during the swap itself.
-        totals = self.totals
-        fail_reads, old_fail = self.fail_reads, self._fail
-        early = counted(old_fail) - fail_reads
-        totals[1] += early
+        self.epoch += 1  # (see ``epoch``)
+        # A new ``ok`` counter first, then the old one read: lock-free successes that go on
+        # while this thread waits for the CPU count in the new bucket (only one that fetched
+        # ``ok`` just before the swap can be lost). ``fail`` is read where it stands: later
+        # failures belong to the new bucket.
         old_ok, ok_reads = self._ok, self._ok_reads
-        self._ok_reads = self.fail_reads = 0
-        self._ok, self._fail = itertools.count(), itertools.count()
-        self.ok, self.fail = self._ok.__next__, self._fail.__next__
-        failed = counted(old_fail) - fail_reads
+        self._ok = itertools.count()
+        self.ok = self._ok.__next__
+        self._ok_reads = 0
+        mark = counted(self._fail)
+        failed = mark - self.fail_mark
         calls = counted(old_ok) - ok_reads + failed
-        totals[1] += failed - early
+        totals = self.totals
         if calls:
             entry = self._entry(self.bucket)
-            entry[1] += failed
             entry[0] += calls
+            entry[1] += failed
             totals[0] += calls
+            totals[1] += failed
+        self.fail_mark = mark
         self.bucket = bucket
         # Seconds, so that a success compares without converting; half a millisecond and a few
         # float steps early, so that no time before it can fall in the next bucket by rounding.
@@ -299,6 +302,7 @@ class CircuitModel:
             totals[0] -= calls
             totals[1] -= failures
             totals[2] -= slow
+        self.epoch += 1
 
     def _entry(self, bucket: int) -> list[int]:
         entry = self._buckets.get(bucket)
@@ -311,12 +315,14 @@ class CircuitModel:
         if self.bucket_of(now) != self.bucket:
             self.roll(now)
         entry, totals = self._entry(self.bucket), self.totals
+        self.epoch += 1
         entry[0] += 1
         entry[1] += failed
         entry[2] += slow
         totals[0] += 1
         totals[1] += failed
         totals[2] += slow
+        self.epoch += 1
         return rate_trip_due(self.policy, *self._live_counts())
 
     def closed_rate_failure(self, now: float, reason: str | BaseException, changes: list[Transition]) -> None:
@@ -326,7 +332,7 @@ class CircuitModel:
         self.last_failure = (reason, now)
         if now >= self.bucket_end:
             self.roll(now)
-        failed = self.fail() - self.fail_reads + 1  # the bucket's failures, this one included
+        failed = self.fail() + 1 - self.fail_mark  # the bucket's failures, this one included
         if self.rate_may_be_due(failed):
             self.trip_rate_if_due(now, changes)
 
@@ -352,8 +358,7 @@ class CircuitModel:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled
         totals and the current bucket's lock-free successes and failures."""
         calls, failures, slow = self.totals
-        failed = self.fail() - self.fail_reads  # (``_ok_count``'s way, for ``fail``)
-        self.fail_reads += 1
+        failed = counted(self._fail) - self.fail_mark
         return calls + self._ok_count() + failed, failures + failed, slow
 
     def _ok_count(self) -> int:
@@ -370,11 +375,13 @@ class CircuitModel:
         return self._live_counts()
 
     def _clear_window(self) -> None:
+        self.epoch += 1
         self._buckets = {}
         self.totals = [0, 0, 0]
         self._ok, self._fail = itertools.count(), itertools.count()
         self.ok, self.fail = self._ok.__next__, self._fail.__next__
-        self._ok_reads = self.fail_reads = 0
+        self._ok_reads = self.fail_mark = 0
+        self.epoch += 1
 
     # -- reads ---------------------------------------------------------------
 

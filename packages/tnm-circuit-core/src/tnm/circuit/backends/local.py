@@ -9,7 +9,6 @@ no files and opens no sockets.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -166,25 +165,27 @@ class LocalCircuit:
 
     def _rate_exception_path(self) -> Callable[[int, BaseException], None]:
         """``on_exception`` under rate triggers alone: a failure while closed, with no trial
-        permit and no listener that wants per-call events, keeps the exception as the reason
-        and is counted in the current bucket without the lock (``CircuitModel.fail``, one
-        atomic step). The lock is taken only when a rate may be due (``rate_may_be_due``'s
-        bound, inlined), to check it exactly and open, or to start a new bucket. Any other
-        failure goes to ``_failure_of``.
+        permit and no listener that wants per-call events, keeps the exception as the reason.
 
-        Each failure reads the counts after its own, so the one that makes a rate due sees it
-        and opens the circuit (under the lock, once) before its thread makes another call.
+        Under a failure-rate trigger alone it is counted without the lock (``CircuitModel.fail``,
+        one atomic step), and the lock is taken only when the counts read without it say the
+        rate may be due (``rate_may_be_due``'s bound, inlined), or were read while the owner
+        changed them (``CircuitModel.epoch``), to check exactly and open; or to start a new
+        bucket. Each failure reads the counts after its own, so the one that makes the rate due
+        sees it and opens the circuit (once, under the lock) before its thread calls again.
+        Under a slow-call rate trigger it is counted under the lock: a failure adds no slow
+        call, but it can bring the calls up to ``minimum_calls``. Any other failure goes to
+        ``_failure_of``.
         """
         model, monotonic, listeners, policy = self._model, self._monotonic, self._listeners, self.policy
         # (acquire and release in try/finally: on CPython 3.11 ``with`` costs twice as much)
         acquire, release = self._lock.acquire, self._lock.release
         other, counts, closed = self._failure_of, self.counts, CLOSED
         count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
-        # ``rate_may_be_due``'s bound, inlined: a failure-rate trigger needs at least ``floor``
-        # failures (its rate of ``minimum_calls``), and only a slow-call trigger reads ``slow``.
-        failure_rate = policy.failure_rate_threshold or 0.0
-        floor = failure_rate * policy.minimum_calls if failure_rate else math.inf
-        slow_rate, minimum_calls = policy.slow_call_rate_threshold, policy.minimum_calls
+        rate = policy.failure_rate_threshold
+        lock_free = rate is not None and policy.slow_call_rate_threshold is None
+        failure_rate = rate or 0.0
+        floor = failure_rate * policy.minimum_calls  # fewer failures than this meet no rate
 
         def on_exception(token: int, exc: BaseException) -> None:
             nonlocal count_failure
@@ -195,34 +196,41 @@ class LocalCircuit:
                 if count_failure is None:
                     count_failure = counts.failure.increment
                 count_failure()
-            now = monotonic()
-            if now < model.bucket_end and not model.recheck:  # counted without the lock
-                failed = model.fail() - model.fail_reads + 1  # the bucket's, this one included
-                model.last_failure = (exc, now)
-                totals = model.totals
-                failures = totals[1] + failed
-                if (failures < floor or failures < failure_rate * (totals[0] + failed)) and (
-                    slow_rate is None or totals[2] < slow_rate * max(totals[0] + failed, minimum_calls)
-                ):
-                    return  # no rate can be due: the current bucket's successes only add calls
-                changes: list[Transition] = []
-                acquire()
-                try:
-                    model.trip_rate_if_due(now, changes)
-                    self._publish()
-                finally:
-                    release()
-            else:
-                changes = []
-                acquire()
-                try:
-                    if model.state is not closed or model.recheck:
-                        model.record_failure(now, exc, 0, changes)
-                    else:
-                        model.closed_rate_failure(now, exc, changes)
-                    self._publish()
-                finally:
-                    release()
+            if lock_free:
+                now = monotonic()
+                if now < model.bucket_end and not model.recheck and model.policy is policy:
+                    epoch = model.epoch
+                    failed = model.fail() + 1 - model.fail_mark  # the bucket's, this one included
+                    model.last_failure = (exc, now)
+                    totals = model.totals
+                    failures = totals[1] + failed
+                    if (
+                        (failures < floor or failures < failure_rate * (totals[0] + failed))
+                        and model.epoch == epoch
+                        and not epoch & 1
+                    ):
+                        return  # no rate can be due: the bucket's fast successes only add calls
+                    changes: list[Transition] = []
+                    acquire()
+                    try:
+                        model.trip_rate_if_due(monotonic(), changes)  # (counted: only checked)
+                        self._publish()
+                    finally:
+                        release()
+                    if changes:
+                        self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+                    return
+            changes = []
+            acquire()
+            try:
+                now = monotonic()
+                if model.state is not closed or model.recheck:
+                    model.record_failure(now, exc, 0, changes)
+                else:
+                    model.closed_rate_failure(now, exc, changes)
+                self._publish()
+            finally:
+                release()
             if changes:
                 self._notify(EventKind.FAILURE, changes, exception_reason(exc))
 
