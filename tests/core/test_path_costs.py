@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit.policies import RATE_BUCKETS
 from tnm.circuit.state import CircuitModel
 from tnm.circuit.testing import ManualClock
 
@@ -253,12 +254,16 @@ class TestFailure:
             5,
         )
 
-    def test_a_failure_that_completes_the_minimum_opens_a_slow_call_rate(self, clock: ManualClock) -> None:
+    @pytest.mark.parametrize("failure_rate", [None, 0.9])
+    def test_a_failure_that_completes_the_minimum_opens_a_slow_call_rate(
+        self, clock: ManualClock, failure_rate: float | None
+    ) -> None:
         """A fast failure adds no slow call, but it can bring the calls up to ``minimum_calls``
-        under a slow-call rate that is already met: it opens the circuit."""
+        under a slow-call rate that is already met: it opens the circuit (with or without a
+        failure-rate trigger beside it)."""
         breaker = rate_breaker(
             clock,
-            failure_rate_threshold=None,
+            failure_rate_threshold=failure_rate,
             slow_call_rate_threshold=0.5,
             slow_call_seconds=1,
             minimum_calls=4,
@@ -379,6 +384,75 @@ class TestRateFailureRaces:
             call()  # 5 failures of 10 calls: due
         snapshot = breaker.state("svc")
         assert (snapshot.state.value, snapshot.calls, snapshot.failures) == ("open", 10, 5)
+
+    def test_a_policy_change_while_it_counts(self, clock: ManualClock) -> None:
+        """Another thread lowers the threshold (and a success runs the check a change calls for)
+        between this failure's look at the policy and its count: it is judged by the new policy,
+        whose rate it makes due, and opens the circuit."""
+        rates = {"window_seconds": 60, "max_failures": None, "minimum_calls": 4}
+        breaker = rate_breaker(clock, failure_rate_threshold=0.9, **rates)
+        call, ok = breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
+        ok()
+        with pytest.raises(Boom):
+            call()
+        model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
+        count = model.fail
+
+        def switch_then_count() -> int:
+            model.fail = count
+            breaker.set_policy("svc", ServicePolicy(failure_rate_threshold=0.5, **rates))
+            ok()  # 1 failure of 3 calls, under minimum_calls: the change's check finds nothing
+            return int(count())
+
+        model.fail = switch_then_count
+        with pytest.raises(Boom):
+            call()  # 2 failures of 4 calls: the new rate, 0.5, is due
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
+            "open",
+            "failure_rate",
+            4,
+            2,
+        )
+
+    def test_a_roll_paused_while_it_drops_a_bucket(self, clock: ManualClock) -> None:
+        """Another thread's failure reads the counts while a roll has moved to the new bucket but
+        not yet taken an expired bucket of successes off the totals: it checks under the lock."""
+        breaker, call, ok = self.breaker(clock)
+        model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
+        step = model.bucket_ms / 1000
+        for _ in range(10):
+            ok()
+        clock.advance(step)
+        for _ in range(3):  # 3 failures of 13 calls: not due
+            with pytest.raises(Boom):
+                call()
+        clock.advance(step * (RATE_BUCKETS - 1))  # the successes' bucket leaves at the next roll
+        threads: list[threading.Thread] = []
+
+        def fail() -> None:
+            with pytest.raises(Boom):
+                call()
+
+        class Buckets(dict[int, list[int]]):
+            def pop(self, key: int, *default: Any) -> Any:
+                value = dict.pop(self, key, *default)
+                if not threads:  # a thread switch inside the roll's drop loop
+                    threads.append(threading.Thread(target=fail))
+                    threads[0].start()
+                    threads[0].join(0.2)  # (it waits for the roll's lock: checked below)
+                return value
+
+        model._buckets = Buckets(model._buckets)
+        breaker.state("svc")  # this thread's snapshot rolls, dropping the successes' bucket
+        threads[0].join(10)
+        snapshot = breaker.state("svc")
+        assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
+            "open",
+            "failure_rate",
+            4,
+            4,
+        )
 
     def test_failures_during_a_roll_wait_for_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Failures counted by other threads while a roll holds the lock (one before it reads the

@@ -240,6 +240,41 @@ class TestSetPolicy:
         assert info.value.field == "fleet"
         assert breaker.policy_source("svc") == "code"
 
+    def test_a_count_policy_changed_to_rates_alone_opens_on_no_count(self, make_breaker: MakeBreaker) -> None:
+        """A failure counted under a count trigger, then a policy with rate triggers alone: the
+        next outcome checks the new policy's triggers only, and the circuit stays closed."""
+        breaker = make_breaker(max_failures=5)
+        fail(breaker)
+        breaker.set_policy(
+            "svc", ServicePolicy(max_failures=None, failure_rate_threshold=0.5, minimum_calls=100)
+        )
+        breaker.execute("svc", lambda: None)
+        snap = breaker.state("svc")
+        assert (snap.state, snap.opened_by) == (CircuitState.CLOSED, None)
+
+    def test_an_outcome_counted_while_the_bucket_width_changes_stays_in_the_window(
+        self, make_breaker: MakeBreaker
+    ) -> None:
+        """A failure that reaches the window just after a change of its buckets' width (another
+        thread's ``set_policy``) is counted in the new window, not dropped with an old bucket."""
+        rates = {"max_failures": None, "failure_rate_threshold": 0.5, "minimum_calls": 100}
+        breaker = make_breaker(window_seconds=60, **rates)
+        call = breaker.protect("svc")(_boom)
+        breaker.execute("svc", lambda: None)
+        model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
+        count = model.fail
+
+        def change_then_count() -> int:
+            breaker.set_policy("svc", ServicePolicy(window_seconds=120, **rates))  # a thread switch
+            return int(model.fail())  # (the new window's counter)
+
+        model.fail = change_then_count
+        with pytest.raises(Boom):
+            call()
+        assert count is not model.fail
+        snap = breaker.state("svc")
+        assert (snap.calls, snap.failures) == (1, 1)
+
 
 class TestClearAndSource:
     def test_sources(self, make_breaker: MakeBreaker) -> None:

@@ -347,6 +347,19 @@ class CircuitModel:
             slow_rate is not None and slow >= slow_rate * calls
         )
 
+    def check_counted_failure(
+        self, now: float, reason: str | BaseException, policy_changed: bool, changes: list[Transition]
+    ) -> None:
+        """Check the triggers after a failure that ``fail`` counted without the lock (the owner
+        holds it now); ``policy_changed``: a policy set while it counted, whose count trigger
+        (if it has one) counts the failure too."""
+        if self.state is not CLOSED:
+            return
+        if policy_changed and self._max_failures and self.count_closed_failure(now, reason):
+            self.trip_if_due(now, changes)
+        if self.counts_calls:
+            self.trip_rate_if_due(now, changes)
+
     def trip_rate_if_due(self, now: float, changes: list[Transition]) -> None:
         """Open if closed and a rate trigger is due at ``now`` (owner holds the lock)."""
         if self.state is CLOSED:
@@ -665,7 +678,8 @@ class CircuitModel:
         """The first outcome after a policy change while closed: open if the new policy's
         triggers are already met (a lower threshold); True if it opened."""
         self.recheck = False
-        self.trip_if_due(now, changes)
+        if self._max_failures:  # (a policy without a count trigger has no count to meet)
+            self.trip_if_due(now, changes)
         if self.counts_calls:
             self.trip_rate_if_due(now, changes)
         return self.state is not CLOSED
@@ -742,6 +756,8 @@ class CircuitModel:
             self._clear_window()
             self.bucket = -1
             self.bucket_end = -math.inf
+            if self.counts_calls:  # the new bucket now: an outcome counted meanwhile lands in it
+                self.roll(now)
         if self.state is OPEN:
             self.open_until = min(self.open_until, now + policy.open_duration(self.reopenings))
         elif self.state is CLOSED:

@@ -208,12 +208,13 @@ class LocalCircuit:
                         (failures < floor or failures < failure_rate * (totals[0] + failed))
                         and model.epoch == epoch
                         and not epoch & 1
+                        and model.policy is policy  # (read last: a change made while it counted)
                     ):
                         return  # no rate can be due: the bucket's fast successes only add calls
                     changes: list[Transition] = []
                     acquire()
                     try:
-                        model.trip_rate_if_due(monotonic(), changes)  # (counted: only checked)
+                        model.check_counted_failure(monotonic(), exc, model.policy is not policy, changes)
                         self._publish()
                     finally:
                         release()
@@ -224,7 +225,7 @@ class LocalCircuit:
             acquire()
             try:
                 now = monotonic()
-                if model.state is not closed or model.recheck:
+                if model.state is not closed or model.recheck or model.policy is not policy:
                     model.record_failure(now, exc, 0, changes)
                 else:
                     model.closed_rate_failure(now, exc, changes)
