@@ -162,38 +162,18 @@ def rate_breaker(clock: ManualClock | SettableClock | None = None, **policy: Any
 
 
 class TestFailure:
-    # Under a rate trigger a failure takes the lock: counted without it, other threads' calls
-    # ran while the thread that opens the circuit waited for the CPU (the test below).
     @pytest.mark.parametrize(
-        "policy", [{"max_failures": 10**6, "failure_rate_threshold": None}], ids=["count"]
+        ("policy", "fixed_reason"),
+        [({"max_failures": 10**6, "failure_rate_threshold": None}, True), ({}, False)],
+        ids=["count", "rate"],
     )
     def test_a_failure_that_opens_nothing_takes_no_lock(
-        self, clock: ManualClock, policy: dict[str, Any]
+        self, clock: ManualClock, policy: dict[str, Any], fixed_reason: bool
     ) -> None:
-        """Failures that leave a count-triggered circuit closed take no lock, counted or
-        metered, through protect, execute and a fixed failure_reason."""
+        """Failures that leave the circuit closed take no lock (inside one bucket of a rate
+        window), counted or metered, through protect, execute and (under a count trigger) a
+        fixed failure_reason; the circuit has them all."""
         breaker = rate_breaker(clock, **policy)
-        breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
-        call = breaker.protect("svc")(boom)
-        lock = count_lock(breaker, "svc")
-        metered: list[object] = []
-        for round_ in range(2):  # the second round with a state-change listener (metrics)
-            for _ in range(20):
-                with pytest.raises(Boom):
-                    call()
-                with pytest.raises(Boom):
-                    breaker.execute("svc", boom)
-                with pytest.raises(Boom):
-                    breaker.execute("svc", boom, failure_reason="down")
-            if round_ == 0:
-                breaker.add_listener(metered.append, calls=False)
-        assert lock.taken == 0
-        assert breaker.state("svc").failures == 120
-
-    def test_a_rate_failure_that_opens_nothing_takes_no_lock(self, clock: ManualClock) -> None:
-        """Under rate triggers alone, failures that leave the circuit closed take no lock inside
-        one bucket, counted or metered, through protect and execute; the window has them all."""
-        breaker = rate_breaker(clock)
         breaker.execute("svc", lambda: None)  # the rate window's first bucket starts
         lock = count_lock(breaker, "svc")  # (before protect: the failure path binds its lock)
         call = breaker.protect("svc")(boom)
@@ -205,13 +185,18 @@ class TestFailure:
                     call()
                 with pytest.raises(Boom):
                     breaker.execute("svc", boom)
+                if fixed_reason:
+                    with pytest.raises(Boom):
+                        breaker.execute("svc", boom, failure_reason="down")
             if round_ == 0:
                 breaker.add_listener(metered.append, calls=False)
         assert lock.taken == 0
         snapshot = breaker.state("svc")
-        assert (snapshot.calls, snapshot.failures) == (81, 80)
+        assert snapshot.failures == (120 if fixed_reason else 80)
+        if not fixed_reason:
+            assert snapshot.calls == 81
         assert snapshot.last_failure is not None
-        assert snapshot.last_failure["reason"] == "Boom: down"
+        assert snapshot.last_failure["reason"] == ("down" if fixed_reason else "Boom: down")
 
     def test_rate_failures_counted_without_the_lock_move_with_the_window(self, clock: ManualClock) -> None:
         """Failures counted without the lock are settled into their bucket when the next one
