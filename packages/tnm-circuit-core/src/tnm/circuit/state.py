@@ -338,8 +338,9 @@ class CircuitModel:
 
     def rate_may_be_due(self, failed: int) -> bool:
         """Could a rate trigger be due, with ``failed`` failures counted by ``fail`` in the
-        current bucket? A bound read without the lock: the current bucket's fast successes only
-        add calls, which only lowers both rates, and a rate needs ``minimum_calls`` calls."""
+        current bucket? A bound that leaves out the bucket's fast successes (they only add
+        calls, which only lowers both rates) and needs ``minimum_calls`` calls. The owner holds
+        the lock; ``LocalCircuit``'s failure path inlines it, read without the lock."""
         calls, failures, slow = self.totals
         calls = max(calls + failed, self.policy.minimum_calls)
         failure_rate, slow_rate = self.policy.failure_rate_threshold, self.policy.slow_call_rate_threshold
