@@ -439,6 +439,45 @@ class TestRateFailureRaces:
             4,
         )
 
+    def test_a_failure_while_the_opening_is_not_yet_published(
+        self, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The opening thread has opened the circuit and cleared its window, but not yet
+        published the state that calls check: another thread's call, let in, fails and waits
+        for the lock; its next call is rejected (it does not run on while the opener waits)."""
+        breaker = rate_breaker(clock, failure_rate_threshold=1.0, minimum_calls=4)
+        call = breaker.protect("svc")(boom)
+        for _ in range(3):
+            with pytest.raises(Boom):
+                call()
+        outcomes: list[str] = []
+        threads: list[threading.Thread] = []
+
+        def other_thread() -> None:
+            for _ in range(2):
+                try:
+                    call()
+                except Boom:
+                    outcomes.append("ran")
+                except CircuitOpenError:
+                    outcomes.append("rejected")
+
+        clear = CircuitModel._clear_window
+
+        def clear_then_switch(model: CircuitModel) -> None:
+            clear(model)
+            if model.state.value == "open" and not threads:  # (called by the opening)
+                threads.append(threading.Thread(target=other_thread))
+                threads[0].start()
+                threads[0].join(0.2)  # (its failure waits for this thread's lock: checked below)
+
+        monkeypatch.setattr(CircuitModel, "_clear_window", clear_then_switch)
+        with pytest.raises(Boom):
+            call()  # the 4th failure of 4 calls: due, opens
+        threads[0].join(10)
+        assert outcomes == ["ran", "rejected"]
+        assert breaker.state("svc").state.value == "open"
+
     def test_failures_during_a_roll_wait_for_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Failures counted by other threads while a roll holds the lock (one before it reads the
         failure count, one after) are neither lost nor judged on half-moved counts."""

@@ -518,9 +518,11 @@ class CircuitModel:
         self.dirty = False
         self._permits.clear()
         self._trial_successes = 0
+        # Open first, then the window cleared: a failure counted without the lock that finds
+        # the window cleared also finds the circuit open, and waits for the lock.
+        self._enter(OPEN, changes)
         if self.counts_calls:
             self._clear_window()
-        self._enter(OPEN, changes)
 
     def _close(self, changes: list[Transition]) -> None:
         self.opened_by = None

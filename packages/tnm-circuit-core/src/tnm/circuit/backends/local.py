@@ -172,7 +172,10 @@ class LocalCircuit:
         rate may be due (``rate_may_be_due``'s bound, inlined), or were read while the owner
         changed them (``CircuitModel.epoch``), to check exactly and open; or to start a new
         bucket. Each failure reads the counts after its own, so the one that makes the rate due
-        sees it and opens the circuit (once, under the lock) before its thread calls again.
+        sees it and opens the circuit (once, under the lock) before its thread calls again; and
+        a failure that finds the circuit opened but not yet published (``_publish``) waits for
+        the lock, so that other threads' calls do not run on while the opening thread waits for
+        the CPU.
         Under a slow-call rate trigger it is counted under the lock: a failure adds no slow
         call, but it can bring the calls up to ``minimum_calls``. Any other failure goes to
         ``_failure_of``.
@@ -209,6 +212,7 @@ class LocalCircuit:
                         and model.epoch == epoch
                         and not epoch & 1
                         and model.policy is policy  # (read last: a change made while it counted)
+                        and model.state is closed  # (opened, but not yet published: wait for it)
                     ):
                         return  # no rate can be due: the bucket's fast successes only add calls
                     changes: list[Transition] = []
