@@ -199,6 +199,7 @@ class LocalCircuit:
                 if count_failure is None:
                     count_failure = counts.failure.increment
                 count_failure()
+            counted = False  # by ``fail``, without the lock: then only checked under it
             if lock_free:
                 now = monotonic()
                 if now < model.bucket_end and not model.recheck and model.policy is policy:
@@ -215,21 +216,14 @@ class LocalCircuit:
                         and model.state is closed  # (opened, but not yet published: wait for it)
                     ):
                         return  # no rate can be due: the bucket's fast successes only add calls
-                    changes: list[Transition] = []
-                    acquire()
-                    try:
-                        model.check_counted_failure(monotonic(), exc, model.policy is not policy, changes)
-                        self._publish()
-                    finally:
-                        release()
-                    if changes:
-                        self._notify(EventKind.FAILURE, changes, exception_reason(exc))
-                    return
-            changes = []
+                    counted = True
+            changes: list[Transition] = []
             acquire()
             try:
                 now = monotonic()
-                if model.state is not closed or model.recheck or model.policy is not policy:
+                if counted:
+                    model.check_counted_failure(now, exc, model.policy is not policy, changes)
+                elif model.state is not closed or model.recheck or model.policy is not policy:
                     model.record_failure(now, exc, 0, changes)
                 else:
                     model.closed_rate_failure(now, exc, changes)
