@@ -1,12 +1,13 @@
 """Running one protected call: admit, run, classify the outcome, record it.
 
-``sync_wrapper`` and ``async_wrapper`` build what ``protect`` returns (the healthy path
-inlined); ``call_sync`` and ``call_async`` are the one generic body behind ``execute``,
-``execute_async`` and a slow-call policy's ``protect``, and ``admit`` / ``finish`` (with
-their async twins) are the halves ``guard`` and the generator wrappers use. The healthy
-path (circuit closed, nothing to reset, no listeners) reads two attributes and makes no
-other call. Recording never raises into the caller: whatever happens inside the breaker,
-the caller gets the protected call's own result or exception.
+``sync_wrapper`` and ``async_wrapper`` build what ``protect`` returns (a closed circuit's
+call inlined); ``call_sync`` and ``call_async`` are the one generic body behind
+``execute``, ``execute_async`` and every other call of a ``protect`` wrapper; ``admit`` /
+``finish`` (with their async twins) are the halves ``guard`` and the generator wrappers
+use. The healthy path (circuit closed, nothing to reset, no listeners) reads a few
+attributes and calls nothing but the protected function (and, under a rate policy, the
+clock). Recording never raises into the caller: whatever happens inside the breaker, the
+caller gets the protected call's own result or exception.
 
 Which wrapper a callable gets is decided once, by ``is_coroutine_callable``. A callable
 that is not recognisably async may still return an awaitable (a function decorated by
@@ -367,7 +368,7 @@ async def call_async(
     return result
 
 
-# The two wrappers below hold the whole call path inline (no helper frame on the
+# The two wrappers below hold a closed circuit's call inline (no helper frame on the
 # healthy path, one less frame for an exception to cross): ``protect`` returns them.
 
 
@@ -394,98 +395,93 @@ def sync_wrapper(
 ) -> Callable[..., R]:
     """Wrap a sync ``func`` so that each call goes through ``circuit``.
 
-    What the wrapper reads from the circuit's policy is bound in its closure, and bound again
-    when the policy changes (``CircuitBreaker.set_policy``): the call path reads no policy.
+    The wrapper holds inline only a closed circuit's call and the rejection that just raises;
+    every other call (half-open, an open circuit with a fallback, observe mode or listeners,
+    a slow-call or return-value policy) takes the generic body, ``call_sync``. What it reads
+    from the circuit's policy is bound in its closure, and bound again when the policy changes
+    (``CircuitBreaker.set_policy``): the call path reads no policy. (Each variable the wrapper
+    closes over costs every call a little, on CPython: the rest is held by partials.)
     """
-    closed = CLOSED
-    has_retval_policy = rules.retval_policy is not None
-    counts_all = rules.counts_all
     count_success = circuit.counts.success.increment
-    count_disabled = circuit.counts.disabled.increment
-    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
-    fast_state: CircuitState | None = closed
-    """The state in which a call takes the inline path; ``None`` under a slow-call policy (every
-    call is timed in ``call_sync``), so the healthy path pays no extra check for it."""
-    fail = failure_recorder(circuit, rules.failure_reason)
-    observe = circuit.observe
-    tally = circuit.tally
-    window = circuit.window
-    quiet_raise = extra = False
+    generic_call = functools.partial(call_sync, func, circuit, rules, listeners, fallback)
+    settle_or_finish = functools.partial(_settle_or_finish, circuit, rules, listeners)
+    fast_state: CircuitState | None = CLOSED
+    """The state in which a call takes the inline path (``None``: none does)."""
+    fail = _exception_recorder(circuit, rules)
+    tally = window = None
+    quiet_raise = False
 
     def bind() -> None:
-        nonlocal fast_state, fail, observe, tally, window, quiet_raise, extra
-        fast_state = None if circuit.slow_after is not None else closed
-        fail = failure_recorder(circuit, rules.failure_reason)
-        observe, tally, window = circuit.observe, circuit.tally, circuit.window
-        quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
-        # A healthy success still has work: a return-value policy to apply, a rate window to count in.
-        extra = has_retval_policy or window is not None or tally is not None
+        nonlocal fast_state, fail, tally, window, quiet_raise
+        fast_state = _inline_state(circuit, rules)
+        fail = _exception_recorder(circuit, rules)
+        window = circuit.window
+        tally = None if window is not None else circuit.tally  # (the window is counted inline)
+        # A rejection raises, nothing else to do.
+        quiet_raise = fast_state is not None and not circuit.observe and fallback is None
 
     bind()
 
     def run(*args: Any, **kwargs: Any) -> R:
-        token = 0
         if circuit.state is not fast_state:
-            if fast_state is None:
-                return call_sync(func, circuit, rules, listeners, fallback, args, kwargs)
             # Open with its deadline ahead (known in this process): no need to ask.
-            token = -1 if monotonic() < circuit.open_until else circuit.acquire()
-            if token < 0:
-                if quiet_raise and not listeners.callbacks:
-                    raise circuit.open_error()
-                if observe:
-                    if listeners.callbacks:
-                        circuit.on_rejected(False, True)
-                    return func(*args, **kwargs)
-                if listeners.callbacks:
-                    if listeners.call_callbacks:
-                        circuit.on_rejected(fallback is not None)
-                    else:
-                        count_rejected()  # metrics alone: a counter, no event
-                if fallback is None:
-                    raise circuit.open_error()
-                return fallback(*args, **kwargs)  # type: ignore[no-any-return]
+            if quiet_raise and monotonic() < circuit.open_until and not listeners.callbacks:
+                raise circuit.open_error()
+            return generic_call(args, kwargs)
         try:
             result = func(*args, **kwargs) if kwargs else func(*args)
         except Exception as exc:
-            if counts_all:  # record_exception, inlined for the common case
-                try:
-                    fail(token, exc)  # the reason is worked out only if read
-                except Exception:
-                    _log_breaker_error(circuit)
-            else:
-                record_exception(circuit, rules, token, exc)
+            try:
+                fail(0, exc)  # the reason is worked out only if read
+            except Exception:
+                _log_breaker_error(circuit)
             raise
-        except BaseException:
-            if token:
-                release(circuit, token)
-            raise
-        if hasattr(result, "__await__") and inspect.isawaitable(result):
-            return settle(result, circuit, rules, listeners, token)  # type: ignore[return-value]
-        # Healthy (closed with nothing to reset, nobody listening) under a count policy with
-        # no return-value policy: both tests fail, and the call returns.
-        if token or circuit.dirty or listeners.success_callbacks:
-            if has_retval_policy:
-                check_retval(circuit, rules, token, result)
-            record_success(circuit, token)
-        elif listeners.callbacks or extra:
-            if has_retval_policy:
-                check_retval(circuit, rules, token, result)
-            # closed (or disabled) with nothing to reset: count it (under its outcome), no event
-            if listeners.callbacks:
-                count_success() if circuit.state is not DISABLED else count_disabled()
-            if window is not None:  # tally(), inlined: a rate policy on the local backend
-                # (closed, or disabled: a disabled window shows nothing and reset clears it)
-                if monotonic() >= window.bucket_end:
-                    roll()
-                window.ok()
-            elif tally is not None and circuit.state is closed:
-                tally()
+        # Healthy (closed with nothing to reset, no success listener, a plain result): the
+        # success is at most counted.
+        if circuit.dirty or hasattr(result, "__await__"):
+            return settle_or_finish(result)  # type: ignore[no-any-return]
+        if listeners.callbacks:
+            if listeners.success_callbacks:
+                return settle_or_finish(result)  # type: ignore[no-any-return]
+            # metrics: a counter, no event (under the call's outcome)
+            count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
+        if window is not None:  # tally(), inlined: a rate policy on the local backend
+            # (closed, or disabled: a disabled window shows nothing and reset clears it)
+            if monotonic() >= window.bucket_end:
+                roll()
+            next(window.ok_counter)
+        elif tally is not None and circuit.state is fast_state:
+            tally()
         return result
 
     watch_policy(circuit, run, bind)
     return run
+
+
+def _inline_state(circuit: CircuitHandle, rules: CallRules) -> CircuitState | None:
+    """The state in which the wrappers run a call inline: closed, unless every call needs the
+    generic body (timed under a slow-call policy, judged under a return-value policy)."""
+    if circuit.slow_after is not None or rules.retval_policy is not None:
+        return None
+    return CLOSED
+
+
+def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[int, BaseException], None]:
+    """What the wrappers call with a failed call's token and exception: ``record_exception``,
+    or straight to the circuit when every exception counts."""
+    if rules.counts_all:
+        return failure_recorder(circuit, rules.failure_reason)
+    return functools.partial(record_exception, circuit, rules)
+
+
+def _settle_or_finish(circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, result: Any) -> Any:
+    """The sync wrapper's closed-circuit success that is not healthy: an awaitable result is
+    recorded when it completes (``settle``), anything else by ``finish``."""
+    if hasattr(result, "__await__") and inspect.isawaitable(result):
+        return settle(result, circuit, rules, listeners, 0)
+    finish(circuit, rules, listeners, 0, result, False)
+    return result
 
 
 def async_wrapper(
@@ -495,101 +491,59 @@ def async_wrapper(
     listeners: ListenerList,
     fallback: Callable[..., Any] | None,
 ) -> Callable[..., Awaitable[R]]:
-    """Wrap an async ``func``; storage I/O on this path uses the backend's async methods
-    (what it reads from the policy is bound as in ``sync_wrapper``)."""
-    closed = CLOSED
-    has_retval_policy = rules.retval_policy is not None
-    io_free = circuit.io_free
-    counts_all = rules.counts_all
+    """Wrap an async ``func``: ``sync_wrapper``'s shape, with ``call_async`` as the generic
+    body; storage I/O on this path uses the backend's async methods."""
     count_success = circuit.counts.success.increment
-    count_disabled = circuit.counts.disabled.increment
-    count_rejected = (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
-    fast_state: CircuitState | None = closed
-    fail = failure_recorder(circuit, rules.failure_reason)
-    observe = circuit.observe
-    tally = circuit.tally
-    window = circuit.window
-    quiet_raise = extra = False
+    generic_call = functools.partial(call_async, func, circuit, rules, listeners, fallback)
+    finish_success = functools.partial(afinish, circuit, rules, listeners, 0)
+    record_remote = functools.partial(arecord_exception, circuit, rules)
+    fast_state: CircuitState | None = CLOSED
+    fail: Callable[[int, BaseException], None] | None = None
+    """How a failure is recorded without an ``await`` (``None``: the store does I/O)."""
+    tally = window = None
+    quiet_raise = False
 
     def bind() -> None:
-        nonlocal fast_state, fail, observe, tally, window, quiet_raise, extra
-        fast_state = None if circuit.slow_after is not None else closed
-        fail = failure_recorder(circuit, rules.failure_reason)
-        observe, tally, window = circuit.observe, circuit.tally, circuit.window
-        quiet_raise = not observe and fallback is None  # a rejection raises, nothing else to do
-        # A healthy success still has work: a return-value policy to apply, a rate window to count in.
-        extra = has_retval_policy or window is not None or tally is not None
+        nonlocal fast_state, fail, tally, window, quiet_raise
+        fast_state = _inline_state(circuit, rules)
+        fail = _exception_recorder(circuit, rules) if circuit.io_free else None
+        window = circuit.window
+        tally = None if window is not None else circuit.tally
+        quiet_raise = fast_state is not None and not circuit.observe and fallback is None
 
     bind()
 
     async def run(*args: Any, **kwargs: Any) -> R:
-        token = 0
         if circuit.state is not fast_state:
-            if fast_state is None:
-                return await call_async(func, circuit, rules, listeners, fallback, args, kwargs)  # type: ignore[no-any-return]
-            if monotonic() < circuit.open_until:  # open, its deadline ahead: no need to ask
-                token = -1
-            else:
-                token = circuit.acquire() if io_free else await circuit.aacquire()
-            if token < 0:
-                if quiet_raise and not listeners.callbacks:
-                    raise circuit.open_error()
-                if observe:
-                    if listeners.callbacks:
-                        circuit.on_rejected(False, True)
-                    return await func(*args, **kwargs)
-                if listeners.callbacks:
-                    if listeners.call_callbacks:
-                        circuit.on_rejected(fallback is not None)
-                    else:
-                        count_rejected()
-                if fallback is None:
-                    raise circuit.open_error()
-                served = fallback(*args, **kwargs)
-                return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
+            if quiet_raise and monotonic() < circuit.open_until and not listeners.callbacks:
+                raise circuit.open_error()  # open, its deadline ahead: no need to ask
+            return await generic_call(args, kwargs)  # type: ignore[no-any-return]
         try:
             result = await (func(*args, **kwargs) if kwargs else func(*args))
         except Exception as exc:
-            if io_free and counts_all:  # record_exception, inlined for the common case
+            if fail is not None:
                 try:
-                    fail(token, exc)
+                    fail(0, exc)
                 except Exception:
                     _log_breaker_error(circuit)
-            elif io_free:
-                record_exception(circuit, rules, token, exc)
             else:
-                await arecord_exception(circuit, rules, token, exc)
+                await record_remote(0, exc)
             raise
-        except BaseException:
-            # Cancelled or interrupted: no outcome, but the trial permit goes back now.
-            if token:
-                release(circuit, token)
-            raise
-        if token or circuit.dirty or listeners.success_callbacks:  # (healthy: see sync_wrapper)
-            if has_retval_policy:
-                if io_free:
-                    check_retval(circuit, rules, token, result)
-                else:
-                    await acheck_retval(circuit, rules, token, result)
-            if io_free:
-                record_success(circuit, token)
-            else:
-                await arecord_success(circuit, token)
-        elif listeners.callbacks or extra:
-            if has_retval_policy:
-                if io_free:
-                    check_retval(circuit, rules, token, result)
-                else:
-                    await acheck_retval(circuit, rules, token, result)
-            if listeners.callbacks:
-                count_success() if circuit.state is not DISABLED else count_disabled()
-            if window is not None:
-                if monotonic() >= window.bucket_end:
-                    roll()
-                window.ok()
-            elif tally is not None and circuit.state is closed:
-                tally()
+        if circuit.dirty:  # (healthy: see sync_wrapper)
+            await finish_success(result, False)
+            return result
+        if listeners.callbacks:
+            if listeners.success_callbacks:
+                await finish_success(result, False)
+                return result
+            count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
+        if window is not None:
+            if monotonic() >= window.bucket_end:
+                roll()
+            next(window.ok_counter)
+        elif tally is not None and circuit.state is fast_state:
+            tally()
         return result
 
     watch_policy(circuit, run, bind)

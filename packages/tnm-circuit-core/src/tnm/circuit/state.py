@@ -159,7 +159,7 @@ def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -
 
 class CircuitModel:
     """One service's circuit. Not thread-safe by itself: its owner serialises access
-    (except ``count_closed_failure``, ``ok`` and ``fail``, which are built to run without
+    (except ``count_closed_failure``, ``ok_counter`` and ``fail``, which are built to run without
     the lock).
 
     Only the newest ``max_failures`` failure times are kept: older ones can never
@@ -172,7 +172,6 @@ class CircuitModel:
         "_failures",
         "_max_failures",
         "_next_token",
-        "_ok",
         "_ok_reads",
         "_opened_figures",
         "_permits",
@@ -187,7 +186,7 @@ class CircuitModel:
         "fail",
         "fail_mark",
         "last_failure",
-        "ok",
+        "ok_counter",
         "open_until",
         "opened_by",
         "policy",
@@ -228,7 +227,7 @@ class CircuitModel:
         """A rate trigger is set: every completed call is counted in its time bucket."""
         self.bucket_ms = policy.bucket_ms
         self.bucket = -1
-        """The current bucket; its fast successes are counted by ``ok`` (atomic, lock-free)."""
+        """The current bucket; its fast successes are counted by ``ok_counter`` (atomic, lock-free)."""
         self.bucket_end = -math.inf
         """Where ``bucket`` ends (monotonic seconds, a few float steps early): a success at or
         after it rolls the window first, and a success before it belongs to ``bucket``."""
@@ -237,13 +236,14 @@ class CircuitModel:
         aside (an empty dict until a bucket is settled: no table while idle)."""
         self.totals = _NO_TOTALS
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self._ok = self._fail = _NO_COUNT
-        self.ok = self.fail = _NO_NEXT
-        """``ok`` counts a fast success of ``bucket`` (a new counter per bucket); ``fail`` a
+        self.ok_counter = self._fail = _NO_COUNT
+        self.fail = _NO_NEXT
+        """``next(ok_counter)`` counts a fast success of ``bucket`` (a new counter per bucket:
+        ``next`` on it costs less than a bound ``__next__``); ``fail`` a
         failure counted without the lock (see ``LocalCircuit``), on one counter that a roll
         never swaps, so that no failure is lost: both lock-free."""
         self._ok_reads = 0
-        """How many times the owner read ``ok``'s count by advancing it (``_ok_count``)."""
+        """How many times the owner read ``ok_counter``'s count by advancing it (``_ok_count``)."""
         self.fail_mark = 0
         """``fail``'s count when ``bucket`` started: the bucket's failures are the count beyond it."""
         self.epoch = 0
@@ -257,7 +257,7 @@ class CircuitModel:
         self._opened_figures: Figures | None = None
         """The figures that opened the circuit, reported until it closes."""
 
-    # -- the rate window (owner holds the lock, except for ``ok``) ------------------
+    # -- the rate window (owner holds the lock, except for ``ok_counter``) ----------
 
     def bucket_of(self, now: float) -> int:
         """The bucket of ``now`` (seconds), from whole milliseconds as the Redis backend counts
@@ -270,13 +270,12 @@ class CircuitModel:
         if bucket <= self.bucket:  # (a time read before another thread's roll: never back)
             return
         self.epoch += 1  # (see ``epoch``)
-        # A new ``ok`` counter first, then the old one read: lock-free successes that go on
+        # A new ``ok_counter`` first, then the old one read: lock-free successes that go on
         # while this thread waits for the CPU count in the new bucket (only one that fetched
-        # ``ok`` just before the swap can be lost). ``fail`` is read where it stands: later
+        # ``ok_counter`` just before the swap can be lost). ``fail`` is read where it stands: later
         # failures belong to the new bucket.
-        old_ok, ok_reads = self._ok, self._ok_reads
-        self._ok = itertools.count()
-        self.ok = self._ok.__next__
+        old_ok, ok_reads = self.ok_counter, self._ok_reads
+        self.ok_counter = itertools.count()
         self._ok_reads = 0
         mark = counted(self._fail)
         failed = mark - self.fail_mark
@@ -379,7 +378,7 @@ class CircuitModel:
         """The current bucket's fast successes. Read by advancing the counter (``next`` is
         one atomic step, ``counted`` parses a repr and costs ten times more) and taking the
         reads back; the owner holds the lock."""
-        count = self.ok() - self._ok_reads
+        count = next(self.ok_counter) - self._ok_reads
         self._ok_reads += 1
         return count
 
@@ -392,8 +391,8 @@ class CircuitModel:
         self.epoch += 1
         self._buckets = {}
         self.totals = [0, 0, 0]
-        self._ok, self._fail = itertools.count(), itertools.count()
-        self.ok, self.fail = self._ok.__next__, self._fail.__next__
+        self.ok_counter, self._fail = itertools.count(), itertools.count()
+        self.fail = self._fail.__next__
         self._ok_reads = self.fail_mark = 0
         self.epoch += 1
 
@@ -698,7 +697,7 @@ class CircuitModel:
             self._forget_failures()
             if self.counts_calls:
                 self.roll(now)
-                self.ok()
+                next(self.ok_counter)
         elif state is HALF_OPEN:
             self._trial_successes += 1
             if self._trial_successes >= self.policy.success_threshold:

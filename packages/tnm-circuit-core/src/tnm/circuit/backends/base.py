@@ -17,7 +17,7 @@ raise ``CircuitBackendError`` when the store could not take the change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..clock import Clock
@@ -87,8 +87,9 @@ class RateWindow(Protocol):
         ...
 
     @property
-    def ok(self) -> Callable[[], object]:
-        """Count one success in the current bucket (called on the call path: one C call)."""
+    def ok_counter(self) -> Iterator[int]:
+        """``next()`` on it counts one success in the current bucket (on the call path: one
+        C call)."""
         ...
 
 
@@ -135,7 +136,7 @@ class CircuitHandle(Protocol):
     @property
     def window(self) -> RateWindow | None:
         """The rate window ``tally`` counts into, when the call path may count a fast
-        success itself (``ok()``, after ``roll_window()`` once ``bucket_end`` has passed);
+        success itself (``next(ok_counter)``, after ``roll_window()`` once ``bucket_end`` has passed);
         ``None`` otherwise (then ``tally``, if set, is called)."""
         ...
 
