@@ -176,6 +176,47 @@ class TestOverrides:
         assert breaker.last_failure("svc")["reason"] == "db down"  # type: ignore[index]
 
 
+class TestExecuteOptions:
+    def test_signature_shows_the_options(self) -> None:
+        """help() and inspect show execute's five keyword-only options (it reads them from its
+        keywords at run time)."""
+        breaker = CircuitBreaker()
+        parameters = inspect.signature(breaker.execute).parameters
+        options = [name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert options == [
+            "failure_reason",
+            "ignore_exceptions",
+            "on_exceptions",
+            "on_retval_policy",
+            "fallback",
+        ]
+        assert all(parameters[name].default is None for name in options)
+        assert list(parameters)[:3] == ["service", "func", "args"]
+        assert breaker.execute.__name__ == "execute"
+        assert CircuitBreaker.execute.__qualname__ == "CircuitBreaker.execute"
+
+    def test_the_call_keeps_its_own_keywords_beside_the_options(self, clock: ManualClock) -> None:
+        """The options are taken out; every other keyword reaches the function, also when an
+        option is given, and an option given as None is as if left out."""
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1))
+        seen: list[dict[str, Any]] = []
+
+        def record(*args: Any, **kwargs: Any) -> str:
+            seen.append({"args": args, **kwargs})
+            return "live"
+
+        assert breaker.execute("svc", record, 1, limit=2) == "live"
+        assert breaker.execute("svc", record, 1, limit=3, fallback=None, failure_reason=None) == "live"
+        assert breaker.execute("svc", record, limit=4, fallback=lambda **kw: f"fb {kw}") == "live"
+        assert seen == [{"args": (1,), "limit": 2}, {"args": (1,), "limit": 3}, {"args": (), "limit": 4}]
+        with pytest.raises(OSError):
+            breaker.execute("svc", _raiser, OSError("x"), failure_reason="db down", ignore_exceptions=None)
+        assert breaker.last_failure("svc")["reason"] == "db down"  # type: ignore[index]
+        assert breaker.execute("svc", record, limit=5, fallback=lambda **kw: f"fb {kw}") == "fb {'limit': 5}"
+        with pytest.raises(InvalidConfigTypeError, match="fallback"):
+            breaker.execute("svc", record, fallback="not callable")
+
+
 class Resp:
     def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
         self.status_code = status

@@ -304,9 +304,10 @@ def call_sync(
         return settle(result, circuit, rules, listeners, token, start)  # type: ignore[return-value]
     if (
         start is None
+        and not (token or circuit.dirty)
         and rules.retval_policy is None
-        and not (token or circuit.dirty or listeners.success_callbacks)
         and circuit.state is CLOSED
+        and not (listeners.callbacks and listeners.success_callbacks)
     ):  # the healthy path, ``finish`` inlined: closed with nothing to reset, no event wanted
         if listeners.callbacks:
             circuit.counts.success.increment()
@@ -353,9 +354,10 @@ async def call_async(
         raise
     if (
         start is None
+        and not (token or circuit.dirty)
         and rules.retval_policy is None
-        and not (token or circuit.dirty or listeners.success_callbacks)
         and circuit.state is CLOSED
+        and not (listeners.callbacks and listeners.success_callbacks)
     ):
         if listeners.callbacks:
             circuit.counts.success.increment()
