@@ -397,14 +397,14 @@ def sync_wrapper(
 ) -> Callable[..., R]:
     """Wrap a sync ``func`` so that each call goes through ``circuit``.
 
-    The wrapper holds inline only a closed circuit's call and the rejection that just raises;
-    every other call (half-open, an open circuit with a fallback, observe mode or listeners,
-    a slow-call or return-value policy) takes the generic body, ``call_sync``. What it reads
+    The wrapper holds inline only a closed circuit's call and the rejection that raises; every
+    other call (half-open, an open circuit with a fallback or in observe mode, a slow-call or
+    return-value policy) takes the generic body, ``call_sync``. What it reads
     from the circuit's policy is bound in its closure, and bound again when the policy changes
     (``CircuitBreaker.set_policy``): the call path reads no policy. (Each variable the wrapper
     closes over costs every call a little, on CPython: the rest is held by partials.)
     """
-    count_success = circuit.counts.success.increment
+    count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_sync, func, circuit, rules, listeners, fallback)
     settle_or_finish = functools.partial(_settle_or_finish, circuit, rules, listeners)
@@ -420,7 +420,7 @@ def sync_wrapper(
         fail = _exception_recorder(circuit, rules)
         window = circuit.window
         tally = None if window is not None else circuit.tally  # (the window is counted inline)
-        # A rejection raises, nothing else to do.
+        # A rejection raises (after telling the listeners), nothing else to do.
         quiet_raise = fast_state is not None and not circuit.observe and fallback is None
 
     bind()
@@ -428,7 +428,12 @@ def sync_wrapper(
     def run(*args: Any, **kwargs: Any) -> R:
         if circuit.state is not fast_state:
             # Open with its deadline ahead (known in this process): no need to ask.
-            if quiet_raise and monotonic() < circuit.open_until and not listeners.callbacks:
+            if quiet_raise and monotonic() < circuit.open_until:
+                if listeners.callbacks:
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(False)
+                    else:
+                        count_rejected()  # metrics alone: a counter, no event
                 raise circuit.open_error()
             return generic_call(args, kwargs)
         try:
@@ -495,7 +500,7 @@ def async_wrapper(
 ) -> Callable[..., Awaitable[R]]:
     """Wrap an async ``func``: ``sync_wrapper``'s shape, with ``call_async`` as the generic
     body; storage I/O on this path uses the backend's async methods."""
-    count_success = circuit.counts.success.increment
+    count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_async, func, circuit, rules, listeners, fallback)
     finish_success = functools.partial(afinish, circuit, rules, listeners, 0)
@@ -518,8 +523,13 @@ def async_wrapper(
 
     async def run(*args: Any, **kwargs: Any) -> R:
         if circuit.state is not fast_state:
-            if quiet_raise and monotonic() < circuit.open_until and not listeners.callbacks:
-                raise circuit.open_error()  # open, its deadline ahead: no need to ask
+            if quiet_raise and monotonic() < circuit.open_until:  # (see sync_wrapper)
+                if listeners.callbacks:
+                    if listeners.call_callbacks:
+                        circuit.on_rejected(False)
+                    else:
+                        count_rejected()
+                raise circuit.open_error()
             return await generic_call(args, kwargs)  # type: ignore[no-any-return]
         try:
             result = await (func(*args, **kwargs) if kwargs else func(*args))
