@@ -83,6 +83,22 @@ class TestProtectAsyncCallables:
         assert asyncio.run(pending) == "ok"  # type: ignore[arg-type]
         assert breaker.state("svc").state is CircuitState.CLOSED
 
+    def test_an_awaitable_after_plain_results_is_still_awaited_for_its_outcome(self) -> None:
+        """A function that returned plain values (of several types) and then returns a
+        coroutine: its failure is counted when the coroutine fails, not when it is made."""
+        breaker = _breaker()
+        results: list[Any] = [None, "plain", 1, _fetch, _fetch]
+        guarded = breaker.protect("svc")(lambda: results.pop(0)(True) if len(results) < 3 else results.pop(0))
+        assert [guarded(), guarded(), guarded()] == [None, "plain", 1]
+        for failures in (1, 2):
+            pending = guarded()
+            assert inspect.isawaitable(pending)
+            assert breaker.state("svc").failures == failures - 1
+            with pytest.raises(ConnectionError):
+                asyncio.run(pending)
+            assert breaker.state("svc").failures == failures
+        assert breaker.state("svc").state is CircuitState.OPEN
+
     def test_a_class_is_not_taken_for_a_coroutine_function(self) -> None:
         """Protecting a class (its instances are built synchronously) keeps the sync wrapper."""
         guarded = _breaker().protect("svc")(AsyncCallable)

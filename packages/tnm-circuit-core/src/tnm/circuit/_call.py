@@ -413,6 +413,8 @@ def sync_wrapper(
     fail = _exception_recorder(circuit, rules)
     tally = window = None
     quiet_raise = False
+    plain_type: type = type(None)
+    """The type of the last result found not awaitable."""
 
     def bind() -> None:
         nonlocal fast_state, fail, tally, window, quiet_raise
@@ -426,6 +428,7 @@ def sync_wrapper(
     bind()
 
     def run(*args: Any, **kwargs: Any) -> R:
+        nonlocal plain_type
         if circuit.state is not fast_state:
             # Open with its deadline ahead (known in this process): no need to ask.
             if quiet_raise and monotonic() < circuit.open_until:
@@ -446,8 +449,12 @@ def sync_wrapper(
             raise
         # Healthy (closed with nothing to reset, no success listener, a plain result): the
         # success is at most counted.
-        if circuit.dirty or hasattr(result, "__await__"):
+        if circuit.dirty:
             return settle_or_finish(result)  # type: ignore[no-any-return]
+        if type(result) is not plain_type:  # (awaitable or not is the type's: checked once)
+            if hasattr(result, "__await__"):
+                return settle_or_finish(result)  # type: ignore[no-any-return]
+            plain_type = type(result)
         if listeners.callbacks:
             if listeners.success_callbacks:
                 return settle_or_finish(result)  # type: ignore[no-any-return]
