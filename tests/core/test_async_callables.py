@@ -119,6 +119,19 @@ class TestExecuteAsyncCallables:
         asyncio.run(main())
         assert breaker.state("svc").state is CircuitState.OPEN
 
+    def test_execute_awaits_an_awaitable_after_plain_results(self) -> None:
+        """Plain results of several types, then a coroutine: its failure counts when it fails."""
+        breaker = _breaker()
+        for plain in (None, "plain", 1):
+            assert breaker.execute("svc", lambda value=plain: value) == plain
+        for failures in (1, 2):
+            pending = breaker.execute("svc", _returns_a_coroutine, True)
+            assert breaker.state("svc").failures == failures - 1
+            with pytest.raises(ConnectionError):
+                asyncio.run(pending)  # type: ignore[arg-type]
+            assert breaker.state("svc").failures == failures
+        assert breaker.state("svc").state is CircuitState.OPEN
+
     def test_execute_async_counts_async_call_objects(self) -> None:
         """``execute_async`` counts the failures of an object with an ``async def __call__``."""
         breaker = _breaker()

@@ -268,6 +268,11 @@ async def settle(
     return result
 
 
+_plain_type: list[type] = [type(None)]
+"""The type of the last result ``call_sync`` found not awaitable (in a list: storing a module
+global would undo CPython's caching of this module's global reads)."""
+
+
 def call_sync(
     func: Callable[..., R],
     circuit: CircuitHandle,
@@ -300,8 +305,10 @@ def call_sync(
         if token:
             release(circuit, token)
         raise
-    if hasattr(result, "__await__") and inspect.isawaitable(result):
-        return settle(result, circuit, rules, listeners, token, start)  # type: ignore[return-value]
+    if type(result) is not _plain_type[0]:  # (as the wrappers check it, once per result type)
+        if hasattr(result, "__await__") and inspect.isawaitable(result):
+            return settle(result, circuit, rules, listeners, token, start)  # type: ignore[return-value]
+        _plain_type[0] = type(result)
     if (
         start is None
         and not (token or circuit.dirty)
