@@ -287,6 +287,37 @@ class TestReturnValues:
         with pytest.raises(ReturnValuePolicyError):
             breaker.execute("svc", lambda: None)
 
+    @pytest.mark.parametrize("listener", ["none", "metrics", "every event"])
+    def test_each_result_is_judged_once_through_protect(self, listener: str) -> None:
+        """A protect wrapper's (sync and async) results go through the return-value policy's
+        predicate once each, whoever listens, and a failing one is recorded and raised."""
+        judged: list[int] = []
+
+        def is_failure(value: int) -> bool:
+            judged.append(value)
+            return value < 0
+
+        breaker = CircuitBreaker(default_policy=ServicePolicy(max_failures=3))
+        if listener != "none":
+            breaker.add_listener(lambda event: None, calls=listener == "every event")
+        policy = ReturnValuePolicy(predicate=is_failure)
+        sync_call = breaker.protect("sync", on_retval_policy=policy)(lambda value: value)
+
+        async def value_of(value: int) -> int:
+            return value
+
+        async_call = breaker.protect("async", on_retval_policy=policy)(value_of)
+        assert sync_call(1) == 1
+        assert asyncio.run(async_call(2)) == 2
+        with pytest.raises(ReturnValuePolicyError):
+            sync_call(-1)
+        with pytest.raises(ReturnValuePolicyError):
+            asyncio.run(async_call(-2))
+        assert sync_call(3) == 3  # (a failure recorded: the circuit has something to reset)
+        assert asyncio.run(async_call(4)) == 4
+        assert judged == [1, 2, -1, -2, 3, 4]
+        assert breaker.state("sync").failures == breaker.state("async").failures == 0  # reset by 3, 4
+
 
 class TestFallback:
     def test_fallback_serves_rejected_calls_only(self, make_breaker: MakeBreaker) -> None:

@@ -404,19 +404,24 @@ def sync_wrapper(
 ) -> Callable[..., R]:
     """Wrap a sync ``func`` so that each call goes through ``circuit``.
 
-    The wrapper holds inline only a closed circuit's call and the rejection that raises; every
-    other call (half-open, an open circuit with a fallback or in observe mode, a slow-call or
-    return-value policy) takes the generic body, ``call_sync``. What it reads
-    from the circuit's policy is bound in its closure, and bound again when the policy changes
-    (``CircuitBreaker.set_policy``): the call path reads no policy. (Each variable the wrapper
-    closes over costs every call a little, on CPython: the rest is held by partials.)
+    The wrapper runs inline a closed (or disabled) circuit's call and a rejection while the
+    circuit is open with its deadline ahead; every other call (half-open, or past the deadline:
+    the circuit decides; every call of a slow-call policy, which times it) takes the generic
+    body, ``call_sync``. What it reads from the circuit's policy is bound in its closure, and
+    bound again when the policy changes (``CircuitBreaker.set_policy``): the call path reads
+    no policy. (Each variable the wrapper closes over costs every call a little, on CPython:
+    the rest is held by partials.)
     """
     count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_sync, func, circuit, rules, listeners, fallback)
+    serve_rejected = functools.partial(_serve_rejected, func, circuit, listeners, fallback)
     settle_or_finish = functools.partial(_settle_or_finish, circuit, rules, listeners)
+    judge = None if rules.retval_policy is None else functools.partial(check_retval, circuit, rules, 0)
+    """Raise ``ReturnValuePolicyError`` (after recording the failure) if a result is one."""
     fast_state: CircuitState | None = CLOSED
-    """The state in which a call takes the inline path (``None``: none does)."""
+    """The state in which a call runs inline; ``None`` under a slow-call policy (every call is
+    timed in ``call_sync``), so the healthy path pays no extra check for it."""
     fail = _exception_recorder(circuit, rules)
     tally = window = None
     quiet_raise = False
@@ -425,27 +430,30 @@ def sync_wrapper(
 
     def bind() -> None:
         nonlocal fast_state, fail, tally, window, quiet_raise
-        fast_state = _inline_state(circuit, rules)
+        fast_state = None if circuit.slow_after is not None else CLOSED
         fail = _exception_recorder(circuit, rules)
         window = circuit.window
         tally = None if window is not None else circuit.tally  # (the window is counted inline)
-        # A rejection raises (after telling the listeners), nothing else to do.
-        quiet_raise = fast_state is not None and not circuit.observe and fallback is None
+        quiet_raise = not circuit.observe and fallback is None  # a rejection raises, nothing else to do
 
     bind()
 
     def run(*args: Any, **kwargs: Any) -> R:
         nonlocal plain_type
         if circuit.state is not fast_state:
-            # Open with its deadline ahead (known in this process): no need to ask.
-            if quiet_raise and monotonic() < circuit.open_until:
+            if fast_state is None:
+                return generic_call(args, kwargs)
+            if monotonic() < circuit.open_until:  # open, its deadline ahead (known here): no need to ask
+                if not quiet_raise:
+                    return serve_rejected(args, kwargs)  # type: ignore[no-any-return]
                 if listeners.callbacks:
                     if listeners.call_callbacks:
                         circuit.on_rejected(False)
                     else:
                         count_rejected()  # metrics alone: a counter, no event
                 raise circuit.open_error()
-            return generic_call(args, kwargs)
+            if circuit.state is not DISABLED:  # half-open, or its deadline passed: the circuit decides
+                return generic_call(args, kwargs)
         try:
             result = func(*args, **kwargs) if kwargs else func(*args)
         except Exception as exc:
@@ -462,9 +470,11 @@ def sync_wrapper(
             if hasattr(result, "__await__"):
                 return settle_or_finish(result)  # type: ignore[no-any-return]
             plain_type = type(result)
+        if judge is not None:
+            judge(result)
         if listeners.callbacks:
             if listeners.success_callbacks:
-                return settle_or_finish(result)  # type: ignore[no-any-return]
+                return settle_or_finish(result, judge is not None)  # type: ignore[no-any-return]
             # metrics: a counter, no event (under the call's outcome)
             count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
         if window is not None:  # tally(), inlined: a rate policy on the local backend
@@ -480,14 +490,6 @@ def sync_wrapper(
     return run
 
 
-def _inline_state(circuit: CircuitHandle, rules: CallRules) -> CircuitState | None:
-    """The state in which the wrappers run a call inline: closed, unless every call needs the
-    generic body (timed under a slow-call policy, judged under a return-value policy)."""
-    if circuit.slow_after is not None or rules.retval_policy is not None:
-        return None
-    return CLOSED
-
-
 def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[int, BaseException], None]:
     """What the wrappers call with a failed call's token and exception: ``record_exception``,
     or straight to the circuit when every exception counts."""
@@ -496,12 +498,40 @@ def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[i
     return functools.partial(record_exception, circuit, rules)
 
 
-def _settle_or_finish(circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, result: Any) -> Any:
-    """The sync wrapper's closed-circuit success that is not healthy: an awaitable result is
-    recorded when it completes (``settle``), anything else by ``finish``."""
+def _serve_rejected(
+    func: Callable[..., Any],
+    circuit: CircuitHandle,
+    listeners: ListenerList,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """A wrapper's rejected call that does not just raise: in observe mode it runs anyway
+    (unrecorded), else ``fallback`` serves it; the listeners are told first. An awaitable
+    it returns is the async wrapper's to await."""
+    if circuit.observe:
+        if listeners.callbacks:
+            circuit.on_rejected(False, True)
+        return func(*args, **kwargs)
+    if listeners.callbacks:
+        if listeners.call_callbacks:
+            circuit.on_rejected(fallback is not None)
+        else:  # metrics alone: a counter, no event
+            (circuit.counts.rejected if fallback is None else circuit.counts.fallback).increment()
+    if fallback is None:
+        raise circuit.open_error()
+    return fallback(*args, **kwargs)
+
+
+def _settle_or_finish(
+    circuit: CircuitHandle, rules: CallRules, listeners: ListenerList, result: Any, judged: bool = False
+) -> Any:
+    """The sync wrapper's success that is not healthy (something to reset, a success listener,
+    an awaitable result): an awaitable result is recorded when it completes (``settle``),
+    anything else by ``finish`` (``judged``: under the return-value policy already)."""
     if hasattr(result, "__await__") and inspect.isawaitable(result):
         return settle(result, circuit, rules, listeners, 0)
-    finish(circuit, rules, listeners, 0, result, False)
+    finish(circuit, rules, listeners, 0, result, False, not judged)
     return result
 
 
@@ -517,8 +547,10 @@ def async_wrapper(
     count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_async, func, circuit, rules, listeners, fallback)
+    serve_rejected = functools.partial(_serve_rejected, func, circuit, listeners, fallback)
     finish_success = functools.partial(afinish, circuit, rules, listeners, 0)
     record_remote = functools.partial(arecord_exception, circuit, rules)
+    judge = None if rules.retval_policy is None else functools.partial(acheck_retval, circuit, rules, 0)
     fast_state: CircuitState | None = CLOSED
     fail: Callable[[int, BaseException], None] | None = None
     """How a failure is recorded without an ``await`` (``None``: the store does I/O)."""
@@ -527,24 +559,30 @@ def async_wrapper(
 
     def bind() -> None:
         nonlocal fast_state, fail, tally, window, quiet_raise
-        fast_state = _inline_state(circuit, rules)
+        fast_state = None if circuit.slow_after is not None else CLOSED
         fail = _exception_recorder(circuit, rules) if circuit.io_free else None
         window = circuit.window
         tally = None if window is not None else circuit.tally
-        quiet_raise = fast_state is not None and not circuit.observe and fallback is None
+        quiet_raise = not circuit.observe and fallback is None
 
     bind()
 
     async def run(*args: Any, **kwargs: Any) -> R:
-        if circuit.state is not fast_state:
-            if quiet_raise and monotonic() < circuit.open_until:  # (see sync_wrapper)
+        if circuit.state is not fast_state:  # (see sync_wrapper)
+            if fast_state is None:
+                return await generic_call(args, kwargs)  # type: ignore[no-any-return]
+            if monotonic() < circuit.open_until:
+                if not quiet_raise:
+                    served = serve_rejected(args, kwargs)
+                    return await served if inspect.isawaitable(served) else served  # type: ignore[no-any-return]
                 if listeners.callbacks:
                     if listeners.call_callbacks:
                         circuit.on_rejected(False)
                     else:
                         count_rejected()
                 raise circuit.open_error()
-            return await generic_call(args, kwargs)  # type: ignore[no-any-return]
+            if circuit.state is not DISABLED:
+                return await generic_call(args, kwargs)  # type: ignore[no-any-return]
         try:
             result = await (func(*args, **kwargs) if kwargs else func(*args))
         except Exception as exc:
@@ -559,9 +597,11 @@ def async_wrapper(
         if circuit.dirty:  # (healthy: see sync_wrapper)
             await finish_success(result, False)
             return result
+        if judge is not None:
+            await judge(result)
         if listeners.callbacks:
             if listeners.success_callbacks:
-                await finish_success(result, False)
+                await finish_success(result, False, judge is None)  # (judged already, if it had to be)
                 return result
             count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
         if window is not None:

@@ -8,7 +8,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _validate
 from ._call import call_async, call_sync, protected
@@ -60,37 +60,6 @@ def _check_options(backend_class: type, options: Mapping[str, Any]) -> None:
             raise InvalidConfigError(
                 name, f"unknown option of the redis backend (it takes {takes}){_hint(name, accepted)}"
             )
-
-
-_EXECUTE_OPTIONS = ("failure_reason", "ignore_exceptions", "on_exceptions", "on_retval_policy", "fallback")
-"""``execute``'s keyword-only options, in ``CircuitBreaker._rules``' order."""
-_EXECUTE_OPTION_NAMES = frozenset(_EXECUTE_OPTIONS)
-_EXECUTE_OPTION_TYPES = (
-    "str | None",
-    "Iterable[ExceptionRule] | None",
-    "Iterable[ExceptionRule] | None",
-    "ReturnValuePolicy | None",
-    "Callable[..., Any] | None",
-)
-
-
-def _shown_with_options(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``execute`` as help() and ``inspect.signature`` show it, with its keyword-only options.
-
-    It takes them from ``**kwargs`` instead: CPython fills every keyword-only default on each
-    call that leaves it out, which cost a call without options about 60 ns, a fifth of the
-    breaker's overhead. Type checkers see the same signature (``CircuitBreaker.execute``).
-    """
-    signature = inspect.signature(method)
-    *leading, var_keyword = signature.parameters.values()
-    options = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        for name, annotation in zip(_EXECUTE_OPTIONS, _EXECUTE_OPTION_TYPES, strict=True)
-    ]
-    method.__signature__ = signature.replace(parameters=[*leading, *options, var_keyword])  # type: ignore[attr-defined]
-    method.__name__ = "execute"
-    method.__qualname__ = method.__qualname__.replace("_execute", "execute")
-    return method
 
 
 def _check_fallback(fallback: object) -> None:
@@ -582,7 +551,19 @@ class CircuitBreaker:
         rules = self._rules(circuit, failure_reason, ignore_exceptions, on_exceptions, None, None)
         return Guard(lambda: self._circuit(service), rules, self._listeners)
 
-    def _execute(self, service: str, func: Callable[..., _R], /, *args: Any, **kwargs: Any) -> _R:
+    def execute(
+        self,
+        service: str,
+        func: Callable[..., _R],
+        /,
+        *args: Any,
+        failure_reason: str | None = None,
+        ignore_exceptions: Iterable[ExceptionRule] | None = None,
+        on_exceptions: Iterable[ExceptionRule] | None = None,
+        on_retval_policy: ReturnValuePolicy | None = None,
+        fallback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> _R:
         """Call ``func(*args, **kwargs)`` through ``service``'s circuit and return its result.
 
         Meant for sync callables; in async code use ``execute_async``. If ``func``
@@ -591,40 +572,25 @@ class CircuitBreaker:
         that is not callable is an ``InvalidConfigTypeError`` (a programming error,
         never counted as a failure).
         """
-        # The options come out of ``kwargs`` (see ``_shown_with_options``): a call without
-        # them fills no defaults.
         if not callable(func):
             raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
         circuit = self._circuits.get(service)
         if circuit is None:
             circuit = self._circuit_slow(service)
-        fallback = None
-        if kwargs and not _EXECUTE_OPTION_NAMES.isdisjoint(kwargs):
-            options = [kwargs.pop(name, None) for name in _EXECUTE_OPTIONS]
-            fallback = options[-1]
-            rules = self._rules(circuit, *options)
-        else:  # the common call: the policy's rules, made once per service (``_rules`` inlined)
-            rules = self._policy_rules.get(service) or self._rules(circuit, None, None, None, None, None)
+        rules = None
+        if (  # the common call: the policy's rules, made once per service (``_rules`` inlined)
+            failure_reason is None
+            and ignore_exceptions is None
+            and on_exceptions is None
+            and on_retval_policy is None
+            and fallback is None
+        ):
+            rules = self._policy_rules.get(service)
+        if rules is None:
+            rules = self._rules(
+                circuit, failure_reason, ignore_exceptions, on_exceptions, on_retval_policy, fallback
+            )
         return call_sync(func, circuit, rules, self._listeners, fallback, args, kwargs)
-
-    if TYPE_CHECKING:
-
-        def execute(
-            self,
-            service: str,
-            func: Callable[..., _R],
-            /,
-            *args: Any,
-            failure_reason: str | None = None,
-            ignore_exceptions: Iterable[ExceptionRule] | None = None,
-            on_exceptions: Iterable[ExceptionRule] | None = None,
-            on_retval_policy: ReturnValuePolicy | None = None,
-            fallback: Callable[..., Any] | None = None,
-            **kwargs: Any,
-        ) -> _R: ...
-
-    else:
-        execute = _shown_with_options(_execute)
 
     @overload
     async def execute_async(
