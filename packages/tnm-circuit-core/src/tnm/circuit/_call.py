@@ -282,8 +282,8 @@ def call_sync(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> R:
-    """One call through ``circuit``: admit, run, record. ``execute`` and a slow-call policy's
-    ``protect`` run it; the timer runs only under a slow-call policy."""
+    """One call through ``circuit``: admit, run, record. ``execute`` runs it, and a ``protect``
+    wrapper every call it does not run inline; the timer runs only under a slow-call policy."""
     token = 0
     if circuit.state is not CLOSED:
         if circuit.monotonic() < circuit.open_until and not (
@@ -334,8 +334,8 @@ async def call_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """``call_sync`` for async callers (``execute_async``, a slow-call policy's async
-    ``protect``): ``func``'s result is awaited if awaitable; no I/O blocks the loop."""
+    """``call_sync`` for async callers (``execute_async``, an async ``protect`` wrapper):
+    ``func``'s result is awaited if awaitable; no I/O blocks the loop."""
     token = 0
     if circuit.state is not CLOSED:
         if circuit.monotonic() < circuit.open_until and not (
