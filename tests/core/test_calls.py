@@ -178,8 +178,8 @@ class TestOverrides:
 
 class TestExecuteOptions:
     def test_signature_shows_the_options(self) -> None:
-        """help() and inspect show execute's five keyword-only options (it reads them from its
-        keywords at run time)."""
+        """help() and inspect show execute's five keyword-only options, after the call's own
+        positional arguments."""
         breaker = CircuitBreaker()
         parameters = inspect.signature(breaker.execute).parameters
         options = [name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]

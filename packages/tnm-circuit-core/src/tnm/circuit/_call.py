@@ -381,20 +381,6 @@ async def call_async(
 # healthy path, one less frame for an exception to cross): ``protect`` returns them.
 
 
-def failure_recorder(
-    circuit: CircuitHandle, fixed_reason: str | None
-) -> Callable[[int, BaseException], None]:
-    """What the call path calls with a failure's token and exception (every one counts)."""
-    if fixed_reason is None:
-        return circuit.on_exception
-    on_failure = circuit.on_failure
-
-    def with_fixed_reason(token: int, _exc: BaseException) -> None:
-        on_failure(token, fixed_reason)
-
-    return with_fixed_reason
-
-
 def sync_wrapper(
     func: Callable[..., R],
     circuit: CircuitHandle,
@@ -493,9 +479,17 @@ def sync_wrapper(
 def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[int, BaseException], None]:
     """What the wrappers call with a failed call's token and exception: ``record_exception``,
     or straight to the circuit when every exception counts."""
-    if rules.counts_all:
-        return failure_recorder(circuit, rules.failure_reason)
-    return functools.partial(record_exception, circuit, rules)
+    if not rules.counts_all:
+        return functools.partial(record_exception, circuit, rules)
+    fixed_reason = rules.failure_reason
+    if fixed_reason is None:
+        return circuit.on_exception
+    on_failure = circuit.on_failure
+
+    def with_fixed_reason(token: int, _exc: BaseException) -> None:
+        on_failure(token, fixed_reason)
+
+    return with_fixed_reason
 
 
 def _serve_rejected(
