@@ -44,6 +44,29 @@ class CountingLock:
         return None
 
 
+class WaitedLock:
+    """Stands in for a circuit's lock and tells when a thread has to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waited_for = threading.Event()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> bool:
+        if not self._lock.acquire(blocking=False):
+            self.waited_for.set()
+            self._lock.acquire()
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+
 def count_lock(breaker: CircuitBreaker, service: str) -> CountingLock:
     lock = CountingLock()
     breaker._circuit(service)._lock = lock  # type: ignore[attr-defined]
@@ -446,6 +469,8 @@ class TestRateFailureRaces:
         published the state that calls check: another thread's call, let in, fails and waits
         for the lock; its next call is rejected (it does not run on while the opener waits)."""
         breaker = rate_breaker(clock, failure_rate_threshold=1.0, minimum_calls=4)
+        lock = WaitedLock()
+        breaker._circuit("svc")._lock = lock  # type: ignore[attr-defined]
         call = breaker.protect("svc")(boom)
         for _ in range(3):
             with pytest.raises(Boom):
@@ -469,7 +494,8 @@ class TestRateFailureRaces:
             if model.state.value == "open" and not threads:  # (called by the opening)
                 threads.append(threading.Thread(target=other_thread))
                 threads[0].start()
-                threads[0].join(0.2)  # (its failure waits for this thread's lock: checked below)
+                # Its first call, let in, fails and waits for this thread's lock.
+                assert lock.waited_for.wait(10), "the other thread's failure did not wait for the lock"
 
         monkeypatch.setattr(CircuitModel, "_clear_window", clear_then_switch)
         with pytest.raises(Boom):
