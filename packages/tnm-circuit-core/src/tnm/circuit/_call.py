@@ -398,7 +398,7 @@ def sync_wrapper(
     no policy. (Each variable the wrapper closes over costs every call a little, on CPython:
     the rest is held by partials.)
     """
-    count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
+    success_ticks, rejected_ticks = circuit.counts.success.ticks, circuit.counts.rejected.ticks
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_sync, func, circuit, rules, listeners, fallback)
     serve_rejected = functools.partial(_serve_rejected, func, circuit, listeners, fallback)
@@ -436,7 +436,7 @@ def sync_wrapper(
                     if listeners.call_callbacks:
                         circuit.on_rejected(False)
                     else:
-                        count_rejected()  # metrics alone: a counter, no event
+                        next(rejected_ticks)  # metrics alone: a counter, no event
                 raise circuit.open_error()
             if circuit.state is not DISABLED:  # half-open, or its deadline passed: the circuit decides
                 return generic_call(args, kwargs)
@@ -462,7 +462,7 @@ def sync_wrapper(
             if listeners.success_callbacks:
                 return settle_or_finish(result, judge is not None)  # type: ignore[no-any-return]
             # metrics: a counter, no event (under the call's outcome)
-            count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
+            next(success_ticks) if circuit.state is not DISABLED else circuit.counts.disabled.increment()
         if window is not None:  # tally(), inlined: a rate policy on the local backend
             # (closed, or disabled: a disabled window shows nothing and reset clears it)
             if monotonic() >= window.bucket_end:
@@ -538,7 +538,7 @@ def async_wrapper(
 ) -> Callable[..., Awaitable[R]]:
     """Wrap an async ``func``: ``sync_wrapper``'s shape, with ``call_async`` as the generic
     body; storage I/O on this path uses the backend's async methods."""
-    count_success, count_rejected = circuit.counts.success.increment, circuit.counts.rejected.increment
+    success_ticks, rejected_ticks = circuit.counts.success.ticks, circuit.counts.rejected.ticks
     roll, monotonic = circuit.roll_window, circuit.monotonic
     generic_call = functools.partial(call_async, func, circuit, rules, listeners, fallback)
     serve_rejected = functools.partial(_serve_rejected, func, circuit, listeners, fallback)
@@ -573,7 +573,7 @@ def async_wrapper(
                     if listeners.call_callbacks:
                         circuit.on_rejected(False)
                     else:
-                        count_rejected()
+                        next(rejected_ticks)
                 raise circuit.open_error()
             if circuit.state is not DISABLED:
                 return await generic_call(args, kwargs)  # type: ignore[no-any-return]
@@ -597,7 +597,7 @@ def async_wrapper(
             if listeners.success_callbacks:
                 await finish_success(result, False, judge is None)  # (judged already, if it had to be)
                 return result
-            count_success() if circuit.state is not DISABLED else circuit.counts.disabled.increment()
+            next(success_ticks) if circuit.state is not DISABLED else circuit.counts.disabled.increment()
         if window is not None:
             if monotonic() >= window.bucket_end:
                 roll()

@@ -13,16 +13,18 @@ class AtomicCounter:
     """``increment()`` is ``next()`` on an ``itertools.count``: one C call, atomic under
     the GIL, about 35 ns. ``value`` reads it back without advancing it."""
 
-    __slots__ = ("_count", "increment")
+    __slots__ = ("increment", "ticks")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
-        self.increment = self._count.__next__
+        self.ticks = itertools.count()
+        """The count itself: the call path bumps it with ``next(ticks)``, about 10 ns cheaper
+        than calling ``increment``."""
+        self.increment = self.ticks.__next__
 
     @property
     def value(self) -> int:
         # repr is "count(N)": N is the next value, i.e. how many increments happened.
-        return int(repr(self._count)[6:-1])
+        return int(repr(self.ticks)[6:-1])
 
 
 _make_lock = threading.Lock()

@@ -24,7 +24,7 @@ import itertools
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -639,10 +639,10 @@ class CircuitModel:
             # Under a rate trigger a failure is counted under the lock (see LocalCircuit).
             return other
         failures = self.failure_times()  # made now: this closure is made for failures
-        count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
+        failure_ticks: Iterator[int] | None = None  # the counter's, once metrics count
 
         def on_exception(token: int, exc: BaseException) -> None:
-            nonlocal count_failure
+            nonlocal failure_ticks
             if token or handle.state is not closed:
                 other(token, exc)
                 return
@@ -650,9 +650,9 @@ class CircuitModel:
                 if listeners.call_callbacks:
                     other(token, exc)
                     return
-                if count_failure is None:
-                    count_failure = counts.failure.increment
-                count_failure()
+                if failure_ticks is None:
+                    failure_ticks = counts.failure.ticks
+                next(failure_ticks)
             now = monotonic()
             failures.append(now)
             model.last_failure = (exc, now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._counter import AtomicCounter, CallCounts
@@ -184,21 +184,21 @@ class LocalCircuit:
         # (acquire and release in try/finally: on CPython 3.11 ``with`` costs twice as much)
         acquire, release = self._lock.acquire, self._lock.release
         other, counts, closed = self._failure_of, self.counts, CLOSED
-        count_failure: Callable[[], object] | None = None  # the counter's, once metrics count
+        failure_ticks: Iterator[int] | None = None  # the counter's, once metrics count
         rate = policy.failure_rate_threshold
         lock_free = rate is not None and policy.slow_call_rate_threshold is None
         failure_rate = rate or 0.0
         floor = failure_rate * policy.minimum_calls  # fewer failures than this meet no rate
 
         def on_exception(token: int, exc: BaseException) -> None:
-            nonlocal count_failure
+            nonlocal failure_ticks
             if token or self.state is not closed or listeners.call_callbacks:
                 other(token, exc)
                 return
             if listeners.callbacks:
-                if count_failure is None:
-                    count_failure = counts.failure.increment
-                count_failure()
+                if failure_ticks is None:
+                    failure_ticks = counts.failure.ticks
+                next(failure_ticks)
             counted = False  # by ``fail``, without the lock: then only checked under it
             if lock_free:
                 now = monotonic()
