@@ -15,6 +15,8 @@ from tnm.circuit.policies import RATE_BUCKETS
 from tnm.circuit.state import CircuitModel
 from tnm.circuit.testing import ManualClock
 
+from ..counting_hooks import HookedCount
+
 
 class Boom(Exception):
     pass
@@ -380,14 +382,13 @@ class TestRateFailureRaces:
             with pytest.raises(Boom):
                 call()
         model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
-        count = model.fail
 
-        def count_then_switch() -> int:
+        def count_then_switch(count: Callable[[], int]) -> int:
             before = count()
             breaker.state("svc")
-            return int(before)
+            return before
 
-        model.fail = count_then_switch
+        model.fail_counter = HookedCount(model.fail_counter, count_then_switch)
         with pytest.raises(Boom):
             call()  # 5 failures of 10 calls: due
         snapshot = breaker.state("svc")
@@ -404,15 +405,15 @@ class TestRateFailureRaces:
         with pytest.raises(Boom):
             call()
         model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
-        count = model.fail
+        real = model.fail_counter
 
-        def switch_then_count() -> int:
-            model.fail = count
+        def switch_then_count(count: Callable[[], int]) -> int:
+            model.fail_counter = real
             breaker.set_policy("svc", ServicePolicy(failure_rate_threshold=0.5, **rates))
             ok()  # 1 failure of 3 calls, under minimum_calls: the change's check finds nothing
-            return int(count())
+            return count()
 
-        model.fail = switch_then_count
+        model.fail_counter = HookedCount(real, switch_then_count)
         with pytest.raises(Boom):
             call()  # 2 failures of 4 calls: the new rate, 0.5, is due
         snapshot = breaker.state("svc")

@@ -18,6 +18,8 @@ from tnm.circuit import (
 )
 from tnm.circuit.testing import ManualClock, capture_events
 
+from ..counting_hooks import HookedCount
+
 MakeBreaker = Callable[..., CircuitBreaker]
 
 
@@ -262,16 +264,15 @@ class TestSetPolicy:
         call = breaker.protect("svc")(_boom)
         breaker.execute("svc", lambda: None)
         model = breaker._circuit("svc")._model  # type: ignore[attr-defined]
-        count = model.fail
+        hooked = model.fail_counter = HookedCount(model.fail_counter, lambda count: change_then_count())
 
         def change_then_count() -> int:
             breaker.set_policy("svc", ServicePolicy(window_seconds=120, **rates))  # a thread switch
-            return int(model.fail())  # (the new window's counter)
+            return next(model.fail_counter)  # (the new window's counter)
 
-        model.fail = change_then_count
         with pytest.raises(Boom):
             call()
-        assert count is not model.fail
+        assert model.fail_counter is not hooked
         snap = breaker.state("svc")
         assert (snap.calls, snap.failures) == (1, 1)
 

@@ -77,7 +77,6 @@ Figures = tuple[int, "int | None", "float | None", "float | None"]
 _NO_BUCKETS: dict[int, list[int]] = {}
 _NO_TOTALS = [0, 0, 0]
 _NO_COUNT = itertools.count()
-_NO_NEXT = _NO_COUNT.__next__
 _NO_PERMITS: dict[int, float] = {}
 """Placeholders shared by circuits: no rate trigger (never touched), no trial yet (only
 ever cleared, which leaves them empty)."""
@@ -159,7 +158,7 @@ def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -
 
 class CircuitModel:
     """One service's circuit. Not thread-safe by itself: its owner serialises access
-    (except ``count_closed_failure``, ``ok_counter`` and ``fail``, which are built to run without
+    (except ``count_closed_failure``, ``ok_counter`` and ``fail_counter``, which are built to run without
     the lock).
 
     Only the newest ``max_failures`` failure times are kept: older ones can never
@@ -168,7 +167,6 @@ class CircuitModel:
 
     __slots__ = (
         "_buckets",
-        "_fail",
         "_failures",
         "_max_failures",
         "_next_token",
@@ -183,7 +181,7 @@ class CircuitModel:
         "counts_calls",
         "dirty",
         "epoch",
-        "fail",
+        "fail_counter",
         "fail_mark",
         "last_failure",
         "ok_counter",
@@ -236,16 +234,15 @@ class CircuitModel:
         aside (an empty dict until a bucket is settled: no table while idle)."""
         self.totals = _NO_TOTALS
         """The sums of ``_buckets`` (kept as they change: a failure never walks the window)."""
-        self.ok_counter = self._fail = _NO_COUNT
-        self.fail = _NO_NEXT
+        self.ok_counter = self.fail_counter = _NO_COUNT
         """``next(ok_counter)`` counts a fast success of ``bucket`` (a new counter per bucket:
-        ``next`` on it costs less than a bound ``__next__``); ``fail`` a
+        ``next`` on it costs less than a bound ``__next__``); ``next(fail_counter)`` a
         failure counted without the lock (see ``LocalCircuit``), on one counter that a roll
         never swaps, so that no failure is lost: both lock-free."""
         self._ok_reads = 0
         """How many times the owner read ``ok_counter``'s count by advancing it (``_ok_count``)."""
         self.fail_mark = 0
-        """``fail``'s count when ``bucket`` started: the bucket's failures are the count beyond it."""
+        """``fail_counter``'s count when ``bucket`` started: the bucket's failures are the count beyond it."""
         self.epoch = 0
         """Odd while the owner changes ``totals`` or ``fail_mark``, and moved on after each
         change: a failure that reads them without the lock trusts its read only if the epoch
@@ -277,7 +274,7 @@ class CircuitModel:
         old_ok, ok_reads = self.ok_counter, self._ok_reads
         self.ok_counter = itertools.count()
         self._ok_reads = 0
-        mark = counted(self._fail)
+        mark = counted(self.fail_counter)
         failed = mark - self.fail_mark
         calls = counted(old_ok) - ok_reads + failed
         totals = self.totals
@@ -331,12 +328,12 @@ class CircuitModel:
         self.last_failure = (reason, now)
         if now >= self.bucket_end:
             self.roll(now)
-        failed = self.fail() + 1 - self.fail_mark  # the bucket's failures, this one included
+        failed = next(self.fail_counter) + 1 - self.fail_mark  # the bucket's failures, this one included
         if self.rate_may_be_due(failed):
             self.trip_rate_if_due(now, changes)
 
     def rate_may_be_due(self, failed: int) -> bool:
-        """Could a rate trigger be due, with ``failed`` failures counted by ``fail`` in the
+        """Could a rate trigger be due, with ``failed`` failures counted by ``fail_counter`` in the
         current bucket? A bound that leaves out the bucket's fast successes (they only add
         calls, which only lowers both rates) and needs ``minimum_calls`` calls. The owner holds
         the lock; ``LocalCircuit``'s failure path inlines it, read without the lock."""
@@ -350,7 +347,7 @@ class CircuitModel:
     def check_counted_failure(
         self, now: float, reason: str | BaseException, policy_changed: bool, changes: list[Transition]
     ) -> None:
-        """Check the triggers after a failure that ``fail`` counted without the lock (the owner
+        """Check the triggers after a failure that ``fail_counter`` counted without the lock (the owner
         holds it now); ``policy_changed``: a policy set while it counted, whose count trigger
         (if it has one) counts the failure too."""
         if self.state is not CLOSED:
@@ -371,7 +368,7 @@ class CircuitModel:
         """(calls, failures, slow calls) in the window as it stands (no roll): the settled
         totals and the current bucket's lock-free successes and failures."""
         calls, failures, slow = self.totals
-        failed = counted(self._fail) - self.fail_mark
+        failed = counted(self.fail_counter) - self.fail_mark
         return calls + self._ok_count() + failed, failures + failed, slow
 
     def _ok_count(self) -> int:
@@ -391,8 +388,7 @@ class CircuitModel:
         self.epoch += 1
         self._buckets = {}
         self.totals = [0, 0, 0]
-        self.ok_counter, self._fail = itertools.count(), itertools.count()
-        self.fail = self._fail.__next__
+        self.ok_counter, self.fail_counter = itertools.count(), itertools.count()
         self._ok_reads = self.fail_mark = 0
         self.epoch += 1
 

@@ -167,7 +167,7 @@ class LocalCircuit:
         """``on_exception`` under rate triggers alone: a failure while closed, with no trial
         permit and no listener that wants per-call events, keeps the exception as the reason.
 
-        Under a failure-rate trigger alone it is counted without the lock (``CircuitModel.fail``,
+        Under a failure-rate trigger alone it is counted without the lock (``CircuitModel.fail_counter``,
         one atomic step), and the lock is taken only when the counts read without it say the
         rate may be due (``rate_may_be_due``'s bound, inlined), or were read while the owner
         changed them (``CircuitModel.epoch``), to check exactly and open; or to start a new
@@ -204,7 +204,7 @@ class LocalCircuit:
                 now = monotonic()
                 if now < model.bucket_end and not model.recheck and model.policy is policy:
                     epoch = model.epoch
-                    failed = model.fail() + 1 - model.fail_mark  # the bucket's, this one included
+                    failed = next(model.fail_counter) + 1 - model.fail_mark  # the bucket's, this one included
                     model.last_failure = (exc, now)
                     totals = model.totals
                     failures = totals[1] + failed
