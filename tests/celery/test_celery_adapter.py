@@ -221,6 +221,29 @@ class TestOnAWorker:
         assert rec.runs == ["publish-1"]  # the body ran once, after the circuit let it through
         assert breaker.state("rabbitmq").state is CircuitState.CLOSED
 
+    def test_a_task_rejected_while_the_trial_runs_looks_again_after_the_open_time(
+        self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Half-open, its one trial running (a guard's block here): a task rejected meanwhile is
+        retried after about the open time (0.5 s, plus jitter), not at the trial permit's deadline
+        (30 s): the trial's outcome usually comes long before that."""
+        for _ in range(3):
+            breaker.record_failure("rabbitmq", "down")
+        wait_until(lambda: breaker.state("rabbitmq").state is CircuitState.HALF_OPEN)
+        with caplog.at_level("INFO", logger="celery.app.trace"):
+            with breaker.guard("rabbitmq"):  # takes the trial permit
+                result = task(worker_app, "publish").delay(1)
+                wait_until(lambda: result.state == "RETRY")
+                assert breaker.state("rabbitmq").state is CircuitState.HALF_OPEN
+            # the block ended cleanly: the trial succeeded and closed the circuit
+            retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
+            assert len(retries) == 1
+            countdown = float(retries[0].split("Retry in ", 1)[1].split("s", 1)[0])
+            assert countdown <= 0.5 + 0.5 + 0.1, retries[0]  # open time, jitter, rounding up
+            assert result.get(timeout=TIMEOUT) == 1
+        assert rec.runs == ["publish-1"]
+        assert breaker.state("rabbitmq").state is CircuitState.CLOSED
+
     def test_body_failures_open_the_circuit_for_other_tasks(
         self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder
     ) -> None:

@@ -34,7 +34,9 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
 
     Before the body runs, the service's circuit decides: if it rejects the call
     (open, or half-open with every trial permit taken) the task is retried after the
-    circuit's ``retry_after`` plus a little jitter, without running the body.
+    circuit's ``retry_after`` plus a little jitter, without running the body. While
+    half-open, that is at most the policy's ``open_seconds``: the running trial usually
+    ends long before its permit's deadline (``trial_timeout_seconds``).
     Otherwise the body runs under the breaker: its exceptions and return values are
     counted with the service's policy (narrowed by ``circuit_ignore_exceptions`` /
     ``circuit_on_exceptions`` / ``circuit_on_retval_policy``). A ``Retry`` carrying the
@@ -111,6 +113,11 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
         if retry_after is None:  # held open by an operator: no deadline known
             countdown = float(self.default_retry_delay)
         else:
+            if getattr(error, "state", None) == "half_open":
+                # Every trial permit is taken: retry_after is the running trial's deadline
+                # (trial_timeout_seconds), but its outcome usually comes long before that.
+                # Look again after the open time, the pace the policy sets for a sick service.
+                retry_after = min(retry_after, breaker.policy_for(service).open_seconds)
             spread = max(0.5, retry_after * self.circuit_retry_jitter)
             # Rounded up to a tenth of a second: never before the circuit lets a trial
             # through, and Celery's "Retry in 2.3s" stays readable.
