@@ -494,6 +494,32 @@ class TestHelpers:
         assert (result.processed, result.failed, result.requeued) == (4, 2, 2)
         assert waits == [5.0]  # one wait for the open time, no polling
 
+    def test_run_worker_looks_again_after_the_open_time_while_a_trial_runs(self) -> None:
+        """Half-open, its one trial taken by another worker: the loop waits the open time (2 s),
+        not the trial permit's deadline (30 s), then finds the circuit closed by the trial."""
+        clock = ManualClock()
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1, open_seconds=2))
+        breaker.record_failure("svc", "down")
+        clock.advance(2)
+        trial = breaker.guard("svc")
+        trial.__enter__()  # another worker's trial, in flight
+        queue = [1, 2]
+        done: list[int] = []
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            clock.advance(seconds)
+            trial.__exit__(None, None, None)  # that trial succeeds meanwhile
+
+        result = run_worker(
+            breaker, "svc", lambda: queue.pop(0) if queue else None, done.append, queue.append,
+            stop_when_empty=True, handle_signals=False, sleep=sleep,
+        )  # fmt: skip
+        assert result.exit_code is WorkerExit.DONE
+        assert done == [1, 2]
+        assert waits == [2.0]
+
 
 def _entry_point() -> str:
     script = shutil.which("tnm-circuit", path=str(Path(sys.executable).parent))

@@ -9,6 +9,7 @@ import pytest
 from tnm.circuit import (
     CircuitBreaker,
     CircuitError,
+    CircuitState,
     InvalidConfigError,
     InvalidConfigTypeError,
     ReturnValuePolicy,
@@ -243,3 +244,17 @@ class TestServiceNames:
         last = breaker.last_failure("svc")
         assert last is not None
         assert len(last["reason"]) == 500
+
+
+class TestWaitBeforeRetry:
+    def test_half_open_with_its_trial_running_waits_at_most_the_open_time(self) -> None:
+        """A refusal's retry_after, except half-open (the running trial's deadline): at most
+        open_seconds; an operator's hold (no deadline) stays None."""
+        policy = ServicePolicy(open_seconds=2, trial_timeout_seconds=30)
+        assert policy.wait_before_retry(29.5, CircuitState.HALF_OPEN) == 2
+        assert policy.wait_before_retry(29.5, "half_open") == 2
+        assert policy.wait_before_retry(0.5, "half_open") == 0.5
+        assert policy.wait_before_retry(7.0, CircuitState.OPEN) == 7.0
+        assert policy.wait_before_retry(None, "forced_open") is None
+        default_open = ServicePolicy(window_seconds=60)  # (open time: the window)
+        assert default_open.wait_before_retry(90.0, "half_open") == 60

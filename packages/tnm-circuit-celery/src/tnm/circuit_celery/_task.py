@@ -109,15 +109,13 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
     def _wait_for_circuit(self, breaker: CircuitBreaker, service: str) -> Any:
         """The circuit refused the call: retry later without running the body."""
         error = breaker.open_error(service)
-        retry_after = getattr(error, "retry_after", None)
+        # (half-open with its trial running: at most the open time, not the trial's deadline)
+        retry_after = breaker.policy_for(service).wait_before_retry(
+            getattr(error, "retry_after", None), getattr(error, "state", "open")
+        )
         if retry_after is None:  # held open by an operator: no deadline known
             countdown = float(self.default_retry_delay)
         else:
-            if getattr(error, "state", None) == "half_open":
-                # Every trial permit is taken: retry_after is the running trial's deadline
-                # (trial_timeout_seconds), but its outcome usually comes long before that.
-                # Look again after the open time, the pace the policy sets for a sick service.
-                retry_after = min(retry_after, breaker.policy_for(service).open_seconds)
             spread = max(0.5, retry_after * self.circuit_retry_jitter)
             # Rounded up to a tenth of a second: never before the circuit lets a trial
             # through, and Celery's "Retry in 2.3s" stays readable.

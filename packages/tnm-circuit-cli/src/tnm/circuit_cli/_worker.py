@@ -61,7 +61,8 @@ def run_worker(
     """Take items from ``source`` and ``process`` each through ``service``'s circuit.
 
     - While the circuit is open the loop sleeps until its ``retry_after`` (never a
-      tight poll) and takes no item.
+      tight poll) and takes no item; while half-open with its trial running elsewhere, at
+      most the policy's ``open_seconds`` (``ServicePolicy.wait_before_retry``).
     - An item rejected because the circuit opened meanwhile is handed to ``requeue``,
       never dropped. An item whose processing raised goes to ``on_error(item, exc)``;
       if that returns True (the default) the item is requeued too.
@@ -88,7 +89,11 @@ def run_worker(
             if max_items is not None and result.processed + result.failed >= max_items:
                 break
             if not breaker.is_available(service):
-                wait(breaker.state(service).retry_after or idle_seconds)
+                snapshot = breaker.state(service)
+                wait(
+                    breaker.policy_for(service).wait_before_retry(snapshot.retry_after, snapshot.state)
+                    or idle_seconds
+                )
                 continue
             item = source()
             if item is None:
@@ -101,7 +106,9 @@ def run_worker(
             except CircuitError as exc:
                 requeue(item)
                 result.requeued += 1
-                retry_after = getattr(exc, "retry_after", None)
+                retry_after = breaker.policy_for(service).wait_before_retry(
+                    getattr(exc, "retry_after", None), getattr(exc, "state", "open")
+                )
                 wait(retry_after if retry_after is not None else idle_seconds)
             except Exception as exc:
                 result.failed += 1

@@ -329,6 +329,19 @@ class ServicePolicy:
         """Width of one rate bucket, whole milliseconds (the same on every backend)."""
         return max(1, math.ceil(self.window_seconds * 1000 / RATE_BUCKETS))
 
+    def wait_before_retry(self, retry_after: float | None, state: str) -> float | None:
+        """How long a refused caller that retries by itself (a task, a worker loop) should wait
+        before it tries again, given the refusal's ``retry_after`` and the circuit's ``state``.
+
+        That is ``retry_after``, except while half-open with every trial permit taken: then
+        ``retry_after`` is the running trial's deadline (``trial_timeout_seconds``), but the
+        trial usually ends long before it, so the wait is at most ``open_seconds``. ``None``
+        (an operator holds the circuit open: no deadline) stays ``None``.
+        """
+        if retry_after is not None and state == "half_open":
+            return min(retry_after, self.open_seconds)  # type: ignore[type-var]  # resolved in __post_init__
+        return retry_after
+
     def open_duration(self, reopenings: int) -> float:
         """How long the circuit stays open after ``reopenings`` consecutive failed trials."""
         base: float = self.open_seconds  # type: ignore[assignment]  # resolved in __post_init__
