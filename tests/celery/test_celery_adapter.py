@@ -225,8 +225,8 @@ class TestOnAWorker:
         self, worker_app: Celery, breaker: CircuitBreaker, rec: Recorder, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Half-open, its one trial running (a guard's block here): a task rejected meanwhile is
-        retried after about the open time (0.5 s, plus jitter), not at the trial permit's deadline
-        (30 s): the trial's outcome usually comes long before that."""
+        retried after about the open time (0.5 s here, at least 1 s, plus jitter), not at the trial
+        permit's deadline (30 s): the trial's outcome usually comes long before that."""
         for _ in range(3):
             breaker.record_failure("rabbitmq", "down")
         wait_until(lambda: breaker.state("rabbitmq").state is CircuitState.HALF_OPEN)
@@ -236,11 +236,12 @@ class TestOnAWorker:
                 wait_until(lambda: result.state == "RETRY")
                 assert breaker.state("rabbitmq").state is CircuitState.HALF_OPEN
             # the block ended cleanly: the trial succeeded and closed the circuit
-            retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
-            assert len(retries) == 1
-            countdown = float(retries[0].split("Retry in ", 1)[1].split("s", 1)[0])
-            assert countdown <= 0.5 + 0.5 + 0.1, retries[0]  # open time, jitter, rounding up
             assert result.get(timeout=TIMEOUT) == 1
+        retries = [r.getMessage() for r in caplog.records if "Retry in" in r.getMessage()]
+        assert retries  # (another look may have come before the block ended, on a slow machine)
+        for message in retries:
+            countdown = float(message.split("Retry in ", 1)[1].split("s", 1)[0])
+            assert countdown <= 1.0 + 0.5 + 0.1, message  # the floor of 1 s, jitter, rounding up
         assert rec.runs == ["publish-1"]
         assert breaker.state("rabbitmq").state is CircuitState.CLOSED
 

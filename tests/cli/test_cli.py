@@ -520,6 +520,35 @@ class TestHelpers:
         assert done == [1, 2]
         assert waits == [2.0]
 
+    def test_run_worker_refused_by_execute_while_a_trial_runs_looks_again_after_the_open_time(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The circuit's trial is taken between the loop's look and its call: the refused item is
+        requeued and the loop waits the open time (2 s), not the trial permit's deadline (30 s)."""
+        clock = ManualClock()
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1, open_seconds=2))
+        breaker.record_failure("svc", "down")
+        clock.advance(2)
+        monkeypatch.setattr(breaker, "is_available", lambda service: True)  # (looked just before)
+        trial = breaker.guard("svc")
+        trial.__enter__()  # another worker's trial, in flight
+        queue = [1]
+        done: list[int] = []
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            clock.advance(seconds)
+            trial.__exit__(None, None, None)  # that trial succeeds meanwhile
+
+        result = run_worker(
+            breaker, "svc", lambda: queue.pop(0) if queue else None, done.append, queue.append,
+            stop_when_empty=True, handle_signals=False, sleep=sleep,
+        )  # fmt: skip
+        assert (result.processed, result.requeued) == (1, 1)
+        assert done == [1]
+        assert waits == [2.0]
+
 
 def _entry_point() -> str:
     script = shutil.which("tnm-circuit", path=str(Path(sys.executable).parent))

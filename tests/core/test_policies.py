@@ -256,5 +256,6 @@ class TestWaitBeforeRetry:
         assert policy.wait_before_retry(0.5, "half_open") == 0.5
         assert policy.wait_before_retry(7.0, CircuitState.OPEN) == 7.0
         assert policy.wait_before_retry(None, "forced_open") is None
+        assert ServicePolicy(open_seconds=0).wait_before_retry(29.5, "half_open") == 1.0  # never a tight poll
         default_open = ServicePolicy(window_seconds=60)  # (open time: the window)
         assert default_open.wait_before_retry(90.0, "half_open") == 60

@@ -35,8 +35,8 @@ class CircuitBreakerTask(Task):  # type: ignore[misc]  # celery ships no type hi
     Before the body runs, the service's circuit decides: if it rejects the call
     (open, or half-open with every trial permit taken) the task is retried after the
     circuit's ``retry_after`` plus a little jitter, without running the body. While
-    half-open, that is at most the policy's ``open_seconds``: the running trial usually
-    ends long before its permit's deadline (``trial_timeout_seconds``).
+    half-open, that is at most the policy's ``open_seconds`` (never under a second): the
+    running trial usually ends long before its permit's deadline (``trial_timeout_seconds``).
     Otherwise the body runs under the breaker: its exceptions and return values are
     counted with the service's policy (narrowed by ``circuit_ignore_exceptions`` /
     ``circuit_on_exceptions`` / ``circuit_on_retval_policy``). A ``Retry`` carrying the

@@ -62,7 +62,8 @@ def run_worker(
 
     - While the circuit is open the loop sleeps until its ``retry_after`` (never a
       tight poll) and takes no item; while half-open with its trial running elsewhere, at
-      most the policy's ``open_seconds`` (``ServicePolicy.wait_before_retry``).
+      most the policy's ``open_seconds``, never under a second
+      (``ServicePolicy.wait_before_retry``).
     - An item rejected because the circuit opened meanwhile is handed to ``requeue``,
       never dropped. An item whose processing raised goes to ``on_error(item, exc)``;
       if that returns True (the default) the item is requeued too.
@@ -106,7 +107,8 @@ def run_worker(
             except CircuitError as exc:
                 requeue(item)
                 result.requeued += 1
-                retry_after = breaker.policy_for(service).wait_before_retry(
+                refused = getattr(exc, "service", None) or service  # (whose circuit refused)
+                retry_after = breaker.policy_for(refused).wait_before_retry(
                     getattr(exc, "retry_after", None), getattr(exc, "state", "open")
                 )
                 wait(retry_after if retry_after is not None else idle_seconds)

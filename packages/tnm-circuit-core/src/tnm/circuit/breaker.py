@@ -574,10 +574,13 @@ class CircuitBreaker:
         """
         if not callable(func):
             raise InvalidConfigTypeError("func", f"execute() needs a callable, got {func!r}")
-        # (a subscript in a try costs less than .get() when the key is there: the common call)
+        # (a subscript in a try costs less than .get() when the key is there: the common call;
+        # what a miss does runs after the except block, so its errors are not chained to it)
         try:
             circuit = self._circuits[service]
         except KeyError:
+            circuit = None
+        if circuit is None:
             circuit = self._circuit_slow(service)
         if (  # the common call: the policy's rules, made once per service (``_rules`` inlined)
             failure_reason is None
@@ -589,6 +592,8 @@ class CircuitBreaker:
             try:
                 rules = self._policy_rules[service]
             except KeyError:
+                rules = None
+            if rules is None:
                 rules = self._rules(circuit, None, None, None, None, None)
         else:
             rules = self._rules(

@@ -38,6 +38,9 @@ UNSET: Final = _Unset()
 MODES: Final = ("enforce", "observe")
 """``ServicePolicy.mode`` values: reject calls while open, or only watch what would be rejected."""
 
+_TRIAL_LOOK_FLOOR_SECONDS: Final = 1.0
+"""The shortest wait ``ServicePolicy.wait_before_retry`` gives while a trial runs."""
+
 RATE_BUCKETS: Final = 10
 """The rate triggers' window is kept as this many time buckets (``window_seconds / 10`` each):
 calls older than the window leave it one bucket at a time, as in Polly's sampling windows."""
@@ -335,11 +338,14 @@ class ServicePolicy:
 
         That is ``retry_after``, except while half-open with every trial permit taken: then
         ``retry_after`` is the running trial's deadline (``trial_timeout_seconds``), but the
-        trial usually ends long before it, so the wait is at most ``open_seconds``. ``None``
-        (an operator holds the circuit open: no deadline) stays ``None``.
+        trial usually ends long before it, so the wait is at most ``open_seconds``, and never
+        under one second (a caller whose waits count as retries looks again at that pace while
+        a slow trial runs). ``None`` (an operator holds the circuit open: no deadline) stays
+        ``None``.
         """
         if retry_after is not None and state == "half_open":
-            return min(retry_after, self.open_seconds)  # type: ignore[type-var]  # resolved in __post_init__
+            open_seconds: float = self.open_seconds  # type: ignore[assignment]  # resolved in __post_init__
+            return min(retry_after, max(open_seconds, _TRIAL_LOOK_FLOOR_SECONDS))
         return retry_after
 
     def open_duration(self, reopenings: int) -> float:
