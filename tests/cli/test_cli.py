@@ -497,57 +497,49 @@ class TestHelpers:
     def test_run_worker_looks_again_after_the_open_time_while_a_trial_runs(self) -> None:
         """Half-open, its one trial taken by another worker: the loop waits the open time (2 s),
         not the trial permit's deadline (30 s), then finds the circuit closed by the trial."""
-        clock = ManualClock()
-        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1, open_seconds=2))
-        breaker.record_failure("svc", "down")
-        clock.advance(2)
-        trial = breaker.guard("svc")
-        trial.__enter__()  # another worker's trial, in flight
-        queue = [1, 2]
-        done: list[int] = []
-        waits: list[float] = []
-
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            clock.advance(seconds)
-            trial.__exit__(None, None, None)  # that trial succeeds meanwhile
-
-        result = run_worker(
-            breaker, "svc", lambda: queue.pop(0) if queue else None, done.append, queue.append,
-            stop_when_empty=True, handle_signals=False, sleep=sleep,
-        )  # fmt: skip
+        result, done, waits = _work_while_a_trial_runs(queue=[1, 2])
         assert result.exit_code is WorkerExit.DONE
         assert done == [1, 2]
         assert waits == [2.0]
 
     def test_run_worker_refused_by_execute_while_a_trial_runs_looks_again_after_the_open_time(
-        self, monkeypatch: pytest.MonkeyPatch
+        self,
     ) -> None:
         """The circuit's trial is taken between the loop's look and its call: the refused item is
         requeued and the loop waits the open time (2 s), not the trial permit's deadline (30 s)."""
-        clock = ManualClock()
-        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1, open_seconds=2))
-        breaker.record_failure("svc", "down")
-        clock.advance(2)
-        monkeypatch.setattr(breaker, "is_available", lambda service: True)  # (looked just before)
-        trial = breaker.guard("svc")
-        trial.__enter__()  # another worker's trial, in flight
-        queue = [1]
-        done: list[int] = []
-        waits: list[float] = []
-
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            clock.advance(seconds)
-            trial.__exit__(None, None, None)  # that trial succeeds meanwhile
-
-        result = run_worker(
-            breaker, "svc", lambda: queue.pop(0) if queue else None, done.append, queue.append,
-            stop_when_empty=True, handle_signals=False, sleep=sleep,
-        )  # fmt: skip
+        result, done, waits = _work_while_a_trial_runs(queue=[1], looked_before_the_trial=True)
         assert (result.processed, result.requeued) == (1, 1)
         assert done == [1]
         assert waits == [2.0]
+
+
+def _work_while_a_trial_runs(
+    queue: list[int], looked_before_the_trial: bool = False
+) -> tuple[Any, list[int], list[float]]:
+    """``run_worker`` over ``queue`` while another worker's trial runs in a half-open circuit
+    (open time 2 s); the trial succeeds during the loop's first wait. Returns the result, the
+    items processed and the waits."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(max_failures=1, open_seconds=2))
+    breaker.record_failure("svc", "down")
+    clock.advance(2)
+    if looked_before_the_trial:  # the loop found the circuit available just before the trial began
+        breaker.is_available = lambda service: True  # type: ignore[method-assign]
+    trial = breaker.guard("svc")
+    trial.__enter__()  # another worker's trial, in flight
+    done: list[int] = []
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+        trial.__exit__(None, None, None)  # that trial succeeds meanwhile
+
+    result = run_worker(
+        breaker, "svc", lambda: queue.pop(0) if queue else None, done.append, queue.append,
+        stop_when_empty=True, handle_signals=False, sleep=sleep,
+    )  # fmt: skip
+    return result, done, waits
 
 
 def _entry_point() -> str:
