@@ -88,7 +88,6 @@ INTERNAL: dict[str, set[str]] = {
         "FORCED_OPEN",
         "HALF_OPEN",
         "OPEN",
-        "counted",
         "rate_trip_due",
     },
 }

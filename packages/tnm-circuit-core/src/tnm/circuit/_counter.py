@@ -6,7 +6,13 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AtomicCounter", "CallCounts"]
+__all__ = ["AtomicCounter", "CallCounts", "counted"]
+
+
+def counted(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on a fresh ``itertools.count()`` (without advancing it:
+    its repr is "count(N)", N the next value)."""
+    return int(repr(counter)[6:-1])
 
 
 class AtomicCounter:
@@ -23,8 +29,7 @@ class AtomicCounter:
 
     @property
     def value(self) -> int:
-        # repr is "count(N)": N is the next value, i.e. how many increments happened.
-        return int(repr(self.ticks)[6:-1])
+        return counted(self.ticks)
 
 
 _make_lock = threading.Lock()

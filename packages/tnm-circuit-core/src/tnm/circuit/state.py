@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._counter import counted
 from ._validate import exception_reason
 from .policies import RATE_BUCKETS, ServicePolicy
 
@@ -136,11 +137,6 @@ class CircuitSnapshot:
             "opened_by": self.opened_by,
             "failing_processes": self.failing_processes,
         }
-
-
-def counted(counter: itertools.count[int]) -> int:
-    """How many times ``next`` was called on a fresh ``itertools.count()`` (without advancing it)."""
-    return int(repr(counter)[6:-1])
 
 
 def rate_trip_due(policy: ServicePolicy, calls: int, failures: int, slow: int) -> str | None:
