@@ -510,11 +510,14 @@ class TestRateFailureRaces:
 
     def test_failures_during_a_roll_wait_for_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Failures counted by other threads while a roll holds the lock (one before it reads the
-        failure count, one after) are neither lost nor judged on half-moved counts."""
+        failure count, one after) wait for it, and are neither lost nor judged on half-moved
+        counts."""
         import tnm.circuit.state as state
 
         clock = SettableClock()
         breaker = rate_breaker(clock, window_seconds=60, failure_rate_threshold=0.6, minimum_calls=4)
+        lock = WaitedLock()
+        breaker._circuit("svc")._lock = lock  # type: ignore[attr-defined]
         call, ok = breaker.protect("svc")(boom), breaker.protect("svc")(lambda: None)
         step = breaker._circuit("svc")._model.policy.bucket_ms / 1000  # type: ignore[attr-defined]
         ok()
@@ -524,6 +527,7 @@ class TestRateFailureRaces:
         clock.now += step
         breaker.state("svc")  # the next bucket starts: 3 calls, 1 failure settled
         threads: list[threading.Thread] = []
+        waited: list[bool] = []
 
         def fail_meanwhile() -> None:  # another thread, whose failure read the clock before the roll
             def fail() -> None:
@@ -531,9 +535,12 @@ class TestRateFailureRaces:
                     call()
 
             clock.now -= step
+            lock.waited_for.clear()
             thread = threading.Thread(target=fail)
             thread.start()
-            thread.join(0.2)  # (it waits for the roll's lock: the outcome is checked below)
+            # It blocks on the roll's lock (checked below: an assertion here would be raised
+            # inside the roll), or it ends if it never needed the lock.
+            waited.append(lock.waited_for.wait(10))
             clock.now += step
             threads.append(thread)
 
@@ -550,7 +557,7 @@ class TestRateFailureRaces:
         monkeypatch.setattr(state, "counted", real)
         for thread in threads:
             thread.join(10)
-        assert len(threads) == 2
+        assert waited == [True, True], "a failure during the roll did not wait for its lock"
         snapshot = breaker.state("svc")
         assert (snapshot.state.value, snapshot.opened_by, snapshot.calls, snapshot.failures) == (
             "open",
