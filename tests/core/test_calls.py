@@ -116,6 +116,121 @@ class TestNeverMasks:
         assert "could not record" in caplog.text
 
 
+class BreakingClock(ManualClock):
+    """A ManualClock that raises once ``broken``: what the breaker reads inside its recorder."""
+
+    broken = False
+
+    def monotonic(self) -> float:
+        if self.broken:
+            raise OSError("clock exploded")
+        return super().monotonic()
+
+
+# Each way a ``protect`` wrapper records a failure without a helper frame of its own.
+RECORDER_PATHS: dict[str, dict[str, Any]] = {
+    "count policy": {"policy": {"max_failures": 5}},
+    "failure-rate policy": {"policy": {"max_failures": None, "failure_rate_threshold": 0.5}},
+    "count and rate policy": {"policy": {"max_failures": 5, "failure_rate_threshold": 0.5}},
+    "fixed failure reason": {"policy": {"max_failures": 5}, "protect": {"failure_reason": "db down"}},
+    "exception rules": {"policy": {"max_failures": 5}, "protect": {"ignore_exceptions": [ZeroDivisionError]}},
+    "a listener": {"policy": {"max_failures": 5}, "listener": True},
+}
+
+
+class TestRecorderFailures:
+    """Whatever fails inside the breaker while it records a failure, the caller gets the call's
+    own exception (not chained to the breaker's) and the breaker's error is logged."""
+
+    @pytest.mark.parametrize("path", sorted(RECORDER_PATHS))
+    def test_sync_and_async_calls_raise_their_own_exception(
+        self, path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        setup = RECORDER_PATHS[path]
+        clock = BreakingClock()
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(**setup["policy"]))
+        if setup.get("listener"):
+            breaker.add_listener(lambda event: None)
+        own = KeyError("own")
+
+        def failing() -> None:
+            raise own
+
+        async def afailing() -> None:
+            raise own
+
+        call = breaker.protect("svc", **setup.get("protect", {}))(failing)
+        acall = breaker.protect("svc", **setup.get("protect", {}))(afailing)
+        clock.broken = True
+        with caplog.at_level(logging.ERROR, logger="tnm.circuit"):
+            with pytest.raises(KeyError) as raised:
+                call()
+            assert raised.value is own
+            assert raised.value.__context__ is None  # (not chained to the breaker's error)
+            assert "could not record an outcome for 'svc'" in caplog.text
+            assert "clock exploded" in caplog.text
+            caplog.clear()
+            with pytest.raises(KeyError) as raised:
+                asyncio.run(acall())
+            assert raised.value is own
+            assert raised.value.__context__ is None  # (not chained to the breaker's error)
+            assert "could not record an outcome for 'svc'" in caplog.text
+        clock.broken = False
+        with pytest.raises(KeyError):
+            call()  # and the breaker records again
+        assert breaker.state("svc").failures >= 1
+
+    def test_on_a_shared_store(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from tnm.circuit.testing import fake_redis_breaker
+
+        own = KeyError("own")
+
+        def failing() -> None:
+            raise own
+
+        def broken(*args: Any) -> None:
+            raise OSError("store exploded")
+
+        with fake_redis_breaker(default_policy=ServicePolicy(max_failures=5)) as breaker:
+            call = breaker.protect("svc")(failing)
+            with pytest.raises(KeyError):
+                call()  # (the first call reads the shared state: the next one runs inline)
+            monkeypatch.setattr(type(breaker._circuit("svc")), "on_failure", broken)  # type: ignore[attr-defined]
+            with caplog.at_level(logging.ERROR, logger="tnm.circuit"), pytest.raises(KeyError) as raised:
+                call()
+            assert raised.value is own
+            assert raised.value.__context__ is None  # (not chained to the breaker's error)
+            assert "could not record an outcome for 'svc'" in caplog.text
+            assert "store exploded" in caplog.text
+
+    def test_an_exception_whose_str_raises_still_counts(self) -> None:
+        """A failure's reason is ``"Type: message"``; when ``str()`` of the exception raises, it is
+        the type alone, and the failure counts (on a store that writes the reason at once too)."""
+        from tnm.circuit.testing import fake_redis_breaker
+
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no str")
+
+        def failing() -> None:
+            raise Unprintable
+
+        local = CircuitBreaker(default_policy=ServicePolicy(max_failures=2))
+        with fake_redis_breaker(default_policy=ServicePolicy(max_failures=2)) as shared:
+            for breaker in (local, shared):
+                breaker.add_listener(lambda event: None)  # (the reason is worked out at once)
+                call = breaker.protect("svc")(failing)
+                for _ in range(2):
+                    with pytest.raises(Unprintable):
+                        call()
+                snapshot = breaker.state("svc")
+                assert snapshot.state is CircuitState.OPEN
+                assert snapshot.last_failure is not None
+                assert snapshot.last_failure["reason"] == "Unprintable"
+
+
 class TestOverrides:
     def test_per_call_beats_service_beats_default(self, make_breaker: MakeBreaker) -> None:
         """on_exceptions given per call wins over the service's, which wins over the default's."""

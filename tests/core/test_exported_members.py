@@ -80,6 +80,7 @@ PACKAGES = ["tnm.circuit", "tnm.circuit.backends", "tnm.circuit.backends.redis",
 # and the breaker share, documented as internal. A new public name must be exported
 # or added here on purpose.
 INTERNAL: dict[str, set[str]] = {
+    "tnm.circuit.backends.base": {"log_record_error"},
     "tnm.circuit.backends.local": {"LocalCircuit"},
     "tnm.circuit.state": {
         "CircuitModel",

@@ -19,23 +19,34 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._rules import FAILURE, TRIP, CallRules
-from .backends.base import CircuitHandle
+from .backends.base import CircuitHandle, log_record_error
 from .events import ListenerList
 from .exceptions import ReturnValuePolicyError
 from .state import CLOSED, DISABLED, CircuitState
 
-logger = logging.getLogger("tnm.circuit")
-
 R = TypeVar("R")
+
+if sys.version_info >= (3, 11):
+    from sys import exception as _handled
+else:  # pragma: no cover - CPython 3.10
+
+    def _handled() -> BaseException | None:
+        return sys.exc_info()[1]
+
+
+current_exception = cast("Callable[[], Exception]", _handled)
+"""The exception an ``except Exception:`` block is handling. The wrappers catch that way and
+read it here: ``except Exception as exc:`` costs a failure a second re-raise on its way out
+(the clean-up of ``exc``), about 20 ns on CPython 3.11."""
 
 
 def _log_breaker_error(circuit: CircuitHandle) -> None:
-    logger.exception("tnm-circuit could not record an outcome for %r", circuit.service)
+    log_record_error(circuit.service)
 
 
 def record_exception(
@@ -298,8 +309,10 @@ def call_sync(
     start = None if circuit.slow_after is None else circuit.monotonic()
     try:
         result = func(*args, **kwargs) if kwargs else func(*args)
-    except Exception as exc:
-        record_exception(circuit, rules, token, exc, start is not None and is_slow(circuit, rules, start))
+    except Exception:  # (see ``current_exception``)
+        record_exception(
+            circuit, rules, token, current_exception(), start is not None and is_slow(circuit, rules, start)
+        )
         raise
     except BaseException:
         if token:
@@ -442,11 +455,9 @@ def sync_wrapper(
                 return generic_call(args, kwargs)
         try:
             result = func(*args, **kwargs) if kwargs else func(*args)
-        except Exception as exc:
-            try:
-                fail(0, exc)  # the reason is worked out only if read
-            except Exception:
-                _log_breaker_error(circuit)
+        except Exception:
+            # (``fail`` never raises: a guard here would cost every failure about 40 ns)
+            fail(0, current_exception())
             raise
         # Healthy (closed with nothing to reset, no success listener, a plain result): the
         # success is at most counted.
@@ -478,16 +489,20 @@ def sync_wrapper(
 
 def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[int, BaseException], None]:
     """What the wrappers call with a failed call's token and exception: ``record_exception``,
-    or straight to the circuit when every exception counts."""
+    or straight to the circuit when every exception counts. It never raises (what goes wrong
+    inside is logged), so the wrappers call it unguarded."""
     if not rules.counts_all:
         return functools.partial(record_exception, circuit, rules)
     fixed_reason = rules.failure_reason
     if fixed_reason is None:
-        return circuit.on_exception
+        return circuit.on_exception  # (never raises: see ``CircuitHandle.on_exception``)
     on_failure = circuit.on_failure
 
     def with_fixed_reason(token: int, _exc: BaseException) -> None:
-        on_failure(token, fixed_reason)
+        try:
+            on_failure(token, fixed_reason)
+        except Exception:
+            _log_breaker_error(circuit)
 
     return with_fixed_reason
 
@@ -579,14 +594,11 @@ def async_wrapper(
                 return await generic_call(args, kwargs)  # type: ignore[no-any-return]
         try:
             result = await (func(*args, **kwargs) if kwargs else func(*args))
-        except Exception as exc:
+        except Exception:  # (see sync_wrapper)
             if fail is not None:
-                try:
-                    fail(0, exc)
-                except Exception:
-                    _log_breaker_error(circuit)
+                fail(0, current_exception())
             else:
-                await record_remote(0, exc)
+                await record_remote(0, current_exception())
             raise
         if circuit.dirty:  # (healthy: see sync_wrapper)
             await finish_success(result, False)

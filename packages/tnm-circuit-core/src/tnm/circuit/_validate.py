@@ -97,8 +97,12 @@ def exception_rules(
 
 
 def exception_reason(exc: BaseException) -> str:
-    """``"Type: message"``, or ``"Type"`` alone for an exception without a message; bounded."""
-    message = str(exc)
+    """``"Type: message"``, or ``"Type"`` alone for an exception without a message (or whose
+    ``str()`` raises: the failure still counts); bounded."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
     reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return reason if len(reason) <= MAX_REASON_LENGTH else bounded_reason(reason)
 

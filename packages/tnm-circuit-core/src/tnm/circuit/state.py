@@ -618,13 +618,15 @@ class CircuitModel:
         other: Callable[[int, BaseException], None],
         trip: Callable[[float, BaseException], None],
         counts: CallCounts,
+        log_error: Callable[[], None],
     ) -> Callable[[int, BaseException], None]:
         """``count_closed_failure`` as one closure for the call path (one Python call per
         failure instead of three): a failure while ``handle`` shows closed, with no trial
         permit, no listener that wants per-call events and no rate trigger, keeps the
         exception as the reason (formatted when read), bumps ``counts.failure`` if anyone
         listens (metrics), and ``trip`` when the count may be due. Any other failure goes to
-        ``other``. The hypothesis tests hold both paths to one reference.
+        ``other``. The hypothesis tests hold both paths to one reference. It never raises
+        (``other`` neither): what goes wrong inside is handed to ``log_error``.
         """
         max_failures, window, model, closed = self._max_failures, self.window, self, CLOSED
         if self.counts_calls or not max_failures:
@@ -635,26 +637,29 @@ class CircuitModel:
 
         def on_exception(token: int, exc: BaseException) -> None:
             nonlocal failure_ticks
-            if token or handle.state is not closed:
-                other(token, exc)
-                return
-            if listeners.callbacks:
-                if listeners.call_callbacks:
+            try:
+                if token or handle.state is not closed:
                     other(token, exc)
                     return
-                if failure_ticks is None:
-                    failure_ticks = counts.failure.ticks
-                next(failure_ticks)
-            now = monotonic()
-            failures.append(now)
-            model.last_failure = (exc, now)
-            if len(failures) == max_failures and failures[0] > now - window:
-                trip(now, exc)
-                return
-            if not handle.dirty:  # already marked: a success clears both after its own mark
-                model.dirty = True
-                if handle.state is closed:
-                    handle.dirty = True
+                if listeners.callbacks:
+                    if listeners.call_callbacks:
+                        other(token, exc)
+                        return
+                    if failure_ticks is None:
+                        failure_ticks = counts.failure.ticks
+                    next(failure_ticks)
+                now = monotonic()
+                failures.append(now)
+                model.last_failure = (exc, now)
+                if len(failures) == max_failures and failures[0] > now - window:
+                    trip(now, exc)
+                    return
+                if not handle.dirty:  # already marked: a success clears both after its own mark
+                    model.dirty = True
+                    if handle.state is closed:
+                        handle.dirty = True
+            except Exception:
+                log_error()
 
         return on_exception
 

@@ -17,6 +17,7 @@ raise ``CircuitBackendError`` when the store could not take the change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -27,6 +28,14 @@ from ..policies import ServicePolicy
 from ..state import CircuitSnapshot, CircuitState
 
 __all__ = ["Backend", "CircuitHandle", "Counter", "OutcomeCounts", "RateWindow"]
+
+_logger = logging.getLogger("tnm.circuit")
+
+
+def log_record_error(service: str) -> None:
+    """Log (with its traceback) what went wrong inside the breaker while it recorded an outcome
+    of ``service``: the caller still gets its own result or exception."""
+    _logger.exception("tnm-circuit could not record an outcome for %r", service)
 
 
 class Counter(Protocol):
@@ -162,7 +171,9 @@ class CircuitHandle(Protocol):
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         """``on_failure`` with the reason ``"Type: message"`` of ``exc``, worked out only
-        when needed (a backend that stores it, or a reader)."""
+        when needed (a backend that stores it, or a reader). Never raises, whatever goes
+        wrong inside (it is logged with ``log_record_error``): the call paths call it
+        without a guard of their own, and re-raise the call's exception right after."""
         ...
 
     def on_slow_success(self, token: int) -> None:

@@ -8,6 +8,7 @@ no files and opens no sockets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -34,6 +35,7 @@ from ..state import (
     Figures,
     Transition,
 )
+from .base import log_record_error
 
 __all__ = ["LocalBackend"]
 
@@ -160,6 +162,7 @@ class LocalCircuit:
                     self._failure_of,
                     self._trip,
                     self.counts,
+                    functools.partial(log_record_error, self.service),
                 )
         return on_exception
 
@@ -183,7 +186,7 @@ class LocalCircuit:
         model, monotonic, listeners, policy = self._model, self._monotonic, self._listeners, self.policy
         # (acquire and release in try/finally: on CPython 3.11 ``with`` costs twice as much)
         acquire, release = self._lock.acquire, self._lock.release
-        other, counts, closed = self._failure_of, self.counts, CLOSED
+        other, counts, closed, service = self._failure_of, self.counts, CLOSED, self.service
         failure_ticks: Iterator[int] | None = None  # the counter's, once metrics count
         rate = policy.failure_rate_threshold
         lock_free = rate is not None and policy.slow_call_rate_threshold is None
@@ -192,46 +195,51 @@ class LocalCircuit:
 
         def on_exception(token: int, exc: BaseException) -> None:
             nonlocal failure_ticks
-            if token or self.state is not closed or listeners.call_callbacks:
-                other(token, exc)
-                return
-            if listeners.callbacks:
-                if failure_ticks is None:
-                    failure_ticks = counts.failure.ticks
-                next(failure_ticks)
-            counted = False  # by ``fail``, without the lock: then only checked under it
-            if lock_free:
-                now = monotonic()
-                if now < model.bucket_end and not model.recheck and model.policy is policy:
-                    epoch = model.epoch
-                    failed = next(model.fail_counter) + 1 - model.fail_mark  # the bucket's, this one included
-                    model.last_failure = (exc, now)
-                    totals = model.totals
-                    failures = totals[1] + failed
-                    if (
-                        (failures < floor or failures < failure_rate * (totals[0] + failed))
-                        and model.epoch == epoch
-                        and not epoch & 1
-                        and model.policy is policy  # (read last: a change made while it counted)
-                        and model.state is closed  # (opened, but not yet published: wait for it)
-                    ):
-                        return  # no rate can be due: the bucket's fast successes only add calls
-                    counted = True
-            changes: list[Transition] = []
-            acquire()
             try:
-                now = monotonic()
-                if counted:
-                    model.check_counted_failure(now, exc, model.policy is not policy, changes)
-                elif model.state is not closed or model.recheck or model.policy is not policy:
-                    model.record_failure(now, exc, 0, changes)
-                else:
-                    model.closed_rate_failure(now, exc, changes)
-                self._publish()
-            finally:
-                release()
-            if changes:
-                self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+                if token or self.state is not closed or listeners.call_callbacks:
+                    other(token, exc)
+                    return
+                if listeners.callbacks:
+                    if failure_ticks is None:
+                        failure_ticks = counts.failure.ticks
+                    next(failure_ticks)
+                counted = False  # by ``fail``, without the lock: then only checked under it
+                if lock_free:
+                    now = monotonic()
+                    if now < model.bucket_end and not model.recheck and model.policy is policy:
+                        epoch = model.epoch
+                        failed = (
+                            next(model.fail_counter) + 1 - model.fail_mark
+                        )  # the bucket's, this one included
+                        model.last_failure = (exc, now)
+                        totals = model.totals
+                        failures = totals[1] + failed
+                        if (
+                            (failures < floor or failures < failure_rate * (totals[0] + failed))
+                            and model.epoch == epoch
+                            and not epoch & 1
+                            and model.policy is policy  # (read last: a change made while it counted)
+                            and model.state is closed  # (opened, but not yet published: wait for it)
+                        ):
+                            return  # no rate can be due: the bucket's fast successes only add calls
+                        counted = True
+                changes: list[Transition] = []
+                acquire()
+                try:
+                    now = monotonic()
+                    if counted:
+                        model.check_counted_failure(now, exc, model.policy is not policy, changes)
+                    elif model.state is not closed or model.recheck or model.policy is not policy:
+                        model.record_failure(now, exc, 0, changes)
+                    else:
+                        model.closed_rate_failure(now, exc, changes)
+                    self._publish()
+                finally:
+                    release()
+                if changes:
+                    self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+            except Exception:  # (never raises: see ``CircuitHandle.on_exception``)
+                log_record_error(service)
 
         return on_exception
 
@@ -344,16 +352,20 @@ class LocalCircuit:
             self._notify(EventKind.FAILURE, changes, reason)
 
     def _failure_of(self, token: int, exc: BaseException) -> None:
-        if self._listeners.callbacks or self.state is DISABLED:
-            self.on_failure(token, exception_reason(exc))
-            return
-        # Nobody listens: the reason stays the exception until someone reads it.
-        changes: list[Transition] = []
-        with self._lock:
-            self._model.record_failure(self._monotonic(), exc, token, changes)
-            self._publish()
-        if changes:
-            self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+        """``on_exception`` off its fast paths (never raises: see ``CircuitHandle.on_exception``)."""
+        try:
+            if self._listeners.callbacks or self.state is DISABLED:
+                self.on_failure(token, exception_reason(exc))
+                return
+            # Nobody listens: the reason stays the exception until someone reads it.
+            changes: list[Transition] = []
+            with self._lock:
+                self._model.record_failure(self._monotonic(), exc, token, changes)
+                self._publish()
+            if changes:
+                self._notify(EventKind.FAILURE, changes, exception_reason(exc))
+        except Exception:
+            log_record_error(self.service)
 
     def _trip(self, now: float, exc: BaseException) -> None:
         changes: list[Transition] = []

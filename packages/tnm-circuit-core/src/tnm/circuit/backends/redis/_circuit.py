@@ -29,6 +29,7 @@ from ...state import (
     CircuitModel,
     CircuitSnapshot,
 )
+from ..base import log_record_error
 from ..local import _report_rejection
 from ._isolating import Isolating
 
@@ -201,7 +202,10 @@ class RedisCircuit(Isolating):
             self.isolate_if(isolating, reason)
 
     def on_exception(self, token: int, exc: BaseException) -> None:
-        self.on_failure(token, exception_reason(exc))
+        try:
+            self.on_failure(token, exception_reason(exc))
+        except Exception:
+            log_record_error(self.service)
 
     def on_slow_success(self, token: int) -> None:
         if self._disabled_call():
