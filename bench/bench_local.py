@@ -4,6 +4,11 @@ Run by hand, never in CI:
 
     uv run --group bench python bench/bench_local.py            # full run
     uv run --group bench python bench/bench_local.py --quick    # fewer iterations
+    uv run --group bench python bench/bench_local.py --quick --versus REV   # and REV's, beside
+
+``--versus REV`` also times the tnm-circuit of a git revision (say ``HEAD~1``, or a commit
+before a change), imported beside this checkout's, in the same rounds: a change's before
+and after measured in one process, on the same moments of the machine.
 
 Prints the versions measured and the load average, then, for the success, failure and
 rejection paths (sync and async), each implementation's time per call (the median of
@@ -17,16 +22,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
+import importlib.util
+import io
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import threading
 import time
 import timeit
 import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiobreaker
@@ -35,7 +49,9 @@ import purgatory
 import pybreaker
 from purgatory.domain.model import OpenedState
 
-from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+import tnm.circuit
+import tnm.circuit.metrics  # (read as ``lib.metrics``)
+from tnm.circuit import CircuitOpenError
 
 NEVER = 10**9  # a threshold no run reaches, so the failure path never opens
 
@@ -63,39 +79,82 @@ async def aboom() -> None:
 # -- each implementation: (name, make_sync(func, threshold), make_async(func, threshold), open_error)
 
 
-def tnm_sync(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
-    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
-    return breaker.protect("svc")(func)
+# (``lib``: the tnm.circuit package measured, this checkout's unless ``--versus`` gave another)
 
 
-def tnm_rate(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+def tnm_breaker(threshold: int, lib: ModuleType = tnm.circuit) -> Any:
+    return lib.CircuitBreaker(default_policy=lib.ServicePolicy(window_seconds=3600, max_failures=threshold))
+
+
+def tnm_sync(func: Callable[..., Any], threshold: int, lib: ModuleType = tnm.circuit) -> Callable[..., Any]:
+    return tnm_breaker(threshold, lib).protect("svc")(func)  # type: ignore[no-any-return]
+
+
+def tnm_rate(func: Callable[..., Any], threshold: int, lib: ModuleType = tnm.circuit) -> Callable[..., Any]:
     """tnm protect with a failure-rate policy (every call counted in the rate window)."""
     if threshold == NEVER:  # counts every call, never trips
-        policy = ServicePolicy(
+        policy = lib.ServicePolicy(
             window_seconds=3600, max_failures=None, failure_rate_threshold=1.0, minimum_calls=NEVER
         )
     else:
-        policy = ServicePolicy(
+        policy = lib.ServicePolicy(
             window_seconds=3600, max_failures=None, failure_rate_threshold=0.5, minimum_calls=threshold
         )
-    return CircuitBreaker(default_policy=policy).protect("svc")(func)
+    return lib.CircuitBreaker(default_policy=policy).protect("svc")(func)  # type: ignore[no-any-return]
 
 
-def tnm_metrics(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
+def tnm_metrics(
+    func: Callable[..., Any], threshold: int, lib: ModuleType = tnm.circuit
+) -> Callable[..., Any]:
     """tnm protect with Prometheus metrics attached (on a private registry)."""
     from prometheus_client import CollectorRegistry
 
-    from tnm.circuit.metrics import PrometheusMetrics
-
-    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
-    PrometheusMetrics(breaker, registry=CollectorRegistry())
-    return breaker.protect("svc")(func)
+    breaker = tnm_breaker(threshold, lib)
+    lib.metrics.PrometheusMetrics(breaker, registry=CollectorRegistry())
+    return breaker.protect("svc")(func)  # type: ignore[no-any-return]
 
 
-def tnm_execute(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
-    breaker = CircuitBreaker(default_policy=ServicePolicy(window_seconds=3600, max_failures=threshold))
-    execute = breaker.execute
+def tnm_execute(
+    func: Callable[..., Any], threshold: int, lib: ModuleType = tnm.circuit
+) -> Callable[..., Any]:
+    execute = tnm_breaker(threshold, lib).execute
     return lambda: execute("svc", func)
+
+
+def load_revision(revision: str) -> ModuleType:
+    """tnm.circuit as it stands at git ``revision``, imported as ``tnm_versus`` beside this
+    checkout's (its modules import one another relatively, so the two never mix)."""
+    package = "packages/tnm-circuit-core/src/tnm/circuit"
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, package], capture_output=True, check=True
+    ).stdout
+    target = Path(tempfile.mkdtemp(prefix="tnm-versus-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    spec = importlib.util.spec_from_file_location(
+        "tnm_versus", target / package / "__init__.py", submodule_search_locations=[str(target / package)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tnm_versus"] = module
+    spec.loader.exec_module(module)
+    import tnm_versus.metrics  # type: ignore[import-not-found]  # noqa: F401 - (lib.metrics)
+
+    return module
+
+
+def add_versus(revision: str) -> None:
+    """Time ``revision``'s tnm-circuit too: a row beside each of this checkout's."""
+    global OPEN_ERRORS
+    lib = load_revision(revision)
+    OPEN_ERRORS = (*OPEN_ERRORS, lib.CircuitOpenError)
+    for impls in (SYNC_IMPLS, ASYNC_IMPLS):
+        for name, make in list(impls):
+            if name.startswith("tnm") and make is not None:
+                at = next(i for i, (other, _) in enumerate(impls) if other == name) + 1
+                impls.insert(at, (f"{name} @{revision}", functools.partial(make, lib=lib)))
 
 
 def cb_make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
@@ -238,11 +297,12 @@ def run_paths(
         bare = rows[0][1]
         reference = dict(rows).get("circuitbreaker", bare) - bare
         print(f"\n{kind} {path} path ({n} calls per round, median of {rounds} interleaved rounds)")
-        print(f"  {'implementation':<18}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
+        width = max(18, *(len(name) + 2 for name in names))
+        print(f"  {'implementation':<{width}}{'ns/call':>10}{'overhead ns':>13}{'vs circuitbreaker':>20}")
         for name, seconds in rows:
             overhead = seconds - bare
             ratio = f"{overhead / reference:.2f}x" if name != "bare" and reference > 0 else ""
-            print(f"  {name:<18}{seconds * 1e9:>10.0f}{overhead * 1e9:>13.0f}{ratio:>20}")
+            print(f"  {name:<{width}}{seconds * 1e9:>10.0f}{overhead * 1e9:>13.0f}{ratio:>20}")
 
 
 def threaded_throughput(calls_per_thread: int) -> None:
@@ -317,9 +377,13 @@ def print_setup() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--versus", metavar="REV", help="also time the tnm-circuit of this git revision")
     args = parser.parse_args()
     n, rounds = (20_000, 5) if args.quick else (100_000, 9)
     print_setup()
+    if args.versus:
+        add_versus(args.versus)
+        print(f"versus: tnm-circuit at {args.versus} (rows marked @{args.versus})")
     run_paths(SYNC_IMPLS, False, n, rounds)
     run_paths(ASYNC_IMPLS, True, n // 2, rounds)
     threaded_throughput(50 if args.quick else 200)
