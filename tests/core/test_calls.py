@@ -218,9 +218,10 @@ class TestRecorderFailures:
             raise Unprintable
 
         local = CircuitBreaker(default_policy=ServicePolicy(max_failures=2))
+        listened = CircuitBreaker(default_policy=ServicePolicy(max_failures=2))
+        listened.add_listener(lambda event: None)  # (the reason is worked out at once)
         with fake_redis_breaker(default_policy=ServicePolicy(max_failures=2)) as shared:
-            for breaker in (local, shared):
-                breaker.add_listener(lambda event: None)  # (the reason is worked out at once)
+            for breaker in (local, listened, shared):  # (local: worked out when read)
                 call = breaker.protect("svc")(failing)
                 for _ in range(2):
                     with pytest.raises(Unprintable):
