@@ -379,11 +379,17 @@ class TestKeysListedAgain:
         """Keys and registry entry of a forced circuit vanish, and a new process lists the circuit
         again (closed) before the process that forced it looks: that process still finds the
         loss (the version it read is gone) and writes the override again, for the newcomer too."""
-        operator = CircuitBreaker("redis", redis_url=redis_url, namespace="relisted", refresh_interval=30)
+        # (no refresher rounds of their own during the test: the newcomer heard of the override,
+        # and a round of its own could write it back before the test lists the circuit again)
+        operator, newcomer = (
+            CircuitBreaker("redis", redis_url=redis_url, namespace="relisted", refresh_interval=30)
+            for _ in range(2)
+        )
         operator.initialize()
-        newcomer = _breaker(redis_url, "relisted")
+        newcomer.initialize()
         try:
-            assert wait_for(redis_backend(operator).refresher.read_done.is_set)  # its rounds are over
+            for breaker in (operator, newcomer):  # their first rounds are over
+                assert wait_for(redis_backend(breaker).refresher.read_done.is_set)
             operator.force_open("pg", "failover")
             redis_backend(operator).refresher.refresh()  # a round after it: nothing new since
             keys = redis_backend(operator).keys
