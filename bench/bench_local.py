@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import functools
 import gc
 import importlib.util
 import io
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,8 +132,12 @@ def load_revision(revision: str) -> ModuleType:
         ["git", "-C", str(root), "archive", revision, package], capture_output=True, check=True
     ).stdout
     target = Path(tempfile.mkdtemp(prefix="tnm-versus-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
+        if hasattr(tarfile, "data_filter"):  # (CPython 3.10.12 and 3.11.4 on)
+            tar.extractall(target, filter="data")
+        else:  # (an archive of this repository)
+            tar.extractall(target)
     spec = importlib.util.spec_from_file_location(
         "tnm_versus", target / package / "__init__.py", submodule_search_locations=[str(target / package)]
     )
@@ -180,7 +186,7 @@ def purg_async(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     return factory("svc")(func)  # type: ignore[no-any-return]
 
 
-OPEN_ERRORS = (
+OPEN_ERRORS: tuple[type[BaseException], ...] = (
     CircuitOpenError,
     circuitbreaker.CircuitBreakerError,
     pybreaker.CircuitBreakerError,

