@@ -77,7 +77,7 @@ async def aboom() -> None:
     raise Boom
 
 
-# -- each implementation: (name, make_sync(func, threshold), make_async(func, threshold), open_error)
+# -- each implementation: (name, make(func, threshold)), listed in SYNC_IMPLS and ASYNC_IMPLS
 
 
 # (``lib``: the tnm.circuit package measured, this checkout's unless ``--versus`` gave another)
@@ -154,10 +154,12 @@ def add_versus(revision: str) -> None:
     """Time ``revision``'s tnm-circuit too: a row beside each of this checkout's."""
     lib = load_revision(revision)
     for impls in (SYNC_IMPLS, ASYNC_IMPLS):
-        for name, make in list(impls):
+        paired: list[tuple[str, Callable[..., Any] | None]] = []
+        for name, make in impls:
+            paired.append((name, make))
             if name.startswith("tnm") and make is not None:
-                at = next(i for i, (other, _) in enumerate(impls) if other == name) + 1
-                impls.insert(at, (f"{name} @{revision}", functools.partial(make, lib=lib)))
+                paired.append((f"{name} @{revision}", functools.partial(make, lib=lib)))
+        impls[:] = paired
 
 
 def cb_make(func: Callable[..., Any], threshold: int) -> Callable[..., Any]:

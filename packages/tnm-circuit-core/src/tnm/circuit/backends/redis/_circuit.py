@@ -46,6 +46,8 @@ class RedisCircuit(Isolating):
     """A service's circuit stored in Redis, mirrored in this process."""
 
     io_free = False
+    on_exception_never_raises = True
+    """``on_exception`` logs what goes wrong inside it (see ``CircuitHandle.on_exception``)."""
 
     def __init__(self, store: Store, overrides: Overrides, service: str, policy: ServicePolicy) -> None:
         super().__init__(store, overrides, service, policy)
@@ -200,9 +202,6 @@ class RedisCircuit(Isolating):
             self.copy_fallback()
         else:
             self.isolate_if(isolating, reason)
-
-    on_exception_never_raises = True
-    """``on_exception`` logs what goes wrong inside it (see ``CircuitHandle.on_exception``)."""
 
     def on_exception(self, token: int, exc: BaseException) -> None:
         try:
