@@ -4,6 +4,7 @@ Run by hand, never in CI:
 
     uv run --group bench python bench/bench_redis.py            # full run
     uv run --group bench python bench/bench_redis.py --quick
+    uv run --group bench python bench/bench_redis.py --versus REV   # a failure, against REV's
 
 Compares tnm-circuit's Redis backend (sync and async) with pybreaker's
 CircuitRedisStorage, purgatory's Redis unit of work, tnm-circuit-breaker 0.2.2 (run in
@@ -11,6 +12,10 @@ its own virtualenv, because it installs the same ``tnm.circuit`` package name), 
 plain redis-py PING. For each path (success, failure, rejection) it prints time per
 call, the ratio to pybreaker, and the Redis round trips per call counted with MONITOR
 (commands a script runs inside Redis are not round trips and are not counted).
+
+``--versus REV`` times a failure's round trip (sync and async) through this checkout's
+tnm-circuit and a git revision's, in interleaved rounds of one process: wall time, and this
+process's own CPU time, which the server's share and the loopback's do not blur.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,17 +37,16 @@ from typing import Any
 import purgatory
 import pybreaker
 import redis
-from purgatory.domain.model import OpenedState
+import redis.asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_local import NEVER, Boom, aboom, aok, boom, ok  # the same test functions as the local bench
+from bench_local import NEVER, aboom, aok, boom, load_revision, ok  # the local bench's test functions
 
 from tests.redis_server import RedisServer
-from tnm.circuit import CircuitBreaker, CircuitOpenError, ServicePolicy
+from tnm.circuit import CircuitBreaker, ServicePolicy
 
 BREAKERS: list[CircuitBreaker] = []  # closed before the server stops
-OPEN_ERRORS = (CircuitOpenError, pybreaker.CircuitBreakerError, OpenedState)
 
 
 class RoundTrips:
@@ -80,9 +85,9 @@ class RoundTrips:
 def timed(call: Callable[[], Any], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-        try:
+        try:  # noqa: SIM105 - one check for every implementation's errors, as in bench_local.py
             call()
-        except (Boom, *OPEN_ERRORS):
+        except Exception:
             pass
     return (time.perf_counter() - start) / n
 
@@ -90,9 +95,9 @@ def timed(call: Callable[[], Any], n: int) -> float:
 async def atimed(call: Callable[[], Any], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-        try:
+        try:  # noqa: SIM105 - (see timed)
             await call()
-        except (Boom, *OPEN_ERRORS):
+        except Exception:
             pass
     return (time.perf_counter() - start) / n
 
@@ -297,6 +302,69 @@ def paced_commands(server: RedisServer, url: str, rate: int, seconds: float) -> 
     return trips.count / calls, busy / calls, int(calls / elapsed)
 
 
+def failure_versus(url: str, revision: str, rounds: int = 15, n: int = 300) -> None:
+    """A failure's round trip through this checkout's tnm-circuit and ``revision``'s, sync and
+    async, in ``rounds`` interleaved rounds of ``n`` failures (the order rotated each round):
+    the medians of the wall time and of this process's CPU time per failure."""
+    import tnm.circuit
+
+    libs = {"this checkout": tnm.circuit, f"@{revision}": load_revision(revision)}
+
+    def breaker_of(lib: Any) -> Any:
+        policy = lib.ServicePolicy(window_seconds=3600, max_failures=NEVER)
+        breaker = lib.CircuitBreaker(
+            "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
+        )
+        BREAKERS.append(breaker)
+        return breaker
+
+    def per_failure(start: tuple[float, float]) -> tuple[float, float]:
+        return (time.perf_counter() - start[0]) / n, (time.process_time() - start[1]) / n
+
+    def rotated(names: list[str], k: int) -> list[str]:
+        return names[k % len(names) :] + names[: k % len(names)]
+
+    sync_calls = {}
+    for name, lib in libs.items():
+        breaker = breaker_of(lib)
+        breaker.initialize()
+        sync_calls[name] = breaker.protect("svc")(boom)
+        timed(sync_calls[name], 20)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in libs}
+    for k in range(rounds):
+        for name in rotated(list(libs), k):
+            start = (time.perf_counter(), time.process_time())
+            timed(sync_calls[name], n)
+            samples[name].append(per_failure(start))
+
+    async def async_rounds() -> dict[str, list[tuple[float, float]]]:
+        calls = {}
+        for name, lib in libs.items():
+            breaker = breaker_of(lib)
+            await breaker.ainitialize()
+            calls[name] = breaker.protect("svc")(aboom)
+            await atimed(calls[name], 20)
+        found: dict[str, list[tuple[float, float]]] = {name: [] for name in libs}
+        for k in range(rounds):
+            for name in rotated(list(libs), k):
+                start = (time.perf_counter(), time.process_time())
+                await atimed(calls[name], n)
+                found[name].append(per_failure(start))
+        for _ in libs:
+            await BREAKERS.pop().aclose()  # (its connections belong to this loop)
+        return found
+
+    print(f"a failure's round trip against @{revision} (median of {rounds} interleaved rounds of {n})")
+    for kind, found in (("sync", samples), ("async", asyncio.run(async_rounds()))):
+        line = ", ".join(
+            f"{name} {statistics.median(w for w, _ in v) * 1e6:.1f} us"
+            f" (this process's CPU {statistics.median(c for _, c in v) * 1e6:.1f} us)"
+            for name, v in found.items()
+        )
+        print(f"  {kind}: {line}")
+    print()
+
+
 def seed_fleet(client: Any, circuits: list[Any], processes: int, sha: str | None = None) -> None:
     """Make each circuit's service called by ``processes`` other processes, a third of them
     failing: the script (``sha``, by default this one) runs their first call and failure as
@@ -403,14 +471,35 @@ def script_versus(url: str, other_script: str, rounds: int = 7, per_round: int =
     print()
 
 
-def report(kind: str, path: str, n: int, rows: list[tuple[str, float, float]], ping: float) -> None:
+Row = tuple[str, float, float]
+"""An implementation's name, seconds per call and round trips per call."""
+
+
+def report(kind: str, path: str, n: int, rows: list[Row], ping: float, own_ping: float | None = None) -> None:
+    """One path's table: time per call, as PINGs of the sync client (and, for the asyncio client,
+    as PINGs of its own: ``own_ping``), against pybreaker, and round trips per call."""
     reference = {name: seconds for name, seconds, _ in rows}.get("pybreaker redis")
+    heads = f"{'implementation':<18}{'us/call':>10}{'vs PING':>10}"
+    if own_ping:
+        heads += f"{'vs async PING':>15}"
     print(f"{kind} {path} path ({n} calls)")
-    print(f"  {'implementation':<18}{'us/call':>10}{'vs PING':>10}{'vs pybreaker':>14}{'round trips':>13}")
+    print(f"  {heads}{'vs pybreaker':>14}{'round trips':>13}")
     for name, seconds, per_call in rows:
         vs_ref = f"{seconds / reference:.3f}x" if reference else ""
-        print(f"  {name:<18}{seconds * 1e6:>10.2f}{seconds / ping:>9.2f}x{vs_ref:>14}{per_call:>13.3f}")
+        vs_own = f"{seconds / own_ping:>14.2f}x" if own_ping else ""
+        times = f"{seconds * 1e6:>10.2f}{seconds / ping:>9.2f}x{vs_own}"
+        print(f"  {name:<18}{times}{vs_ref:>14}{per_call:>13.3f}")
     print()
+
+
+async def aping_time(url: str, n: int) -> float:
+    """Seconds per PING on redis-py's asyncio client (the async paths' own round trip)."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await atimed(client.ping, 5)
+        return await atimed(client.ping, n)
+    finally:
+        await client.aclose()
 
 
 def print_setup(url: str) -> None:
@@ -434,6 +523,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--script-only", action="store_true", help="only the script's cost per failure")
     parser.add_argument("--script-versus", metavar="LUA", help="compare the script with another version")
+    parser.add_argument("--versus", metavar="REV", help="time a failure against this git revision's")
     parser.add_argument(
         "--fleet", type=int, default=0, metavar="N", help="the script's cost with N other processes calling"
     )
@@ -444,6 +534,9 @@ def main() -> None:
     try:
         url = server.url
         print_setup(url)
+        if args.versus:
+            failure_versus(url, args.versus)
+            return
         if args.script_versus:
             script_versus(url, args.script_versus, fleet=args.fleet)
         script_cost(url, 2000, fleet=args.fleet)
@@ -468,6 +561,8 @@ def main() -> None:
             if path in old:
                 rows.append(("tnm 0.2.2 redis", *old[path]))
             report("sync", path, n, rows, ping[0])
+        aping = asyncio.run(aping_time(url, n))
+        print(f"redis-py asyncio PING: {aping * 1e6:.1f} us per call\n")
         for path in ("success", "failure", "rejection"):
             threshold = 3 if path == "rejection" else NEVER
             afunc = aok if path == "success" else aboom
@@ -475,7 +570,7 @@ def main() -> None:
                 (name, *asyncio.run(ameasure(server, amake, afunc, threshold, n)))
                 for name, amake in (("tnm redis", tnm_amake(url)), ("purgatory redis", purgatory_amake(url)))
             ]
-            report("async", path, n, rows, ping[0])
+            report("async", path, n, rows, ping[0], aping)
     finally:
         for breaker in BREAKERS:
             breaker.close()

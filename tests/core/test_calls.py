@@ -181,6 +181,39 @@ class TestRecorderFailures:
             failing_again(KeyError("again"))  # and the breaker records again
         assert breaker.state("svc").failures >= 1
 
+    def test_a_log_filter_that_raises_does_not_replace_the_callers_exception(self) -> None:
+        """The app's own logging raises while the breaker logs its error (a filter, say): the
+        caller still gets the call's own exception, sync, async and through ``execute``."""
+
+        def exploding_filter(record: logging.LogRecord) -> bool:
+            raise RuntimeError("filter exploded")
+
+        clock = BreakingClock()
+        breaker = CircuitBreaker(clock=clock)
+        own = KeyError("own")
+
+        def failing() -> None:
+            clock.broken = True
+            raise own
+
+        async def afailing() -> None:
+            failing()
+
+        logger = logging.getLogger("tnm.circuit")
+        logger.addFilter(exploding_filter)
+        try:
+            for call in (
+                breaker.protect("svc")(failing),
+                lambda: asyncio.run(breaker.protect("svc")(afailing)()),
+                lambda: breaker.execute("svc", failing),
+            ):
+                with pytest.raises(KeyError) as raised:
+                    call()
+                assert raised.value is own
+                clock.broken = False
+        finally:
+            logger.removeFilter(exploding_filter)
+
     def test_a_timed_success_keeps_its_result(self, caplog: pytest.LogCaptureFixture) -> None:
         """Under a slow-call policy, a clock that fails while the call runs: the caller gets the
         call's result, sync and async, and the error is logged."""

@@ -6,6 +6,7 @@ stalls is not asked twice either."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import os
 import signal
 import threading
@@ -130,6 +131,36 @@ class TestBeforeTheRunWentOut:
         monkeypatch.undo()
         assert refused == [1]
         assert app.state("pg").failures == 2  # counted, once
+
+    def test_an_async_run_the_socket_refused_is_written_on_a_new_connection(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The asyncio stream refuses the run's write (the server reset the socket: asyncio
+        closes the stream at once): nothing reached Redis, so it goes out again on a new
+        connection, once, and counts once."""
+        app = _quiet(make_redis_breaker(max_failures=3))
+        write = asyncio.selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+        refused: list[bytes] = []
+
+        def reset_once(self: Any, data: Any) -> None:
+            if not refused and b"EVALSHA" in bytes(data)[:18]:
+                refused.append(bytes(data)[:18])
+                self.abort()  # as asyncio does when the socket's send fails
+                return
+            write(self, data)
+
+        async def scenario() -> int:
+            try:
+                await app.arecord_failure("pg", "timeout")
+                with monkeypatch.context() as patch:
+                    patch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", reset_once)  # type: ignore[attr-defined]
+                    await app.arecord_failure("pg", "timeout")
+                return (await app.astate("pg")).failures
+            finally:
+                await app.aclose()
+
+        assert asyncio.run(scenario()) == 2  # counted, once
+        assert refused == [b"*37\r\n$7\r\nEVALSHA\r\n"]
 
     def test_a_refresher_round_whose_connection_was_cut_mid_handshake_is_no_outage(
         self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch

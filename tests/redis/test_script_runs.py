@@ -3,6 +3,7 @@ pipelined batches. The replies, the errors and the connections' state are redis-
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import threading
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import hiredis
 import pytest
 import redis
+import redis.asyncio.connection
 import redis.connection
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
@@ -77,6 +79,96 @@ class TestPackedRuns:
             app.record_failure("pg", "timeout")
         assert len(sent) == 1
         assert sent[0].startswith(b"*37\r\n$7\r\nEVALSHA\r\n$40\r\n" + SHA_BYTES[:10])
+
+    def test_an_async_run_is_written_straight_to_its_connection(
+        self, make_redis_breaker: MakeRedisBreaker
+    ) -> None:
+        """On redis-py's asyncio client a packed run goes out in one write to the pooled
+        connection's stream: no task made to send it (``asyncio.wait_for`` makes one per
+        command on CPython 3.10 and 3.11), and the reply read as redis-py reads it."""
+        app = make_redis_breaker(max_failures=3)
+        redis_backend(app).refresher.stop(5)  # (only this test's own runs on the loop)
+
+        async def scenario() -> tuple[list[str], CircuitState, int]:
+            loop = asyncio.get_running_loop()
+            made: list[str] = []
+
+            def counting(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+                made.append(getattr(coro, "__qualname__", repr(coro)))
+                return asyncio.Task(coro, loop=loop, **options)
+
+            try:
+                await app.arecord_failure("pg", "timeout")  # (the pool's connection is opened)
+                loop.set_task_factory(counting)  # type: ignore[arg-type]
+                await app.arecord_failure("pg", "timeout")
+                loop.set_task_factory(None)
+                state = await app.astate("pg")
+                return made, state.state, state.failures
+            finally:
+                loop.set_task_factory(None)
+                await app.aclose()
+
+        made, state, failures = asyncio.run(scenario())
+        assert made == []
+        assert (state, failures) == (CircuitState.CLOSED, 2)
+
+    def test_an_async_run_on_a_closing_connection_goes_out_on_a_new_one(
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A pooled asyncio connection whose stream is already closing is not written to: the run
+        goes through redis-py's own send, which opens the connection again, and counts once."""
+        app = make_redis_breaker(max_failures=3)
+        redis_backend(app).refresher.stop(5)
+
+        send = redis.asyncio.connection.AbstractConnection.send_packed_command
+        sent: list[bytes] = []
+
+        async def spied(self: Any, command: Any, *args: Any, **options: Any) -> None:
+            sent.append(b"".join(command)[:18])
+            await send(self, command, *args, **options)
+
+        async def scenario() -> int:
+            try:
+                await app.arecord_failure("pg", "timeout")
+                pool = redis_backend(app).store.aclient().connection_pool
+                connection = await pool.get_connection()
+                connection._writer.transport.abort()  # closing, as after the server's reset
+                await pool.release(connection)
+                with monkeypatch.context() as patch:
+                    patch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", spied)
+                    await app.arecord_failure("pg", "timeout")
+                return (await app.astate("pg")).failures
+            finally:
+                await app.aclose()
+
+        assert asyncio.run(scenario()) == 2
+        runs = [s for s in sent if b"EVALSHA" in s]  # (not the new connection's handshake)
+        # through redis-py's send: refused before anything went out, then on the new connection
+        assert runs == [b"*37\r\n$7\r\nEVALSHA\r\n"] * 2
+
+    def test_an_async_client_with_health_checks_sends_through_redis_py(self, redis_url: str) -> None:
+        """A client of the user's that checks its connections' health (``health_check_interval``)
+        keeps its checks: its runs go through redis-py's own send."""
+        send = redis.asyncio.connection.AbstractConnection.send_packed_command
+        sent: list[bytes] = []
+
+        async def spied(self: Any, command: Any, *args: Any, **options: Any) -> None:
+            sent.append(b"".join(command)[:18])
+            await send(self, command, *args, **options)
+
+        async def scenario() -> Any:
+            client = redis.asyncio.Redis.from_url(redis_url, health_check_interval=30)
+            try:
+                await client.ping()
+                assert _packing.packs_own(client)
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", spied)
+                    return await _packing.acall_packed(client, hiredis.pack_command((b"ECHO", b"run")))
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(scenario()) == b"run"
+        assert sent == [b"*2\r\n$4\r\nECHO\r\n$3\r\n"]
 
     def test_a_policy_of_int_subclasses_is_sent_as_its_numbers(
         self, make_redis_breaker: MakeRedisBreaker

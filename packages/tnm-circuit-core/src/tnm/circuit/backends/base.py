@@ -17,6 +17,7 @@ raise ``CircuitBackendError`` when the store could not take the change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -34,8 +35,10 @@ _logger = logging.getLogger("tnm.circuit")
 
 def log_record_error(service: str) -> None:
     """Log (with its traceback) what went wrong inside the breaker while it recorded an outcome
-    of ``service``: the caller still gets its own result or exception."""
-    _logger.exception("tnm-circuit could not record an outcome for %r", service)
+    of ``service``: the caller still gets its own result or exception, even when the app's
+    logging raises in turn (a filter of its own, say: nothing is left to tell)."""
+    with contextlib.suppress(Exception):
+        _logger.exception("tnm-circuit could not record an outcome for %r", service)
 
 
 class Counter(Protocol):
