@@ -310,12 +310,13 @@ def failure_versus(url: str, revision: str, rounds: int = 15, n: int = 300) -> N
 
     libs = {"this checkout": tnm.circuit, f"@{revision}": load_revision(revision)}
 
-    def breaker_of(lib: Any) -> Any:
+    def breaker_of(lib: Any, kept: list[Any]) -> Any:
+        """A breaker of ``lib`` that never opens, added to ``kept`` (closed at the end)."""
         policy = lib.ServicePolicy(window_seconds=3600, max_failures=NEVER)
         breaker = lib.CircuitBreaker(
             "redis", redis_url=url, namespace=f"bench:{time.monotonic_ns()}", default_policy=policy
         )
-        BREAKERS.append(breaker)
+        kept.append(breaker)
         return breaker
 
     def per_failure(start: tuple[float, float]) -> tuple[float, float]:
@@ -326,7 +327,7 @@ def failure_versus(url: str, revision: str, rounds: int = 15, n: int = 300) -> N
 
     sync_calls = {}
     for name, lib in libs.items():
-        breaker = breaker_of(lib)
+        breaker = breaker_of(lib, BREAKERS)
         breaker.initialize()
         sync_calls[name] = breaker.protect("svc")(boom)
         timed(sync_calls[name], 20)
@@ -338,21 +339,23 @@ def failure_versus(url: str, revision: str, rounds: int = 15, n: int = 300) -> N
             samples[name].append(per_failure(start))
 
     async def async_rounds() -> dict[str, list[tuple[float, float]]]:
-        calls = {}
-        for name, lib in libs.items():
-            breaker = breaker_of(lib)
-            await breaker.ainitialize()
-            calls[name] = breaker.protect("svc")(aboom)
-            await atimed(calls[name], 20)
-        found: dict[str, list[tuple[float, float]]] = {name: [] for name in libs}
-        for k in range(rounds):
-            for name in rotated(list(libs), k):
-                start = (time.perf_counter(), time.process_time())
-                await atimed(calls[name], n)
-                found[name].append(per_failure(start))
-        for _ in libs:
-            await BREAKERS.pop().aclose()  # (its connections belong to this loop)
-        return found
+        calls, opened = {}, []  # (closed in this loop: their connections belong to it)
+        try:
+            for name, lib in libs.items():
+                breaker = breaker_of(lib, opened)
+                await breaker.ainitialize()
+                calls[name] = breaker.protect("svc")(aboom)
+                await atimed(calls[name], 20)
+            found: dict[str, list[tuple[float, float]]] = {name: [] for name in libs}
+            for k in range(rounds):
+                for name in rotated(list(libs), k):
+                    start = (time.perf_counter(), time.process_time())
+                    await atimed(calls[name], n)
+                    found[name].append(per_failure(start))
+            return found
+        finally:
+            for breaker in opened:
+                await breaker.aclose()
 
     print(f"a failure's round trip against @{revision} (median of {rounds} interleaved rounds of {n})")
     for kind, found in (("sync", samples), ("async", asyncio.run(async_rounds()))):

@@ -4,9 +4,10 @@ pipelined batches. The replies, the errors and the connections' state are redis-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
@@ -39,6 +40,26 @@ def _kill_clients(server: RedisServer) -> None:
     """The server closes every ordinary connection but the admin's (as after a timeout or a
     proxy's restart): the breaker's pooled connections are dead when next used."""
     server.client().execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+
+EVALSHA_HEAD = b"*37\r\n$7\r\nEVALSHA\r\n"
+"""The first bytes of a script run as sent."""
+
+
+@contextlib.contextmanager
+def _async_sends_spied(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """What goes through redis-py's asyncio ``send_packed_command`` inside the block (the first
+    bytes of each command)."""
+    send = redis.asyncio.connection.AbstractConnection.send_packed_command
+    sent: list[bytes] = []
+
+    async def spied(self: Any, command: Any, *args: Any, **options: Any) -> None:
+        sent.append(b"".join(command)[:18])
+        await send(self, command, *args, **options)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", spied)
+        yield sent
 
 
 class TestPackedRuns:
@@ -81,15 +102,16 @@ class TestPackedRuns:
         assert sent[0].startswith(b"*37\r\n$7\r\nEVALSHA\r\n$40\r\n" + SHA_BYTES[:10])
 
     def test_an_async_run_is_written_straight_to_its_connection(
-        self, make_redis_breaker: MakeRedisBreaker
+        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """On redis-py's asyncio client a packed run goes out in one write to the pooled
-        connection's stream: no task made to send it (``asyncio.wait_for`` makes one per
-        command on CPython 3.10 and 3.11), and the reply read as redis-py reads it."""
+        connection's stream, not through redis-py's send: no task made to send it (redis-py's
+        ``asyncio.wait_for`` makes one per command on CPython 3.10 and 3.11), and the reply
+        read as redis-py reads it."""
         app = make_redis_breaker(max_failures=3)
         redis_backend(app).refresher.stop(5)  # (only this test's own runs on the loop)
 
-        async def scenario() -> tuple[list[str], CircuitState, int]:
+        async def scenario() -> tuple[list[str], list[bytes], CircuitState, int]:
             loop = asyncio.get_running_loop()
             made: list[str] = []
 
@@ -99,75 +121,81 @@ class TestPackedRuns:
 
             try:
                 await app.arecord_failure("pg", "timeout")  # (the pool's connection is opened)
-                loop.set_task_factory(counting)  # type: ignore[arg-type]
-                await app.arecord_failure("pg", "timeout")
-                loop.set_task_factory(None)
+                with _async_sends_spied(monkeypatch) as sent:
+                    loop.set_task_factory(counting)  # type: ignore[arg-type]
+                    await app.arecord_failure("pg", "timeout")
+                    loop.set_task_factory(None)
                 state = await app.astate("pg")
-                return made, state.state, state.failures
+                return made, sent, state.state, state.failures
             finally:
                 loop.set_task_factory(None)
                 await app.aclose()
 
-        made, state, failures = asyncio.run(scenario())
-        assert made == []
+        made, sent, state, failures = asyncio.run(scenario())
+        assert (made, sent) == ([], [])
         assert (state, failures) == (CircuitState.CLOSED, 2)
 
-    def test_an_async_run_on_a_closing_connection_goes_out_on_a_new_one(
-        self, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("stream", ["closing", "still sending"])
+    def test_an_async_run_is_not_written_to_a_busy_or_closing_stream(
+        self, stream: str, make_redis_breaker: MakeRedisBreaker, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A pooled asyncio connection whose stream is already closing is not written to: the run
-        goes through redis-py's own send, which opens the connection again, and counts once."""
+        """A pooled asyncio connection whose stream is closing (as after the server's reset), or
+        still has bytes to send, is never written to directly: the run goes through redis-py's
+        own send (which, for a closed one, opens the connection again) and counts once."""
         app = make_redis_breaker(max_failures=3)
         redis_backend(app).refresher.stop(5)
+        direct: list[bytes] = []
+        get_connection: Any = None
 
-        send = redis.asyncio.connection.AbstractConnection.send_packed_command
-        sent: list[bytes] = []
+        async def handed_out(self: Any, *args: Any, **options: Any) -> Any:
+            connection = await get_connection(self, *args, **options)
+            transport = connection._writer.transport
+            if stream == "closing":
+                transport.abort()
+            else:
+                monkeypatch.setattr(transport, "get_write_buffer_size", lambda: 1)
+            monkeypatch.setattr(connection._writer, "write", direct.append)  # (redis-py's send: writelines)
+            return connection
 
-        async def spied(self: Any, command: Any, *args: Any, **options: Any) -> None:
-            sent.append(b"".join(command)[:18])
-            await send(self, command, *args, **options)
-
-        async def scenario() -> int:
+        async def scenario() -> tuple[list[bytes], int]:
+            nonlocal get_connection
             try:
                 await app.arecord_failure("pg", "timeout")
-                pool = redis_backend(app).store.aclient().connection_pool
-                connection = await pool.get_connection()
-                connection._writer.transport.abort()  # closing, as after the server's reset
-                await pool.release(connection)
-                with monkeypatch.context() as patch:
-                    patch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", spied)
+                pool_type = type(redis_backend(app).store.aclient().connection_pool)
+                get_connection = pool_type.get_connection
+                with monkeypatch.context() as patch, _async_sends_spied(monkeypatch) as sent:
+                    patch.setattr(pool_type, "get_connection", handed_out)
                     await app.arecord_failure("pg", "timeout")
-                return (await app.astate("pg")).failures
+                return sent, (await app.astate("pg")).failures
             finally:
                 await app.aclose()
 
-        assert asyncio.run(scenario()) == 2
-        runs = [s for s in sent if b"EVALSHA" in s]  # (not the new connection's handshake)
-        # through redis-py's send: refused before anything went out, then on the new connection
-        assert runs == [b"*37\r\n$7\r\nEVALSHA\r\n"] * 2
+        sent, failures = asyncio.run(scenario())
+        assert direct == []  # never written to straight
+        runs = [s for s in sent if b"EVALSHA" in s]  # (not a new connection's handshake)
+        # a closing one: refused before anything went out, then sent on a new connection
+        assert runs == [EVALSHA_HEAD] * (2 if stream == "closing" else 1)
+        assert failures == 2  # counted, once
 
-    def test_an_async_client_with_health_checks_sends_through_redis_py(self, redis_url: str) -> None:
+    def test_an_async_client_with_health_checks_sends_through_redis_py(
+        self, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A client of the user's that checks its connections' health (``health_check_interval``)
         keeps its checks: its runs go through redis-py's own send."""
-        send = redis.asyncio.connection.AbstractConnection.send_packed_command
-        sent: list[bytes] = []
 
-        async def spied(self: Any, command: Any, *args: Any, **options: Any) -> None:
-            sent.append(b"".join(command)[:18])
-            await send(self, command, *args, **options)
-
-        async def scenario() -> Any:
+        async def scenario() -> tuple[Any, list[bytes]]:
             client = redis.asyncio.Redis.from_url(redis_url, health_check_interval=30)
             try:
                 await client.ping()
                 assert _packing.packs_own(client)
-                with pytest.MonkeyPatch.context() as patch:
-                    patch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", spied)
-                    return await _packing.acall_packed(client, hiredis.pack_command((b"ECHO", b"run")))
+                with _async_sends_spied(monkeypatch) as sent:
+                    reply = await _packing.acall_packed(client, hiredis.pack_command((b"ECHO", b"run")))
+                return reply, sent
             finally:
                 await client.aclose()
 
-        assert asyncio.run(scenario()) == b"run"
+        reply, sent = asyncio.run(scenario())
+        assert reply == b"run"
         assert sent == [b"*2\r\n$4\r\nECHO\r\n$3\r\n"]
 
     def test_a_policy_of_int_subclasses_is_sent_as_its_numbers(

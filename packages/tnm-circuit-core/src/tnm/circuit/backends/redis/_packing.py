@@ -83,13 +83,16 @@ def call_packed(client: Any, packed: bytes) -> Any:
 
 def _written_at_once(connection: Any, packed: bytes) -> bool:
     """Write ``packed`` straight to an asyncio connection's stream, if it is open with nothing
-    waiting to go out and no health check due. False if nothing went out: not written, or
-    the socket refused the write (asyncio then closes the stream at once, and redis-py's own
-    send finds it closed and opens the connection again).
+    waiting to go out and no health check due. False if nothing went out: not written, or a
+    TCP or Unix socket refused the write (asyncio then closes the stream at once, and
+    redis-py's own send finds it closed and opens the connection again). Over TLS a refused
+    write shows at the read instead, as a lost reply: the run is not sent again, as with
+    redis-py's own send.
 
-    Cost: redis-py sends each command under ``asyncio.wait_for``, which on CPython 3.10 and
-    3.11 makes a task and takes two more turns of the event loop. A run is a few hundred
-    bytes, written whole to an idle stream: there is nothing to wait for (the reply's read is
+    Cost: redis-py sends a command under ``asyncio.wait_for`` when the client has a
+    ``socket_timeout`` (the breaker's own clients always do), which on CPython 3.10 and 3.11
+    makes a task and takes two more turns of the event loop. A run is a few hundred bytes,
+    written whole to an idle stream: there is nothing to wait for (the reply's read is
     bounded by ``socket_timeout``, as before).
     """
     writer = getattr(connection, "_writer", None)
